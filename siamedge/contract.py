@@ -103,9 +103,7 @@ class ModelContract:
     @property
     def score_size(self) -> int:
         """Side of the anchor score grid (25 for SiamMask VOT)."""
-        return (
-            self.instance_size - self.exemplar_size
-        ) // self.total_stride + 1 + self.base_size
+        return (self.instance_size - self.exemplar_size) // self.total_stride + 1 + self.base_size
 
 
 def _static_shape(spec: TensorSpec, where: str) -> tuple[int, ...]:
@@ -141,7 +139,9 @@ def _check_tensors(
         if spec is None:
             continue
         if spec.dtype != dtype:
-            raise ModelError(f"{where}: {kind} {name!r} is {spec.dtype}, the contract needs {dtype}")
+            raise ModelError(
+                f"{where}: {kind} {name!r} is {spec.dtype}, the contract needs {dtype}"
+            )
         shape = _static_shape(spec, where)
         scalar_as_vector = rank == 0 and shape == (1,)
         if len(shape) != rank and not scalar_as_vector:

@@ -43,7 +43,7 @@ class MaskWindow:
         return int(np.count_nonzero(self.bits))
 
     def to_full(self) -> NDArray[np.bool_]:
-        """The (H, W) full-frame mask. Allocates a frame-sized array: for tests and overlays only."""
+        """The (H, W) full-frame mask; allocates a frame-sized array (tests and overlays only)."""
         width, height = self.frame_wh
         full = np.zeros((height, width), dtype=np.bool_)
         x0, y0 = self.origin_xy

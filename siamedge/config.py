@@ -1,0 +1,191 @@
+"""YAML configuration -> validated, frozen settings. The ONLY place defaults live.
+
+Unknown keys, wrong types and bad values raise ConfigError naming the key and the file;
+this module never opens devices, models or sockets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from siamedge.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+ProviderName = Literal["tensorrt", "cuda", "cpu"]
+
+
+class ModelSettings(_Section):
+    """Which model to run and how onnxruntime runs it."""
+
+    path: str = "builtin"
+    """An ONNX file, or `builtin` for the embedded builtin-ncc model."""
+    providers: Literal["auto"] | list[ProviderName] = "auto"
+    """`auto`: TensorRT > CUDA > CPU among the available ones; or an explicit ordered list."""
+    cache_dir: str | None = None
+    """TensorRT engine and timing cache folder.
+
+    Default: $STATE_DIRECTORY/trt under systemd, else ~/.cache/siamedge/trt."""
+    trt_fp16: bool = True
+    trt_workspace_mb: int = Field(default=1024, gt=0)
+    cuda_device_id: int = Field(default=0, ge=0)
+    intra_op_threads: int | None = Field(default=None, ge=1)
+    warmup: bool = True
+
+
+class TrackerSettings(_Section):
+    """Per-target tracking behaviour."""
+
+    max_tracks: int = Field(default=4, ge=1, le=64)
+    seg_thr: float = Field(default=0.35, gt=0.0, lt=1.0)
+    """Mask threshold, used when the model's metadata has none."""
+    min_contour_area: float = Field(default=100.0, ge=0.0)
+    """Contours up to this area (px) do not define the rotated box (SiamMask uses 100)."""
+    lost_score: float = Field(default=0.5, ge=0.0, le=1.0)
+    """A target whose score stays below this for `lost_frames` frames is reported lost."""
+    lost_frames: int = Field(default=10, ge=1)
+
+
+SourceKind = Literal["auto", "camera", "gstreamer", "stream", "file", "images", "synthetic"]
+
+
+class SyntheticSettings(_Section):
+    """The built-in synthetic clip (a textured object moving over a textured background)."""
+
+    width: int = Field(default=1280, ge=64)
+    height: int = Field(default=720, ge=64)
+    frames: int = Field(default=300, ge=2)
+    seed: int = 0
+
+
+class SourceSettings(_Section):
+    """Where frames come from."""
+
+    kind: SourceKind = "auto"
+    """`auto` infers the kind from `uri`."""
+    uri: str = "synthetic"
+    """Camera index or /dev/videoN, GStreamer pipeline, rtsp://, http(s)://, a file, a folder."""
+    width: int | None = Field(default=None, ge=1)
+    height: int | None = Field(default=None, ge=1)
+    fps: float | None = Field(default=None, gt=0)
+    """Camera: requested rate. File, images, synthetic: playback rate (None: the file's own
+    rate; images and synthetic 30)."""
+    fourcc: str | None = Field(default=None, min_length=4, max_length=4)
+    loop: bool = True
+    """Files, folders and synthetic clips start again at the end."""
+    reopen_min_s: float = Field(default=0.5, gt=0)
+    reopen_max_s: float = Field(default=30.0, gt=0)
+    synthetic: SyntheticSettings = SyntheticSettings()
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> SourceSettings:
+        if self.reopen_max_s < self.reopen_min_s:
+            raise ValueError("reopen_max_s must be >= reopen_min_s")
+        return self
+
+
+class TlsSettings(_Section):
+    """TLS towards the broker."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False
+    """Skip the server hostname check (self-signed lab brokers only)."""
+
+
+MaskEncoding = Literal["rle", "polygon", "png", "none"]
+
+
+class MqttSettings(_Section):
+    """Broker connection and topics."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str | None = None
+    """Default: siamedge-<hostname>."""
+    protocol: Literal["5", "3.1.1"] = "5"
+    keepalive_s: int = Field(default=30, ge=5)
+    username: str | None = None
+    password_file: str | None = None
+    password_env: str | None = None
+    tls: TlsSettings | None = None
+    topic_prefix: str = ""
+    """Prepended to every topic, e.g. `siamedge/cam-01/` for fleets."""
+    results_qos: Literal[0, 1, 2] = 0
+    reconnect_min_s: float = Field(default=1.0, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    status_interval_s: float = Field(default=10.0, gt=0)
+    mask_encoding: MaskEncoding = "rle"
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_is_a_topic_level(cls, value: str) -> str:
+        if any(char in value for char in "+#\0"):
+            raise ValueError("topic_prefix must not contain '+', '#' or NUL")
+        if value and not value.endswith("/"):
+            value += "/"
+        return value
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> MqttSettings:
+        if self.password_file and self.password_env:
+            raise ValueError("set password_file or password_env, not both")
+        return self
+
+
+class ServiceSettings(_Section):
+    """The daemon's own behaviour."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    watchdog_stall_s: float = Field(default=10.0, gt=0)
+    """No processed frame for this long stops the watchdog pings (systemd restarts us)."""
+
+
+class Settings(_Section):
+    """The whole configuration file."""
+
+    model: ModelSettings = ModelSettings()
+    tracker: TrackerSettings = TrackerSettings()
+    source: SourceSettings = SourceSettings()
+    mqtt: MqttSettings = MqttSettings()
+    service: ServiceSettings = ServiceSettings()
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "<top level>"
+
+
+def settings_from_mapping(data: Any, origin: str) -> Settings:
+    """Validate a parsed mapping; origin names the file in error messages."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the top level must be a mapping of sections")
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_location(error['loc'])}: {error['msg']}" for error in exc.errors())
+        raise ConfigError(f"{origin}: {problems}") from None
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Read and validate a YAML file; None gives the embedded defaults."""
+    if path is None:
+        return Settings()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return settings_from_mapping(data, str(path))
