@@ -101,8 +101,8 @@ class Tracker:
         """The current state, None before start()."""
         return self._state
 
-    def start(self, frame: NDArray[np.uint8], box_xywh: BoxXYWH) -> None:
-        """Run the init step: template features of the box in this frame.
+    def start(self, frame: NDArray[np.uint8], box_xywh: BoxXYWH) -> TrackResult:
+        """Run the init step (template features of the box in this frame); report the box.
 
         Raises BoxError when the box has a non-positive size or lies outside the frame.
         """
@@ -116,6 +116,16 @@ class Tracker:
         exemplar = crop_resized(frame, center, side, self._geometry.exemplar_size, fill)
         features = self._model.template(exemplar)
         self._state = TargetState(center, size, features, fill, frame_wh)
+        box = (x, y, w, h)
+        return TrackResult(
+            center_xy=center,
+            size_wh=size,
+            bbox_xywh=box,
+            rotated_box=box_corners(box),
+            score=None,
+            state=TrackState.TRACKING,
+            mask=None,
+        )
 
     def set_target(self, center_xy: PointXY, size_wh: PointXY) -> None:
         """Move the target to a given state, keeping the template (re-seeding, tests)."""
