@@ -50,7 +50,7 @@ class GroundTruth:
 
 @dataclass(frozen=True)
 class Pose:
-    """The object's pose in one frame: centre (full-frame px), scale (1 = base size), angle (rad)."""
+    """The object's pose in one frame: centre (full-frame px), scale (1 = base), angle (rad)."""
 
     center_xy: tuple[float, float]
     scale: float
