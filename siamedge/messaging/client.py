@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import logging
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -61,6 +62,23 @@ CLOSE_TIMEOUT_S = 2.0
 
 _PROTOCOLS = {"5": MQTTProtocolVersion.MQTTv5, "3.1.1": MQTTProtocolVersion.MQTTv311}
 _NOT_CONNECTED_YET = "not connected yet"
+_PAHO_LOGGER = logging.getLogger(f"{__name__}.paho")
+
+
+class _DemoteLoopNoise(logging.Filter):
+    """paho 2.2's network loop logs `Client is not connected` at ERROR once after every clean
+    disconnect; it is not an error, so it goes to DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and str(record.msg).startswith(
+            "Client is not connected"
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return _PAHO_LOGGER.isEnabledFor(logging.DEBUG)
+        return True
+
+
+_PAHO_LOGGER.addFilter(_DemoteLoopNoise())
 _CLOSED = "closed"
 
 
@@ -82,7 +100,10 @@ class IncomingCommand:
 
 @dataclass(frozen=True)
 class ConnectionState:
-    """Whether the broker connection is up, why it changed last, and when (unix seconds)."""
+    """Whether the broker connection is up, why it changed last, and when (unix seconds).
+
+    connected turns True when the broker has acknowledged the command subscriptions.
+    """
 
     connected: bool
     reason: str
@@ -125,6 +146,7 @@ class MqttClient:
         self._status_payload = encode_online()
         self._closing = False
         self._started = False
+        self._subscribe_mid: int | None = None
 
         protocol = _PROTOCOLS[settings.protocol]
         self._mqtt5 = protocol == MQTTProtocolVersion.MQTTv5
@@ -134,7 +156,7 @@ class MqttClient:
             protocol=protocol,
             clean_session=None if self._mqtt5 else True,
         )
-        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        client.enable_logger(_PAHO_LOGGER)
         # An exception escaping a callback would end paho's network thread for good.
         client.suppress_exceptions = True
         client.max_queued_messages_set(MAX_QUEUED_OUTGOING)
@@ -233,7 +255,7 @@ class MqttClient:
             return self._state
 
     def wait_connected(self, timeout_s: float) -> bool:
-        """Block until connected or `timeout_s` passed; True when connected."""
+        """Block until connected and subscribed, or `timeout_s` passed; True when connected."""
         return self._connected.wait(timeout_s)
 
     def _set_state(self, connected: bool, reason: str, level: int) -> None:
@@ -281,17 +303,25 @@ class MqttClient:
                     False, f"broker refused the connection: {reason_code}", logging.ERROR
                 )
                 return
-            # Subscribing here brings the subscriptions back after every reconnect.
-            client.subscribe([(self._topics.start, COMMAND_QOS), (self._topics.stop, COMMAND_QOS)])
+            # Subscribing here brings the subscriptions back after every reconnect; the state
+            # turns `connected` at the SUBACK, when commands can actually arrive.
+            _, mid = client.subscribe(
+                [(self._topics.start, COMMAND_QOS), (self._topics.stop, COMMAND_QOS)]
+            )
+            with self._lock:
+                self._subscribe_mid = mid
             # The broker may hold our last will (`offline`) from a dropped connection.
             client.publish(self._topics.status, self._current_status(), qos=STATUS_QOS, retain=True)
-            self._set_state(True, str(reason_code), logging.INFO)
         except Exception:
             log.exception("MQTT on_connect failed")
 
     def _handle_connect_fail(self, client: Client, userdata: object) -> None:
         try:
-            self._set_state(False, "cannot reach the broker", logging.WARNING)
+            # paho calls this inside its `except OSError:`; the error says refused, unreachable
+            # or which TLS check failed.
+            error = sys.exc_info()[1]
+            reason = f"cannot connect: {error}" if error else "cannot connect"
+            self._set_state(False, reason, logging.WARNING)
         except Exception:
             log.exception("MQTT on_connect_fail failed")
 
@@ -321,10 +351,23 @@ class MqttClient:
         reason_codes: list[ReasonCode],
         properties: Properties | None,
     ) -> None:
-        topics = (self._topics.start, self._topics.stop)
-        for topic, code in zip(topics, reason_codes, strict=False):
-            if code.is_failure:
-                log.error("MQTT broker refused the subscription to %s: %s", topic, code)
+        try:
+            with self._lock:
+                if mid != self._subscribe_mid:
+                    return
+            topics = (self._topics.start, self._topics.stop)
+            refused = [
+                f"{topic} ({code})"
+                for topic, code in zip(topics, reason_codes, strict=False)
+                if code.is_failure
+            ]
+            if refused:
+                reason = f"subscribed, but the broker refused {', '.join(refused)}"
+                self._set_state(True, reason, logging.ERROR)
+            else:
+                self._set_state(True, "subscribed to the command topics", logging.INFO)
+        except Exception:
+            log.exception("MQTT on_subscribe failed")
 
     def _handle_message(self, client: Client, userdata: object, message: MQTTMessage) -> None:
         try:

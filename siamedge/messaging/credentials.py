@@ -44,6 +44,18 @@ def resolve_password(settings: MqttSettings) -> str | None:
     return None
 
 
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when the handshake fails: paho 2.2 drops such a socket unclosed, which
+    leaks a descriptor until garbage collection on every failed TLS reconnect."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
 def _refuse_key_password() -> bytes:
     # OpenSSL would otherwise prompt on a terminal that a daemon does not have.
     raise ConfigError("mqtt.tls.key_file: the key is encrypted; siamedge needs an unencrypted key")
@@ -69,4 +81,5 @@ def tls_context(settings: TlsSettings) -> ssl.SSLContext:
                 f"{' and ' + settings.key_file if settings.key_file else ''}: {exc}"
             ) from None
     context.check_hostname = not settings.insecure
+    context.sslsocket_class = _ClosingSSLSocket
     return context
