@@ -29,6 +29,7 @@ from siamedge.config import MqttSettings, TlsSettings
 from siamedge.errors import CommandError
 from siamedge.messaging.client import ConnectionState, IncomingCommand, MqttClient
 from siamedge.messaging.protocol import (
+    MAX_COMMAND_BYTES,
     SourceStatus,
     StartCommand,
     StatusReport,
@@ -456,3 +457,24 @@ def test_tls_with_an_unknown_ca_is_a_clear_failure(
         with client:
             wait_until(lambda: "CERTIFICATE_VERIFY_FAILED" in client.connection.reason)
     assert any("CERTIFICATE_VERIFY_FAILED" in r.getMessage() for r in caplog.records)
+
+
+def test_oversized_command_is_answered_without_queueing(
+    mosquitto: Broker, mqtt_prefix: str, mqtt_collector: Collect, make_client: Callable[..., Any]
+) -> None:
+    client = connected(make_client(settings_for(mosquitto, mqtt_prefix)))
+    collector = mqtt_collector(mosquitto, [client.topics.errors])
+    payload = b'{"request_id": "big", "box": [1, 2, 3, 4]}' + b" " * MAX_COMMAND_BYTES
+    collector.publish(client.topics.start, payload)
+    error = payload_of(collector.wait_for(client.topics.errors)[0])
+    assert error["reason"].startswith(f"payload is {len(payload)} bytes")
+    assert error["payload_excerpt"].startswith('{"request_id": "big"')
+    assert client.drain_commands() == []
+
+
+def test_close_without_start_is_harmless(mosquitto: Broker, mqtt_prefix: str) -> None:
+    states: list[ConnectionState] = []
+    client = MqttClient(settings_for(mosquitto, mqtt_prefix), on_state_change=states.append)
+    client.close()
+    client.close()
+    assert [(s.connected, s.reason) for s in states] == [(False, "closed")]

@@ -35,6 +35,7 @@ from siamedge.messaging.protocol import (
     OFFLINE_CONNECTION_LOST,
     OFFLINE_SHUTDOWN,
     StatusReport,
+    check_command_size,
     encode_ack,
     encode_error,
     encode_offline,
@@ -122,7 +123,8 @@ class MqttClient:
     """Connects in the background, keeps the subscriptions and the retained status across
     reconnects, queues incoming commands and publishes results, status, acks and errors.
 
-    on_state_change runs on paho's network thread: it must return quickly and never block.
+    on_state_change runs on paho's network thread (and once in close()): it must return quickly
+    and never block.
     Raises ConfigError at construction for a missing password file/variable or bad TLS files.
     """
 
@@ -405,6 +407,12 @@ class MqttClient:
             correlation_data=correlation_data,
             received_at=time.time(),
         )
+        try:
+            check_command_size(command.payload)
+        except CommandError as exc:
+            # Answered here so that the queue never holds more than its size x 64 KiB.
+            self.reject(command, exc)
+            return
         dropped: IncomingCommand | None = None
         with self._lock:
             if len(self._commands) >= self._queue_size:

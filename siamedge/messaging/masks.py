@@ -49,12 +49,13 @@ def rle_counts(window: MaskWindow) -> NDArray[np.int64]:
     x0, y0 = window.origin_xy
     h, w = window.bits.shape
     total = width * height
-    # Each window column padded with background above and below: +1 marks the row where a
-    # foreground run starts, -1 the row after it ends. nonzero() walks columns in frame order.
-    padded = np.zeros((w, h + 2), dtype=np.int8)
+    # Each window column padded with background above and below; a change between rows r-1
+    # and r is where a run starts or ends. Flat indices walk the columns in frame order.
+    padded = np.zeros((w, h + 2), dtype=np.bool_)
     padded[:, 1:-1] = window.bits.T
-    cols, rows = np.nonzero(np.diff(padded, axis=1))
-    changes = (cols.astype(np.int64) + x0) * height + (rows.astype(np.int64) + y0)
+    flat = np.flatnonzero(padded[:, 1:] != padded[:, :-1])
+    cols, rows = np.divmod(flat, h + 1)
+    changes = (cols + x0) * height + (rows + y0)
     if h == height and changes.size > 1:
         # A full-height window: a run ending at the bottom of one column and a run starting at
         # the top of the next are one run in column-major order.

@@ -127,11 +127,16 @@ def _guess_request_id(text: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _load_object(payload: bytes) -> dict[str, Any]:
+def check_command_size(payload: bytes) -> None:
+    """CommandError when `payload` is over MAX_COMMAND_BYTES (checked before anything else)."""
     if len(payload) > MAX_COMMAND_BYTES:
         raise CommandError(
             f"payload is {len(payload)} bytes; commands are limited to {MAX_COMMAND_BYTES} bytes"
         )
+
+
+def _load_object(payload: bytes) -> dict[str, Any]:
+    check_command_size(payload)
     try:
         text = payload.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
