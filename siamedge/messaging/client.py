@@ -421,7 +421,7 @@ class MqttClient:
             self._commands.append(command)
         if dropped is not None:
             log.warning(
-                "MQTT command queue full (%d): dropped the oldest %s command from %s",
+                "MQTT command queue full (%d): dropped the oldest %s command (received %s)",
                 self._queue_size,
                 dropped.kind,
                 time.strftime("%H:%M:%S", time.localtime(dropped.received_at)),
