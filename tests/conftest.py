@@ -9,6 +9,7 @@ import pytest
 pytest_plugins = [
     "fixtures.paths",
     "fixtures.toy_models",
+    "fixtures.mosquitto",
 ]
 
 
