@@ -75,10 +75,13 @@ def _socket_address(value: str) -> str:
 
 
 def _send_with_socket(address: str, message: str) -> None:
-    """One datagram to the notify socket; a fresh socket each time, as pings are seconds apart."""
+    """One datagram to the notify socket; a fresh socket each time, as pings are seconds apart.
+
+    MSG_DONTWAIT: a service manager that stops reading (a full queue) must not stall the
+    frame loop; the send fails with EAGAIN instead and is logged.
+    """
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        sock.connect(address)
-        sock.sendall(message.encode("utf-8"))
+        sock.sendto(message.encode("utf-8"), socket.MSG_DONTWAIT, address)
 
 
 def _one_line(text: str) -> str:
