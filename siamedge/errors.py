@@ -29,3 +29,7 @@ class CommandError(SiamedgeError):
         super().__init__(reason)
         self.reason = reason
         self.request_id = request_id
+
+
+class BoxError(SiamedgeError, ValueError):
+    """A target box is unusable: non-positive size, not finite, or entirely outside the frame."""

@@ -8,6 +8,7 @@ import pytest
 
 pytest_plugins = [
     "fixtures.paths",
+    "fixtures.toy_models",
 ]
 
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need (Debian packages, .venv with all extras) and runs
+# lint, type check and the whole test suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh cpu,dev,export,systemd \
+    mosquitto libsystemd-dev pkg-config gcc systemd
+
+echo "== ruff" >&2
+.venv/bin/ruff check siamedge tests benchmarks
+.venv/bin/ruff format --check siamedge tests benchmarks
+echo "== mypy --strict" >&2
+.venv/bin/mypy --strict siamedge
+echo "== pytest" >&2
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,79 @@
+"""The `siamedge` command: run (the service), track (offline), inspect, export, install-service.
+
+Parses arguments and maps errors to exit codes; the work lives in the modules it dispatches to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Protocol
+
+from siamedge import __version__
+from siamedge.errors import ConfigError, SiamedgeError
+
+EX_CONFIG = 78
+"""sysexits.h EX_CONFIG: the systemd unit does not restart on it (RestartPreventExitStatus)."""
+EX_FAILURE = 1
+EX_INTERRUPTED = 130
+
+log = logging.getLogger("siamedge")
+
+
+class Command(Protocol):
+    """A subcommand module: declares its options and runs."""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+# name -> (module implementing it, one-line help). Modules load only when chosen, so
+# `siamedge --help` never imports onnxruntime or torch.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "track": ("siamedge.offline", "track one box over a file, folder or synthetic clip"),
+    "inspect": ("siamedge.inspect", "check a model against the contract and show its metadata"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (loads every subcommand module)."""
+    parser = argparse.ArgumentParser(
+        prog="siamedge", description="SiamMask segmentation tracking for edge cameras."
+    )
+    parser.add_argument("--version", action="version", version=f"siamedge {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        _load(module_name).add_arguments(sub)
+    return parser
+
+
+def _load(module_name: str) -> Command:
+    module: Command = importlib.import_module(module_name)
+    return module
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _load(COMMANDS[args.command][0]).run(args)
+    except ConfigError as exc:
+        print(f"siamedge: configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except SiamedgeError as exc:
+        print(f"siamedge: error: {exc}", file=sys.stderr)
+        return EX_FAILURE
+    except KeyboardInterrupt:
+        return EX_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

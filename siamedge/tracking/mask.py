@@ -1,0 +1,142 @@
+"""Mask post-processing: warp the model's mask window into the frame, threshold, trace contours.
+
+Everything happens inside the window the mask can cover; nothing is ever allocated frame-sized.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import cast
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from siamedge.tracking.geometry import MaskPlacement, PointXY
+from siamedge.tracking.result import MaskWindow
+
+BORDER_VALUE = -1.0
+"""Probability given to frame pixels the mask window does not cover (below any threshold)."""
+
+WINDOW_MARGIN_PX = 2
+"""Extra pixels around the warped window: bilinear reach plus warpAffine's fixed-point rounding,
+and a zero border so contours traced in the window equal those traced in the full frame."""
+
+NO_CONTOUR = np.zeros((0, 2), dtype=np.int32)
+
+
+@dataclass(frozen=True)
+class WarpWindow:
+    """The frame window the warped mask can touch, and the affine map mask -> window pixels."""
+
+    x0: int
+    y0: int
+    width: int
+    height: int
+    matrix: NDArray[np.float64]
+    """(2, 3) affine map from mask-map pixels to window pixels."""
+
+
+def warp_window(
+    placement: MaskPlacement, map_size: int, frame_wh: tuple[int, int]
+) -> WarpWindow | None:
+    """The window of the frame covered by the mask map, or None when it misses the frame.
+
+    The map is SiamMask's full-frame `crop_back` warp restricted to the window: the same
+    scale (W - 1) / (W * s), so the warped values equal the full-frame warp's.
+    """
+    width, height = frame_wh
+    scale = map_size / placement.side
+    back_x, back_y = -placement.x * scale, -placement.y * scale
+    a = (width - 1) / (width * scale)
+    b = (height - 1) / (height * scale)
+    c = -a * back_x
+    d = -b * back_y
+    # Mask pixels u in (-1, map_size) can contribute: bilinear blends with the border.
+    x_lo = max(0, math.floor(c - a) - WINDOW_MARGIN_PX)
+    y_lo = max(0, math.floor(d - b) - WINDOW_MARGIN_PX)
+    x_hi = min(width, math.ceil(c + a * map_size) + WINDOW_MARGIN_PX + 1)
+    y_hi = min(height, math.ceil(d + b * map_size) + WINDOW_MARGIN_PX + 1)
+    if x_lo >= x_hi or y_lo >= y_hi:
+        return None
+    matrix = np.array([[a, 0.0, c - x_lo], [0.0, b, d - y_lo]], dtype=np.float64)
+    return WarpWindow(x_lo, y_lo, x_hi - x_lo, y_hi - y_lo, matrix)
+
+
+def warp_probabilities(probs: NDArray[np.float32], window: WarpWindow) -> NDArray[np.float32]:
+    """The (height, width) probabilities of the window (bilinear; -1 where the map has none)."""
+    warped = cv2.warpAffine(
+        probs,
+        window.matrix,
+        (window.width, window.height),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=BORDER_VALUE,
+    )
+    return cast(NDArray[np.float32], warped)
+
+
+def largest_contour(
+    bits_u8: NDArray[np.uint8], origin_xy: tuple[int, int]
+) -> tuple[NDArray[np.int32], float]:
+    """The largest external contour of a window mask, in frame pixels, and its area (px^2).
+
+    Ties go to the first contour found, as in SiamMask. Returns ((0, 2), 0.0) when empty.
+    """
+    contours, _ = cv2.findContours(
+        bits_u8, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE, offset=origin_xy
+    )
+    if not contours:
+        return NO_CONTOUR, 0.0
+    areas = [cv2.contourArea(contour) for contour in contours]
+    best = int(np.argmax(areas))
+    points: NDArray[np.int32] = contours[best].reshape(-1, 2).astype(np.int32, copy=False)
+    return points, float(areas[best])
+
+
+def project_mask(
+    probs: NDArray[np.float32],
+    placement: MaskPlacement,
+    frame_wh: tuple[int, int],
+    threshold: float,
+) -> tuple[MaskWindow, float]:
+    """Threshold the model's (E, E) mask probabilities placed in the frame: a window mask.
+
+    Returns the mask, whose contour is the largest external one (frame pixels; (0, 2) when the
+    mask is empty), and that contour's area in px^2.
+    """
+    window = warp_window(placement, probs.shape[0], frame_wh)
+    if window is None:
+        return MaskWindow(np.zeros((0, 0), np.bool_), (0, 0), frame_wh, NO_CONTOUR), 0.0
+    bits = warp_probabilities(probs, window) > threshold
+    contour, area = largest_contour(bits.view(np.uint8), (window.x0, window.y0))
+    return MaskWindow(bits, (window.x0, window.y0), frame_wh, contour), area
+
+
+def rotated_box_of(
+    contour_xy: NDArray[np.int32], contour_area: float, min_area: float
+) -> tuple[PointXY, PointXY, PointXY, PointXY] | None:
+    """Corners of the min-area rotated rectangle of a contour whose area exceeds min_area."""
+    if contour_area <= min_area:
+        return None
+    corners = cv2.boxPoints(cv2.minAreaRect(contour_xy))
+    p0, p1, p2, p3 = ((float(x), float(y)) for x, y in corners)
+    return p0, p1, p2, p3
+
+
+def mask_bbox(mask: MaskWindow) -> tuple[float, float, float, float] | None:
+    """(x, y, w, h) in frame pixels of the mask's foreground pixels; None when empty."""
+    if mask.bits.size == 0:
+        return None
+    rows = np.flatnonzero(mask.bits.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.bits.any(axis=0))
+    x0, y0 = mask.origin_xy
+    return (
+        float(x0 + cols[0]),
+        float(y0 + rows[0]),
+        float(cols[-1] - cols[0] + 1),
+        float(rows[-1] - rows[0] + 1),
+    )

@@ -1,0 +1,77 @@
+"""Configuration files: the shipped examples validate; every mistake names the key and the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from siamedge.config import Settings, load_settings
+from siamedge.errors import ConfigError
+
+
+@pytest.mark.parametrize("name", ["siamedge.yaml", "demo.yaml"])
+def test_shipped_configs_validate(repo_root: Path, name: str) -> None:
+    settings = load_settings(repo_root / "config" / name)
+    assert isinstance(settings, Settings)
+
+
+def test_demo_config_is_builtin_model_on_synthetic_source(repo_root: Path) -> None:
+    settings = load_settings(repo_root / "config" / "demo.yaml")
+    assert settings.model.path == "builtin"
+    assert settings.source.uri == "synthetic"
+
+
+def test_no_file_gives_embedded_defaults() -> None:
+    settings = load_settings(None)
+    assert settings.model.path == "builtin"
+    assert settings.mqtt.port == 1883
+    assert settings.tracker.max_tracks == 4
+
+
+def test_empty_file_gives_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    assert load_settings(path) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("mqtt:\n  prot: 1883\n", r"bad\.yaml: mqtt\.prot: Extra inputs are not permitted"),
+        ("sourse:\n  uri: x\n", r"bad\.yaml: sourse: Extra inputs are not permitted"),
+        ("mqtt:\n  port: http\n", r"mqtt\.port: Input should be a valid integer"),
+        ("mqtt:\n  port: 70000\n", r"mqtt\.port: Input should be less than or equal to 65535"),
+        ("tracker:\n  seg_thr: 1.5\n", r"tracker\.seg_thr: Input should be less than 1"),
+        ("model:\n  providers: [gpu]\n", r"model\.providers"),
+        ("mqtt:\n  topic_prefix: 'a/+/'\n", r"mqtt\.topic_prefix: Value error"),
+        (
+            "mqtt:\n  password_file: /a\n  password_env: B\n",
+            r"mqtt: Value error, set password_file or password_env, not both",
+        ),
+        ("source:\n  reopen_min_s: 5\n  reopen_max_s: 1\n", r"reopen_max_s must be >="),
+        ("- just\n- a list\n", r"bad\.yaml: the top level must be a mapping"),
+        ("mqtt: [\n", r"bad\.yaml: not valid YAML"),
+    ],
+)
+def test_mistakes_name_key_and_file(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path)
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"missing\.yaml: cannot read the configuration"):
+        load_settings(tmp_path / "missing.yaml")
+
+
+def test_topic_prefix_gets_a_trailing_slash() -> None:
+    settings = Settings.model_validate({"mqtt": {"topic_prefix": "siamedge/cam-01"}})
+    assert settings.mqtt.topic_prefix == "siamedge/cam-01/"
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValueError, match="frozen"):
+        settings.mqtt.port = 1  # type: ignore[misc]

@@ -1,0 +1,128 @@
+"""Windowed mask back-projection equals SiamMask's full-frame warp; contours, boxes, bboxes."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.typing import NDArray
+
+from siamedge.tracking.geometry import MaskPlacement
+from siamedge.tracking.mask import mask_bbox, project_mask, rotated_box_of, warp_window
+
+MAP = 127
+THRESHOLD = 0.35
+
+
+def full_frame_warp(
+    probs: NDArray[np.float32], placement: MaskPlacement, width: int, height: int
+) -> NDArray[np.float32]:
+    """The original tracker's way: warp the map onto a whole frame-sized array."""
+    scale = MAP / placement.side
+    back = (-placement.x * scale, -placement.y * scale, width * scale, height * scale)
+    a = (width - 1) / back[2]
+    b = (height - 1) / back[3]
+    matrix = np.array([[a, 0, -a * back[0]], [0, b, -b * back[1]]], dtype=np.float64)
+    warped: NDArray[np.float32] = cv2.warpAffine(
+        probs, matrix, (width, height), flags=cv2.INTER_LINEAR, borderValue=-1
+    )
+    return warped
+
+
+def blob_map(seed: int) -> NDArray[np.float32]:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:MAP, 0:MAP].astype(np.float32)
+    cx, cy = rng.uniform(20, 107, 2)
+    rx, ry = rng.uniform(5, 60, 2)
+    inside = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2
+    probs = 1 / (1 + np.exp(np.minimum(4 * (inside - 1), 50.0)))
+    probs[rng.random((MAP, MAP)) < 0.01] = 1.0  # specks: several contours
+    return probs.astype(np.float32)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    width=st.integers(20, 700),
+    height=st.integers(20, 500),
+    side=st.floats(15, 900),
+    fx=st.floats(-1.2, 1.0),
+    fy=st.floats(-1.2, 1.0),
+    seed=st.integers(0, 2**16),
+)
+def test_windowed_mask_equals_full_frame_mask(
+    width: int, height: int, side: float, fx: float, fy: float, seed: int
+) -> None:
+    probs = blob_map(seed)
+    placement = MaskPlacement(x=fx * max(width, side), y=fy * max(height, side), side=side)
+    expected = full_frame_warp(probs, placement, width, height) > THRESHOLD
+
+    mask, area = project_mask(probs, placement, (width, height), THRESHOLD)
+
+    got = mask.to_full() if mask.bits.size else np.zeros((height, width), np.bool_)
+    np.testing.assert_array_equal(got, expected)
+    contours, _ = cv2.findContours(
+        expected.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+    )
+    if contours:
+        areas = [cv2.contourArea(contour) for contour in contours]
+        best = contours[int(np.argmax(areas))].reshape(-1, 2)
+        np.testing.assert_array_equal(mask.contour_xy, best)
+        assert area == max(areas)
+    else:
+        assert mask.contour_xy.shape == (0, 2)
+        assert area == 0.0
+
+
+def test_window_size_does_not_depend_on_frame_size() -> None:
+    placement = MaskPlacement(x=400.0, y=300.0, side=200.0)
+    small = warp_window(placement, MAP, (1280, 720))
+    large = warp_window(placement, MAP, (3840, 2160))
+    assert small is not None
+    assert large is not None
+    assert (small.width, small.height) == (large.width, large.height)
+    assert small.width <= 200 + 8
+
+
+def test_window_off_frame_is_empty() -> None:
+    placement = MaskPlacement(x=2000.0, y=10.0, side=100.0)
+    assert warp_window(placement, MAP, (640, 480)) is None
+    mask, area = project_mask(blob_map(1), placement, (640, 480), THRESHOLD)
+    assert mask.area == 0
+    assert area == 0.0
+    assert mask_bbox(mask) is None
+
+
+def test_rotated_box_of_a_tilted_rectangle() -> None:
+    canvas = np.zeros((200, 200), np.uint8)
+    corners = cv2.boxPoints(((100.0, 100.0), (80.0, 30.0), 30.0))
+    cv2.fillPoly(canvas, [np.round(corners).astype(np.int32)], 1)
+    contours, _ = cv2.findContours(canvas, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    contour = contours[0].reshape(-1, 2).astype(np.int32)
+    box = rotated_box_of(contour, cv2.contourArea(contour), 100.0)
+    assert box is not None
+    center = np.mean(np.array(box), axis=0)
+    np.testing.assert_allclose(center, (100.0, 100.0), atol=1.5)
+    sides = sorted(np.linalg.norm(np.array(box) - np.roll(np.array(box), 1, axis=0), axis=1))
+    np.testing.assert_allclose(sides, [30, 30, 80, 80], atol=2.5)
+
+
+def test_rotated_box_needs_area_over_minimum() -> None:
+    square = np.array([[0, 0], [9, 0], [9, 9], [0, 9]], np.int32)
+    assert rotated_box_of(square, 81.0, 100.0) is None
+    assert rotated_box_of(square, 81.0, 80.0) is not None
+
+
+def test_mask_bbox_in_frame_pixels() -> None:
+    probs = np.zeros((MAP, MAP), np.float32)
+    probs[40:60, 30:90] = 1.0
+    placement = MaskPlacement(x=100.0, y=50.0, side=float(MAP))  # one map pixel per frame pixel
+    mask, _ = project_mask(probs, placement, (640, 480), THRESHOLD)
+    bbox = mask_bbox(mask)
+    assert bbox is not None
+    x, y, w, h = bbox
+    full = mask.to_full()
+    ys, xs = np.nonzero(full)
+    assert (x, y, w, h) == (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+    assert 125 <= x <= 131
+    assert 85 <= y <= 91
