@@ -7,6 +7,7 @@ outside systemd (no NOTIFY_SOCKET) every notify call is a silent no-op.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import socket
@@ -14,11 +15,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Literal, TextIO
 
+_sd_daemon: ModuleType | None
+_sd_journal: ModuleType | None
 try:
-    from systemd import daemon as _sd_daemon
-    from systemd import journal as _sd_journal
+    # import_module, not `from systemd import ...`: in a checkout, the systemd/ folder of unit
+    # files looks like a namespace package named systemd to mypy.
+    _sd_daemon = importlib.import_module("systemd.daemon")
+    _sd_journal = importlib.import_module("systemd.journal")
 except ImportError:  # systemd-python is optional: the stdlib code below covers both jobs
     _sd_daemon = None
     _sd_journal = None
@@ -372,11 +378,11 @@ def configure_logging(
     target = sys.stderr if stream is None else stream
     if native_journal and _sd_journal is None:
         raise ValueError("native_journal=True needs systemd-python, which is not installed")
-    use_native = _sd_journal is not None if native_journal is None else native_journal
+    journal = _sd_journal if native_journal is not False else None
     handler: logging.Handler
     if stream_is_journal(target):
-        if use_native:
-            handler = _sd_journal.JournalHandler(SYSLOG_IDENTIFIER=SYSLOG_IDENTIFIER)
+        if journal is not None:
+            handler = journal.JournalHandler(SYSLOG_IDENTIFIER=SYSLOG_IDENTIFIER)
             handler.setFormatter(logging.Formatter(JOURNAL_FORMAT))
         else:
             handler = logging.StreamHandler(target)
