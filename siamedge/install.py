@@ -87,9 +87,9 @@ def render_unit(template: str, executable: Path, config_path: Path, origin: str)
 
 
 def tegra_device_nodes(dev_dir: Path) -> list[Path]:
-    """Jetson GPU/DLA/nvmap character devices present under `dev_dir`, sorted."""
+    """Jetson GPU/DLA/nvmap character devices present under `dev_dir`, as /dev paths, sorted."""
     found = {path for pattern in TEGRA_NODE_PATTERNS for path in dev_dir.glob(pattern)}
-    return sorted(path for path in found if _is_char_device(path))
+    return sorted(DEFAULT_DEV_DIR / p.relative_to(dev_dir) for p in found if _is_char_device(p))
 
 
 def _is_char_device(path: Path) -> bool:
