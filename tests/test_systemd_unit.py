@@ -72,7 +72,7 @@ def _exposure(systemd_analyze: str, unit: Path) -> tuple[float, str]:
 def _install_args(tmp_path: Path, dev_dir: Path) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     install.add_arguments(parser)
-    entry_point = tmp_path / "venv" / "bin" / "siamedge"
+    entry_point = tmp_path / "my venv" / "bin" / "siamedge"  # verify checks the quoting too
     entry_point.parent.mkdir(parents=True)
     entry_point.write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
     entry_point.chmod(0o755)
