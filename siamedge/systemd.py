@@ -220,9 +220,10 @@ class Notifier:
 class Watchdog:
     """Pings systemd's watchdog only while frames are being processed.
 
-    The service calls frame_processed() after each frame and tick() on every main-loop turn
-    (after ready()). tick() sends WATCHDOG=1 every half interval as long as the last frame is
-    at most `stall_s` old; a stalled pipeline stops the pings and systemd restarts the unit.
+    Create it right after ready() (the first frame gets `stall_s` from then); the service
+    calls frame_processed() after each frame and tick() on every main-loop turn. tick() sends
+    WATCHDOG=1 every half interval as long as the last frame is at most `stall_s` old; a
+    stalled pipeline stops the pings and systemd restarts the unit.
 
     Ticked from the main loop, not from a thread of its own: a thread keeps pinging when the
     loop itself hangs (a deadlock, a wedged inference call), which is exactly what the watchdog
@@ -263,6 +264,14 @@ class Watchdog:
     def frame_processed(self, now: float | None = None) -> None:
         """Record progress: a frame went through the pipeline."""
         self._last_frame = self._clock() if now is None else now
+
+    def waiting_for_source(self, now: float | None = None) -> None:
+        """Record progress without a frame: a lost source is being retried on purpose.
+
+        Call it on each reopen attempt, so a camera that is gone for a while is reported in
+        the status instead of restarting the service; a loop that hangs still stops pings.
+        """
+        self.frame_processed(now)
 
     def tick(self, now: float | None = None) -> bool:
         """Ping when one is due and frames flow; True when WATCHDOG=1 was sent."""

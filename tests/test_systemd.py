@@ -250,6 +250,24 @@ def test_watchdog_stops_pinging_when_frames_stall_and_resumes(
     assert any("pings resume" in record.getMessage() for record in caplog.records)
 
 
+def test_watchdog_keeps_pinging_while_a_lost_source_is_retried(
+    notify_socket: NotifyReceiver,
+) -> None:
+    clock = FakeClock()
+    watchdog = Watchdog(Notifier(), interval_s=4.0, stall_s=3.0, clock=clock)
+    ping_times = []
+    for second in range(20):
+        clock.now = float(second)
+        if second <= 5:
+            watchdog.frame_processed()
+        elif second % 2 == 0:  # camera gone: a reopen attempt every 2 s
+            watchdog.waiting_for_source()
+        if watchdog.tick():
+            ping_times.append(second)
+        assert _watchdog_pings(notify_socket) == (1 if ping_times[-1] == second else 0)
+    assert ping_times == list(range(0, 20, 2))
+
+
 def test_watchdog_grants_stall_s_before_the_first_frame(notify_socket: NotifyReceiver) -> None:
     clock = FakeClock()
     clock.now = 100.0
