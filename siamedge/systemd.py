@@ -47,7 +47,10 @@ ABSTRACT_PREFIX = "@"
 """NOTIFY_SOCKET names starting with '@' live in the abstract namespace (leading NUL byte)."""
 
 NotifyBackend = Literal["auto", "libsystemd", "socket"]
-"""`auto`: systemd-python when installed, else the stdlib socket code. The others force one."""
+"""`auto`: systemd-python when installed, else the stdlib socket code. The others force one.
+
+libsystemd's sd_notify blocks while the manager's queue is full (PID 1 drains it at once in
+practice); the socket code never blocks and reports EAGAIN as a failed send instead."""
 
 HANDLER_NAME = "siamedge"
 """Name of the root handler configure_logging installs; a second call replaces it."""
@@ -74,7 +77,7 @@ def _send_with_libsystemd(message: str) -> None:
 
 
 def _socket_address(value: str) -> str:
-    """NOTIFY_SOCKET value -> the address socket.connect takes."""
+    """NOTIFY_SOCKET value -> the address socket.sendto takes."""
     if value.startswith(ABSTRACT_PREFIX):
         return "\0" + value[len(ABSTRACT_PREFIX) :]
     return value
