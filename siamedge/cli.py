@@ -36,6 +36,10 @@ class Command(Protocol):
 COMMANDS: dict[str, tuple[str, str]] = {
     "track": ("siamedge.offline", "track one box over a file, folder or synthetic clip"),
     "inspect": ("siamedge.inspect", "check a model against the contract and show its metadata"),
+    "install-service": (
+        "siamedge.install",
+        "install the systemd unit and the example configuration",
+    ),
 }
 
 

@@ -10,6 +10,7 @@ pytest_plugins = [
     "fixtures.paths",
     "fixtures.toy_models",
     "fixtures.mosquitto",
+    "fixtures.notify_socket",
 ]
 
 
