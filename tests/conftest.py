@@ -11,6 +11,7 @@ pytest_plugins = [
     "fixtures.toy_models",
     "fixtures.mosquitto",
     "fixtures.notify_socket",
+    "fixtures.media",
 ]
 
 
