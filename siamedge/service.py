@@ -82,6 +82,22 @@ class _MqttResponder:
 
 
 @dataclass(frozen=True)
+class FrameReport:
+    """One processed frame and its tracks, for listeners (e.g. a live view).
+
+    tracks: (track_id, result, slot) with slot a small stable number per track (colours).
+    latency_ms: capture -> results published (None when nothing was published).
+    """
+
+    frame: Frame
+    tracks: tuple[tuple[str, TrackResult, int], ...]
+    latency_ms: float | None
+
+
+FrameListener = Callable[[FrameReport], None]
+
+
+@dataclass(frozen=True)
 class _PendingStart:
     command: StartCommand
     responder: Responder
@@ -165,7 +181,11 @@ class Service:
         self._frame_wh: tuple[int, int] | None = None
         self._pending: deque[_PendingStart] = deque()
         self._inboxes: list[Callable[[], list[Request]]] = []
+        self._frame_listeners: list[FrameListener] = []
         self._published_tracks = False
+        self._status_lock = threading.Lock()
+        self._last_status: StatusReport | None = None
+        self._broker = ConnectionState(False, "not connected yet", time.time())
 
     @property
     def stop_event(self) -> threading.Event:
@@ -179,6 +199,21 @@ class Service:
     def add_inbox(self, drain: Callable[[], list[Request]]) -> None:
         """Another command channel (e.g. HTTP): drain() returns its queued requests."""
         self._inboxes.append(drain)
+
+    def add_frame_listener(self, listener: FrameListener) -> None:
+        """Called on the main loop after every processed frame; it must return at once."""
+        self._frame_listeners.append(listener)
+
+    @property
+    def status(self) -> StatusReport | None:
+        """The latest status report (None before start-up finished); any thread."""
+        with self._status_lock:
+            return self._last_status
+
+    @property
+    def broker(self) -> ConnectionState:
+        """The broker connection as last reported; any thread."""
+        return self._broker
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT set the stop event; nothing else happens in the handler."""
@@ -302,9 +337,19 @@ class Service:
         if dropped:
             self._status_due.set()
         tracks = stepped + started
-        if tracks or self._published_tracks:
-            mqtt.publish_results(frame.index, frame.timestamp, frame.size_wh, tracks)
+        latency_ms: float | None = None
+        publish = bool(tracks) or self._published_tracks
+        if publish and mqtt.publish_results(frame.index, frame.timestamp, frame.size_wh, tracks):
+            latency_ms = (time.time() - frame.timestamp) * 1000.0
         self._published_tracks = bool(tracks)
+        if self._frame_listeners:
+            report = FrameReport(
+                frame,
+                tuple((track_id, result, manager.slot_of(track_id)) for track_id, result in tracks),
+                latency_ms,
+            )
+            for listener in self._frame_listeners:
+                listener(report)
 
     def _on_source_state(self, status: CaptureStatus) -> None:
         if status.state is SourceState.RETRYING:
@@ -312,10 +357,13 @@ class Service:
         self._status_due.set()
 
     def _on_broker_state(self, state: ConnectionState) -> None:
+        self._broker = state
         self._status_due.set()
 
     def _publish_status(self, model: ModelSlot, capture: CaptureThread, mqtt: MqttClient) -> None:
         report = self.status_report(model, capture)
+        with self._status_lock:
+            self._last_status = report
         mqtt.publish_status(report)
         self._notifier.status(self._status_line(model, capture, mqtt))
 
