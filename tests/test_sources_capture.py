@@ -17,7 +17,7 @@ from siamedge.sources.base import Frame
 from siamedge.sources.capture import Backoff, CaptureThread, SourceState, SourceStatus
 from siamedge.sources.file import VideoFileSource
 
-WAIT_S = 1.5
+WAIT_S = 5.0
 """Upper bound for waiting on something the thread does within milliseconds (a bound, not a
 speed assertion: it only turns a hang into a failure)."""
 FAST_MIN_S = 0.005
@@ -133,7 +133,7 @@ def test_slow_consumer_gets_the_newest_frame_and_drops_are_counted() -> None:
     taken: list[Frame] = []
     for _ in range(5):
         time.sleep(0.02)
-        captured_before = capture.stats().captured
+        captured_before = capture.stats.captured
         frame = capture.get(timeout=WAIT_S)
         assert frame is not None
         # The slot always holds the newest capture, so nothing older than that can come out.
@@ -142,7 +142,7 @@ def test_slow_consumer_gets_the_newest_frame_and_drops_are_counted() -> None:
     assert capture.stop()
     leftover = capture.get(timeout=0)
 
-    stats = capture.stats()
+    stats = capture.stats
     assert stats.dropped > 0
     assert stats.taken == len(taken) + (leftover is not None)
     assert stats.captured == stats.taken + stats.dropped
@@ -169,17 +169,21 @@ def test_get_waits_for_a_new_frame_not_the_one_already_taken() -> None:
     assert second.index > first.index
 
 
-def test_pacing_spaces_capture_times_by_the_period() -> None:
+def test_pacing_keeps_capture_times_at_or_below_the_rate() -> None:
     pace_fps = 50.0
     capture = capture_of(FakeSource(), pace_fps=pace_fps)
     capture.start()
     frames = [capture.get(timeout=WAIT_S) for _ in range(6)]
     assert capture.stop()
 
-    stamps = [frame.timestamp for frame in frames if frame is not None]
-    assert len(stamps) == 6
-    gaps = np.diff(stamps)
-    assert gaps.min() >= 0.8 / pace_fps
+    taken = [frame for frame in frames if frame is not None]
+    assert len(taken) == 6
+    # Frame k is read no earlier than k periods after frame 0 (a late frame may shorten the
+    # next gap to keep the cadence, so single gaps are not bounded, the span is).
+    span_s = taken[-1].timestamp - taken[0].timestamp
+    periods = taken[-1].index - taken[0].index
+    assert periods >= 5
+    assert span_s >= 0.9 * periods / pace_fps
 
 
 def test_failed_opens_are_retried_with_growing_delay_then_stream() -> None:

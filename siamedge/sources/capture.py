@@ -141,6 +141,7 @@ class CaptureThread:
         with self._lock:
             return self._status
 
+    @property
     def stats(self) -> CaptureStats:
         """The frame counters; safe to read from any thread at any time."""
         with self._lock:
@@ -243,7 +244,8 @@ class CaptureThread:
             self._retry_after(_reason(exc))
             return None
         if frame is None:
-            self._retry_after(f"{self._source.description}: ended")
+            # A finite source that does not loop: expected, so not a warning.
+            self._retry_after(f"{self._source.description}: ended", level=logging.INFO)
             return None
         self._schedule_next(time.monotonic())
         return frame
@@ -277,13 +279,13 @@ class CaptureThread:
             log.info("%s: streaming", self._source.description)
             self._set_status(SourceStatus(SourceState.STREAMING, self._source.description))
 
-    def _retry_after(self, reason: str) -> None:
+    def _retry_after(self, reason: str, level: int = logging.WARNING) -> None:
         """Close the source, report `retrying`, and wait out the backoff (or the stop event)."""
         self._close_source()
         self._next_due = None
         delay = self._backoff.next_delay()
         failures = self.status.failures + 1
-        log.warning("%s; reopening in %.2g s (attempt %d)", reason, delay, failures)
+        log.log(level, "%s; reopening in %.2g s (attempt %d)", reason, delay, failures)
         self._set_status(
             SourceStatus(
                 SourceState.RETRYING,
