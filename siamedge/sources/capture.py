@@ -159,7 +159,7 @@ class CaptureThread:
     def get(self, timeout: float) -> Frame | None:
         """The newest frame not handed out yet, waiting up to timeout seconds for one.
 
-        None on timeout, or at once when the capture has stopped and no frame is waiting.
+        None on timeout, or at once when stop was requested and no frame is waiting.
         """
         deadline = time.monotonic() + timeout
         with self._lock:
