@@ -144,6 +144,9 @@ class MqttSettings(_Section):
     def _one_password_source(self) -> MqttSettings:
         if self.password_file and self.password_env:
             raise ValueError("set password_file or password_env, not both")
+        for key in ("password_file", "password_env"):
+            if getattr(self, key) and self.username is None:
+                raise ValueError(f"mqtt.{key} needs mqtt.username (MQTT sends no bare password)")
         return self
 
 
