@@ -60,7 +60,7 @@ def frame_age(settings: SourceSettings, frames: int, model_s: float) -> None:
             time.sleep(model_s)
     finally:
         capture.stop()
-    stats = capture.stats
+    stats = capture.stats()
     print(
         f"  consumer {model_s * 1000:.0f} ms/frame, paced at {settings.fps} fps: "
         f"frame age median {np.median(ages_ms):.2f} ms, p95 {np.percentile(ages_ms, 95):.2f} ms; "

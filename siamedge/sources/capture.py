@@ -141,7 +141,6 @@ class CaptureThread:
         with self._lock:
             return self._status
 
-    @property
     def stats(self) -> CaptureStats:
         """The frame counters; safe to read from any thread at any time."""
         with self._lock:
