@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fixtures.media import frame_number, write_video
+from fixtures.media import FOLDER_IMAGES, frame_number, write_video
 
 from siamedge.config import SourceSettings
 from siamedge.errors import SourceError
@@ -23,7 +23,7 @@ from siamedge.sources.gstreamer import GStreamerSource
 from siamedge.sources.images import ImageFolderSource
 from siamedge.sources.stream import StreamSource
 
-WAIT_S = 1.5
+WAIT_S = 5.0
 
 
 @pytest.mark.parametrize(
@@ -127,6 +127,7 @@ def test_create_capture_runs_the_source(image_folder: Path) -> None:
     frame = capture.get(timeout=WAIT_S)
     assert capture.stop()
 
-    assert frame is not None and frame.index == 0
+    assert frame is not None
+    assert frame_number(frame.image) == frame.index % FOLDER_IMAGES  # looped folder, in order
     assert states[:2] == [SourceState.STARTING, SourceState.STREAMING]
     assert states[-1] is SourceState.STOPPED

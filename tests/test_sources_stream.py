@@ -17,6 +17,9 @@ from siamedge.errors import SourceError
 from siamedge.sources.stream import StreamSource, redact_url, timeout_params
 
 SHORT_TIMEOUT_S = 0.3
+"""For connections that must fail: refused or silent servers."""
+LOCAL_TIMEOUT_S = 5.0
+"""For the loopback server that answers (generous: a loaded machine must not fail it)."""
 POLL_S = 0.02
 
 
@@ -44,14 +47,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def stream(url: str) -> StreamSource:
-    return StreamSource(url, open_timeout_s=SHORT_TIMEOUT_S, read_timeout_s=SHORT_TIMEOUT_S)
+def stream(url: str, timeout_s: float = SHORT_TIMEOUT_S) -> StreamSource:
+    return StreamSource(url, open_timeout_s=timeout_s, read_timeout_s=timeout_s)
 
 
 def test_reads_a_clip_over_http_then_reports_the_end_as_lost(
     http_base: str, video_file: Path
 ) -> None:
-    source = stream(http_base + video_file.name)
+    source = stream(http_base + video_file.name, LOCAL_TIMEOUT_S)
     source.open()
     frames = [source.read() for _ in range(CLIP_FRAMES)]
 

@@ -158,7 +158,7 @@ class CaptureThread:
     def get(self, timeout: float) -> Frame | None:
         """The newest frame not handed out yet, waiting up to timeout seconds for one.
 
-        None on timeout, or at once when the capture has stopped and no frame is waiting.
+        None on timeout, or at once when stop was requested and no frame is waiting.
         """
         deadline = time.monotonic() + timeout
         with self._lock:
@@ -243,7 +243,8 @@ class CaptureThread:
             self._retry_after(_reason(exc))
             return None
         if frame is None:
-            self._retry_after(f"{self._source.description}: ended")
+            # A finite source that does not loop: expected, so not a warning.
+            self._retry_after(f"{self._source.description}: ended", level=logging.INFO)
             return None
         self._schedule_next(time.monotonic())
         return frame
@@ -277,13 +278,13 @@ class CaptureThread:
             log.info("%s: streaming", self._source.description)
             self._set_status(SourceStatus(SourceState.STREAMING, self._source.description))
 
-    def _retry_after(self, reason: str) -> None:
+    def _retry_after(self, reason: str, level: int = logging.WARNING) -> None:
         """Close the source, report `retrying`, and wait out the backoff (or the stop event)."""
         self._close_source()
         self._next_due = None
         delay = self._backoff.next_delay()
         failures = self.status.failures + 1
-        log.warning("%s; reopening in %.2g s (attempt %d)", reason, delay, failures)
+        log.log(level, "%s; reopening in %.2g s (attempt %d)", reason, delay, failures)
         self._set_status(
             SourceStatus(
                 SourceState.RETRYING,

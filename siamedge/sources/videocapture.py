@@ -81,11 +81,6 @@ class VideoCaptureSource:
         """A short human description for logs and status."""
         return self._description
 
-    @property
-    def is_open(self) -> bool:
-        """True between a successful open() and close()."""
-        return self._capture is not None
-
     def open(self) -> None:
         """Open (or reopen) the capture; raises SourceError with the reason."""
         self.close()
