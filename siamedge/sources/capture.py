@@ -267,16 +267,20 @@ class CaptureThread:
 
     def _publish(self, frame: Frame) -> None:
         self._backoff.reset()
+        streaming = SourceStatus(SourceState.STREAMING, self._source.description)
         with self._lock:
             if self._slot is not None:
                 self._dropped += 1
             self._slot = dataclasses.replace(frame, index=self._captured)
             self._captured += 1
-            self._lock.notify_all()
+            # The state changes before the consumer wakes: a frame in hand means `streaming`.
             changed = self._status.state is not SourceState.STREAMING
+            if changed:
+                self._status = streaming
+            self._lock.notify_all()
         if changed:
             log.info("%s: streaming", self._source.description)
-            self._set_status(SourceStatus(SourceState.STREAMING, self._source.description))
+            self._notify(streaming)
 
     def _retry_after(self, reason: str, level: int = logging.WARNING) -> None:
         """Close the source, report `retrying`, and wait out the backoff (or the stop event)."""
