@@ -20,6 +20,7 @@ from torch import nn
 
 from siamedge import __version__
 from siamedge import contract as c
+from siamedge.errors import ModelError
 from siamedge.export.graph import FLOAT, FLOAT16, INT64, Branch, Initializers
 from siamedge.export.network import (
     DECONV_SIDE,
@@ -33,10 +34,12 @@ from siamedge.export.network import (
 )
 from siamedge.export.spec import (
     ANCHOR_COUNT,
+    DEFAULT_OPSET,
     EXEMPLAR_SIZE,
     FEATURE_CHANNELS,
     INSTANCE_SIZE,
     MASK_SIDE,
+    MIN_OPSET,
     MODEL_NAME,
     SCORE_SIZE,
     TEMPLATE_BORDER,
@@ -46,9 +49,6 @@ from siamedge.export.spec import (
     cosine_window,
 )
 
-DEFAULT_OPSET = 17
-MIN_OPSET = 13
-"""Resize with a `sizes` input, Pad with a `pads` input and Slice with `axes` inputs need 13."""
 PRODUCER = "siamedge-export"
 CELLS = SCORE_SIZE * SCORE_SIZE
 ANCHOR_CELLS = ANCHOR_COUNT * CELLS
@@ -455,8 +455,12 @@ def track_branch(
 
 def build_model(net: SiamMaskVOT, options: ExportOptions, source: str = "") -> onnx.ModelProto:
     """The contract model of a loaded network (eval mode). source: shown in the doc string."""
-    if options.opset < MIN_OPSET:
-        raise ValueError(f"opset {options.opset} is too old; the export needs {MIN_OPSET} or later")
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= options.opset <= newest:
+        raise ModelError(
+            f"opset {options.opset} is not available: the export needs {MIN_OPSET} to {newest} "
+            f"(onnx {onnx.__version__})"
+        )
     store = Initializers()
     writer = NetworkWriter(net, store, options.fp16)
     decls = output_decls(options.with_score)

@@ -21,32 +21,16 @@ NUMPY_OF: dict[int, type[np.generic]] = {FLOAT: np.float32, FLOAT16: np.float16,
 
 
 class Initializers:
-    """Tensors stored once in the main graph; both If branches read them from the outer scope."""
+    """Weights stored once in the main graph; both If branches read them from the outer scope."""
 
     def __init__(self) -> None:
         self._arrays: dict[str, NDArray[Any]] = {}
-        self._by_content: dict[tuple[str, tuple[int, ...], bytes], str] = {}
 
     def add(self, name: str, array: NDArray[Any]) -> str:
-        """Store a named tensor (weights); adding the same name twice keeps the first."""
+        """Store a named tensor; adding the same name twice keeps the first."""
         if name not in self._arrays:
             self._arrays[name] = np.array(array, order="C")
         return name
-
-    def constant(self, values: Any, dtype: type[np.generic], hint: str) -> str:
-        """A small constant, stored once per distinct value (dtype, shape and bytes)."""
-        # np.array, not np.ascontiguousarray: the latter turns scalars into shape (1,)
-        array = np.array(values, dtype=dtype, order="C")
-        key = (array.dtype.str, array.shape, array.tobytes())
-        name = self._by_content.get(key)
-        if name is None:
-            name = f"const.{hint}.{len(self._by_content)}"
-            self._by_content[key] = name
-            self._arrays[name] = array
-        return name
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._arrays
 
     def tensors(self) -> list[onnx.TensorProto]:
         """Every stored tensor as an ONNX initializer, in insertion order."""
@@ -59,12 +43,17 @@ class Initializers:
 
 
 class Branch:
-    """The nodes of one graph (an If branch); value names are `<prefix>/<op><n>`."""
+    """The nodes of one graph (an If branch); value names are `<prefix>/<op><n>`.
+
+    Small constants (shapes, indices, anchors) are Constant nodes inside the branch, so shape
+    inference sees their values and every inferred shape stays static; weights live in `store`.
+    """
 
     def __init__(self, prefix: str, store: Initializers) -> None:
         self.prefix = prefix
         self.store = store
         self.nodes: list[onnx.NodeProto] = []
+        self._constants: dict[tuple[str, tuple[int, ...], bytes], str] = {}
 
     def _name(self, op_type: str) -> str:
         return f"{self.prefix}/{op_type}{len(self.nodes)}"
@@ -87,13 +76,22 @@ class Branch:
         )
         return output
 
-    def const(self, values: Any, dtype: type[np.generic], hint: str = "c") -> str:
-        """A shared constant (see Initializers.constant)."""
-        return self.store.constant(values, dtype, hint)
+    def const(self, values: Any, dtype: type[np.generic], hint: str = "const") -> str:
+        """A constant of the branch, one Constant node per distinct value."""
+        # np.array, not np.ascontiguousarray: the latter turns scalars into shape (1,)
+        array = np.array(values, dtype=dtype, order="C")
+        key = (array.dtype.str, array.shape, array.tobytes())
+        name = self._constants.get(key)
+        if name is None:
+            name = f"{self.prefix}/{hint}{len(self.nodes)}"
+            self._constants[key] = name
+            tensor = numpy_helper.from_array(array, name)
+            self.nodes.append(helper.make_node("Constant", [], [name], name=name, value=tensor))
+        return name
 
     def ints(self, *values: int) -> str:
         """A 1-D int64 constant (shapes, axes, indices)."""
-        return self.const(list(values), np.int64, "i")
+        return self.const(list(values), np.int64, "ints")
 
     def cast(self, value: str, current: int, to: int) -> str:
         """value cast to another element type; the value itself when the types agree."""

@@ -36,6 +36,11 @@ BN_EPS = 1e-5
 
 MODEL_NAME = "siammask-vot"
 
+DEFAULT_OPSET = 17
+"""The public export's opset; TensorRT 10's ONNX parser takes 9 to 20."""
+MIN_OPSET = 13
+"""Resize with a `sizes` input and Pad with a `pads` input need opset 13."""
+
 
 @dataclass(frozen=True)
 class HyperParameters:
