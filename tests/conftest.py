@@ -9,6 +9,9 @@ import pytest
 pytest_plugins = [
     "fixtures.paths",
     "fixtures.toy_models",
+    "fixtures.mosquitto",
+    "fixtures.notify_socket",
+    "fixtures.media",
 ]
 
 
