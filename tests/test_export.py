@@ -336,6 +336,8 @@ def test_opset_option(seed0_network: SiamMaskVOT, tmp_path: Path) -> None:
     assert np.isfinite(out[c.OUT_FEATURES]).all() and out[c.OUT_FEATURES].any()
     with pytest.raises(ModelError, match="opset 12 is not available: the export needs 13 to"):
         build_model(seed0_network, ExportOptions(opset=12))
+    newer = check_tensorrt(build_model(seed0_network, ExportOptions(opset=21)))
+    assert newer.problems == ("opset 21 is outside 9-20",)
 
 
 def test_hyper_parameters_are_validated() -> None:

@@ -8,7 +8,7 @@ Never runs the model (validate.py does).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +43,7 @@ from siamedge.export.spec import (
     MODEL_NAME,
     SCORE_SIZE,
     TEMPLATE_BORDER,
+    TEMPLATE_FEATURE_SHAPE,
     TEMPLATE_FEATURE_SIDE,
     HyperParameters,
     anchor_grid,
@@ -52,7 +53,6 @@ from siamedge.export.spec import (
 PRODUCER = "siamedge-export"
 CELLS = SCORE_SIZE * SCORE_SIZE
 ANCHOR_CELLS = ANCHOR_COUNT * CELLS
-FEATURE_SHAPE = [1, FEATURE_CHANNELS, TEMPLATE_FEATURE_SIDE, TEMPLATE_FEATURE_SIDE]
 
 INIT_PREFIX = "init"
 TRACK_PREFIX = "track"
@@ -90,14 +90,14 @@ INPUTS = (
     TensorDecl(c.IN_CENTER, FLOAT, (2,)),
     TensorDecl(c.IN_SIZE, FLOAT, (2,)),
     TensorDecl(c.IN_SCALE, TensorProto.DOUBLE, ()),
-    TensorDecl(c.IN_FEATURES, FLOAT, tuple(FEATURE_SHAPE)),
+    TensorDecl(c.IN_FEATURES, FLOAT, TEMPLATE_FEATURE_SHAPE),
     TensorDecl(c.IN_FIRST_TIME, TensorProto.BOOL, ()),
 )
 SEED_OUTPUTS = (
     TensorDecl(c.OUT_MASK, FLOAT, (MASK_SIDE, MASK_SIDE)),
     TensorDecl(c.OUT_CENTER, FLOAT, (2,)),
     TensorDecl(c.OUT_SIZE, FLOAT, (2,)),
-    TensorDecl(c.OUT_FEATURES, FLOAT, tuple(FEATURE_SHAPE)),
+    TensorDecl(c.OUT_FEATURES, FLOAT, TEMPLATE_FEATURE_SHAPE),
     TensorDecl(c.OUT_BEST_CELL, INT64, (2,)),
 )
 SCORE_OUTPUT = TensorDecl(c.OUT_SCORE, FLOAT, ())
@@ -236,7 +236,9 @@ class NetworkWriter:
         """(1, 256, S, S) depth-wise correlation: a grouped Conv whose kernel is the template."""
         kernel = self._sequence(b, template, head.conv_kernel)
         searched = self._sequence(b, search, head.conv_search)
-        side = TEMPLATE_FEATURE_SIDE - 2  # the 3x3 adjust conv is unpadded
+        adjust = head.conv_kernel[0]
+        assert isinstance(adjust, nn.Conv2d) and adjust.padding == (0, 0)
+        side = TEMPLATE_FEATURE_SIDE - (adjust.kernel_size[0] - 1)
         weight = b.reshape(kernel, FEATURE_CHANNELS, 1, side, side)
         return b.op("Conv", [searched, weight], group=FEATURE_CHANNELS)
 
@@ -383,12 +385,16 @@ def _cell_of(b: Branch, best: str) -> CellValues:
 
 
 def _branch_outputs(
-    b: Branch, values: Sequence[str], decls: Sequence[TensorDecl]
+    b: Branch, values: Mapping[str, str], decls: Sequence[TensorDecl]
 ) -> list[onnx.ValueInfoProto]:
-    """Name the branch's results `<prefix>/<output>` (TensorRT needs distinct names per branch)."""
+    """The branch outputs, in model output order, named `<prefix>/<output>`.
+
+    TensorRT needs the two branches' output names to differ; the If node gives them the
+    contract names.
+    """
     infos = []
-    for value, decl in zip(values, decls, strict=True):
-        name = b.named("Identity", [value], f"{b.prefix}/{decl.name}")
+    for decl in decls:
+        name = b.named("Identity", [values[decl.name]], f"{b.prefix}/{decl.name}")
         infos.append(decl.value_info(name))
     return infos
 
@@ -412,15 +418,15 @@ def init_branch(writer: NetworkWriter, decls: Sequence[TensorDecl]) -> onnx.Grap
             b.ints(2, 3),
         ],
     )
-    values = [
-        b.const(np.zeros((MASK_SIDE, MASK_SIDE)), np.float32, "zeros_mask"),
-        c.IN_CENTER,
-        c.IN_SIZE,
-        b.cast(features, writer.compute, FLOAT),
-        b.const(np.zeros(2), np.int64, "zeros_cell"),
-        b.const(0.0, np.float32, "zero"),
-    ]
-    return b.graph(_branch_outputs(b, values[: len(decls)], decls))
+    values = {
+        c.OUT_MASK: b.const(np.zeros((MASK_SIDE, MASK_SIDE)), np.float32, "zeros_mask"),
+        c.OUT_CENTER: c.IN_CENTER,
+        c.OUT_SIZE: c.IN_SIZE,
+        c.OUT_FEATURES: b.cast(features, writer.compute, FLOAT),
+        c.OUT_BEST_CELL: b.const(np.zeros(2), np.int64, "zeros_cell"),
+        c.OUT_SCORE: b.const(0.0, np.float32, "zero"),
+    }
+    return b.graph(_branch_outputs(b, values, decls))
 
 
 def track_branch(
@@ -442,15 +448,15 @@ def track_branch(
     cell = _cell_of(b, best)
     logits = writer.refine(b, levels, correlation, cell)
     mask = b.op("Sigmoid", [b.reshape(b.cast(logits, writer.compute, FLOAT), MASK_SIDE, MASK_SIDE)])
-    values = [
-        mask,
-        center,
-        size,
-        c.IN_FEATURES,
-        b.op("Concat", [cell.row, cell.col], axis=0),
-        best_score,
-    ]
-    return b.graph(_branch_outputs(b, values[: len(decls)], decls))
+    values = {
+        c.OUT_MASK: mask,
+        c.OUT_CENTER: center,
+        c.OUT_SIZE: size,
+        c.OUT_FEATURES: c.IN_FEATURES,
+        c.OUT_BEST_CELL: b.op("Concat", [cell.row, cell.col], axis=0),
+        c.OUT_SCORE: best_score,
+    }
+    return b.graph(_branch_outputs(b, values, decls))
 
 
 def build_model(net: SiamMaskVOT, options: ExportOptions, source: str = "") -> onnx.ModelProto:

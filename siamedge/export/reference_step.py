@@ -19,11 +19,10 @@ from siamedge.export.spec import (
     BASE_SIZE,
     CONTEXT_AMOUNT,
     EXEMPLAR_SIZE,
-    FEATURE_CHANNELS,
     INSTANCE_SIZE,
     MODEL_NAME,
     SCORE_SIZE,
-    TEMPLATE_FEATURE_SIDE,
+    TEMPLATE_FEATURE_SHAPE,
     TOTAL_STRIDE,
     HyperParameters,
     anchor_grid,
@@ -31,8 +30,6 @@ from siamedge.export.spec import (
 )
 from siamedge.tracking.geometry import PointXY
 from siamedge.tracking.model_io import ModelStep
-
-FEATURE_SHAPE = (1, FEATURE_CHANNELS, TEMPLATE_FEATURE_SIDE, TEMPLATE_FEATURE_SIDE)
 
 
 @dataclass(frozen=True)
@@ -122,7 +119,7 @@ def reference_contract(hp: HyperParameters, with_score: bool = True) -> c.ModelC
     return c.ModelContract(
         instance_size=INSTANCE_SIZE,
         exemplar_size=EXEMPLAR_SIZE,
-        feature_shape=FEATURE_SHAPE,
+        feature_shape=TEMPLATE_FEATURE_SHAPE,
         total_stride=TOTAL_STRIDE,
         base_size=BASE_SIZE,
         context_amount=CONTEXT_AMOUNT,

@@ -30,6 +30,8 @@ FEATURE_CHANNELS = 256
 TEMPLATE_BORDER = 4
 """The adjust layer keeps the centre of the 15x15 template map: [4:-4] -> 7x7."""
 TEMPLATE_FEATURE_SIDE = 7
+TEMPLATE_FEATURE_SHAPE = (1, FEATURE_CHANNELS, TEMPLATE_FEATURE_SIDE, TEMPLATE_FEATURE_SIDE)
+"""The model's `z_features0` / `z_features1`."""
 MASK_SIDE = EXEMPLAR_SIZE
 BN_EPS = 1e-5
 """torch.nn.BatchNorm2d's default epsilon, which the checkpoint was trained with."""
