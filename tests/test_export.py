@@ -36,6 +36,8 @@ from siamedge.export.trt_check import check_tensorrt
 from siamedge.export.validate import (
     FP16_TOLERANCES,
     FP32_TOLERANCES,
+    Comparison,
+    StepDiff,
     run_model,
     sample_frame,
 )
@@ -304,7 +306,7 @@ def test_fp16_halves_the_weights_and_keeps_the_interface(
     )
     assert result.ok and result.comparison is not None
     assert result.comparison.tolerances == FP16_TOLERANCES
-    assert result.comparison.features < FP16_TOLERANCES.features
+    assert result.comparison.features < FP16_TOLERANCES.features * result.comparison.features_scale
     assert all(step.same_cell for step in result.comparison.steps)
     model = _graph_only(result.path)
     assert {init.data_type for init in model.graph.initializer} == {TensorProto.FLOAT16}
@@ -407,3 +409,19 @@ def test_command_names_the_extra_when_torch_is_missing(tmp_path: Path, repo_root
     assert "ModelError: the exporter needs torch and onnx: pip install 'siamedge[export]'" in (
         done.stderr
     )
+
+
+def test_comparison_allows_near_ties_only() -> None:
+    def step(margin: float) -> StepDiff:
+        return StepDiff(((12, 13), (12, 12)), margin, 0.0, 0.0, 0.0, None)
+
+    def comparison(*steps: StepDiff, features: float = 0.0) -> Comparison:
+        return Comparison(features, 5.0, True, steps, FP32_TOLERANCES)
+
+    assert comparison(step(FP32_TOLERANCES.cell_margin / 2)).problems == []
+    (problem,) = comparison(step(0.01)).problems
+    assert problem == "track sample 0: best cell (12, 13) != (12, 12) (margin 0.01)"
+    (problem,) = comparison(features=float("nan")).problems
+    assert problem.startswith("template features differ by nan")
+    relative = Comparison(0.04, 5.0, True, (), FP16_TOLERANCES)
+    assert relative.problems == []
