@@ -187,3 +187,26 @@ def test_seed_layout_model_runs_in_the_tracker_unchanged(
         assert _diff(outcome.result.size_wh, record["size"]) < trace.tol["size_px"]
         mask_diff = _diff(outcome.model.mask_probs, trace.arrays["mask_probs"][index])
         assert mask_diff < trace.tol["mask_prob_abs"]
+
+
+def test_cli_free_run_over_the_tennis_folder(
+    exported_models: ExportedModels, trace: Trace, tennis_dir: Path, tmp_path: Path
+) -> None:
+    """`siamedge track` over the folder writes centre and size within 0.05 px of the free run."""
+    from siamedge.cli import main
+
+    out = tmp_path / "r.jsonl"
+    box = ",".join(str(v) for v in trace.header["init_box_xywh"])
+    args = ["track", "--model", str(exported_models.full.path), "--source", str(tennis_dir)]
+    assert main([*args, "--box", box, "--out", str(out), "--providers", "cpu"]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 1 + len(trace.free_run)
+    problems = []
+    for line, record in zip(lines[1:], trace.free_run, strict=True):
+        track = line["tracks"][0]
+        state_diff = max(
+            _diff(track["center"], record["center"]), _diff(track["size"], record["size"])
+        )
+        if state_diff > FREE_RUN_STATE_PX:
+            problems.append(f"{record['file']} (frame {line['frame']}): off by {state_diff:.3g} px")
+    assert problems == [], "\n".join(problems)
