@@ -14,13 +14,12 @@ from typing import Protocol
 
 from siamedge import __version__
 from siamedge.errors import ConfigError, SiamedgeError
+from siamedge.systemd import configure_logging
 
 EX_CONFIG = 78
 """sysexits.h EX_CONFIG: the systemd unit does not restart on it (RestartPreventExitStatus)."""
 EX_FAILURE = 1
 EX_INTERRUPTED = 130
-
-log = logging.getLogger("siamedge")
 
 
 class Command(Protocol):
@@ -34,8 +33,17 @@ class Command(Protocol):
 # name -> (module implementing it, one-line help). Modules load only when chosen, so
 # `siamedge --help` never imports onnxruntime or torch.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("siamedge.run", "run the tracking service (camera -> MQTT)"),
     "track": ("siamedge.offline", "track one box over a file, folder or synthetic clip"),
     "inspect": ("siamedge.inspect", "check a model against the contract and show its metadata"),
+    "export": (
+        "siamedge.export.command",
+        "export a SiamMask VOT PyTorch checkpoint to the contract ONNX model",
+    ),
+    "install-service": (
+        "siamedge.install",
+        "install the systemd unit and the example configuration",
+    ),
 }
 
 
@@ -61,8 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.INFO)
     try:
         return _load(COMMANDS[args.command][0]).run(args)
     except ConfigError as exc:

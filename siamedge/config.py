@@ -81,7 +81,13 @@ class SourceSettings(_Section):
     loop: bool = True
     """Files, folders and synthetic clips start again at the end."""
     reopen_min_s: float = Field(default=0.5, gt=0)
+    """A failed or ended source is reopened after this delay, doubled on each further failure..."""
     reopen_max_s: float = Field(default=30.0, gt=0)
+    """...up to this delay; a delivered frame resets it to reopen_min_s."""
+    open_timeout_s: float = Field(default=10.0, gt=0)
+    """Streams: opening the URL takes longer than this -> the attempt failed (retried)."""
+    read_timeout_s: float = Field(default=5.0, gt=0)
+    """Streams: no frame for this long -> the stream is lost (reopened)."""
     synthetic: SyntheticSettings = SyntheticSettings()
 
     @model_validator(mode="after")
@@ -138,6 +144,9 @@ class MqttSettings(_Section):
     def _one_password_source(self) -> MqttSettings:
         if self.password_file and self.password_env:
             raise ValueError("set password_file or password_env, not both")
+        for key in ("password_file", "password_env"):
+            if getattr(self, key) and self.username is None:
+                raise ValueError(f"mqtt.{key} needs mqtt.username (MQTT sends no bare password)")
         return self
 
 

@@ -328,6 +328,6 @@ def inspect_model(model: str) -> ModelInfo:
         contract=check_session(session, str(path)),
         inputs=_tensor_specs(session.get_inputs()),
         outputs=_tensor_specs(session.get_outputs()),
-        producer=f"{meta.producer_name} {meta.version}".strip(),
+        producer=meta.producer_name,
         opset_note=meta.graph_name,
     )

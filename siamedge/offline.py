@@ -170,10 +170,15 @@ def run_track(job: TrackJob, progress: IO[str] = sys.stderr) -> int:
             now = time.monotonic()
             if now - last_report >= PROGRESS_INTERVAL_S:
                 last_report = now
-                progress.write(f"\rframe {count} ({count / (now - started):.1f} fps)")
+                line = f"frame {count} ({count / (now - started):.1f} fps)"
+                progress.write(f"\r{line}" if progress.isatty() else f"{line}\n")
                 progress.flush()
         if count == 0:
             raise SourceError(f"{job.source.uri}: the source gave no frames")
         elapsed = time.monotonic() - started
-        progress.write(f"\rtracked {count} frames in {elapsed:.1f} s ({count / elapsed:.1f} fps)\n")
+        start_of_line = "\r" if progress.isatty() else ""
+        fps = count / elapsed
+        progress.write(
+            f"{start_of_line}tracked {count} frames in {elapsed:.1f} s ({fps:.1f} fps)\n"
+        )
     return count

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,10 @@ import pytest
 pytest_plugins = [
     "fixtures.paths",
     "fixtures.toy_models",
+    "fixtures.mosquitto",
+    "fixtures.notify_socket",
+    "fixtures.media",
+    "fixtures.export_models",
 ]
 
 
@@ -16,3 +22,13 @@ pytest_plugins = [
 def repo_root() -> Path:
     """The checkout's root folder."""
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """Commands install a root log handler on the stderr of their test; take it away after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

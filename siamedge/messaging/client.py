@@ -1,0 +1,523 @@
+"""The MQTT client of the service: a thin wrapper over paho-mqtt 2 with a bounded command queue.
+
+paho's network thread only queues commands and records the connection state here; it never
+blocks, parses a box or touches a tracker. The service drains the queue between frames.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+
+from paho.mqtt.client import (
+    MQTT_CLEAN_START_FIRST_ONLY,
+    Client,
+    ConnectFlags,
+    DisconnectFlags,
+    MQTTMessage,
+)
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from siamedge.config import MqttSettings
+from siamedge.errors import CommandError
+from siamedge.messaging.credentials import resolve_password, tls_context
+from siamedge.messaging.protocol import (
+    OFFLINE_CONNECTION_LOST,
+    OFFLINE_SHUTDOWN,
+    StatusReport,
+    check_command_size,
+    encode_ack,
+    encode_error,
+    encode_offline,
+    encode_online,
+    encode_results,
+    encode_status,
+    request_id_of,
+)
+from siamedge.messaging.topics import CommandKind, Topics, is_publishable_topic
+from siamedge.tracking.result import TrackResult
+
+log = logging.getLogger(__name__)
+
+COMMAND_QOS = 1
+STATUS_QOS = 1
+ERRORS_QOS = 1
+ACK_QOS = 1
+COMMAND_QUEUE_SIZE = 64
+"""Commands waiting for the service; when full the oldest is dropped (and answered with an
+error), because the newest command is what the operator wants now."""
+MAX_QUEUED_OUTGOING = 256
+"""paho keeps QoS>0 messages while offline; bounded so an outage cannot grow memory."""
+CLOSE_TIMEOUT_S = 2.0
+"""How long close() waits for the broker to take the `offline` status."""
+
+_PROTOCOLS = {"5": MQTTProtocolVersion.MQTTv5, "3.1.1": MQTTProtocolVersion.MQTTv311}
+_NOT_CONNECTED_YET = "not connected yet"
+_PAHO_LOGGER = logging.getLogger(f"{__name__}.paho")
+
+
+class _DemoteLoopNoise(logging.Filter):
+    """paho 2.2's network loop logs `Client is not connected` at ERROR once after every clean
+    disconnect; it is not an error, so it goes to DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and str(record.msg).startswith(
+            "Client is not connected"
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return _PAHO_LOGGER.isEnabledFor(logging.DEBUG)
+        return True
+
+
+_PAHO_LOGGER.addFilter(_DemoteLoopNoise())
+_CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class IncomingCommand:
+    """A command as it arrived, before validation (protocol.parse_command does that).
+
+    response_topic / correlation_data: MQTT v5 request-response properties, None if absent.
+    received_at: unix seconds.
+    """
+
+    kind: CommandKind
+    topic: str
+    payload: bytes
+    response_topic: str | None
+    correlation_data: bytes | None
+    received_at: float
+
+
+@dataclass(frozen=True)
+class ConnectionState:
+    """Whether the broker connection is up, why it changed last, and when (unix seconds).
+
+    connected turns True when the broker has acknowledged the command subscriptions.
+    """
+
+    connected: bool
+    reason: str
+    since: float
+
+
+StateCallback = Callable[[ConnectionState], None]
+
+
+def default_client_id() -> str:
+    """`siamedge-<hostname>`."""
+    return f"siamedge-{socket.gethostname()}"
+
+
+class MqttClient:
+    """Connects in the background, keeps the subscriptions and the retained status across
+    reconnects, queues incoming commands and publishes results, status, acks and errors.
+
+    on_state_change runs on paho's network thread (and once in close()): it must return quickly
+    and never block.
+    Raises ConfigError at construction for a missing password file/variable or bad TLS files.
+    """
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        on_state_change: StateCallback | None = None,
+        queue_size: int = COMMAND_QUEUE_SIZE,
+    ) -> None:
+        self._settings = settings
+        self._topics = Topics.for_prefix(settings.topic_prefix)
+        self._client_id = settings.client_id or default_client_id()
+        self._on_state_change = on_state_change
+        self._lock = threading.Lock()
+        self._commands: collections.deque[IncomingCommand] = collections.deque()
+        self._queue_size = queue_size
+        self._dropped = 0
+        self._state = ConnectionState(False, _NOT_CONNECTED_YET, time.time())
+        self._connected = threading.Event()
+        self._status_payload = encode_online()
+        self._closing = False
+        self._started = False
+        self._subscribe_mid: int | None = None
+
+        protocol = _PROTOCOLS[settings.protocol]
+        self._mqtt5 = protocol == MQTTProtocolVersion.MQTTv5
+        client = Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self._client_id,
+            protocol=protocol,
+            clean_session=None if self._mqtt5 else True,
+        )
+        client.enable_logger(_PAHO_LOGGER)
+        # An exception escaping a callback would end paho's network thread for good.
+        client.suppress_exceptions = True
+        client.max_queued_messages_set(MAX_QUEUED_OUTGOING)
+        # paho annotates the delays as int but sleeps on float arithmetic; sub-second delays work.
+        client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)  # type: ignore[arg-type]
+        if settings.username is not None:
+            client.username_pw_set(settings.username, resolve_password(settings))
+        if settings.tls is not None:
+            client.tls_set_context(tls_context(settings.tls))
+        client.will_set(
+            self._topics.status,
+            encode_offline(OFFLINE_CONNECTION_LOST),
+            qos=STATUS_QOS,
+            retain=True,
+        )
+        client.on_connect = self._handle_connect
+        client.on_connect_fail = self._handle_connect_fail
+        client.on_disconnect = self._handle_disconnect
+        client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
+        self._client = client
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def topics(self) -> Topics:
+        """The topics in use."""
+        return self._topics
+
+    @property
+    def client_id(self) -> str:
+        """The MQTT client id in use."""
+        return self._client_id
+
+    def start(self) -> None:
+        """Connect in the background (returns at once); reconnects with backoff for good."""
+        if self._started:
+            return
+        self._started = True
+        log.info(
+            "MQTT connecting to %s:%d as %s (MQTT %s%s)",
+            self._settings.host,
+            self._settings.port,
+            self._client_id,
+            self._settings.protocol,
+            ", TLS" if self._settings.tls else "",
+        )
+        self._client.connect_async(
+            self._settings.host,
+            self._settings.port,
+            keepalive=self._settings.keepalive_s,
+            # Commands queued while we were away would be stale: always a clean session.
+            clean_start=True if self._mqtt5 else MQTT_CLEAN_START_FIRST_ONLY,
+        )
+        self._client.loop_start()
+
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Publish the retained `offline` status (if connected), disconnect, stop the thread."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._client.is_connected():
+            info = self._client.publish(
+                self._topics.status,
+                encode_offline(OFFLINE_SHUTDOWN),
+                qos=STATUS_QOS,
+                retain=True,
+            )
+            try:
+                info.wait_for_publish(timeout_s)
+            except (ValueError, RuntimeError) as exc:
+                log.warning("MQTT could not publish the offline status: %s", exc)
+        self._client.disconnect()
+        if self._started:
+            self._client.loop_stop()
+        self._set_state(False, _CLOSED, logging.INFO)
+
+    def __enter__(self) -> MqttClient:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ---- connection state --------------------------------------------------------------------
+
+    @property
+    def connection(self) -> ConnectionState:
+        """The current connection state (thread-safe snapshot)."""
+        with self._lock:
+            return self._state
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """Block until connected and subscribed, or `timeout_s` passed; True when connected."""
+        return self._connected.wait(timeout_s)
+
+    def _set_state(self, connected: bool, reason: str, level: int) -> None:
+        with self._lock:
+            previous = self._state
+            changed = previous.connected != connected or previous.reason != reason
+            if changed:
+                self._state = ConnectionState(connected, reason, time.time())
+            state = self._state
+        if connected:
+            self._connected.set()
+        else:
+            self._connected.clear()
+        if not changed:
+            # Repeated failures while the broker stays away: once in the log is enough.
+            log.debug("MQTT still %s: %s", "connected" if connected else "disconnected", reason)
+            return
+        log.log(
+            level,
+            "MQTT %s %s:%d: %s",
+            "connected to" if connected else "disconnected from",
+            self._settings.host,
+            self._settings.port,
+            reason,
+        )
+        if self._on_state_change is not None:
+            try:
+                self._on_state_change(state)
+            except Exception:
+                log.exception("MQTT connection state callback failed")
+
+    # ---- paho callbacks (network thread: no blocking calls) ---------------------------------
+
+    def _handle_connect(
+        self,
+        client: Client,
+        userdata: object,
+        flags: ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        try:
+            if reason_code.is_failure:
+                self._set_state(
+                    False, f"broker refused the connection: {reason_code}", logging.ERROR
+                )
+                return
+            # Subscribing here brings the subscriptions back after every reconnect; the state
+            # turns `connected` at the SUBACK, when commands can actually arrive.
+            _, mid = client.subscribe(
+                [(self._topics.start, COMMAND_QOS), (self._topics.stop, COMMAND_QOS)]
+            )
+            with self._lock:
+                self._subscribe_mid = mid
+            # The broker may hold our last will (`offline`) from a dropped connection.
+            client.publish(self._topics.status, self._current_status(), qos=STATUS_QOS, retain=True)
+        except Exception:
+            log.exception("MQTT on_connect failed")
+
+    def _handle_connect_fail(self, client: Client, userdata: object) -> None:
+        try:
+            # paho calls this inside its `except OSError:`; the error says refused, unreachable
+            # or which TLS check failed.
+            error = sys.exc_info()[1]
+            reason = f"cannot connect: {error}" if error else "cannot connect"
+            self._set_state(False, reason, logging.WARNING)
+        except Exception:
+            log.exception("MQTT on_connect_fail failed")
+
+    def _handle_disconnect(
+        self,
+        client: Client,
+        userdata: object,
+        flags: DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        try:
+            if self._closing:
+                return
+            with self._lock:
+                was_connected = self._state.connected
+            if was_connected:  # a refused CONNECT already recorded its own reason
+                self._set_state(False, f"connection lost: {reason_code}", logging.WARNING)
+        except Exception:
+            log.exception("MQTT on_disconnect failed")
+
+    def _handle_subscribe(
+        self,
+        client: Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        try:
+            with self._lock:
+                if mid != self._subscribe_mid:
+                    return
+            topics = (self._topics.start, self._topics.stop)
+            refused = [
+                f"{topic} ({code})"
+                for topic, code in zip(topics, reason_codes, strict=False)
+                if code.is_failure
+            ]
+            if refused:
+                reason = f"subscribed, but the broker refused {', '.join(refused)}"
+                self._set_state(True, reason, logging.ERROR)
+            else:
+                self._set_state(True, "subscribed to the command topics", logging.INFO)
+        except Exception:
+            log.exception("MQTT on_subscribe failed")
+
+    def _handle_message(self, client: Client, userdata: object, message: MQTTMessage) -> None:
+        try:
+            self._queue_message(message)
+        except Exception:
+            log.exception("MQTT could not queue a message on %s", message.topic)
+
+    def _queue_message(self, message: MQTTMessage) -> None:
+        kind = self._topics.command_kind(message.topic)
+        if kind is None:
+            log.debug("MQTT ignoring a message on %s", message.topic)
+            return
+        if message.retain:
+            # A retained command would be replayed on every reconnect.
+            log.warning(
+                "MQTT ignoring a retained %s command on %s: publish commands without retain",
+                kind,
+                message.topic,
+            )
+            return
+        response_topic: str | None = None
+        correlation_data: bytes | None = None
+        properties = message.properties
+        if properties is not None:
+            response_topic = getattr(properties, "ResponseTopic", None)
+            correlation_data = getattr(properties, "CorrelationData", None)
+            if response_topic is not None and not is_publishable_topic(response_topic):
+                log.warning("MQTT ignoring the invalid response topic %r", response_topic)
+                response_topic = None
+        command = IncomingCommand(
+            kind=kind,
+            topic=message.topic,
+            payload=bytes(message.payload),
+            response_topic=response_topic,
+            correlation_data=correlation_data,
+            received_at=time.time(),
+        )
+        try:
+            check_command_size(command.payload)
+        except CommandError as exc:
+            # Answered here so that the queue never holds more than its size x 64 KiB.
+            self.reject(command, exc)
+            return
+        dropped: IncomingCommand | None = None
+        with self._lock:
+            if len(self._commands) >= self._queue_size:
+                dropped = self._commands.popleft()
+                self._dropped += 1
+            self._commands.append(command)
+        if dropped is not None:
+            log.warning(
+                "MQTT command queue full (%d): dropped the oldest %s command (received %s)",
+                self._queue_size,
+                dropped.kind,
+                time.strftime("%H:%M:%S", time.localtime(dropped.received_at)),
+            )
+            self.reject(
+                dropped,
+                CommandError(
+                    f"dropped: {self._queue_size} commands were waiting and the service did not "
+                    "take them in time",
+                    request_id_of(dropped.payload),
+                ),
+            )
+
+    # ---- commands ----------------------------------------------------------------------------
+
+    def drain_commands(self, limit: int | None = None) -> list[IncomingCommand]:
+        """Take up to `limit` (default all) queued commands, oldest first; never blocks."""
+        with self._lock:
+            count = len(self._commands) if limit is None else min(limit, len(self._commands))
+            return [self._commands.popleft() for _ in range(count)]
+
+    @property
+    def dropped_commands(self) -> int:
+        """Commands dropped because the queue was full, since start."""
+        with self._lock:
+            return self._dropped
+
+    # ---- publishing --------------------------------------------------------------------------
+
+    def _publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        *,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> bool:
+        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            log.debug("MQTT outgoing queue full; dropped a message for %s", topic)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _current_status(self) -> bytes:
+        with self._lock:
+            return self._status_payload
+
+    def publish_results(
+        self,
+        frame_index: int,
+        capture_time: float,
+        frame_wh: tuple[int, int],
+        tracks: Iterable[tuple[str, TrackResult]],
+    ) -> bool:
+        """Encode (with the configured mask encoding) and publish one frame's results.
+
+        Returns False without encoding while disconnected: stale results are not queued.
+        """
+        if not self._client.is_connected():
+            return False
+        payload = encode_results(
+            frame_index,
+            capture_time,
+            frame_wh,
+            tracks,
+            mask_encoding=self._settings.mask_encoding,
+        )
+        return self._publish(self._topics.results, payload, self._settings.results_qos)
+
+    def publish_status(self, report: StatusReport) -> None:
+        """Publish the retained `online` status; it is also re-sent after every reconnect."""
+        payload = encode_status(report, commands_dropped=self.dropped_commands)
+        with self._lock:
+            self._status_payload = payload
+        if self._client.is_connected():
+            self._publish(self._topics.status, payload, STATUS_QOS, retain=True)
+
+    def _reply(self, command: IncomingCommand, topic: str, payload: bytes, qos: int) -> None:
+        self._publish(topic, payload, qos)
+        if command.response_topic is not None:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            if command.correlation_data is not None:
+                properties.CorrelationData = command.correlation_data
+            self._publish(command.response_topic, payload, qos, properties=properties)
+
+    def acknowledge(
+        self, command: IncomingCommand, track_id: str | None, request_id: str | None
+    ) -> None:
+        """Publish `{"ack", "track_id", "request_id"}` on the status topic and, when the command
+        had an MQTT v5 response topic, there too with its correlation data."""
+        self._reply(
+            command, self._topics.status, encode_ack(command.kind, track_id, request_id), ACK_QOS
+        )
+
+    def reject(self, command: IncomingCommand, error: CommandError) -> None:
+        """Publish the error on the errors topic and on the command's response topic, if any."""
+        log.info("MQTT %s command rejected: %s", command.kind, error.reason)
+        payload = encode_error(error, command.topic, command.payload)
+        self._reply(command, self._topics.errors, payload, ERRORS_QOS)

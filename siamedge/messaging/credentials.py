@@ -1,0 +1,85 @@
+"""Broker credentials from the settings: the password (file or environment) and the TLS context.
+
+Reads only the files and variables the settings name; never logs a password or takes it from YAML.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from pathlib import Path
+
+from siamedge.config import MqttSettings, TlsSettings
+from siamedge.errors import ConfigError
+
+
+def resolve_password(settings: MqttSettings) -> str | None:
+    """The password from `password_file` (one trailing newline dropped) or `password_env`.
+
+    None when neither is set; ConfigError naming the key and the file or variable when it is
+    missing, unreadable or empty.
+    """
+    if settings.password_file:
+        path = Path(settings.password_file).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"mqtt.password_file: cannot read {path}: {exc.strerror or exc}"
+            ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"mqtt.password_file: {path} is not UTF-8 text") from None
+        password = text.removesuffix("\n").removesuffix("\r")
+        if not password:
+            raise ConfigError(f"mqtt.password_file: {path} is empty")
+        return password
+    if settings.password_env:
+        name = settings.password_env
+        value = os.environ.get(name)
+        if value is None:
+            raise ConfigError(f"mqtt.password_env: environment variable {name} is not set")
+        if not value:
+            raise ConfigError(f"mqtt.password_env: environment variable {name} is empty")
+        return value
+    return None
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when the handshake fails: paho 2.2 drops such a socket unclosed, which
+    leaks a descriptor until garbage collection on every failed TLS reconnect."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
+def _refuse_key_password() -> bytes:
+    # OpenSSL would otherwise prompt on a terminal that a daemon does not have.
+    raise ConfigError("mqtt.tls.key_file: the key is encrypted; siamedge needs an unencrypted key")
+
+
+def tls_context(settings: TlsSettings) -> ssl.SSLContext:
+    """A client TLS context: the broker verified against `ca_file` (or the system CAs), an
+    optional client certificate, and the host name check off only when `insecure` is set."""
+    if settings.key_file and not settings.cert_file:
+        raise ConfigError("mqtt.tls.key_file is set without mqtt.tls.cert_file")
+    try:
+        context = ssl.create_default_context(cafile=settings.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"mqtt.tls.ca_file: cannot load {settings.ca_file}: {exc}") from None
+    if settings.cert_file:
+        try:
+            context.load_cert_chain(
+                settings.cert_file, settings.key_file, password=_refuse_key_password
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"mqtt.tls.cert_file/key_file: cannot load {settings.cert_file}"
+                f"{' and ' + settings.key_file if settings.key_file else ''}: {exc}"
+            ) from None
+    context.check_hostname = not settings.insecure
+    context.sslsocket_class = _ClosingSSLSocket
+    return context

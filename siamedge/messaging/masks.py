@@ -1,0 +1,139 @@
+"""Mask encodings for result messages: COCO RLE, contour polygon, PNG window, or nothing.
+
+Works on the MaskWindow alone and never builds a full-frame array: the cost follows the window.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from siamedge.config import MaskEncoding
+from siamedge.tracking.result import MaskWindow
+
+JsonObject = dict[str, Any]
+
+_CHUNK_BITS = 5
+"""pycocotools' compressed counts: 5 value bits per character, little end first."""
+_CHUNK_MASK = (1 << _CHUNK_BITS) - 1
+_SIGN_BIT = 1 << (_CHUNK_BITS - 1)
+_MORE_BIT = 1 << _CHUNK_BITS
+_CHAR_OFFSET = 48
+"""Characters start at '0'."""
+_DELTA_FROM = 3
+"""From the fourth count on, pycocotools stores the difference to the count two places back."""
+
+
+def _check_inside(window: MaskWindow) -> None:
+    width, height = window.frame_wh
+    x0, y0 = window.origin_xy
+    h, w = window.bits.shape
+    if x0 < 0 or y0 < 0 or x0 + w > width or y0 + h > height:
+        raise ValueError(
+            f"mask window {w}x{h} at ({x0}, {y0}) does not lie inside the {width}x{height} frame"
+        )
+
+
+def rle_counts(window: MaskWindow) -> NDArray[np.int64]:
+    """Run lengths of the full-frame mask in column-major order, background run first.
+
+    Equal to pycocotools' uncompressed counts of `window.to_full()`, computed in O(window):
+    the background around the window only shifts the positions where runs change.
+    """
+    _check_inside(window)
+    width, height = window.frame_wh
+    x0, y0 = window.origin_xy
+    h, w = window.bits.shape
+    total = width * height
+    # Each window column padded with background above and below; a change between rows r-1
+    # and r is where a run starts or ends. Flat indices walk the columns in frame order.
+    padded = np.zeros((w, h + 2), dtype=np.bool_)
+    padded[:, 1:-1] = window.bits.T
+    flat = np.flatnonzero(padded[:, 1:] != padded[:, :-1])
+    cols, rows = np.divmod(flat, h + 1)
+    changes = (cols + x0) * height + (rows + y0)
+    if h == height and changes.size > 1:
+        # A full-height window: a run ending at the bottom of one column and a run starting at
+        # the top of the next are one run in column-major order.
+        same = changes[1:] == changes[:-1]
+        keep = np.ones(changes.size, dtype=np.bool_)
+        keep[1:] &= ~same
+        keep[:-1] &= ~same
+        changes = changes[keep]
+    bounds = np.empty(changes.size + 2, dtype=np.int64)
+    bounds[0], bounds[1:-1], bounds[-1] = 0, changes, total
+    counts: NDArray[np.int64] = np.diff(bounds)
+    if changes.size and changes[-1] == total:
+        counts = counts[:-1]  # pycocotools ends with the last run, never with an empty one
+    return counts
+
+
+def rle_string(counts: NDArray[np.int64]) -> str:
+    """pycocotools' compressed form of `counts` (what `mask.encode` returns, as text)."""
+    values = counts.astype(np.int64)
+    values[_DELTA_FROM:] -= counts[_DELTA_FROM - 2 : -2]
+    if values.size == 0:
+        return ""
+    largest = int(np.abs(values).max())
+    # Enough 5-bit chunks for the largest value plus its sign bit.
+    chunks = largest.bit_length() // _CHUNK_BITS + 2
+    shifts = np.arange(chunks, dtype=np.int64) * _CHUNK_BITS
+    digits = (values[:, None] >> shifts) & _CHUNK_MASK
+    rest = values[:, None] >> (shifts + _CHUNK_BITS)
+    more = np.where(digits & _SIGN_BIT, rest != -1, rest != 0)
+    lengths = np.argmin(more, axis=1) + 1
+    chars = (digits | (more * _MORE_BIT)) + _CHAR_OFFSET
+    used = np.arange(chunks) < lengths[:, None]
+    text: str = chars[used].astype(np.uint8).tobytes().decode("ascii")
+    return text
+
+
+def encode_rle(window: MaskWindow) -> JsonObject:
+    """`{"format": "rle", "size": [H, W], "counts": str}`: pycocotools.mask.decode reads it."""
+    width, height = window.frame_wh
+    return {"format": "rle", "size": [height, width], "counts": rle_string(rle_counts(window))}
+
+
+def encode_polygon(window: MaskWindow) -> JsonObject:
+    """`{"format": "polygon", "points": [[x, y], ...]}`: the largest contour, full-frame pixels."""
+    return {"format": "polygon", "points": window.contour_xy.tolist()}
+
+
+def encode_png(window: MaskWindow) -> JsonObject:
+    """`{"format": "png", "origin": [x, y], "size": [H, W], "data": base64}`.
+
+    data: a 1-bit PNG of the window (255 foreground); origin: its top-left pixel in the frame;
+    size: the full frame, as in RLE. An empty window is sent as one background pixel.
+    """
+    _check_inside(window)
+    width, height = window.frame_wh
+    x0, y0 = window.origin_xy
+    bits = window.bits
+    if bits.size == 0:
+        bits = np.zeros((1, 1), dtype=np.bool_)
+        x0, y0 = min(x0, width - 1), min(y0, height - 1)
+    image = bits.astype(np.uint8) * np.uint8(255)
+    ok, png = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_BILEVEL, 1])
+    if not ok:
+        raise ValueError(f"OpenCV could not PNG-encode a {bits.shape} mask window")
+    return {
+        "format": "png",
+        "origin": [x0, y0],
+        "size": [height, width],
+        "data": base64.b64encode(png.tobytes()).decode("ascii"),
+    }
+
+
+def encode_mask(window: MaskWindow | None, encoding: MaskEncoding) -> JsonObject | None:
+    """The `mask` value of one track in a results message; None for `none` or no mask."""
+    if window is None or encoding == "none":
+        return None
+    if encoding == "rle":
+        return encode_rle(window)
+    if encoding == "polygon":
+        return encode_polygon(window)
+    return encode_png(window)

@@ -1,0 +1,518 @@
+"""The JSON protocol: track commands in (validated into frozen values), results/status/errors out.
+
+Pure functions on bytes and values, shared by MQTT and HTTP; never imports paho or touches I/O.
+
+Commands (payload: a UTF-8 JSON object of at most 64 KiB):
+  start: {"box": [x, y, w, h], "track_id": "cam-1.a_2", "normalized": false, "request_id": "r1"}
+  stop:  {"track_id": "cam-1.a_2"} or {"all": true}, each with an optional "request_id"
+Optional fields may be omitted or null. A box partly outside the frame is kept as sent: SiamMask
+pads its crops with the mean colour, and clipping would move the centre of a target that is
+entering the view; a box with no pixel inside the frame, or larger than the frame, is rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from siamedge import __version__
+from siamedge.config import MaskEncoding
+from siamedge.errors import CommandError
+from siamedge.messaging.masks import JsonObject, encode_mask
+from siamedge.messaging.topics import CommandKind
+from siamedge.tracking.result import BoxXYWH, TrackResult
+
+MAX_COMMAND_BYTES = 64 * 1024
+TRACK_ID_MAX_CHARS = 64
+REQUEST_ID_MAX_CHARS = 128
+EXCERPT_BYTES = 200
+"""How much of a rejected payload an error message quotes."""
+
+PIXEL_DECIMALS = 2
+SCORE_DECIMALS = 4
+TIMESTAMP_DECIMALS = 3
+LATENCY_DECIMALS = 1
+MS_PER_S = 1000.0
+
+START_FIELDS = ("box", "track_id", "normalized", "request_id")
+STOP_FIELDS = ("track_id", "all", "request_id")
+_MAX_NAMED_FIELDS = 5
+_MAX_QUOTED_CHARS = 40
+
+_TRACK_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{TRACK_ID_MAX_CHARS - 1}}}")
+_TRACK_ID_RULE = (
+    f"1..{TRACK_ID_MAX_CHARS} ASCII letters, digits, '-', '_' or '.', "
+    "starting with a letter or digit"
+)
+_REQUEST_ID_IN_TEXT = re.compile(
+    rf'"request_id"\s*:\s*"([^"\\\x00-\x1f]{{1,{REQUEST_ID_MAX_CHARS}}})"'
+)
+
+OFFLINE_SHUTDOWN = "shutdown"
+OFFLINE_CONNECTION_LOST = "connection lost"
+
+
+@dataclass(frozen=True)
+class StartCommand:
+    """Start (or restart) tracking the target in `box_xywh` (full-frame pixels).
+
+    track_id: None lets the service choose one; request_id: echoed in the ack or error.
+    """
+
+    box_xywh: BoxXYWH
+    track_id: str | None
+    request_id: str | None
+
+
+@dataclass(frozen=True)
+class StopCommand:
+    """Stop one track, or every track when `track_id` is None."""
+
+    track_id: str | None
+    request_id: str | None
+
+    @property
+    def stops_all(self) -> bool:
+        """True for `{"all": true}`."""
+        return self.track_id is None
+
+
+class _RejectedError(Exception):
+    """Raised from inside json.loads hooks; carries the reason."""
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _quote(text: str) -> str:
+    if len(text) > _MAX_QUOTED_CHARS:
+        text = text[:_MAX_QUOTED_CHARS] + "..."
+    return repr(text)
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise _RejectedError(f"{name} is not a valid JSON number; numbers must be finite")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RejectedError(f"field {_quote(key)} appears twice")
+            seen.add(key)
+    return result
+
+
+def _guess_request_id(text: str) -> str | None:
+    """A request_id found in a payload that is not valid JSON, so even that error carries it."""
+    match = _REQUEST_ID_IN_TEXT.search(text)
+    return match.group(1) if match else None
+
+
+def check_command_size(payload: bytes) -> None:
+    """CommandError when `payload` is over MAX_COMMAND_BYTES (checked before anything else)."""
+    if len(payload) > MAX_COMMAND_BYTES:
+        raise CommandError(
+            f"payload is {len(payload)} bytes; commands are limited to {MAX_COMMAND_BYTES} bytes"
+        )
+
+
+def _load_object(payload: bytes) -> dict[str, Any]:
+    check_command_size(payload)
+    try:
+        text = payload.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CommandError(
+            f"payload is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    if not text.strip():
+        raise CommandError("payload is empty; a command is a JSON object")
+    try:
+        data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except _RejectedError as exc:
+        raise CommandError(str(exc), _guess_request_id(text)) from None
+    except RecursionError:
+        raise CommandError("malformed JSON: nested too deeply", _guess_request_id(text)) from None
+    except ValueError as exc:
+        raise CommandError(f"malformed JSON: {exc}", _guess_request_id(text)) from None
+    if not isinstance(data, dict):
+        raise CommandError(f"a command must be a JSON object, got {_json_type(data)}")
+    return data
+
+
+def _request_id(data: dict[str, Any]) -> str | None:
+    value = data.get("request_id")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= REQUEST_ID_MAX_CHARS:
+        got = f"{len(value)} characters" if isinstance(value, str) else _json_type(value)
+        raise CommandError(
+            f"field 'request_id' must be a string of 1..{REQUEST_ID_MAX_CHARS} characters, "
+            f"got {got}"
+        )
+    return value
+
+
+def _check_fields(
+    data: dict[str, Any], allowed: tuple[str, ...], kind: str, request_id: str | None
+) -> None:
+    unknown = sorted(key for key in data if key not in allowed)
+    if unknown:
+        named = ", ".join(_quote(key) for key in unknown[:_MAX_NAMED_FIELDS])
+        if len(unknown) > _MAX_NAMED_FIELDS:
+            named += f" and {len(unknown) - _MAX_NAMED_FIELDS} more"
+        raise CommandError(
+            f"unknown field(s) {named} in a {kind} command; allowed: {', '.join(allowed)}",
+            request_id,
+        )
+
+
+def _number(value: object, name: str, request_id: str | None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CommandError(f"{name} must be a number, got {_json_type(value)}", request_id)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise CommandError(f"{name} must be a finite number, got {_quote(str(value))}", request_id)
+    return number
+
+
+def _optional_bool(data: dict[str, Any], name: str, request_id: str | None) -> bool:
+    value = data.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise CommandError(
+            f"field {name!r} must be a boolean (true/false), got {_json_type(value)}", request_id
+        )
+    return value
+
+
+def _optional_track_id(data: dict[str, Any], request_id: str | None) -> str | None:
+    value = data.get("track_id")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise CommandError(
+            f"field 'track_id' must be a string, got {_json_type(value)}", request_id
+        )
+    if not _TRACK_ID.fullmatch(value):
+        raise CommandError(
+            f"field 'track_id' must be {_TRACK_ID_RULE}; got {_quote(value)}", request_id
+        )
+    return value
+
+
+def _box(value: object, request_id: str | None) -> BoxXYWH:
+    if not isinstance(value, list) or len(value) != 4:
+        got = f"an array of {len(value)}" if isinstance(value, list) else _json_type(value)
+        raise CommandError(
+            f"field 'box' must be an array of 4 numbers [x, y, w, h], got {got}", request_id
+        )
+    x, y, w, h = (_number(item, f"box[{index}]", request_id) for index, item in enumerate(value))
+    return x, y, w, h
+
+
+def _pixel_box(
+    box: BoxXYWH, normalized: bool, frame_wh: tuple[int, int] | None, request_id: str | None
+) -> BoxXYWH:
+    if normalized:
+        for index, item in enumerate(box):
+            if not 0.0 <= item <= 1.0:
+                raise CommandError(
+                    f"a normalized box has values in [0, 1]; got box[{index}]={item:g}",
+                    request_id,
+                )
+    x, y, w, h = box
+    if w <= 0 or h <= 0:
+        raise CommandError(
+            f"box width and height must be positive; got w={w:g}, h={h:g}", request_id
+        )
+    if frame_wh is None:
+        if normalized:
+            raise CommandError(
+                "a normalized box needs the frame size and no frame has arrived yet; "
+                "send the box in pixels or retry once the camera delivers frames",
+                request_id,
+            )
+        return box
+    width, height = frame_wh
+    if normalized:
+        x, y, w, h = x * width, y * height, w * width, h * height
+    if w > width or h > height:
+        raise CommandError(f"box {w:g}x{h:g} is larger than the {width}x{height} frame", request_id)
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise CommandError(
+            f"box [{x:g}, {y:g}, {w:g}, {h:g}] lies entirely outside the {width}x{height} frame",
+            request_id,
+        )
+    return x, y, w, h
+
+
+def parse_start(payload: bytes, frame_wh: tuple[int, int] | None) -> StartCommand:
+    """Validate a start command; frame_wh: the current frame size, None before the first frame.
+
+    Raises CommandError(reason, request_id) naming the field and the problem.
+    """
+    data = _load_object(payload)
+    request_id = _request_id(data)
+    _check_fields(data, START_FIELDS, "start", request_id)
+    if "box" not in data:
+        raise CommandError("field 'box' is required: [x, y, w, h]", request_id)
+    box = _box(data["box"], request_id)
+    normalized = _optional_bool(data, "normalized", request_id)
+    track_id = _optional_track_id(data, request_id)
+    return StartCommand(_pixel_box(box, normalized, frame_wh, request_id), track_id, request_id)
+
+
+def parse_stop(payload: bytes) -> StopCommand:
+    """Validate a stop command (`track_id` or `"all": true`); raises CommandError."""
+    data = _load_object(payload)
+    request_id = _request_id(data)
+    _check_fields(data, STOP_FIELDS, "stop", request_id)
+    track_id = _optional_track_id(data, request_id)
+    stop_all = _optional_bool(data, "all", request_id)
+    if track_id is None and not stop_all:
+        raise CommandError('a stop command needs "track_id" or "all": true', request_id)
+    if track_id is not None and stop_all:
+        raise CommandError('a stop command takes "track_id" or "all": true, not both', request_id)
+    return StopCommand(track_id, request_id)
+
+
+def parse_command(
+    kind: CommandKind, payload: bytes, frame_wh: tuple[int, int] | None
+) -> StartCommand | StopCommand:
+    """parse_start or parse_stop by command kind."""
+    return parse_start(payload, frame_wh) if kind == "start" else parse_stop(payload)
+
+
+def request_id_of(payload: bytes) -> str | None:
+    """Best-effort request_id of any payload, valid command or not (for errors about it)."""
+    try:
+        return _request_id(_load_object(payload))
+    except CommandError as exc:
+        return exc.request_id
+
+
+# ---- outgoing messages ---------------------------------------------------------------------
+
+
+def dumps(message: JsonObject) -> bytes:
+    """Compact UTF-8 JSON; NaN and infinities are a bug here, so they raise ValueError."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+        "utf-8"
+    )
+
+
+def _px(value: float) -> float | None:
+    number = float(value)
+    return round(number, PIXEL_DECIMALS) if math.isfinite(number) else None
+
+
+def track_message(track_id: str, result: TrackResult, mask_encoding: MaskEncoding) -> JsonObject:
+    """One entry of `tracks` in a results message (non-finite numbers become null)."""
+    cx, cy = result.center_xy
+    w, h = result.size_wh
+    score = None if result.score is None else float(result.score)
+    return {
+        "track_id": track_id,
+        "state": result.state.value,
+        "center": [_px(cx), _px(cy)],
+        "size": [_px(w), _px(h)],
+        "bbox": [_px(value) for value in result.bbox_xywh],
+        "rotated_box": [[_px(x), _px(y)] for x, y in result.rotated_box],
+        "score": round(score, SCORE_DECIMALS)
+        if score is not None and math.isfinite(score)
+        else None,
+        "mask": encode_mask(result.mask, mask_encoding),
+    }
+
+
+def results_message(
+    frame_index: int,
+    capture_time: float,
+    frame_wh: tuple[int, int],
+    tracks: Iterable[tuple[str, TrackResult]],
+    *,
+    mask_encoding: MaskEncoding = "rle",
+    publish_time: float | None = None,
+) -> JsonObject:
+    """The per-frame message of `track/results`.
+
+    capture_time: unix seconds of the frame; latency_ms runs from it to `publish_time`
+    (default: now, taken after the masks are encoded, right before the message goes out).
+    """
+    entries = [track_message(track_id, result, mask_encoding) for track_id, result in tracks]
+    now = time.time() if publish_time is None else publish_time
+    width, height = frame_wh
+    return {
+        "frame": int(frame_index),
+        "timestamp": round(float(capture_time), TIMESTAMP_DECIMALS),
+        "latency_ms": round((now - capture_time) * MS_PER_S, LATENCY_DECIMALS),
+        "width": int(width),
+        "height": int(height),
+        "tracks": entries,
+    }
+
+
+def encode_results(
+    frame_index: int,
+    capture_time: float,
+    frame_wh: tuple[int, int],
+    tracks: Iterable[tuple[str, TrackResult]],
+    *,
+    mask_encoding: MaskEncoding = "rle",
+    publish_time: float | None = None,
+) -> bytes:
+    """results_message as a JSON payload."""
+    return dumps(
+        results_message(
+            frame_index,
+            capture_time,
+            frame_wh,
+            tracks,
+            mask_encoding=mask_encoding,
+            publish_time=publish_time,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """The frame source as the status message shows it.
+
+    description: `camera /dev/video0`; open: frames are arriving; error: the last failure while
+    it is being reopened; frame_wh: the size of the last frame, None before the first.
+    """
+
+    description: str
+    open: bool
+    error: str | None = None
+    frame_wh: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """What the service reports on the retained status topic (see `status_message`).
+
+    model: model name or path; provider: the onnxruntime execution provider in use;
+    fps: frames processed per second lately; dropped_frames: frames the capture thread
+    replaced before the tracker took them, since start; track_ids: active tracks.
+    """
+
+    model: str
+    provider: str
+    source: SourceStatus
+    fps: float
+    dropped_frames: int
+    track_ids: tuple[str, ...]
+    max_tracks: int
+    mask_encoding: MaskEncoding
+    uptime_s: float
+    version: str = __version__
+
+
+def status_message(
+    report: StatusReport, commands_dropped: int = 0, now: float | None = None
+) -> JsonObject:
+    """The retained `online` status.
+
+    `{"online": true, "version", "model", "provider", "source": {"description", "open",
+    "error", "width", "height"}, "fps", "dropped_frames", "active_tracks": n, "track_ids",
+    "max_tracks", "mask_encoding", "commands_dropped", "uptime_s", "timestamp"}`
+    """
+    width, height = report.source.frame_wh if report.source.frame_wh else (None, None)
+    return {
+        "online": True,
+        "version": report.version,
+        "model": report.model,
+        "provider": report.provider,
+        "source": {
+            "description": report.source.description,
+            "open": report.source.open,
+            "error": report.source.error,
+            "width": width,
+            "height": height,
+        },
+        "fps": round(float(report.fps), PIXEL_DECIMALS),
+        "dropped_frames": int(report.dropped_frames),
+        "active_tracks": len(report.track_ids),
+        "track_ids": list(report.track_ids),
+        "max_tracks": int(report.max_tracks),
+        "mask_encoding": report.mask_encoding,
+        "commands_dropped": int(commands_dropped),
+        "uptime_s": round(float(report.uptime_s), LATENCY_DECIMALS),
+        "timestamp": round(time.time() if now is None else now, TIMESTAMP_DECIMALS),
+    }
+
+
+def encode_status(
+    report: StatusReport, commands_dropped: int = 0, now: float | None = None
+) -> bytes:
+    """status_message as a JSON payload."""
+    return dumps(status_message(report, commands_dropped, now))
+
+
+def encode_online(version: str = __version__) -> bytes:
+    """The minimal `online` status sent on connect before the service's first report."""
+    return dumps({"online": True, "version": version})
+
+
+def encode_offline(reason: str, version: str = __version__) -> bytes:
+    """`{"online": false, "version", "reason"}`: the last will (`connection lost`) and the
+    message of a clean shutdown (`shutdown`)."""
+    return dumps({"online": False, "version": version, "reason": reason})
+
+
+def _excerpt(payload: bytes) -> str:
+    text = payload[:EXCERPT_BYTES].decode("utf-8", errors="replace")
+    return text + "..." if len(payload) > EXCERPT_BYTES else text
+
+
+def error_message(error: CommandError, topic: str, payload: bytes) -> JsonObject:
+    """`{"reason", "request_id", "topic", "payload_excerpt"}` for a rejected command.
+
+    topic: where the command came from (`http` or the MQTT topic); the excerpt is the first
+    200 bytes, undecodable bytes replaced.
+    """
+    return {
+        "reason": error.reason,
+        "request_id": error.request_id,
+        "topic": topic,
+        "payload_excerpt": _excerpt(payload),
+    }
+
+
+def encode_error(error: CommandError, topic: str, payload: bytes) -> bytes:
+    """error_message as a JSON payload."""
+    return dumps(error_message(error, topic, payload))
+
+
+def ack_message(kind: CommandKind, track_id: str | None, request_id: str | None) -> JsonObject:
+    """`{"ack": "start"|"stop", "track_id", "request_id"}`; track_id null: stop of all tracks."""
+    return {"ack": kind, "track_id": track_id, "request_id": request_id}
+
+
+def encode_ack(kind: CommandKind, track_id: str | None, request_id: str | None) -> bytes:
+    """ack_message as a JSON payload."""
+    return dumps(ack_message(kind, track_id, request_id))

@@ -1,0 +1,68 @@
+"""`siamedge run`: load the configuration, apply command-line overrides, start the service.
+
+Never holds defaults of its own: every value not given comes from siamedge/config.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from siamedge.config import Settings, load_settings, settings_from_mapping
+from siamedge.service import run_service
+from siamedge.systemd import configure_logging
+
+# option dest -> (section, key) in the configuration
+OVERRIDES: dict[str, tuple[str, str]] = {
+    "model": ("model", "path"),
+    "providers": ("model", "providers"),
+    "source": ("source", "uri"),
+    "mqtt_host": ("mqtt", "host"),
+    "mqtt_port": ("mqtt", "port"),
+    "topic_prefix": ("mqtt", "topic_prefix"),
+    "mask_encoding": ("mqtt", "mask_encoding"),
+    "max_tracks": ("tracker", "max_tracks"),
+    "log_level": ("service", "log_level"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `siamedge run`."""
+    parser.add_argument("--config", type=Path, help="YAML configuration (default: built-in)")
+    parser.add_argument("--model", help="ONNX model file or `builtin` (model.path)")
+    parser.add_argument(
+        "--providers", help="`auto` or a comma list of tensorrt,cuda,cpu (model.providers)"
+    )
+    parser.add_argument("--source", help="camera, pipeline, URL, file, folder or `synthetic`")
+    parser.add_argument("--mqtt-host", help="broker host (mqtt.host)")
+    parser.add_argument("--mqtt-port", type=int, help="broker port (mqtt.port)")
+    parser.add_argument("--topic-prefix", help="prefix of every topic (mqtt.topic_prefix)")
+    parser.add_argument(
+        "--mask-encoding", choices=["rle", "polygon", "png", "none"], help="mqtt.mask_encoding"
+    )
+    parser.add_argument("--max-tracks", type=int, help="tracker.max_tracks")
+    parser.add_argument(
+        "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="service.log_level"
+    )
+
+
+def apply_overrides(settings: Settings, args: argparse.Namespace, origin: str) -> Settings:
+    """The settings with the options given on the command line replacing their keys."""
+    data: dict[str, Any] = settings.model_dump()
+    for dest, (section, key) in OVERRIDES.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        if dest == "providers" and value != "auto":
+            value = [name.strip() for name in value.split(",")]
+        data[section][key] = value
+    return settings_from_mapping(data, f"{origin} with command-line options")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the daemon; a bad configuration raises ConfigError (exit status 78)."""
+    origin = str(args.config) if args.config else "embedded defaults"
+    settings = apply_overrides(load_settings(args.config), args, origin)
+    configure_logging(settings.service.log_level)
+    return run_service(settings, args.config)

@@ -1,0 +1,407 @@
+"""The daemon: wires the capture thread -> trackers -> MQTT results, and owns shutdown.
+
+The main loop is the only thread that touches trackers; signal handlers only set the stop event.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Protocol
+
+from siamedge import __version__
+from siamedge.config import Settings
+from siamedge.engine import Engine
+from siamedge.errors import CommandError, ModelError
+from siamedge.messaging.client import ConnectionState, IncomingCommand, MqttClient
+from siamedge.messaging.protocol import (
+    SourceStatus,
+    StartCommand,
+    StatusReport,
+    parse_command,
+)
+from siamedge.messaging.topics import CommandKind
+from siamedge.models import resolve_model_path
+from siamedge.sources.base import Frame
+from siamedge.sources.capture import CaptureThread, SourceState
+from siamedge.sources.capture import SourceStatus as CaptureStatus
+from siamedge.sources.factory import create_capture
+from siamedge.systemd import Notifier, Watchdog, extended_timeout
+from siamedge.tracking.result import TrackResult
+from siamedge.tracking.tracker import TrackerParams
+from siamedge.tracks import TrackManager
+
+log = logging.getLogger(__name__)
+
+LOOP_WAIT_S = 0.25
+"""Longest wait for a frame before the loop looks at commands, status and the watchdog."""
+READY_WAIT_S = 5.0
+"""How long start-up waits for the first source attempt and the first broker connection."""
+MODEL_LOAD_WINDOW_S = 90.0
+"""EXTEND_TIMEOUT_USEC step while the model loads (TensorRT may build engines for minutes)."""
+MODEL_RETRY_S = 10.0
+"""How often a model that failed to load is looked at again (it reloads when its file changes)."""
+MAX_PENDING_STARTS = 16
+FPS_WINDOW = 30
+
+
+class Responder(Protocol):
+    """Answers the sender of one command (MQTT ack/error topics, or an HTTP reply)."""
+
+    def accepted(self, track_id: str | None, request_id: str | None) -> None: ...
+
+    def rejected(self, error: CommandError) -> None: ...
+
+
+@dataclass(frozen=True)
+class Request:
+    """A command from any channel, not validated yet."""
+
+    kind: CommandKind
+    payload: bytes
+    responder: Responder
+
+
+@dataclass(frozen=True)
+class _MqttResponder:
+    client: MqttClient
+    command: IncomingCommand
+
+    def accepted(self, track_id: str | None, request_id: str | None) -> None:
+        self.client.acknowledge(self.command, track_id, request_id)
+
+    def rejected(self, error: CommandError) -> None:
+        self.client.reject(self.command, error)
+
+
+@dataclass(frozen=True)
+class FrameReport:
+    """One processed frame and its tracks, for listeners (e.g. a live view).
+
+    tracks: (track_id, result, slot) with slot a small stable number per track (colours).
+    latency_ms: capture -> results published (None when nothing was published).
+    """
+
+    frame: Frame
+    tracks: tuple[tuple[str, TrackResult, int], ...]
+    latency_ms: float | None
+
+
+FrameListener = Callable[[FrameReport], None]
+
+
+@dataclass(frozen=True)
+class _PendingStart:
+    command: StartCommand
+    responder: Responder
+
+
+class FpsMeter:
+    """Frames per second over the last FPS_WINDOW frames."""
+
+    def __init__(self) -> None:
+        self._times: deque[float] = deque(maxlen=FPS_WINDOW)
+
+    def tick(self, now: float) -> None:
+        self._times.append(now)
+
+    @property
+    def fps(self) -> float:
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+
+class ModelSlot:
+    """The loaded model, or why it is not loaded; retries when the file changes."""
+
+    def __init__(self, settings: Settings, notifier: Notifier) -> None:
+        self._settings = settings
+        self._notifier = notifier
+        self.engine: Engine | None = None
+        self.manager: TrackManager | None = None
+        self.error: str | None = None
+        self._file_stamp: tuple[float, int] | None = None
+        self._next_check = 0.0
+
+    def load(self) -> None:
+        """Load and warm up the model; on failure keep the reason (the service goes on)."""
+        model = self._settings.model
+        self._file_stamp = self._stamp()
+        try:
+            with extended_timeout(self._notifier, MODEL_LOAD_WINDOW_S, status="loading model"):
+                engine = Engine.load(model.path, model)
+        except ModelError as exc:
+            self.error = str(exc)
+            log.error("model not loaded: %s (retrying when the file changes)", exc)
+            return
+        params = TrackerParams.from_settings(self._settings.tracker, engine.contract)
+        self.engine = engine
+        self.manager = TrackManager(engine, params, self._settings.tracker.max_tracks)
+        self.error = None
+
+    def retry_if_changed(self, now: float) -> bool:
+        """Reload a failed model whose file changed; True when the model is now loaded."""
+        if self.engine is not None or now < self._next_check:
+            return False
+        self._next_check = now + MODEL_RETRY_S
+        if self._stamp() == self._file_stamp:
+            return False
+        log.info("model file changed: loading it again")
+        self.load()
+        return self.engine is not None
+
+    def _stamp(self) -> tuple[float, int] | None:
+        try:
+            path = resolve_model_path(self._settings.model.path)
+            stat = path.stat()
+        except (ModelError, OSError):
+            return None
+        return stat.st_mtime, stat.st_size
+
+
+class Service:
+    """The long-running tracker service. run() blocks until stop() or SIGTERM/SIGINT."""
+
+    def __init__(self, settings: Settings, notifier: Notifier | None = None) -> None:
+        self._settings = settings
+        self._notifier = notifier or Notifier()
+        self._stop = threading.Event()
+        self._status_due = threading.Event()
+        self._started = time.monotonic()
+        self._fps = FpsMeter()
+        self._frame_wh: tuple[int, int] | None = None
+        self._pending: deque[_PendingStart] = deque()
+        self._inboxes: list[Callable[[], list[Request]]] = []
+        self._frame_listeners: list[FrameListener] = []
+        self._published_tracks = False
+        self._status_lock = threading.Lock()
+        self._last_status: StatusReport | None = None
+        self._broker = ConnectionState(False, "not connected yet", time.time())
+
+    @property
+    def stop_event(self) -> threading.Event:
+        """Set to end run()."""
+        return self._stop
+
+    def stop(self) -> None:
+        """Ask run() to finish (thread- and signal-safe)."""
+        self._stop.set()
+
+    def add_inbox(self, drain: Callable[[], list[Request]]) -> None:
+        """Another command channel (e.g. HTTP): drain() returns its queued requests."""
+        self._inboxes.append(drain)
+
+    def add_frame_listener(self, listener: FrameListener) -> None:
+        """Called on the main loop after every processed frame; it must return at once."""
+        self._frame_listeners.append(listener)
+
+    @property
+    def status(self) -> StatusReport | None:
+        """The latest status report (None before start-up finished); any thread."""
+        with self._status_lock:
+            return self._last_status
+
+    @property
+    def broker(self) -> ConnectionState:
+        """The broker connection as last reported; any thread."""
+        return self._broker
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT set the stop event; nothing else happens in the handler."""
+
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            self._stop.set()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def run(self) -> int:
+        """Start everything, serve until stopped, shut down cleanly; returns the exit status."""
+        settings = self._settings
+        model = ModelSlot(settings, self._notifier)
+        model.load()
+        capture = create_capture(
+            settings.source, stop_event=self._stop, on_state=self._on_source_state
+        )
+        mqtt = MqttClient(settings.mqtt, on_state_change=self._on_broker_state)
+        capture.start()
+        mqtt.start()
+        try:
+            self._wait_for_first_attempts(capture, mqtt)
+            self._publish_status(model, capture, mqtt)
+            self._notifier.ready(self._status_line(model, capture, mqtt))
+            watchdog = Watchdog.from_environment(
+                self._notifier, stall_s=settings.service.watchdog_stall_s
+            )
+            log.info("siamedge %s running", __version__)
+            self._loop(model, capture, mqtt, watchdog)
+        finally:
+            self._notifier.stopping("shutting down")
+            log.info("shutting down")
+            capture.stop()
+            mqtt.close()
+        return 0
+
+    def _wait_for_first_attempts(self, capture: CaptureThread, mqtt: MqttClient) -> None:
+        deadline = time.monotonic() + READY_WAIT_S
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            if capture.status.state is not SourceState.STARTING:
+                break
+            self._stop.wait(0.05)
+        mqtt.wait_connected(max(0.0, deadline - time.monotonic()))
+
+    def _loop(
+        self, model: ModelSlot, capture: CaptureThread, mqtt: MqttClient, watchdog: Watchdog
+    ) -> None:
+        interval = self._settings.mqtt.status_interval_s
+        next_status = time.monotonic() + interval
+        while not self._stop.is_set():
+            wait = min(LOOP_WAIT_S, watchdog.seconds_until_due() or LOOP_WAIT_S)
+            frame = capture.get(timeout=wait)
+            now = time.monotonic()
+            if model.retry_if_changed(now):
+                self._status_due.set()
+            self._handle_requests(model, self._collect_requests(mqtt))
+            if frame is not None:
+                self._process(model, frame, mqtt)
+                watchdog.frame_processed()
+            elif capture.status.state is not SourceState.STREAMING or model.engine is None:
+                watchdog.waiting_for_source()
+            watchdog.tick()
+            if self._status_due.is_set() or now >= next_status:
+                self._status_due.clear()
+                next_status = now + interval
+                self._publish_status(model, capture, mqtt)
+
+    def _collect_requests(self, mqtt: MqttClient) -> list[Request]:
+        requests = [
+            Request(command.kind, command.payload, _MqttResponder(mqtt, command))
+            for command in mqtt.drain_commands()
+        ]
+        for drain in self._inboxes:
+            requests.extend(drain())
+        return requests
+
+    def _handle_requests(self, model: ModelSlot, requests: list[Request]) -> None:
+        for request in requests:
+            try:
+                command = parse_command(request.kind, request.payload, self._frame_wh)
+                if model.manager is None:
+                    raise CommandError(f"no model loaded: {model.error}", command.request_id)
+                if isinstance(command, StartCommand):
+                    if len(self._pending) >= MAX_PENDING_STARTS:
+                        raise CommandError(
+                            "too many start commands are waiting for a frame", command.request_id
+                        )
+                    self._pending.append(_PendingStart(command, request.responder))
+                    continue
+                stopped = model.manager.stop(command.track_id, command.request_id)
+                request.responder.accepted(
+                    command.track_id if len(stopped) == 1 else None, command.request_id
+                )
+                self._status_due.set()
+            except CommandError as exc:
+                request.responder.rejected(exc)
+
+    def _process(self, model: ModelSlot, frame: Frame, mqtt: MqttClient) -> None:
+        self._frame_wh = frame.size_wh
+        self._fps.tick(time.monotonic())
+        manager = model.manager
+        if manager is None:
+            return
+        started: list[tuple[str, TrackResult]] = []
+        while self._pending:
+            pending = self._pending.popleft()
+            command = pending.command
+            try:
+                track_id, result = manager.start(
+                    frame, command.box_xywh, command.track_id, command.request_id
+                )
+            except CommandError as exc:
+                pending.responder.rejected(exc)
+                continue
+            started = [entry for entry in started if entry[0] != track_id]
+            started.append((track_id, result))
+            pending.responder.accepted(track_id, command.request_id)
+            self._status_due.set()
+        stepped, dropped = manager.step(frame)
+        if dropped:
+            self._status_due.set()
+        tracks = stepped + started
+        latency_ms: float | None = None
+        publish = bool(tracks) or self._published_tracks
+        if publish and mqtt.publish_results(frame.index, frame.timestamp, frame.size_wh, tracks):
+            latency_ms = (time.time() - frame.timestamp) * 1000.0
+        self._published_tracks = bool(tracks)
+        if self._frame_listeners:
+            report = FrameReport(
+                frame,
+                tuple((track_id, result, manager.slot_of(track_id)) for track_id, result in tracks),
+                latency_ms,
+            )
+            for listener in self._frame_listeners:
+                listener(report)
+
+    def _on_source_state(self, status: CaptureStatus) -> None:
+        if status.state is SourceState.RETRYING:
+            log.warning("source %s: %s (retrying)", status.source, status.error)
+        self._status_due.set()
+
+    def _on_broker_state(self, state: ConnectionState) -> None:
+        self._broker = state
+        self._status_due.set()
+
+    def _publish_status(self, model: ModelSlot, capture: CaptureThread, mqtt: MqttClient) -> None:
+        report = self.status_report(model, capture)
+        with self._status_lock:
+            self._last_status = report
+        mqtt.publish_status(report)
+        self._notifier.status(self._status_line(model, capture, mqtt))
+
+    def status_report(self, model: ModelSlot, capture: CaptureThread) -> StatusReport:
+        """What the retained status topic says now."""
+        source = capture.status
+        engine = model.engine
+        track_ids = tuple(model.manager.track_ids) if model.manager else ()
+        return StatusReport(
+            model=str(engine.path) if engine else f"not loaded: {model.error}",
+            provider=engine.provider if engine else "none",
+            source=SourceStatus(
+                description=source.source,
+                open=source.state is SourceState.STREAMING,
+                error=source.error,
+                frame_wh=self._frame_wh,
+            ),
+            fps=round(self._fps.fps, 1),
+            dropped_frames=capture.stats().dropped,
+            track_ids=track_ids,
+            max_tracks=self._settings.tracker.max_tracks,
+            mask_encoding=self._settings.mqtt.mask_encoding,
+            uptime_s=round(time.monotonic() - self._started, 1),
+        )
+
+    def _status_line(self, model: ModelSlot, capture: CaptureThread, mqtt: MqttClient) -> str:
+        tracks = len(model.manager) if model.manager else 0
+        broker = "connected" if mqtt.connection.connected else "disconnected"
+        model_state = model.engine.provider if model.engine else "model not loaded"
+        return (
+            f"{self._fps.fps:.1f} fps, {tracks} track(s), source {capture.status.state.value}, "
+            f"broker {broker}, {model_state}"
+        )
+
+
+def run_service(settings: Settings, config_path: Path | None) -> int:
+    """Run the daemon with signal handling; returns the exit status."""
+    service = Service(settings)
+    service.install_signal_handlers()
+    log.info("configuration: %s", config_path or "embedded defaults")
+    return service.run()

@@ -1,0 +1,150 @@
+"""Settings -> the right FrameSource (inferring the kind from the uri) and its capture thread.
+
+Never opens anything: sources are opened by their user (the capture thread or `siamedge track`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from pathlib import Path
+from typing import Literal
+
+from siamedge.config import SourceKind, SourceSettings
+from siamedge.errors import SourceError
+from siamedge.sources.base import FrameSource
+from siamedge.sources.camera import CameraSource
+from siamedge.sources.capture import CaptureThread, StateCallback
+from siamedge.sources.file import VideoFileSource, probe_fps
+from siamedge.sources.gstreamer import PIPELINE_SEPARATOR, GStreamerSource, ends_in_appsink
+from siamedge.sources.images import ImageFolderSource
+from siamedge.sources.stream import StreamSource, redact_url
+
+log = logging.getLogger(__name__)
+
+ConcreteKind = Literal["camera", "gstreamer", "stream", "file", "images", "synthetic"]
+
+SYNTHETIC_URI = "synthetic"
+CAMERA_PATH_PREFIX = "/dev/video"
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".h264")
+"""A uri ending like this names a video file even before the file exists (it is retried)."""
+FALLBACK_PLAYBACK_FPS = 30.0
+"""Playback rate of image folders, synthetic clips and files without a rate (see config `fps`)."""
+LIVE_KINDS: tuple[ConcreteKind, ...] = ("camera", "gstreamer", "stream")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def infer_kind(uri: str) -> ConcreteKind:
+    """The source kind a uri names; SourceError naming the uri when it fits none.
+
+    `synthetic`; a digit string or /dev/video* -> camera; rtsp://, rtmp://, http(s):// and other
+    stream URLs -> stream; an existing folder -> images; an existing file, or a name ending in a
+    video suffix -> file; a gst-launch pipeline (with `!`, or ending in appsink) -> gstreamer.
+    """
+    text = uri.strip()
+    if text.lower() == SYNTHETIC_URI:
+        return "synthetic"
+    if text.isdigit() or text.startswith(CAMERA_PATH_PREFIX):
+        return "camera"
+    scheme = _SCHEME.match(text)
+    if scheme:
+        if scheme.group(1).lower() in STREAM_SCHEMES:
+            return "stream"
+        raise SourceError(
+            f"source uri {redact_url(text)!r}: unsupported URL scheme {scheme.group(1)!r} "
+            f"(known: {', '.join(STREAM_SCHEMES)})"
+        )
+    path = Path(text).expanduser()
+    if text and path.is_dir():
+        return "images"
+    if text and path.is_file():
+        return "file"
+    if PIPELINE_SEPARATOR in text or ends_in_appsink(text):
+        return "gstreamer"
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return "file"
+    raise SourceError(
+        f"source uri {text!r}: cannot tell what it is: not `synthetic`, a camera index or "
+        "/dev/video*, a stream URL, a GStreamer pipeline, or an existing file or folder; "
+        "fix the uri or set source.kind"
+    )
+
+
+def resolve_kind(settings: SourceSettings) -> ConcreteKind:
+    """settings.kind, or the kind inferred from settings.uri when it is `auto`."""
+    kind: SourceKind = settings.kind
+    if kind == "auto":
+        return infer_kind(settings.uri)
+    return kind
+
+
+def create_source(settings: SourceSettings) -> FrameSource:
+    """The FrameSource the settings describe, not opened yet."""
+    kind = resolve_kind(settings)
+    uri = settings.uri.strip()
+    if kind == "camera":
+        return CameraSource(
+            uri,
+            width=settings.width,
+            height=settings.height,
+            fps=settings.fps,
+            fourcc=settings.fourcc,
+        )
+    if kind == "gstreamer":
+        return GStreamerSource(uri)
+    if kind == "stream":
+        return StreamSource(
+            uri, open_timeout_s=settings.open_timeout_s, read_timeout_s=settings.read_timeout_s
+        )
+    if kind == "file":
+        return VideoFileSource(Path(uri).expanduser(), loop=settings.loop)
+    if kind == "images":
+        return ImageFolderSource(Path(uri).expanduser(), loop=settings.loop)
+    # Imported here: the synthetic clip is its own module and only needed for demos and tests.
+    from siamedge.sources.synthetic import SyntheticSource  # noqa: PLC0415
+
+    return SyntheticSource(settings.synthetic, loop=settings.loop)
+
+
+def playback_fps(settings: SourceSettings) -> float | None:
+    """The real-time rate to pace a finite source at; None for live sources (no pacing).
+
+    settings.fps when set; else a file's own rate (read from the file now), else 30.
+    """
+    kind = resolve_kind(settings)
+    if kind in LIVE_KINDS:
+        return None
+    if settings.fps is not None:
+        return settings.fps
+    if kind == "file":
+        fps = probe_fps(Path(settings.uri.strip()).expanduser())
+        if fps is not None:
+            return fps
+        log.warning(
+            "file %s: frame rate unknown (missing file or none recorded); playing at %g fps",
+            settings.uri,
+            FALLBACK_PLAYBACK_FPS,
+        )
+    return FALLBACK_PLAYBACK_FPS
+
+
+def create_capture(
+    settings: SourceSettings,
+    *,
+    stop_event: threading.Event | None = None,
+    on_state: StateCallback | None = None,
+) -> CaptureThread:
+    """The source of the settings inside a CaptureThread (paced, with the settings' backoff).
+
+    Not started: call start(), then get(timeout) in the consumer loop, and stop() at the end.
+    """
+    return CaptureThread(
+        create_source(settings),
+        reopen_min_s=settings.reopen_min_s,
+        reopen_max_s=settings.reopen_max_s,
+        pace_fps=playback_fps(settings),
+        stop_event=stop_event,
+        on_state=on_state,
+    )

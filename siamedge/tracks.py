@@ -1,0 +1,140 @@
+"""The set of active targets: start / restart / stop commands, and one step of every target.
+
+Owns the per-target Trackers (all sharing one model); never does I/O or touches MQTT.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+
+from siamedge.errors import BoxError, CommandError
+from siamedge.sources.base import Frame
+from siamedge.tracking.geometry import BoxXYWH
+from siamedge.tracking.model_io import StepModel
+from siamedge.tracking.result import TrackResult
+from siamedge.tracking.tracker import Tracker, TrackerParams
+
+log = logging.getLogger(__name__)
+
+TRACK_ID_PREFIX = "t"
+
+
+@dataclass
+class ActiveTrack:
+    """One target being followed. slot: a small stable number (overlay colours)."""
+
+    track_id: str
+    tracker: Tracker
+    slot: int
+    started_frame: int
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A track that stopped by itself (e.g. the source changed resolution) and why."""
+
+    track_id: str
+    reason: str
+
+
+class TrackManager:
+    """Starts, steps and stops up to max_tracks targets on frames of one source."""
+
+    def __init__(self, model: StepModel, params: TrackerParams, max_tracks: int) -> None:
+        self._model = model
+        self._params = params
+        self._max_tracks = max_tracks
+        self._tracks: dict[str, ActiveTrack] = {}
+        self._ids = (f"{TRACK_ID_PREFIX}{n}" for n in itertools.count(1))
+
+    @property
+    def track_ids(self) -> list[str]:
+        """Active track ids, oldest first."""
+        return list(self._tracks)
+
+    def __len__(self) -> int:
+        return len(self._tracks)
+
+    def slot_of(self, track_id: str) -> int:
+        """The overlay slot of an active track."""
+        return self._tracks[track_id].slot
+
+    def start(
+        self, frame: Frame, box_xywh: BoxXYWH, track_id: str | None, request_id: str | None
+    ) -> tuple[str, TrackResult]:
+        """Start (or restart, for a known track_id) a target on this frame.
+
+        Raises CommandError for a box that cannot be tracked or when max_tracks are running.
+        """
+        restart = track_id is not None and track_id in self._tracks
+        if not restart and len(self._tracks) >= self._max_tracks:
+            raise CommandError(
+                f"too many tracks: {len(self._tracks)} of {self._max_tracks} are running "
+                f"({', '.join(self._tracks)}); stop one first",
+                request_id,
+            )
+        tracker = Tracker(self._model, self._params)
+        try:
+            result = tracker.start(frame.image, box_xywh)
+        except BoxError as exc:
+            raise CommandError(str(exc), request_id) from None
+        if track_id is None:
+            track_id = self._new_id()
+        slot = self._tracks[track_id].slot if restart else self._free_slot()
+        self._tracks[track_id] = ActiveTrack(track_id, tracker, slot, frame.index)
+        log.info(
+            "%s track %s at box %s (frame %d)",
+            "restarted" if restart else "started",
+            track_id,
+            [round(v, 1) for v in box_xywh],
+            frame.index,
+        )
+        return track_id, result
+
+    def stop(self, track_id: str | None, request_id: str | None) -> list[str]:
+        """Stop one track (track_id) or all (None); returns the ids stopped.
+
+        Raises CommandError for an unknown track_id.
+        """
+        if track_id is None:
+            stopped = list(self._tracks)
+            self._tracks.clear()
+        elif track_id in self._tracks:
+            del self._tracks[track_id]
+            stopped = [track_id]
+        else:
+            active = ", ".join(self._tracks) or "none"
+            raise CommandError(f"no track {track_id!r} (active: {active})", request_id)
+        if stopped:
+            log.info("stopped track(s) %s", ", ".join(stopped))
+        return stopped
+
+    def step(self, frame: Frame) -> tuple[list[tuple[str, TrackResult]], list[Dropped]]:
+        """Track every target into this frame (targets started on it are skipped).
+
+        Returns the results, and the tracks that had to be dropped (frame size changed).
+        """
+        results: list[tuple[str, TrackResult]] = []
+        dropped: list[Dropped] = []
+        for track in list(self._tracks.values()):
+            if track.started_frame == frame.index:
+                continue
+            try:
+                results.append((track.track_id, track.tracker.step(frame.image).result))
+            except ValueError as exc:
+                del self._tracks[track.track_id]
+                dropped.append(Dropped(track.track_id, str(exc)))
+                log.warning("track %s dropped: %s", track.track_id, exc)
+        return results, dropped
+
+    def _new_id(self) -> str:
+        while True:
+            candidate = next(self._ids)
+            if candidate not in self._tracks:
+                return candidate
+
+    def _free_slot(self) -> int:
+        used = {track.slot for track in self._tracks.values()}
+        return next(slot for slot in itertools.count() if slot not in used)

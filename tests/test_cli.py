@@ -1,0 +1,134 @@
+"""The command line: offline tracking output, inspect, and clear errors with their exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from siamedge.cli import EX_CONFIG, main
+from siamedge.config import SyntheticSettings
+from siamedge.sources.synthetic import SyntheticClip
+
+TRACK_FIELDS = {"track_id", "state", "center", "size", "bbox", "rotated_box", "score", "mask"}
+
+
+def synthetic_box() -> str:
+    x, y, w, h = SyntheticClip(SyntheticSettings()).truth(0).box_xywh
+    return f"{x},{y},{w},{h}"
+
+
+def test_track_writes_one_json_line_per_frame_and_a_video(tmp_path: Path) -> None:
+    out, video = tmp_path / "r.jsonl", tmp_path / "o.mp4"
+    status = main(
+        [
+            "track",
+            "--source",
+            "synthetic",
+            "--box",
+            synthetic_box(),
+            "--frames",
+            "12",
+            "--out",
+            str(out),
+            "--video",
+            str(video),
+            "--providers",
+            "cpu",
+        ]
+    )
+    assert status == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["frame"] for line in lines] == list(range(12))
+    assert all(line["width"] == 1280 and line["height"] == 720 for line in lines)
+    first = lines[0]["tracks"][0]
+    assert set(first) == TRACK_FIELDS
+    assert first["bbox"] == [float(v) for v in synthetic_box().split(",")]
+    later = lines[-1]["tracks"][0]
+    assert later["mask"]["format"] == "rle"
+    assert later["mask"]["size"] == [720, 1280]
+    assert 0.0 <= later["score"] <= 1.0
+
+    capture = cv2.VideoCapture(str(video))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    capture.release()
+    assert frames == 12
+
+
+def test_track_over_an_image_folder(tmp_path: Path, image_folder: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    first = sorted(image_folder.iterdir())[0]
+    height, width = cv2.imread(str(first)).shape[:2]
+    box = f"{width // 4},{height // 4},{width // 2},{height // 2}"
+    status = main(
+        [
+            *("track", "--source", str(image_folder), "--box", box),
+            *("--out", str(out), "--mask-encoding", "polygon"),
+        ]
+    )
+    assert status == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == len(list(image_folder.iterdir()))
+    assert json.loads(lines[-1])["tracks"][0]["mask"]["format"] == "polygon"
+
+
+def test_malformed_box_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["track", "--source", "synthetic", "--box", "1,2,3"])
+    assert exit_info.value.code == 2
+    assert "box must be x,y,w,h (4 numbers), got '1,2,3'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--box", "5000,10,20,20"], "lies entirely outside the 1280x720 frame"),
+        (["--box", "10,10,0,20"], "size must be positive"),
+        (["--box", "10,10,20,20", "--model", "/nonexistent/m.onnx"], "model file not found"),
+    ],
+)
+def test_track_errors_are_clear(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["track", "--source", "synthetic", "--frames", "2", *args])
+    assert status == 1
+    assert message in capsys.readouterr().err
+
+
+def test_missing_source_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nothing.mp4"
+    status = main(["track", "--source", str(missing), "--box", "1,1,10,10"])
+    assert status == 1
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_inspect_builtin(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", "builtin"]) == 0
+    text = capsys.readouterr().out
+    assert "contract: OK" in text
+    assert "siamedge.model: builtin-ncc" in text
+    assert "score output: yes" in text
+
+
+def test_inspect_rejects_a_non_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(np.arange(100, dtype=np.uint8).tobytes())
+    assert main(["inspect", str(path)]) == 1
+    assert "model.onnx: cannot load the model" in capsys.readouterr().err
+
+
+def test_run_with_a_bad_config_exits_78(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("mqtt:\n  hots: example.org\n")
+    assert main(["run", "--config", str(config)]) == EX_CONFIG
+    assert "bad.yaml: mqtt.hots: Extra inputs are not permitted" in capsys.readouterr().err
+
+
+def test_run_override_is_validated(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--mqtt-port", "0"]) == EX_CONFIG
+    assert "mqtt.port" in capsys.readouterr().err

@@ -1,0 +1,480 @@
+"""The MQTT client against a real mosquitto: commands in, acks/errors/status/results out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fixtures.mosquitto import (
+    WAIT_TIMEOUT_S,
+    Broker,
+    MqttCollector,
+    TlsFiles,
+    write_password_file,
+)
+
+from siamedge.config import MqttSettings, TlsSettings
+from siamedge.errors import CommandError
+from siamedge.messaging.client import ConnectionState, IncomingCommand, MqttClient
+from siamedge.messaging.protocol import (
+    MAX_COMMAND_BYTES,
+    SourceStatus,
+    StartCommand,
+    StatusReport,
+    parse_command,
+)
+from siamedge.tracking.result import MaskWindow, TrackResult, TrackState
+
+pytestmark = pytest.mark.timeout(30)
+
+FRAME_WH = (640, 480)
+Collect = Callable[..., MqttCollector]
+
+
+def settings_for(broker: Broker, prefix: str, **overrides: Any) -> MqttSettings:
+    """Settings for a test client: its own id and prefix, quick reconnects."""
+    values: dict[str, Any] = {
+        "host": broker.host,
+        "port": broker.port,
+        "client_id": f"siamedge-test-{uuid.uuid4().hex[:8]}",
+        "topic_prefix": prefix,
+        "keepalive_s": 5,
+        "reconnect_min_s": 0.05,
+        "reconnect_max_s": 0.5,
+    }
+    values.update(overrides)
+    return MqttSettings(**values)
+
+
+@pytest.fixture
+def make_client() -> Iterator[Callable[..., MqttClient]]:
+    """Started clients, closed after the test."""
+    clients: list[MqttClient] = []
+
+    def make(settings: MqttSettings, **kwargs: Any) -> MqttClient:
+        client = MqttClient(settings, **kwargs)
+        clients.append(client)
+        client.start()
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def connected(client: MqttClient) -> MqttClient:
+    assert client.wait_connected(WAIT_TIMEOUT_S), client.connection
+    return client
+
+
+def wait_commands(client: MqttClient, count: int) -> list[IncomingCommand]:
+    """Drain until `count` commands arrived (the service does this between frames)."""
+    commands: list[IncomingCommand] = []
+    deadline = time.monotonic() + WAIT_TIMEOUT_S
+    while len(commands) < count:
+        assert time.monotonic() < deadline, f"only {len(commands)} of {count} commands arrived"
+        commands += client.drain_commands()
+        time.sleep(0.01)
+    return commands
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT_TIMEOUT_S
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def serve(client: MqttClient, commands: list[IncomingCommand]) -> None:
+    """What the service does with each command: validate, then acknowledge or reject."""
+    for command in commands:
+        try:
+            parsed = parse_command(command.kind, command.payload, FRAME_WH)
+        except CommandError as exc:
+            client.reject(command, exc)
+            continue
+        track_id = parsed.track_id or "auto-1"
+        client.acknowledge(command, track_id, parsed.request_id)
+
+
+def payload_of(message: Any) -> Any:
+    return json.loads(message.payload)
+
+
+def test_start_and_stop_round_trip(
+    mosquitto: Broker, mqtt_prefix: str, mqtt_collector: Collect, make_client: Callable[..., Any]
+) -> None:
+    client = connected(make_client(settings_for(mosquitto, mqtt_prefix)))
+    topics = client.topics
+    assert topics.start == f"{mqtt_prefix}track/start"
+    collector = mqtt_collector(mosquitto, [topics.status])
+    collector.publish(
+        topics.start, '{"box": [10, 20, 30, 40], "track_id": "t1", "request_id": "a"}'
+    )
+    collector.publish(topics.stop, '{"track_id": "t1", "request_id": "b"}')
+
+    start, stop = wait_commands(client, 2)
+    assert (start.kind, start.topic, start.response_topic) == ("start", topics.start, None)
+    assert parse_command(start.kind, start.payload, FRAME_WH) == StartCommand(
+        (10.0, 20.0, 30.0, 40.0), "t1", "a"
+    )
+    assert stop.kind == "stop"
+    serve(client, [start, stop])
+    acks = collector.wait_for(topics.status, 2, where=lambda p: "ack" in p)
+    assert [payload_of(m) for m in acks] == [
+        {"ack": "start", "track_id": "t1", "request_id": "a"},
+        {"ack": "stop", "track_id": "t1", "request_id": "b"},
+    ]
+
+
+MALFORMED = [
+    b"not json",
+    b'{"box": [1, 2, 3], "request_id": "m1"}',
+    b'{"box": [1, 2, 3, 4], "colour": "red"}',
+    b'{"box": [700, 10, 20, 20]}',
+    b'{"box": [0.1, 0.1, 2, 0.1], "normalized": true}',
+    b"\xfe\xff",
+]
+
+
+def test_each_malformed_command_gets_its_error(
+    mosquitto: Broker, mqtt_prefix: str, mqtt_collector: Collect, make_client: Callable[..., Any]
+) -> None:
+    client = connected(make_client(settings_for(mosquitto, mqtt_prefix)))
+    collector = mqtt_collector(mosquitto, [client.topics.errors])
+    for payload in MALFORMED:
+        collector.publish(client.topics.start, payload)
+    serve(client, wait_commands(client, len(MALFORMED)))
+
+    errors = [payload_of(m) for m in collector.wait_for(client.topics.errors, len(MALFORMED))]
+    for payload, error in zip(MALFORMED, errors, strict=True):
+        with pytest.raises(CommandError) as expected:
+            parse_command("start", payload, FRAME_WH)
+        assert error["reason"] == expected.value.reason
+        assert error["request_id"] == expected.value.request_id
+        assert error["topic"] == client.topics.start
+        assert error["payload_excerpt"] == payload.decode("utf-8", errors="replace")
+    assert errors[1]["request_id"] == "m1"
+
+
+def test_status_is_retained_online_and_offline_after_close(
+    mosquitto: Broker, mqtt_prefix: str, mqtt_collector: Collect
+) -> None:
+    client = MqttClient(settings_for(mosquitto, mqtt_prefix))
+    client.start()
+    connected(client)
+    status = client.topics.status
+    first = mqtt_collector(mosquitto, [status]).wait_for(status, where=lambda p: p["online"])
+    assert payload_of(first[0])["online"] is True
+
+    report = StatusReport(
+        model="builtin",
+        provider="CPUExecutionProvider",
+        source=SourceStatus("synthetic 1280x720", True, None, (1280, 720)),
+        fps=30.0,
+        dropped_frames=0,
+        track_ids=("t1",),
+        max_tracks=4,
+        mask_encoding="rle",
+        uptime_s=1.0,
+    )
+    client.publish_status(report)
+    late = mqtt_collector(mosquitto, [status])
+    retained = late.wait_for(status, where=lambda p: "model" in p)[0]
+    assert retained.retain
+    assert payload_of(retained)["track_ids"] == ["t1"]
+
+    client.close()
+    after = mqtt_collector(mosquitto, [status]).wait_for(status)[0]
+    assert after.retain
+    assert payload_of(after)["online"] is False
+    assert payload_of(after)["reason"] == "shutdown"
+    assert client.connection.connected is False
+
+
+CHILD = """
+import sys, time
+from siamedge.config import MqttSettings
+from siamedge.messaging.client import MqttClient
+host, port, prefix, client_id = sys.argv[1:]
+client = MqttClient(MqttSettings(host=host, port=int(port), topic_prefix=prefix,
+                                 client_id=client_id, keepalive_s=5))
+client.start()
+print("connected" if client.wait_connected(5) else "failed", flush=True)
+time.sleep(60)
+"""
+
+
+def test_last_will_announces_a_killed_process(
+    mosquitto: Broker, mqtt_prefix: str, mqtt_collector: Collect, repo_root: Path
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, mosquitto.host, str(mosquitto.port), mqtt_prefix, "child"],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(repo_root)},
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == b"connected"
+        status = f"{mqtt_prefix}track/status"
+        collector = mqtt_collector(mosquitto, [status])
+        collector.wait_for(status, where=lambda p: p["online"])
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        will = collector.wait_for(status, where=lambda p: not p["online"])[0]
+        assert payload_of(will)["reason"] == "connection lost"
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+
+
+def test_reconnect_after_broker_restart_restores_subscriptions(
+    mosquitto_factory: Callable[..., Broker],
+    mqtt_prefix: str,
+    mqtt_collector: Collect,
+    make_client: Callable[..., Any],
+) -> None:
+    broker = mosquitto_factory()
+    states: list[ConnectionState] = []
+    lost = threading.Event()
+
+    def record(state: ConnectionState) -> None:
+        states.append(state)
+        if not state.connected:
+            lost.set()
+
+    client = connected(make_client(settings_for(broker, mqtt_prefix), on_state_change=record))
+    broker.stop()
+    assert lost.wait(WAIT_TIMEOUT_S)
+    wait_until(lambda: "Connection refused" in client.connection.reason)
+    assert client.connection.connected is False
+    broker.start()
+    connected(client)
+
+    # The restarted broker forgot everything: the status is back only because we re-sent it.
+    collector = mqtt_collector(broker, [client.topics.status])
+    retained = collector.wait_for(client.topics.status, where=lambda p: p["online"])[0]
+    assert retained.retain
+    collector.publish(client.topics.start, '{"box": [1, 2, 3, 4]}')
+    (command,) = wait_commands(client, 1)
+    assert command.kind == "start"
+    assert [state.connected for state in states][:2] == [True, False]
+    assert states[-1].connected is True
+
+
+def test_v5_response_topic_gets_the_ack_with_correlation_data(
+    mosquitto: Broker, mqtt_prefix: str, mqtt_collector: Collect, make_client: Callable[..., Any]
+) -> None:
+    client = connected(make_client(settings_for(mosquitto, mqtt_prefix)))
+    reply = f"{mqtt_prefix}reply/operator"
+    collector = mqtt_collector(mosquitto, [reply])
+    collector.publish(
+        client.topics.start,
+        '{"box": [1, 2, 3, 4], "track_id": "car"}',
+        response_topic=reply,
+        correlation_data=b"\x00corr-1",
+    )
+    collector.publish(
+        client.topics.stop, '{"track_id": "x y"}', response_topic=reply, correlation_data=b"c2"
+    )
+    start, stop = wait_commands(client, 2)
+    assert (start.response_topic, start.correlation_data) == (reply, b"\x00corr-1")
+    serve(client, [start, stop])
+
+    ack, error = collector.wait_for(reply, 2)
+    assert payload_of(ack) == {"ack": "start", "track_id": "car", "request_id": None}
+    assert ack.properties.CorrelationData == b"\x00corr-1"
+    assert "field 'track_id' must be" in payload_of(error)["reason"]
+    assert error.properties.CorrelationData == b"c2"
+
+
+def test_mqtt_v311_round_trip(
+    mosquitto: Broker, mqtt_prefix: str, mqtt_collector: Collect, make_client: Callable[..., Any]
+) -> None:
+    client = connected(make_client(settings_for(mosquitto, mqtt_prefix, protocol="3.1.1")))
+    collector = mqtt_collector(mosquitto, [client.topics.status], protocol="3.1.1")
+    collector.publish(client.topics.stop, '{"all": true, "request_id": "z"}')
+    (command,) = wait_commands(client, 1)
+    assert (command.kind, command.response_topic, command.correlation_data) == ("stop", None, None)
+    client.acknowledge(command, None, "z")
+    ack = collector.wait_for(client.topics.status, where=lambda p: "ack" in p)[0]
+    assert payload_of(ack) == {"ack": "stop", "track_id": None, "request_id": "z"}
+
+
+def test_retained_commands_are_ignored(
+    mosquitto: Broker, mqtt_prefix: str, mqtt_collector: Collect, make_client: Callable[..., Any]
+) -> None:
+    collector = mqtt_collector(mosquitto, [])
+    collector.publish(f"{mqtt_prefix}track/start", '{"box": [1, 2, 3, 4]}', retain=True)
+    client = connected(make_client(settings_for(mosquitto, mqtt_prefix)))
+    collector.publish(client.topics.stop, '{"all": true}')
+    (command,) = wait_commands(client, 1)
+    assert command.kind == "stop"
+    assert client.drain_commands() == []
+    collector.publish(client.topics.start, b"", retain=True)  # clear the retained message
+
+
+def test_full_queue_drops_the_oldest_and_answers_it(
+    mosquitto: Broker, mqtt_prefix: str, mqtt_collector: Collect, make_client: Callable[..., Any]
+) -> None:
+    client = connected(make_client(settings_for(mosquitto, mqtt_prefix), queue_size=2))
+    collector = mqtt_collector(mosquitto, [client.topics.errors])
+    for index in range(3):
+        collector.publish(client.topics.stop, f'{{"all": true, "request_id": "q{index}"}}')
+    error = payload_of(collector.wait_for(client.topics.errors)[0])
+    assert error["request_id"] == "q0"
+    assert error["reason"].startswith("dropped: 2 commands were waiting")
+    assert client.dropped_commands == 1
+    assert [c.payload for c in client.drain_commands()] == [
+        b'{"all": true, "request_id": "q1"}',
+        b'{"all": true, "request_id": "q2"}',
+    ]
+
+
+def a_track() -> TrackResult:
+    bits = np.zeros((20, 30), dtype=np.bool_)
+    bits[5:15, 5:25] = True
+    contour = np.array([[105, 55], [124, 55], [124, 64], [105, 64]], dtype=np.int32)
+    return TrackResult(
+        center_xy=(115.0, 60.0),
+        size_wh=(20.0, 10.0),
+        bbox_xywh=(105.0, 55.0, 20.0, 10.0),
+        rotated_box=((105.0, 55.0), (125.0, 55.0), (125.0, 65.0), (105.0, 65.0)),
+        score=0.9,
+        state=TrackState.TRACKING,
+        mask=MaskWindow(bits, (100, 50), FRAME_WH, contour),
+    )
+
+
+def test_results_are_published_only_while_connected(
+    mosquitto: Broker, mqtt_prefix: str, mqtt_collector: Collect
+) -> None:
+    client = MqttClient(settings_for(mosquitto, mqtt_prefix, mask_encoding="polygon"))
+    assert client.publish_results(0, time.time(), FRAME_WH, [("t1", a_track())]) is False
+    collector = mqtt_collector(mosquitto, [client.topics.results])
+    with client:
+        connected(client)
+        assert client.publish_results(7, time.time(), FRAME_WH, [("t1", a_track())]) is True
+        message = payload_of(collector.wait_for(client.topics.results)[0])
+    assert message["frame"] == 7
+    assert (message["width"], message["height"]) == FRAME_WH
+    assert message["tracks"][0]["mask"]["points"][0] == [105, 55]
+    assert message["latency_ms"] >= 0
+
+
+def test_password_from_file_and_environment(
+    mosquitto_factory: Callable[..., Broker],
+    mqtt_prefix: str,
+    make_client: Callable[..., Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    passwords = write_password_file(tmp_path / "passwd", {"cam": "s3cret pass"})
+    broker = mosquitto_factory(anonymous=False, listener_config=[f"password_file {passwords}"])
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("s3cret pass\n", encoding="utf-8")
+    monkeypatch.setenv("SIAMEDGE_TEST_MQTT_PASSWORD", "s3cret pass")
+
+    from_file = settings_for(broker, mqtt_prefix, username="cam", password_file=str(secret))
+    from_env = settings_for(
+        broker, mqtt_prefix, username="cam", password_env="SIAMEDGE_TEST_MQTT_PASSWORD"
+    )
+    connected(make_client(from_file))
+    connected(make_client(from_env))
+
+
+def test_wrong_password_is_a_logged_failure_not_a_crash(
+    mosquitto_factory: Callable[..., Broker],
+    mqtt_prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    passwords = write_password_file(tmp_path / "passwd", {"cam": "right"})
+    broker = mosquitto_factory(anonymous=False, listener_config=[f"password_file {passwords}"])
+    monkeypatch.setenv("SIAMEDGE_TEST_MQTT_PASSWORD", "wrong")
+    refused = threading.Event()
+    client = MqttClient(
+        settings_for(
+            broker, mqtt_prefix, username="cam", password_env="SIAMEDGE_TEST_MQTT_PASSWORD"
+        ),
+        on_state_change=lambda state: refused.set() if "refused" in state.reason else None,
+    )
+    with caplog.at_level(logging.ERROR, logger="siamedge.messaging.client"):
+        client.start()
+        assert refused.wait(WAIT_TIMEOUT_S)
+        client.close()
+    assert not client.connection.connected
+    failures = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("broker refused the connection" in text for text in failures), failures
+    assert any("Bad user name or password" in text or "Not authorized" in text for text in failures)
+
+
+def test_tls_with_a_client_certificate(
+    mosquitto_factory: Callable[..., Broker],
+    mqtt_prefix: str,
+    mqtt_tls_files: TlsFiles,
+    make_client: Callable[..., Any],
+) -> None:
+    tls = mqtt_tls_files
+    broker = mosquitto_factory(listener_config=tls.listener_config(require_client_cert=True))
+    settings = settings_for(
+        broker,
+        mqtt_prefix,
+        tls=TlsSettings(
+            ca_file=str(tls.ca_cert), cert_file=str(tls.client_cert), key_file=str(tls.client_key)
+        ),
+    )
+    client = connected(make_client(settings))
+    assert client.connection.connected
+
+
+def test_tls_with_an_unknown_ca_is_a_clear_failure(
+    mosquitto_factory: Callable[..., Broker],
+    mqtt_prefix: str,
+    mqtt_tls_files: TlsFiles,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = mosquitto_factory(listener_config=mqtt_tls_files.listener_config())
+    # The client certificate is not a CA: the server's chain cannot be verified.
+    tls = TlsSettings(ca_file=str(mqtt_tls_files.client_cert))
+    with caplog.at_level(logging.WARNING, logger="siamedge.messaging.client"):
+        client = MqttClient(settings_for(broker, mqtt_prefix, tls=tls))
+        with client:
+            wait_until(lambda: "CERTIFICATE_VERIFY_FAILED" in client.connection.reason)
+    assert any("CERTIFICATE_VERIFY_FAILED" in r.getMessage() for r in caplog.records)
+
+
+def test_oversized_command_is_answered_without_queueing(
+    mosquitto: Broker, mqtt_prefix: str, mqtt_collector: Collect, make_client: Callable[..., Any]
+) -> None:
+    client = connected(make_client(settings_for(mosquitto, mqtt_prefix)))
+    collector = mqtt_collector(mosquitto, [client.topics.errors])
+    payload = b'{"request_id": "big", "box": [1, 2, 3, 4]}' + b" " * MAX_COMMAND_BYTES
+    collector.publish(client.topics.start, payload)
+    error = payload_of(collector.wait_for(client.topics.errors)[0])
+    assert error["reason"].startswith(f"payload is {len(payload)} bytes")
+    assert error["payload_excerpt"].startswith('{"request_id": "big"')
+    assert client.drain_commands() == []
+
+
+def test_close_without_start_is_harmless(mosquitto: Broker, mqtt_prefix: str) -> None:
+    states: list[ConnectionState] = []
+    client = MqttClient(settings_for(mosquitto, mqtt_prefix), on_state_change=states.append)
+    client.close()
+    client.close()
+    assert [(s.connected, s.reason) for s in states] == [(False, "closed")]

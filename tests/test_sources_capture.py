@@ -1,0 +1,349 @@
+"""The capture thread: newest-frame hand-out, pacing, retry with backoff, state, prompt stop."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures.media import write_video
+
+from siamedge.errors import SourceError
+from siamedge.sources.base import Frame
+from siamedge.sources.capture import Backoff, CaptureThread, SourceState, SourceStatus
+from siamedge.sources.file import VideoFileSource
+
+WAIT_S = 5.0
+"""Upper bound for waiting on something the thread does within milliseconds (a bound, not a
+speed assertion: it only turns a hang into a failure)."""
+FAST_MIN_S = 0.005
+FAST_MAX_S = 0.02
+
+
+class FakeSource:
+    """A scripted FrameSource. Frame images are (1, 1, 3) uint8 holding the per-open number.
+
+    open_errors: raised by the first opens, in order (later opens succeed).
+    frames_per_open: after this many frames read() ends (None) or raises end_error.
+    read_delay_s: each read takes this long.
+    read_tokens: when given, each frame takes one token first (read() blocks until released).
+    """
+
+    def __init__(
+        self,
+        *,
+        open_errors: Iterable[Exception] = (),
+        frames_per_open: int | None = None,
+        end_error: Exception | None = None,
+        read_delay_s: float = 0.0,
+        read_tokens: threading.Semaphore | None = None,
+    ) -> None:
+        self._open_errors = list(open_errors)
+        self._frames_per_open = frames_per_open
+        self._end_error = end_error
+        self._read_delay_s = read_delay_s
+        self._read_tokens = read_tokens
+        self.opens = 0
+        self.closes = 0
+        self.is_open = False
+        self._count = 0
+
+    @property
+    def description(self) -> str:
+        return "fake"
+
+    def open(self) -> None:
+        self.opens += 1
+        if self._open_errors:
+            raise self._open_errors.pop(0)
+        self.is_open = True
+        self._count = 0
+
+    def read(self) -> Frame | None:
+        if not self.is_open:
+            raise SourceError("fake: read() before open()")
+        if self._read_tokens is not None:
+            self._read_tokens.acquire()
+        if self._read_delay_s:
+            time.sleep(self._read_delay_s)
+        if self._frames_per_open is not None and self._count >= self._frames_per_open:
+            if self._end_error is not None:
+                raise self._end_error
+            return None
+        image = np.full((1, 1, 3), self._count % 256, dtype=np.uint8)
+        frame = Frame(image=image, index=self._count, timestamp=time.time())
+        self._count += 1
+        return frame
+
+    def close(self) -> None:
+        self.closes += 1
+        self.is_open = False
+
+
+class Recorder:
+    """on_state callback that keeps every status it was given."""
+
+    def __init__(self) -> None:
+        self.statuses: list[SourceStatus] = []
+
+    def __call__(self, status: SourceStatus) -> None:
+        self.statuses.append(status)
+
+    def states(self) -> list[SourceState]:
+        return [status.state for status in self.statuses]
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.002)
+
+
+def capture_of(
+    source: FakeSource | VideoFileSource,
+    *,
+    reopen_min_s: float = FAST_MIN_S,
+    reopen_max_s: float = FAST_MAX_S,
+    pace_fps: float | None = None,
+    stop_event: threading.Event | None = None,
+    on_state: Callable[[SourceStatus], None] | None = None,
+) -> CaptureThread:
+    return CaptureThread(
+        source,
+        reopen_min_s=reopen_min_s,
+        reopen_max_s=reopen_max_s,
+        pace_fps=pace_fps,
+        stop_event=stop_event,
+        on_state=on_state,
+    )
+
+
+def test_slow_consumer_gets_the_newest_frame_and_drops_are_counted() -> None:
+    capture = capture_of(FakeSource(read_delay_s=0.001))
+    capture.start()
+    taken: list[Frame] = []
+    for _ in range(5):
+        time.sleep(0.02)
+        captured_before = capture.stats().captured
+        frame = capture.get(timeout=WAIT_S)
+        assert frame is not None
+        # The slot always holds the newest capture, so nothing older than that can come out.
+        assert frame.index >= captured_before - 1
+        taken.append(frame)
+    assert capture.stop()
+    leftover = capture.get(timeout=0)
+
+    stats = capture.stats()
+    assert stats.dropped > 0
+    assert stats.taken == len(taken) + (leftover is not None)
+    assert stats.captured == stats.taken + stats.dropped
+    assert all(b.index > a.index for a, b in itertools.pairwise(taken))
+
+
+def test_get_waits_for_a_new_frame_not_the_one_already_taken() -> None:
+    tokens = threading.Semaphore(0)
+    capture = capture_of(FakeSource(read_tokens=tokens))
+    capture.start()
+    tokens.release()
+    first = capture.get(timeout=WAIT_S)
+    nothing = capture.get(timeout=0.05)  # no token, no new frame: the taken one is not repeated
+    tokens.release()
+    second = capture.get(timeout=WAIT_S)
+    tokens.release()  # lets the blocked read return, so the thread can see the stop
+    assert capture.stop()
+
+    assert first is not None and second is not None
+    assert nothing is None
+    assert second.index > first.index
+
+
+def test_pacing_keeps_capture_times_at_or_below_the_rate() -> None:
+    pace_fps = 50.0
+    capture = capture_of(FakeSource(), pace_fps=pace_fps)
+    capture.start()
+    frames = [capture.get(timeout=WAIT_S) for _ in range(6)]
+    assert capture.stop()
+
+    taken = [frame for frame in frames if frame is not None]
+    assert len(taken) == 6
+    # Frame k is read no earlier than k periods after frame 0 (a late frame may shorten the
+    # next gap to keep the cadence, so single gaps are not bounded, the span is).
+    span_s = taken[-1].timestamp - taken[0].timestamp
+    periods = taken[-1].index - taken[0].index
+    assert periods >= 5
+    assert span_s >= 0.9 * periods / pace_fps
+
+
+def test_failed_opens_are_retried_with_growing_delay_then_stream() -> None:
+    recorder = Recorder()
+    source = FakeSource(open_errors=[SourceError("fake: cable out"), SourceError("fake: busy")])
+    capture = capture_of(source, on_state=recorder, reopen_min_s=0.01, reopen_max_s=0.04)
+    capture.start()
+    wait_until(lambda: capture.status.state is SourceState.STREAMING, "streaming")
+    assert capture.stop()
+
+    retrying = [s for s in recorder.statuses if s.state is SourceState.RETRYING]
+    assert recorder.states()[0] is SourceState.STARTING
+    assert recorder.states()[-2:] == [SourceState.STREAMING, SourceState.STOPPED]
+    assert [s.error for s in retrying] == ["fake: cable out", "fake: busy"]
+    assert [s.failures for s in retrying] == [1, 2]
+    assert all(s.next_retry_at is not None for s in retrying)
+    assert source.opens == 3
+    assert source.closes >= 3  # every failed open is closed too, and the last one at stop
+
+
+def test_backoff_doubles_up_to_the_cap_and_resets() -> None:
+    backoff = Backoff(0.5, 3.0)
+
+    assert [backoff.next_delay() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    backoff.reset()
+    assert backoff.next_delay() == 0.5
+    with pytest.raises(ValueError, match="0 < min_s <= max_s"):
+        Backoff(2.0, 1.0)
+
+
+def test_indices_keep_increasing_across_reopenings() -> None:
+    source = FakeSource(frames_per_open=3)
+    capture = capture_of(source)
+    capture.start()
+    frames: list[Frame] = []
+    while len(frames) < 8:  # 3 frames per opening: needs at least 3 openings
+        frame = capture.get(timeout=WAIT_S)
+        assert frame is not None
+        frames.append(frame)
+    assert capture.stop()
+
+    assert source.opens >= 3
+    assert all(b.index > a.index for a, b in itertools.pairwise(frames))
+    # The fake numbers frames from 0 on every open; the capture thread renumbers them.
+    assert int(frames[-1].image[0, 0, 0]) < frames[-1].index
+
+
+def test_unexpected_exception_is_a_retry_not_a_dead_thread() -> None:
+    recorder = Recorder()
+    source = FakeSource(frames_per_open=2, end_error=RuntimeError("boom"))
+    capture = capture_of(source, on_state=recorder)
+    capture.start()
+    wait_until(lambda: source.opens >= 3, "two reopenings")
+
+    assert capture.is_alive()
+    errors = {s.error for s in recorder.statuses if s.state is SourceState.RETRYING}
+    assert errors == {"unexpected RuntimeError: boom"}
+    assert capture.stop()
+
+
+def test_a_failing_state_callback_does_not_stop_capture() -> None:
+    def explode(status: SourceStatus) -> None:
+        raise ValueError(f"callback bug at {status.state}")
+
+    capture = capture_of(FakeSource(), on_state=explode)
+    capture.start()
+    frame = capture.get(timeout=WAIT_S)
+
+    assert frame is not None
+    assert capture.status.state is SourceState.STREAMING
+    assert capture.stop()
+
+
+def test_file_that_ends_and_disappears_is_retried_until_it_is_back(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "clip.avi", 3)
+    recorder = Recorder()
+    capture = capture_of(VideoFileSource(path, loop=False), on_state=recorder)
+    capture.start()
+    wait_until(
+        lambda: any(s.error and s.error.endswith(": ended") for s in recorder.statuses),
+        "the end of the file",
+    )
+    path.unlink()
+    wait_until(
+        lambda: any(s.error and "no such file" in s.error for s in recorder.statuses),
+        "the missing-file retry",
+    )
+    assert capture.is_alive()
+    assert capture.status.state is SourceState.RETRYING
+    missing_at = len(recorder.statuses)
+
+    write_video(path, 3)
+    wait_until(lambda: SourceState.STREAMING in recorder.states()[missing_at:], "streaming again")
+    assert capture.get(timeout=WAIT_S) is not None
+    assert capture.stop()
+    assert capture.status.state is SourceState.STOPPED
+
+
+def test_stop_during_a_long_backoff_returns_promptly() -> None:
+    recorder = Recorder()
+    source = FakeSource(open_errors=[SourceError("fake: gone")])
+    capture = capture_of(source, on_state=recorder, reopen_min_s=60.0, reopen_max_s=60.0)
+    capture.start()
+    wait_until(lambda: capture.status.state is SourceState.RETRYING, "retrying")
+
+    assert capture.stop()
+    assert not capture.is_alive()
+    assert recorder.states()[-1] is SourceState.STOPPED
+    assert capture.get(timeout=WAIT_S) is None
+
+
+def test_stop_closes_the_source_and_get_returns_none() -> None:
+    source = FakeSource(read_delay_s=0.01)
+    capture = capture_of(source)
+    capture.start()
+    assert capture.get(timeout=WAIT_S) is not None
+
+    assert capture.stop()
+    capture.get(timeout=0)
+    assert capture.get(timeout=WAIT_S) is None
+    assert not source.is_open
+    assert source.closes == source.opens
+
+
+def test_stop_gives_up_on_a_read_blocked_in_the_driver_but_the_thread_ends_later() -> None:
+    tokens = threading.Semaphore(0)
+    source = FakeSource(read_tokens=tokens)
+    capture = capture_of(source)
+    capture.start()
+    wait_until(lambda: source.opens == 1, "the open")
+
+    assert capture.stop(timeout_s=0.05) is False
+    assert capture.is_alive()
+    tokens.release()
+    wait_until(lambda: not capture.is_alive(), "the thread to end")
+    assert capture.status.state is SourceState.STOPPED
+    assert not source.is_open
+
+
+def test_a_shared_stop_event_ends_the_thread() -> None:
+    stop_event = threading.Event()
+    capture = capture_of(FakeSource(), stop_event=stop_event)
+    capture.start()
+    assert capture.get(timeout=WAIT_S) is not None
+
+    stop_event.set()
+    wait_until(lambda: not capture.is_alive(), "the thread to end")
+    assert capture.stop_event is stop_event
+    assert capture.status.state is SourceState.STOPPED
+
+
+def test_context_manager_starts_and_stops() -> None:
+    with capture_of(FakeSource()) as capture:
+        assert capture.get(timeout=WAIT_S) is not None
+    assert not capture.is_alive()
+    assert capture.status.state is SourceState.STOPPED
+
+
+def test_stop_before_start_is_a_clean_stop() -> None:
+    recorder = Recorder()
+    capture = capture_of(FakeSource(), on_state=recorder)
+
+    assert capture.stop()
+    assert recorder.states() == [SourceState.STOPPED]
+
+
+def test_bad_pace_is_rejected() -> None:
+    with pytest.raises(ValueError, match="pace_fps must be > 0"):
+        capture_of(FakeSource(), pace_fps=0.0)

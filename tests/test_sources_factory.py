@@ -1,0 +1,133 @@
+"""The factory: kind inference from the uri, the source each kind gets, playback rates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fixtures.media import FOLDER_IMAGES, frame_number, write_video
+
+from siamedge.config import SourceSettings
+from siamedge.errors import SourceError
+from siamedge.sources.camera import CameraSource
+from siamedge.sources.capture import SourceState
+from siamedge.sources.factory import (
+    FALLBACK_PLAYBACK_FPS,
+    create_capture,
+    create_source,
+    infer_kind,
+    playback_fps,
+)
+from siamedge.sources.file import VideoFileSource
+from siamedge.sources.gstreamer import GStreamerSource
+from siamedge.sources.images import ImageFolderSource
+from siamedge.sources.stream import StreamSource
+
+WAIT_S = 5.0
+
+
+@pytest.mark.parametrize(
+    ("uri", "kind"),
+    [
+        ("synthetic", "synthetic"),
+        (" Synthetic ", "synthetic"),
+        ("0", "camera"),
+        ("12", "camera"),
+        ("/dev/video3", "camera"),
+        ("rtsp://admin:pw@10.0.0.2:554/stream1", "stream"),
+        ("RTSPS://cam.local/live", "stream"),
+        ("rtmp://server/app/key", "stream"),
+        ("http://127.0.0.1:8080/video.mjpg", "stream"),
+        ("https://example.org/clip.mp4", "stream"),
+        ("videotestsrc ! videoconvert ! appsink", "gstreamer"),
+        (
+            "nvarguscamerasrc sensor-id=0 ! video/x-raw(memory:NVMM),width=1920,height=1080 ! "
+            "nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! appsink drop=true",
+            "gstreamer",
+        ),
+        ("v4l2src device=/dev/video0 ! videoconvert ! appsink", "gstreamer"),
+        ("not-yet-recorded.mp4", "file"),
+        ("/data/clips/walk.MKV", "file"),
+    ],
+)
+def test_infer_kind(uri: str, kind: str) -> None:
+    assert infer_kind(uri) == kind
+
+
+def test_existing_folder_is_images_and_existing_file_is_a_file(tmp_path: Path) -> None:
+    clip = write_video(tmp_path / "clip.avi", 2).rename(tmp_path / "clip_without_suffix")
+
+    assert infer_kind(str(tmp_path)) == "images"
+    assert infer_kind(str(clip)) == "file"
+
+
+@pytest.mark.parametrize("uri", ["no-such-thing", "", "   "])
+def test_unknown_uri_is_an_error_naming_it(uri: str) -> None:
+    with pytest.raises(SourceError, match=f"source uri '{uri.strip()}': cannot tell what it is"):
+        infer_kind(uri)
+
+
+def test_unsupported_scheme_is_an_error_naming_it() -> None:
+    with pytest.raises(SourceError, match=r"'ftp://u:\*\*\*@host/x': unsupported URL scheme 'ftp'"):
+        infer_kind("ftp://u:secret@host/x")
+
+
+def test_each_kind_gets_its_source(tmp_path: Path, image_folder: Path, video_file: Path) -> None:
+    def source_for(uri: str, **extra: object) -> object:
+        return create_source(SourceSettings.model_validate({"uri": uri, **extra}))
+
+    camera = source_for("/dev/video7", width=1280, height=720, fps=30, fourcc="MJPG")
+    assert isinstance(camera, CameraSource)
+    assert camera.description == "camera /dev/video7"
+    assert isinstance(source_for("videotestsrc ! appsink"), GStreamerSource)
+    assert isinstance(source_for("rtsp://cam/live"), StreamSource)
+    assert isinstance(source_for(str(video_file)), VideoFileSource)
+    assert isinstance(source_for(str(image_folder)), ImageFolderSource)
+
+
+def test_explicit_kind_wins_over_inference(tmp_path: Path) -> None:
+    settings = SourceSettings(kind="file", uri="0")
+    source = create_source(settings)
+
+    assert isinstance(source, VideoFileSource)
+    with pytest.raises(SourceError, match="file 0: no such file"):
+        source.open()
+
+
+def test_loop_setting_reaches_the_source(image_folder: Path) -> None:
+    once = create_source(SourceSettings(uri=str(image_folder), loop=False))
+    once.open()
+    numbers = []
+    while (frame := once.read()) is not None:
+        numbers.append(frame_number(frame.image))
+
+    assert numbers == [0, 1, 2, 3, 4]
+
+
+def test_playback_rates(tmp_path: Path, image_folder: Path) -> None:
+    clip = write_video(tmp_path / "ten.avi", 2, fps=10.0)
+
+    assert playback_fps(SourceSettings(uri="0", fps=30)) is None
+    assert playback_fps(SourceSettings(uri="rtsp://cam/live")) is None
+    assert playback_fps(SourceSettings(uri=str(image_folder))) == FALLBACK_PLAYBACK_FPS
+    assert playback_fps(SourceSettings(uri=str(image_folder), fps=12.5)) == 12.5
+    assert playback_fps(SourceSettings(uri="synthetic")) == FALLBACK_PLAYBACK_FPS
+    assert playback_fps(SourceSettings(uri=str(clip))) == pytest.approx(10.0)
+    assert playback_fps(SourceSettings(uri=str(clip), fps=5)) == 5
+    assert playback_fps(SourceSettings(uri=str(tmp_path / "gone.mp4"))) == FALLBACK_PLAYBACK_FPS
+
+
+def test_create_capture_runs_the_source(image_folder: Path) -> None:
+    states: list[SourceState] = []
+    settings = SourceSettings(uri=str(image_folder), fps=200.0, reopen_min_s=0.01)
+    capture = create_capture(settings, on_state=lambda status: states.append(status.state))
+
+    assert not capture.is_alive()
+    capture.start()
+    frame = capture.get(timeout=WAIT_S)
+    assert capture.stop()
+
+    assert frame is not None
+    assert frame_number(frame.image) == frame.index % FOLDER_IMAGES  # looped folder, in order
+    assert states[:2] == [SourceState.STARTING, SourceState.STREAMING]
+    assert states[-1] is SourceState.STOPPED

@@ -1,0 +1,188 @@
+"""The Tracker around a model: state flow, clipping, lost targets, bad boxes and frames."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from siamedge import contract as c
+from siamedge.config import ModelSettings
+from siamedge.engine import Engine
+from siamedge.errors import BoxError
+from siamedge.tracking.geometry import PointXY, box_corners
+from siamedge.tracking.model_io import ModelStep
+from siamedge.tracking.result import TrackState
+from siamedge.tracking.tracker import Tracker, TrackerParams
+
+PARAMS = TrackerParams(seg_thr=0.35, min_contour_area=100.0, lost_score=0.5, lost_frames=3)
+CONTRACT = c.ModelContract(
+    instance_size=255,
+    exemplar_size=127,
+    feature_shape=(1, 4, 7, 7),
+    total_stride=8,
+    base_size=8,
+    context_amount=0.5,
+    has_score=True,
+    seg_thr=None,
+    model_name="scripted",
+    metadata={},
+)
+
+
+@dataclass
+class ScriptedModel:
+    """A StepModel stand-in that returns scripted outputs and records what it was fed."""
+
+    moves: list[tuple[PointXY, PointXY, float, NDArray[np.float32]]]
+    contract: c.ModelContract = CONTRACT
+
+    def __post_init__(self) -> None:
+        self.fed: list[tuple[tuple[int, ...], PointXY, PointXY, float]] = []
+        self.exemplars: list[NDArray[np.uint8]] = []
+
+    def template(self, exemplar: NDArray[np.uint8]) -> NDArray[np.float32]:
+        self.exemplars.append(exemplar)
+        return np.ones(self.contract.feature_shape, np.float32)
+
+    def track(
+        self,
+        search: NDArray[np.uint8],
+        center_xy: PointXY,
+        size_wh: PointXY,
+        scale_x: float,
+        features: NDArray[np.float32],
+    ) -> ModelStep:
+        self.fed.append((search.shape, center_xy, size_wh, scale_x))
+        center, size, score, mask = self.moves[len(self.fed) - 1]
+        return ModelStep(mask, center, size, (12, 12), score)
+
+
+def centre_blob(radius: float) -> NDArray[np.float32]:
+    yy, xx = np.mgrid[0:127, 0:127]
+    return ((xx - 63) ** 2 + (yy - 63) ** 2 <= radius**2).astype(np.float32)
+
+
+FRAME = np.full((480, 640, 3), 50, np.uint8)
+
+
+def test_start_reports_the_box_and_crops_the_exemplar() -> None:
+    model = ScriptedModel([])
+    tracker = Tracker(model, PARAMS)
+    result = tracker.start(FRAME, (100.0, 100.0, 40.0, 20.0))
+    assert result.center_xy == (120.0, 110.0)
+    assert result.size_wh == (40.0, 20.0)
+    assert result.bbox_xywh == (100.0, 100.0, 40.0, 20.0)
+    assert result.rotated_box == box_corners((100.0, 100.0, 40.0, 20.0))
+    assert result.mask is None
+    assert model.exemplars[0].shape == (127, 127, 3)
+
+
+def test_step_feeds_the_state_and_places_the_mask_at_the_new_position() -> None:
+    model = ScriptedModel([((130.0, 115.0), (44.0, 22.0), 0.9, centre_blob(20))])
+    tracker = Tracker(model, PARAMS)
+    tracker.start(FRAME, (100.0, 100.0, 40.0, 20.0))
+    outcome = tracker.step(FRAME)
+    shape, center, size, scale_x = model.fed[0]
+    assert shape == (255, 255, 3)
+    assert center == (120.0, 110.0)
+    assert size == (40.0, 20.0)
+    s_z = np.sqrt((40 + 30) * (20 + 30))
+    assert scale_x == pytest.approx(127 / s_z)
+    result = outcome.result
+    assert result.center_xy == (130.0, 115.0)
+    assert result.state is TrackState.TRACKING
+    assert result.score == pytest.approx(0.9)
+    # cell (12, 12) is the centre cell: the mask window is centred on the pre-step centre
+    assert result.mask is not None
+    ys, xs = np.nonzero(result.mask.to_full())
+    assert xs.mean() == pytest.approx(120.0, abs=1.0)
+    assert ys.mean() == pytest.approx(110.0, abs=1.0)
+    assert result.bbox_xywh[2] == pytest.approx(result.bbox_xywh[3], abs=1.0)
+    assert tracker.target is not None
+    assert tracker.target.center_xy == (130.0, 115.0)
+
+
+def test_state_is_clipped_but_the_fallback_box_uses_the_unclipped_state() -> None:
+    empty = np.zeros((127, 127), np.float32)
+    model = ScriptedModel([((-30.0, 500.0), (4.0, 900.0), 0.9, empty)])
+    tracker = Tracker(model, PARAMS)
+    tracker.start(FRAME, (10.0, 10.0, 40.0, 40.0))
+    result = tracker.step(FRAME).result
+    assert result.center_xy == (0.0, 480.0)
+    assert result.size_wh == (10.0, 480.0)
+    assert result.rotated_box == box_corners((-32.0, 50.0, 4.0, 900.0))
+    assert result.mask is not None
+    assert result.mask.area == 0
+    assert result.bbox_xywh == (-5.0, 240.0, 10.0, 480.0)
+
+
+def test_low_score_for_n_frames_reports_lost_and_recovers() -> None:
+    blob = centre_blob(20)
+    scores = [0.9, 0.2, 0.3, 0.1, 0.4, 0.8]
+    model = ScriptedModel([((120.0, 110.0), (40.0, 20.0), s, blob) for s in scores])
+    tracker = Tracker(model, PARAMS)
+    tracker.start(FRAME, (100.0, 100.0, 40.0, 20.0))
+    states = [tracker.step(FRAME).result.state for _ in scores]
+    assert states == [
+        TrackState.TRACKING,
+        TrackState.TRACKING,
+        TrackState.TRACKING,
+        TrackState.LOST,
+        TrackState.LOST,
+        TrackState.TRACKING,
+    ]
+
+
+def test_model_without_score_is_never_lost() -> None:
+    no_score = c.ModelContract(**{**CONTRACT.__dict__, "has_score": False})
+    model = ScriptedModel(
+        [((120.0, 110.0), (40.0, 20.0), 0.0, centre_blob(20))] * 5, contract=no_score
+    )
+    tracker = Tracker(model, PARAMS)
+    tracker.start(FRAME, (100.0, 100.0, 40.0, 20.0))
+    assert all(tracker.step(FRAME).result.state is TrackState.TRACKING for _ in range(5))
+
+
+@pytest.mark.parametrize(
+    ("box", "message"),
+    [
+        ((10.0, 10.0, 0.0, 10.0), "size must be positive"),
+        ((10.0, 10.0, 10.0, -3.0), "size must be positive"),
+        ((640.0, 10.0, 10.0, 10.0), "entirely outside the 640x480 frame"),
+        ((-20.0, -20.0, 10.0, 10.0), "entirely outside"),
+    ],
+)
+def test_bad_start_boxes_are_rejected(box: tuple[float, float, float, float], message: str) -> None:
+    tracker = Tracker(ScriptedModel([]), PARAMS)
+    with pytest.raises(BoxError, match=message):
+        tracker.start(FRAME, box)
+    assert tracker.target is None
+
+
+def test_step_before_start_and_frame_size_change_are_errors() -> None:
+    tracker = Tracker(ScriptedModel([]), PARAMS)
+    with pytest.raises(RuntimeError, match="start"):
+        tracker.step(FRAME)
+    tracker.start(FRAME, (10.0, 10.0, 40.0, 40.0))
+    with pytest.raises(ValueError, match="frame size changed"):
+        tracker.step(np.zeros((240, 320, 3), np.uint8))
+    with pytest.raises(ValueError, match="uint8 BGR"):
+        tracker.step(np.zeros((480, 640), np.uint8))
+
+
+def test_set_target_moves_the_search(toy_model: Callable[..., Path]) -> None:
+    engine = Engine.load(str(toy_model()), ModelSettings(providers=["cpu"], warmup=False))
+    tracker = Tracker(engine, PARAMS)
+    tracker.start(FRAME, (10.0, 10.0, 40.0, 40.0))
+    tracker.set_target((300.0, 200.0), (60.0, 30.0))
+    outcome = tracker.step(FRAME)
+    # the toy model moves the centre by (1, 2) and scales the size by scale_x
+    assert outcome.model.center_xy == (301.0, 202.0)
+    s_z = np.sqrt((60 + 45) * (30 + 45))
+    assert outcome.model.size_wh[0] == pytest.approx(60 * 127 / s_z, rel=1e-6)
+    assert outcome.result.center_xy == (301.0, 202.0)
