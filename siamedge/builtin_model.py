@@ -6,11 +6,14 @@ A developer and test tool that needs onnx: runtime code must never import this m
 The model (both branches behind one `If` on `first_time`, static shapes throughout):
 - init: a colour model of the target (a BGR histogram ratio, target core vs. surroundings of
   the exemplar) and a 7x7 template of stride-8 features (colour probability, luminance, two
-  colour opponents, gradient energy, each averaged over 15x15 windows), packed into z_features.
+  colour opponents, gradient energy, each averaged over 16x16 windows), packed into z_features
+  ([1, 16, 7, 7]: 5 template channels, then the 512-bin colour table).
 - track: per-channel normalised cross-correlation of the template over the 31x31 search
-  features gives the 25x25 score grid; a cosine window favours small moves; the best cell
-  picks the 127x127 mask window of the smoothed colour-probability map, cut to an ellipse
-  around the expected target; the mask's extent gives the new centre and (smoothed) size.
+  features gives the 25x25 score grid (`score`: the best cell's NCC, 0..1); a cosine window
+  favours small moves; the best cell picks the 127x127 mask window of the smoothed
+  colour-probability map, cut to an ellipse around the expected target; the mask's extent gives
+  the new centre and (smoothed, rate-limited) size. The template is never updated.
+It is a colour tracker: a target whose colours also fill its surroundings is not separable.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ log = logging.getLogger(__name__)
 MODEL_NAME = "builtin-ncc"
 # Bumped when the graph changes; the version of siamedge is not in the file on purpose, so a
 # release does not change the bytes of an unchanged model.
-BUILDER_REVISION = 1
+BUILDER_REVISION = 2
 PRODUCER = f"siamedge.builtin_model/{BUILDER_REVISION}"
 OPSET = 17
 IR_VERSION = 8
@@ -358,6 +361,19 @@ def _mask_extent(g: _Graph, mask: str, seg_thr: float) -> tuple[str, str, str]:
     return centre, size, found
 
 
+def _smoothed(g: _Graph, hp: HyperParameters, probability: str, pad: bool = True) -> str:
+    """[1, 1, S, S] box-filtered: same size (zero border), or S - k + 1 without `pad`.
+
+    Separable: a row filter, then a column filter.
+    """
+    k = hp.mask_smooth
+    half = k // 2 if pad else 0
+    row = g.f32(np.full((1, 1, 1, k), 1.0 / k), "smooth_row")
+    column = g.f32(np.full((1, 1, k, 1), 1.0 / k), "smooth_column")
+    rows_done = g.op("Conv", probability, row, pads=[0, half, 0, half])
+    return g.op("Conv", rows_done, column, pads=[half, 0, half, 0])
+
+
 def _init_branch(hp: HyperParameters) -> onnx.GraphProto:
     g = _Graph("init/")
     exemplar = g.op(
@@ -412,23 +428,11 @@ def _init_branch(hp: HyperParameters) -> onnx.GraphProto:
         contract.OUT_CENTER: contract.IN_CENTER,
         contract.OUT_SIZE: contract.IN_SIZE,
         contract.OUT_FEATURES: g.op("Concat", template, packed_table, axis=1),
+        # No search in the init step: no cell, no score.
         contract.OUT_BEST_CELL: g.i64([0, 0], "no_cell"),
         contract.OUT_SCORE: g.f32(0.0, "no_score"),
     }
     return _branch_graph(g, "init", outputs)
-
-
-def _smoothed(g: _Graph, hp: HyperParameters, probability: str, pad: bool = True) -> str:
-    """[1, 1, S, S] box-filtered: same size (zero border), or S - k + 1 without `pad`.
-
-    Separable: a row filter, then a column filter.
-    """
-    k = hp.mask_smooth
-    half = k // 2 if pad else 0
-    row = g.f32(np.full((1, 1, 1, k), 1.0 / k), "smooth_row")
-    column = g.f32(np.full((1, 1, k, 1), 1.0 / k), "smooth_column")
-    rows_done = g.op("Conv", probability, row, pads=[0, half, 0, half])
-    return g.op("Conv", rows_done, column, pads=[half, 0, half, 0])
 
 
 def _track_branch(hp: HyperParameters) -> onnx.GraphProto:
