@@ -144,7 +144,9 @@ class ReferenceStep:
         """The contract an export of this network declares (score output included)."""
         return self._contract
 
-    def template(self, exemplar: NDArray[np.uint8]) -> NDArray[np.float32]:
+    def template(
+        self, exemplar: NDArray[np.uint8], center_xy: PointXY, size_wh: PointXY
+    ) -> NDArray[np.float32]:
         """(1, 256, 7, 7) template features of a (127, 127, 3) uint8 BGR exemplar crop."""
         with torch.inference_mode():
             features = self._net.template(_chw(exemplar))
