@@ -79,7 +79,9 @@ NCC_EPS = 1e-6
 class HyperParameters:
     """Tunable values baked into the graph (and recorded in its metadata).
 
-    seg_thr: mask threshold the caller applies. window_influence: weight of the cosine window.
+    seg_thr: mask threshold the caller applies. lost_score: the caller reports the target lost
+    when the score stays below it (tracking scores on the synthetic clip stay above about 0.25,
+    an absent target scores about 0.15). window_influence: weight of the cosine window.
     lr / max_size_change: size update rate from the mask extent, and the most it may change per
     step (ratio).
     Colour model, from the exemplar: target samples are the ellipse of fg_core x the box (weight
@@ -94,6 +96,7 @@ class HyperParameters:
     """
 
     seg_thr: float = 0.45
+    lost_score: float = 0.2
     window_influence: float = 0.3
     lr: float = 0.5
     max_size_change: float = 1.03

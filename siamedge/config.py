@@ -48,8 +48,9 @@ class TrackerSettings(_Section):
     """Mask threshold, used when the model's metadata has none."""
     min_contour_area: float = Field(default=100.0, ge=0.0)
     """Contours up to this area (px) do not define the rotated box (SiamMask uses 100)."""
-    lost_score: float = Field(default=0.5, ge=0.0, le=1.0)
-    """A target whose score stays below this for `lost_frames` frames is reported lost."""
+    lost_score: float = Field(default=0.3, ge=0.0, le=1.0)
+    """A target whose score stays below this for `lost_frames` frames is reported lost; used
+    when the model's metadata records no `lost_score` of its own."""
     lost_frames: int = Field(default=10, ge=1)
 
 

@@ -65,6 +65,9 @@ HYPER_PARAMETER_KEYS = (
     "scales",
 )
 
+OPTIONAL_HYPER_PARAMETER_KEYS = ("lost_score",)
+"""Keys a model may add: `lost_score`, the score below which its target counts as lost."""
+
 DEFAULT_TOTAL_STRIDE = 8
 DEFAULT_BASE_SIZE = 8
 DEFAULT_CONTEXT_AMOUNT = 0.5
@@ -97,6 +100,7 @@ class ModelContract:
     context_amount: float
     has_score: bool
     seg_thr: float | None
+    lost_score: float | None
     model_name: str | None
     metadata: Mapping[str, str]
 
@@ -214,6 +218,7 @@ def check_contract(
 
     params = parse_hyper_parameters(metadata, where)
     seg_thr = params.get("seg_thr")
+    lost_score = params.get("lost_score")
     return ModelContract(
         instance_size=image[2],
         exemplar_size=mask[0],
@@ -223,6 +228,7 @@ def check_contract(
         context_amount=_number(params, "context_amount", DEFAULT_CONTEXT_AMOUNT, where),
         has_score=OUT_SCORE in out_shapes,
         seg_thr=None if seg_thr is None else _number(params, "seg_thr", 0.0, where),
+        lost_score=None if lost_score is None else _number(params, "lost_score", 0.0, where),
         model_name=metadata.get(META_MODEL_NAME),
         metadata=dict(metadata),
     )

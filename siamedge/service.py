@@ -179,6 +179,7 @@ class Service:
         self._started = time.monotonic()
         self._fps = FpsMeter()
         self._frame_wh: tuple[int, int] | None = None
+        self._last_frame: tuple[int, float] | None = None
         self._pending: deque[_PendingStart] = deque()
         self._inboxes: list[Callable[[], list[Request]]] = []
         self._frame_listeners: list[FrameListener] = []
@@ -314,6 +315,7 @@ class Service:
 
     def _process(self, model: ModelSlot, frame: Frame, mqtt: MqttClient) -> None:
         self._frame_wh = frame.size_wh
+        self._last_frame = (frame.index, frame.timestamp)
         self._fps.tick(time.monotonic())
         manager = model.manager
         if manager is None:
@@ -387,6 +389,8 @@ class Service:
             max_tracks=self._settings.tracker.max_tracks,
             mask_encoding=self._settings.mqtt.mask_encoding,
             uptime_s=round(time.monotonic() - self._started, 1),
+            frame=self._last_frame[0] if self._last_frame else None,
+            frame_timestamp=self._last_frame[1] if self._last_frame else None,
         )
 
     def _status_line(self, model: ModelSlot, capture: CaptureThread, mqtt: MqttClient) -> str:

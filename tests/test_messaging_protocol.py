@@ -251,6 +251,8 @@ def test_status_message_shape() -> None:
         max_tracks=4,
         mask_encoding="rle",
         uptime_s=12.345,
+        frame=41,
+        frame_timestamp=1700000000.12345,
     )
     assert status_message(report, commands_dropped=1, now=5.0) == {
         "online": True,
@@ -272,6 +274,8 @@ def test_status_message_shape() -> None:
         "mask_encoding": "rle",
         "commands_dropped": 1,
         "uptime_s": 12.3,
+        "frame": 41,
+        "frame_timestamp": 1700000000.123,
         "timestamp": 5.0,
     }
 

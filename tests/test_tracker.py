@@ -11,7 +11,7 @@ import pytest
 from numpy.typing import NDArray
 
 from siamedge import contract as c
-from siamedge.config import ModelSettings
+from siamedge.config import ModelSettings, TrackerSettings
 from siamedge.engine import Engine
 from siamedge.errors import BoxError
 from siamedge.tracking.geometry import PointXY, box_corners
@@ -29,6 +29,7 @@ CONTRACT = c.ModelContract(
     context_amount=0.5,
     has_score=True,
     seg_thr=None,
+    lost_score=None,
     model_name="scripted",
     metadata={},
 )
@@ -190,3 +191,19 @@ def test_set_target_moves_the_search(toy_model: Callable[..., Path]) -> None:
     s_z = np.sqrt((60 + 45) * (30 + 45))
     assert outcome.model.size_wh[0] == pytest.approx(60 * 127 / s_z, rel=1e-6)
     assert outcome.result.center_xy == (301.0, 202.0)
+
+
+def test_model_metadata_thresholds_win_over_the_configuration() -> None:
+    settings = TrackerSettings(seg_thr=0.35, lost_score=0.3)
+    from_model = c.ModelContract(**{**CONTRACT.__dict__, "seg_thr": 0.45, "lost_score": 0.2})
+    params = TrackerParams.from_settings(settings, from_model)
+    assert (params.seg_thr, params.lost_score) == (0.45, 0.2)
+    params = TrackerParams.from_settings(settings, CONTRACT)
+    assert (params.seg_thr, params.lost_score) == (0.35, 0.3)
+
+
+def test_builtin_model_records_its_thresholds() -> None:
+    engine = Engine.load("builtin", ModelSettings(providers=["cpu"], warmup=False))
+    assert engine.contract.model_name == "builtin-ncc"
+    assert engine.contract.seg_thr == 0.45
+    assert engine.contract.lost_score == 0.2

@@ -125,6 +125,7 @@ def reference_contract(hp: HyperParameters, with_score: bool = True) -> c.ModelC
         context_amount=CONTEXT_AMOUNT,
         has_score=with_score,
         seg_thr=hp.seg_thr,
+        lost_score=None,
         model_name=MODEL_NAME,
         metadata={},
     )

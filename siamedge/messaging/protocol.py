@@ -430,6 +430,10 @@ class StatusReport:
     mask_encoding: MaskEncoding
     uptime_s: float
     version: str = __version__
+    frame: int | None = None
+    """Number of the last processed frame (None before the first)."""
+    frame_timestamp: float | None = None
+    """Its capture time, unix seconds."""
 
 
 def status_message(
@@ -439,7 +443,8 @@ def status_message(
 
     `{"online": true, "version", "model", "provider", "source": {"description", "open",
     "error", "width", "height"}, "fps", "dropped_frames", "active_tracks": n, "track_ids",
-    "max_tracks", "mask_encoding", "commands_dropped", "uptime_s", "timestamp"}`
+    "max_tracks", "mask_encoding", "commands_dropped", "uptime_s", "frame", "frame_timestamp",
+    "timestamp"}`
     """
     width, height = report.source.frame_wh if report.source.frame_wh else (None, None)
     return {
@@ -462,6 +467,10 @@ def status_message(
         "mask_encoding": report.mask_encoding,
         "commands_dropped": int(commands_dropped),
         "uptime_s": round(float(report.uptime_s), LATENCY_DECIMALS),
+        "frame": report.frame,
+        "frame_timestamp": None
+        if report.frame_timestamp is None
+        else round(report.frame_timestamp, TIMESTAMP_DECIMALS),
         "timestamp": round(time.time() if now is None else now, TIMESTAMP_DECIMALS),
     }
 

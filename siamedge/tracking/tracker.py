@@ -46,11 +46,14 @@ class TrackerParams:
 
     @classmethod
     def from_settings(cls, settings: TrackerSettings, contract: ModelContract) -> TrackerParams:
-        """The configured values; the mask threshold comes from the model when it records one."""
+        """The configured values; the mask threshold and the lost-score threshold come from the
+        model when it records them (their meaning depends on the model)."""
         return cls(
             seg_thr=contract.seg_thr if contract.seg_thr is not None else settings.seg_thr,
             min_contour_area=settings.min_contour_area,
-            lost_score=settings.lost_score,
+            lost_score=contract.lost_score
+            if contract.lost_score is not None
+            else settings.lost_score,
             lost_frames=settings.lost_frames,
         )
 
