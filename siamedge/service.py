@@ -266,8 +266,8 @@ class Service:
         interval = self._settings.mqtt.status_interval_s
         next_status = time.monotonic() + interval
         while not self._stop.is_set():
-            wait = min(LOOP_WAIT_S, watchdog.seconds_until_due() or LOOP_WAIT_S)
-            frame = capture.get(timeout=wait)
+            due = watchdog.seconds_until_due()
+            frame = capture.get(timeout=LOOP_WAIT_S if due is None else min(LOOP_WAIT_S, due))
             now = time.monotonic()
             if model.retry_if_changed(now):
                 self._status_due.set()
@@ -275,7 +275,9 @@ class Service:
             if frame is not None:
                 self._process(model, frame, mqtt)
                 watchdog.frame_processed()
-            elif capture.status.state is not SourceState.STREAMING or model.engine is None:
+            elif capture.status.state is SourceState.RETRYING:
+                # A lost camera is being reopened on purpose: report it, do not restart. A
+                # source stuck opening or reading (no frames, no retry) stops the pings.
                 watchdog.waiting_for_source()
             watchdog.tick()
             if self._status_due.is_set() or now >= next_status:
