@@ -157,6 +157,9 @@ class ServiceSettings(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     watchdog_stall_s: float = Field(default=10.0, gt=0)
     """No processed frame for this long stops the watchdog pings (systemd restarts us)."""
+    model_retry_s: float = Field(default=10.0, gt=0)
+    """A model that failed to load is looked at this often, and loaded again once its file
+    changed (the service keeps running meanwhile and rejects start commands with the reason)."""
 
 
 class Settings(_Section):

@@ -46,8 +46,6 @@ READY_WAIT_S = 5.0
 """How long start-up waits for the first source attempt and the first broker connection."""
 MODEL_LOAD_WINDOW_S = 90.0
 """EXTEND_TIMEOUT_USEC step while the model loads (TensorRT may build engines for minutes)."""
-MODEL_RETRY_S = 10.0
-"""How often a model that failed to load is looked at again (it reloads when its file changes)."""
 MAX_PENDING_STARTS = 16
 FPS_WINDOW = 30
 
@@ -152,7 +150,7 @@ class ModelSlot:
         """Reload a failed model whose file changed; True when the model is now loaded."""
         if self.engine is not None or now < self._next_check:
             return False
-        self._next_check = now + MODEL_RETRY_S
+        self._next_check = now + self._settings.service.model_retry_s
         if self._stamp() == self._file_stamp:
             return False
         log.info("model file changed: loading it again")

@@ -15,6 +15,7 @@ pytest_plugins = [
     "fixtures.notify_socket",
     "fixtures.media",
     "fixtures.export_models",
+    "fixtures.daemon",
 ]
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import base64
-import warnings
-from typing import Any
 
 import cv2
 import numpy as np
 import pytest
+from fixtures.coco import coco_decode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -40,17 +39,6 @@ def coco_counts(full: NDArray[np.bool_]) -> str:
     encoded = coco_mask.encode(np.asfortranarray(full.astype(np.uint8)))
     counts: bytes = encoded["counts"]
     return counts.decode("ascii")
-
-
-def coco_decode(encoded: dict[str, Any]) -> NDArray[np.bool_]:
-    """pycocotools.mask.decode of our JSON mask object, as bool."""
-    with warnings.catch_warnings():
-        # pycocotools 2.0.11's Cython decode trips numpy 2's __array__(copy=) deprecation.
-        warnings.filterwarnings(
-            "ignore", "__array__ implementation doesn't accept a copy", DeprecationWarning
-        )
-        decoded = coco_mask.decode(encoded)
-    return decoded.astype(np.bool_)
 
 
 @st.composite

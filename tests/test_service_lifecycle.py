@@ -1,0 +1,288 @@
+"""The daemon's life: sd_notify, shutdown and last will, broker restarts, failing sources,
+bad configuration and a broken model; each test runs its own daemon subprocess."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fixtures.daemon import Daemon, daemon_config, unique_prefix, wait_online
+from fixtures.media import write_video
+from fixtures.mosquitto import Broker, MqttCollector
+from fixtures.notify_socket import Notification, NotifyReceiver
+
+from siamedge.cli import EX_CONFIG
+from siamedge.models import builtin_model_path
+
+DaemonFactory = Callable[..., Daemon]
+CollectorFactory = Callable[..., MqttCollector]
+
+
+def status_where(
+    collector: MqttCollector, daemon: Daemon, check: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    message = collector.wait_for(daemon.topic("status"), where=check, timeout_s=30)[0]
+    payload: dict[str, Any] = json.loads(message.payload)
+    return payload
+
+
+def notifications_until(receiver: NotifyReceiver, key: str) -> list[Notification]:
+    """Datagrams up to and including the first one that sets `key`."""
+    received = []
+    while True:
+        note = receiver.receive(timeout=60)
+        received.append(note)
+        if key in note.fields:
+            return received
+
+
+def test_sd_notify_ready_watchdog_status_and_stopping(
+    mosquitto: Broker,
+    daemon_factory: DaemonFactory,
+    mqtt_collector: CollectorFactory,
+    notify_socket: NotifyReceiver,
+) -> None:
+    config = daemon_config(mosquitto, unique_prefix())
+    daemon = daemon_factory(config, env={"WATCHDOG_USEC": "1000000"})
+    collector = mqtt_collector(mosquitto, daemon.topics)
+
+    before_ready = notifications_until(notify_socket, "READY")
+    ready = before_ready[-1]
+    assert ready.pid == daemon.process.pid
+    assert ready.fields["READY"] == "1"
+    # READY comes after the model, the source and the broker: its status says so
+    assert "source streaming" in ready.fields["STATUS"]
+    assert "broker connected" in ready.fields["STATUS"]
+    assert "CPUExecutionProvider" in ready.fields["STATUS"]
+    assert not any("WATCHDOG" in note.fields for note in before_ready)
+    # the retained online status was published before READY
+    assert collector.messages(daemon.topic("status")), "status must be online before READY"
+
+    after = [notify_socket.receive() for _ in range(8)]
+    assert sum(note.fields.get("WATCHDOG") == "1" for note in after) >= 3
+    statuses = [note.fields["STATUS"] for note in after if "STATUS" in note.fields]
+    assert any(" fps, 0 track(s)" in text for text in statuses)
+
+    daemon.signal(signal.SIGTERM)
+    stopping = notifications_until(notify_socket, "STOPPING")[-1]
+    assert stopping.fields["STOPPING"] == "1"
+    assert daemon.wait() == 0
+    offline = status_where(collector, daemon, lambda m: m.get("online") is False)
+    assert offline["reason"] == "shutdown"
+    assert "shutting down" in daemon.log
+
+
+class SilentServer:
+    """A TCP server that accepts connections and never answers: a camera stream that hangs."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self._clients: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            self._clients.append(client)
+
+    def close(self) -> None:
+        self._sock.close()
+        for client in self._clients:
+            client.close()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+def test_watchdog_pings_stop_when_the_source_hangs(
+    mosquitto: Broker,
+    daemon_factory: DaemonFactory,
+    notify_socket: NotifyReceiver,
+    silent_server: SilentServer,
+) -> None:
+    config = daemon_config(
+        mosquitto,
+        unique_prefix(),
+        source={"uri": f"http://127.0.0.1:{silent_server.port}/video.mjpg", "open_timeout_s": 60},
+        service={"watchdog_stall_s": 1.0},
+    )
+    daemon = daemon_factory(config, env={"WATCHDOG_USEC": "400000"})
+    ready = notifications_until(notify_socket, "READY")[-1]
+    assert "source starting" in ready.fields["STATUS"]
+    time.sleep(2.5)  # longer than watchdog_stall_s: any pings were sent at the start
+    notify_socket.drain()
+    time.sleep(1.5)
+    late = notify_socket.drain()
+    assert not any("WATCHDOG" in note.fields for note in late), late
+    assert "withholding watchdog pings" in daemon.log
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+
+
+def test_sigkill_leaves_the_last_will(
+    mosquitto: Broker, daemon_factory: DaemonFactory, mqtt_collector: CollectorFactory
+) -> None:
+    daemon = daemon_factory(daemon_config(mosquitto, unique_prefix()))
+    collector = mqtt_collector(mosquitto, daemon.topics)
+    wait_online(collector, daemon)
+    daemon.signal(signal.SIGKILL)
+    daemon.wait()
+    offline = status_where(collector, daemon, lambda m: m.get("online") is False)
+    assert offline["reason"] == "connection lost"
+
+
+def test_broker_restart_reconnects_and_commands_work_again(
+    mosquitto_factory: Callable[..., Broker],
+    daemon_factory: DaemonFactory,
+    mqtt_collector: CollectorFactory,
+) -> None:
+    broker = mosquitto_factory()
+    daemon = daemon_factory(daemon_config(broker, unique_prefix()))
+    first = mqtt_collector(broker, daemon.topics)
+    wait_online(first, daemon)
+    first.close()
+
+    broker.stop()
+    time.sleep(1.0)
+    assert daemon.process.poll() is None
+    broker.start()
+
+    again = mqtt_collector(broker, daemon.topics)
+    wait_online(again, daemon)  # retained status is re-published after the reconnect
+    command = {"box": [200, 150, 120, 90], "track_id": "back", "request_id": "r-back"}
+    again.publish(daemon.topic("start"), json.dumps(command))
+    again.wait_for(daemon.topic("status"), where=lambda m: m.get("request_id") == "r-back")
+    again.wait_for(
+        daemon.topic("results"),
+        5,
+        where=lambda m: any(t["track_id"] == "back" for t in m["tracks"]),
+    )
+    assert "MQTT connected" in daemon.log
+    assert daemon.process.poll() is None
+
+
+def test_a_file_that_disappears_is_retried_and_comes_back(
+    mosquitto: Broker,
+    daemon_factory: DaemonFactory,
+    mqtt_collector: CollectorFactory,
+    tmp_path: Path,
+) -> None:
+    video = write_video(tmp_path / "clip.avi", size_wh=(160, 120))
+    kept = tmp_path / "kept.avi"
+    config = daemon_config(mosquitto, unique_prefix(), source={"uri": str(video), "loop": False})
+    daemon = daemon_factory(config)
+    collector = mqtt_collector(mosquitto, daemon.topics)
+    wait_online(collector, daemon)
+
+    shutil.move(video, kept)
+    gone = status_where(
+        collector, daemon, lambda m: m.get("online") and str(video) in (m["source"]["error"] or "")
+    )
+    assert gone["source"]["open"] is False
+
+    shutil.move(kept, video)
+    back = status_where(
+        collector,
+        daemon,
+        lambda m: m.get("online") and m["source"]["open"] and m["frame"] > gone["frame"],
+    )
+    assert back["source"]["error"] is None
+    assert "ended" in daemon.log  # the clip does not loop: it ends, and is reopened
+    assert daemon.process.poll() is None
+
+
+def test_a_missing_camera_is_retried_and_reported(
+    mosquitto: Broker, daemon_factory: DaemonFactory, mqtt_collector: CollectorFactory
+) -> None:
+    config = daemon_config(mosquitto, unique_prefix(), source={"uri": "/dev/video97"})
+    daemon = daemon_factory(config)
+    collector = mqtt_collector(mosquitto, daemon.topics)
+    status = wait_online(collector, daemon, with_frames=False)
+    status = status_where(collector, daemon, lambda m: bool(m["source"]["error"]))
+    assert "/dev/video97 does not exist" in status["source"]["error"]
+    assert status["source"]["open"] is False
+    collector.publish(
+        daemon.topic("start"), json.dumps({"box": [1, 1, 10, 10], "request_id": "r1"})
+    )
+    time.sleep(1.0)
+    assert daemon.process.poll() is None
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"mqtt": {"hots": "x"}}, "mqtt.hots: Extra inputs are not permitted"),
+        (
+            {"tracker": {"max_tracks": "many"}},
+            "tracker.max_tracks: Input should be a valid integer",
+        ),
+    ],
+)
+def test_bad_config_exits_78_naming_key_and_file(
+    mosquitto: Broker,
+    daemon_factory: DaemonFactory,
+    section: dict[str, dict[str, str]],
+    message: str,
+) -> None:
+    config = daemon_config(mosquitto, unique_prefix())
+    for name, values in section.items():
+        config[name] = {**config[name], **values}
+    daemon = daemon_factory(config)
+    assert daemon.wait() == EX_CONFIG
+    assert message in daemon.log
+    assert str(daemon.config_path) in daemon.log
+
+
+def test_a_broken_model_keeps_the_service_up_until_it_is_replaced(
+    mosquitto: Broker,
+    daemon_factory: DaemonFactory,
+    mqtt_collector: CollectorFactory,
+    tmp_path: Path,
+) -> None:
+    model = tmp_path / "model.onnx"
+    model.write_text("not a model\n")
+    config = daemon_config(
+        mosquitto,
+        unique_prefix(),
+        model={"path": str(model)},
+        service={"model_retry_s": 0.3},
+    )
+    daemon = daemon_factory(config)
+    collector = mqtt_collector(mosquitto, daemon.topics)
+    status = wait_online(collector, daemon, with_frames=False)
+    assert status["model"].startswith("not loaded: ")
+    assert "model.onnx: cannot load the model" in status["model"]
+    assert status["provider"] == "none"
+
+    collector.publish(
+        daemon.topic("start"), json.dumps({"box": [1, 1, 40, 40], "request_id": "r1"})
+    )
+    reason = json.loads(collector.wait_for(daemon.topic("errors"))[0].payload)["reason"]
+    assert reason.startswith("no model loaded: ")
+
+    shutil.copyfile(builtin_model_path(), model)
+    loaded = status_where(collector, daemon, lambda m: m.get("provider") == "CPUExecutionProvider")
+    assert loaded["model"] == str(model)
+    command = {"box": [200, 150, 120, 90], "track_id": "ok", "request_id": "r2"}
+    collector.publish(daemon.topic("start"), json.dumps(command))
+    collector.wait_for(daemon.topic("status"), where=lambda m: m.get("request_id") == "r2")
+    collector.wait_for(daemon.topic("results"), 3, where=lambda m: bool(m["tracks"]))
