@@ -78,6 +78,9 @@ CLOSE_TIMEOUT_S = 2.0
 SERVE_POLL_S = 0.2
 LISTEN_BACKLOG = 64
 RETRY_AFTER_S = 2
+DRAIN_LIMIT_BYTES = 1024 * 1024
+DRAIN_CHUNK_BYTES = 64 * 1024
+DRAIN_TIMEOUT_S = 1.0
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
     "img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'"
@@ -392,6 +395,7 @@ class _Handler(BaseHTTPRequestHandler):
                 HTTPStatus.LENGTH_REQUIRED,
                 reason_document("send the body with a Content-Length; chunked bodies are refused"),
             )
+            self._drain(None)
             return None
         text = self.headers.get("Content-Length")
         if text is None:
@@ -405,11 +409,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(
                 HTTPStatus.BAD_REQUEST, reason_document(f"bad Content-Length {text[:40]!r}")
             )
+            self._drain(None)
             return None
         try:
             check_command_length(length)
         except CommandError as exc:
             self._send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, error_document(exc))
+            self._drain(length)
             return None
         body = self.rfile.read(length)
         if len(body) < length:
@@ -420,7 +426,22 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return body
 
+    def _drain(self, length: int | None) -> None:
+        """Read and drop a body that was refused unread (at most DRAIN_LIMIT_BYTES): closing a
+        socket with unread data resets it, and the client could lose the answer."""
+        remaining = DRAIN_LIMIT_BYTES if length is None else min(length, DRAIN_LIMIT_BYTES)
+        self.connection.settimeout(DRAIN_TIMEOUT_S)
+        with contextlib.suppress(OSError):
+            while remaining > 0:
+                chunk = self.rfile.read1(min(remaining, DRAIN_CHUNK_BYTES))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+
     def _start(self) -> None:
+        body = self._read_body()
+        if body is None:
+            return
         content_type = self.headers.get("Content-Type", "")
         if content_type.split(";")[0].strip().lower() != JSON_TYPE:
             # Also keeps other sites' plain form posts out: they cannot send this type.
@@ -428,9 +449,6 @@ class _Handler(BaseHTTPRequestHandler):
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                 reason_document(f"send the command as {JSON_TYPE}; got {content_type[:60]!r}"),
             )
-            return
-        body = self._read_body()
-        if body is None:
             return
         try:
             # The main loop validates again (the frame size may change): same code, same reasons.
