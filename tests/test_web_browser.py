@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,7 @@ DOCS_MAX_BYTES = 200 * 1024
 DOCS_COLOURS = 128
 DOCS_KMEANS_ROUNDS = 10
 PAGE_TIMEOUT_MS = 15_000
+STATUS_TIMEOUT_S = 10.0
 EDGE_PX = 4
 """Pixels this close to the mask outline blend with the background in scaling and JPEG."""
 ZONE_MARGIN_PX = 40
@@ -152,12 +154,25 @@ def test_drag_a_box_to_track_see_it_drawn_and_stop_it(
         expect(row).to_have_count(0)
         expect(page.locator("#message")).to_have_text("stopped t1")
         collector.wait_for(running.topics.results, where=lambda m: m["tracks"] == [])
-        collector.wait_for(
-            running.topics.status,
-            where=lambda m: m.get("track_ids") == [] and m.get("uptime_s", 0) > 0,
-        )
+        # The retained status said t1 while it ran, and says no track after the stop.
+        _wait_for_status_after_stop(collector, running.topics.status)
     finally:
         page.close()
+
+
+def _wait_for_status_after_stop(collector: MqttCollector, topic: str) -> None:
+    """A status report listing t1, then a later one listing no track."""
+    collector.wait_for(topic, where=lambda m: m.get("track_ids") == ["t1"])
+
+    def stopped_after_running() -> bool:
+        reports = [json.loads(m.payload) for m in collector.messages(topic)]
+        ids = [r["track_ids"] for r in reports if "track_ids" in r]
+        return ["t1"] in ids and [] in ids[ids.index(["t1"]) :]
+
+    deadline = time.monotonic() + STATUS_TIMEOUT_S
+    while not stopped_after_running():
+        assert time.monotonic() < deadline, "no status without t1 after the stop"
+        time.sleep(0.05)
 
 
 def _assert_overlay_on_mask(

@@ -78,6 +78,7 @@ CLOSE_TIMEOUT_S = 2.0
 SERVE_POLL_S = 0.2
 LISTEN_BACKLOG = 64
 RETRY_AFTER_S = 2
+REFUSAL_LOG_EVERY_S = 60.0
 DRAIN_LIMIT_BYTES = 1024 * 1024
 DRAIN_CHUNK_BYTES = 64 * 1024
 DRAIN_TIMEOUT_S = 1.0
@@ -127,6 +128,8 @@ class _HttpServer(HTTPServer):
         self._slots = threading.BoundedSemaphore(app.settings.max_connections)
         self._lock = threading.Lock()
         self._connections: dict[socket.socket, threading.Thread] = {}
+        self._refused = 0
+        self._next_refusal_log = 0.0
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
@@ -183,7 +186,16 @@ class _HttpServer(HTTPServer):
             request.sendall(head.encode("ascii") + body)
         except OSError as exc:
             log.debug("web: refusing a connection failed: %s", exc)
-        log.warning("web: refused a connection: %d are open", self.app.settings.max_connections)
+        self._refused += 1
+        now = time.monotonic()
+        if now >= self._next_refusal_log:
+            # At most one line a minute, however fast connections are refused.
+            self._next_refusal_log = now + REFUSAL_LOG_EVERY_S
+            log.warning(
+                "web: %d connection(s) refused so far: web.max_connections (%d) are open",
+                self._refused,
+                self.app.settings.max_connections,
+            )
         self.shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
