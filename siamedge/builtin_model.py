@@ -6,11 +6,14 @@ A developer and test tool that needs onnx: runtime code must never import this m
 The model (both branches behind one `If` on `first_time`, static shapes throughout):
 - init: a colour model of the target (a BGR histogram ratio, target core vs. surroundings of
   the exemplar) and a 7x7 template of stride-8 features (colour probability, luminance, two
-  colour opponents, gradient energy, each averaged over 15x15 windows), packed into z_features.
+  colour opponents, gradient energy, each averaged over 16x16 windows), packed into z_features
+  ([1, 16, 7, 7]: 5 template channels, then the 512-bin colour table).
 - track: per-channel normalised cross-correlation of the template over the 31x31 search
-  features gives the 25x25 score grid; a cosine window favours small moves; the best cell
-  picks the 127x127 mask window of the smoothed colour-probability map, cut to an ellipse
-  around the expected target; the mask's extent gives the new centre and (smoothed) size.
+  features gives the 25x25 score grid (`score`: the best cell's NCC, 0..1); a cosine window
+  favours small moves; the best cell picks the 127x127 mask window of the smoothed
+  colour-probability map, cut to an ellipse around the expected target; the mask's extent gives
+  the new centre and (smoothed, rate-limited) size. The template is never updated.
+It is a colour tracker: a target whose colours also fill its surroundings is not separable.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ log = logging.getLogger(__name__)
 MODEL_NAME = "builtin-ncc"
 # Bumped when the graph changes; the version of siamedge is not in the file on purpose, so a
 # release does not change the bytes of an unchanged model.
-BUILDER_REVISION = 1
+BUILDER_REVISION = 2
 PRODUCER = f"siamedge.builtin_model/{BUILDER_REVISION}"
 OPSET = 17
 IR_VERSION = 8
@@ -50,11 +53,13 @@ BASE_SIZE = 8
 CONTEXT_AMOUNT = 0.5
 TEMPLATE_SIDE = 7
 SCORE_SIZE = (INSTANCE_SIZE - EXEMPLAR_SIZE) // TOTAL_STRIDE + 1 + BASE_SIZE
-# Feature cell i averages pixels [8i, 8i + 15): its centre 8i + 7 puts cell 7 of the exemplar on
-# the exemplar centre 63, and score cell 12 on the search centre 127 (zero displacement).
-FEATURE_WINDOW = 15
-SEARCH_CELLS = (INSTANCE_SIZE - FEATURE_WINDOW) // TOTAL_STRIDE + 1
-EXEMPLAR_CELLS = (EXEMPLAR_SIZE - FEATURE_WINDOW) // TOTAL_STRIDE + 1
+# Feature cell i averages pixels [8i, 8i + 16) (two 8x8 blocks; the crop gets one zero column and
+# row so the last cell fits). Its centre 8i + 7.5 puts exemplar cell 7 at 63.5 and search cell
+# 15 at 127.5, both half a pixel past the crop centres: score cell 12 is zero displacement.
+FEATURE_BLOCKS = 2
+FEATURE_WINDOW = FEATURE_BLOCKS * TOTAL_STRIDE
+SEARCH_CELLS = (INSTANCE_SIZE + 1 - FEATURE_WINDOW) // TOTAL_STRIDE + 1
+EXEMPLAR_CELLS = (EXEMPLAR_SIZE + 1 - FEATURE_WINDOW) // TOTAL_STRIDE + 1
 TEMPLATE_OFFSET = (EXEMPLAR_CELLS - TEMPLATE_SIDE) // 2
 # The mask window of cell (row, col) starts at crop pixel 8 * (col - BASE_SIZE / 2).
 WINDOW_SHIFT = TOTAL_STRIDE * BASE_SIZE // 2
@@ -76,24 +81,30 @@ class HyperParameters:
 
     seg_thr: mask threshold the caller applies. window_influence: weight of the cosine window.
     lr / max_size_change: size update rate from the mask extent, and the most it may change per
-    step (ratio). fg_shrink / bg_grow: the exemplar's colour samples: target = inside the
-    ellipse of fg_shrink x the box, surroundings = outside bg_grow x the box. fg_min_count: a
-    colour needs about this many target pixels to count as target. bg_blur: neighbouring bins
-    get this share of a background colour. mask_smooth: box filter side before the threshold.
-    prior_scale / prior_margin: mask pixels must lie in the ellipse of prior_scale x the box
-    (+ margin, exemplar pixels) around the best cell. channel_weights: NCC weight per channel.
-    ncc_variance_floor: least feature variance of a search window (features are 0..1 scaled).
+    step (ratio).
+    Colour model, from the exemplar: target samples are the ellipse of fg_core x the box (weight
+    1) plus the ellipse of fg_shrink x the box (weight fg_ring_weight); surroundings are outside
+    bg_grow x the box. P(target | colour) = t / (t + bg_weight x s + fg_min_count / N) with t, s
+    the colour's share of target and surrounding samples (N target samples); bg_blur: each
+    surrounding colour also counts this much in its neighbour bins.
+    mask_smooth: box filter side before the threshold. prior_scale / prior_margin: mask pixels
+    must lie in the ellipse of prior_scale x the box (+ margin, exemplar pixels) around the best
+    cell. channel_weights: NCC weight per feature channel. ncc_variance_floor: least feature
+    variance of a search window (features are scaled to about 0..1).
     """
 
-    seg_thr: float = 0.5
+    seg_thr: float = 0.45
     window_influence: float = 0.3
     lr: float = 0.5
-    max_size_change: float = 1.05
+    max_size_change: float = 1.03
     fg_shrink: float = 0.7
+    fg_core: float = 0.35
+    fg_ring_weight: float = 0.5
     bg_grow: float = 1.1
-    fg_min_count: float = 3.0
+    fg_min_count: float = 2.0
     bg_blur: float = 0.5
-    mask_smooth: int = 5
+    bg_weight: float = 3.0
+    mask_smooth: int = 9
     prior_scale: float = 1.5
     prior_margin: float = 8.0
     channel_weights: tuple[float, ...] = (1.0, 0.5, 0.5, 0.5, 0.5)
@@ -118,13 +129,19 @@ Array = NDArray[np.generic]
 
 
 class _Graph:
-    """Collects the nodes of one (sub)graph; every node gets a unique, prefixed name."""
+    """Collects the nodes of one branch; every node gets a unique, prefixed name.
 
-    def __init__(self, prefix: str, constants: _Constants) -> None:
+    Constants are Constant nodes inside the branch (deduplicated by content), so that each
+    branch is self-contained and shape inference sees their values: every tensor of the model
+    then has a static shape.
+    """
+
+    def __init__(self, prefix: str) -> None:
         self.prefix = prefix
+        self.constants: list[onnx.NodeProto] = []
         self.nodes: list[onnx.NodeProto] = []
-        self.const = constants
         self._count = 0
+        self._by_content: dict[tuple[str, tuple[int, ...], bytes], str] = {}
 
     def op(self, op_type: str, *inputs: str, **attrs: Any) -> str:
         """Add one single-output node; its output name."""
@@ -133,36 +150,29 @@ class _Graph:
         self.nodes.append(helper.make_node(op_type, list(inputs), [name], name=name, **attrs))
         return name
 
-    def f32(self, value: float | Sequence[float] | Array, name: str | None = None) -> str:
-        """A float32 constant (shared initializer of the main graph)."""
-        return self.const.add(np.asarray(value, dtype=np.float32), name)
+    def f32(self, value: float | Sequence[float] | Array, label: str = "") -> str:
+        """A float32 constant."""
+        return self._constant(np.asarray(value, dtype=np.float32), label)
 
-    def i64(self, value: int | Sequence[int] | Array, name: str | None = None) -> str:
-        """An int64 constant (shared initializer of the main graph)."""
-        return self.const.add(np.asarray(value, dtype=np.int64), name)
+    def i64(self, value: int | Sequence[int] | Array, label: str = "") -> str:
+        """An int64 constant."""
+        return self._constant(np.asarray(value, dtype=np.int64), label)
+
+    def _constant(self, array: Array, label: str) -> str:
+        key = (array.dtype.str, array.shape, array.tobytes())
+        existing = self._by_content.get(key)
+        if existing is not None:
+            return existing
+        name = f"{self.prefix}const{len(self.constants):03d}" + (f"_{label}" if label else "")
+        tensor = numpy_helper.from_array(array, name)
+        self.constants.append(helper.make_node("Constant", [], [name], name=name, value=tensor))
+        self._by_content[key] = name
+        return name
 
     def output(self, source: str, name: str) -> str:
         """Copy `source` to a node output called `name` (a branch output)."""
         self.nodes.append(helper.make_node("Identity", [source], [name], name=name))
         return name
-
-
-class _Constants:
-    """Main-graph initializers, deduplicated by content; the branches read them from outer scope."""
-
-    def __init__(self) -> None:
-        self.tensors: list[onnx.TensorProto] = []
-        self._by_key: dict[tuple[str, tuple[int, ...], bytes], str] = {}
-
-    def add(self, array: Array, name: str | None) -> str:
-        key = (array.dtype.str, array.shape, array.tobytes())
-        existing = self._by_key.get(key)
-        if existing is not None:
-            return existing
-        tensor_name = f"const_{len(self.tensors):03d}" + (f"_{name}" if name else "")
-        self.tensors.append(numpy_helper.from_array(array, tensor_name))
-        self._by_key[key] = tensor_name
-        return tensor_name
 
 
 def _cosine_window() -> NDArray[np.float32]:
@@ -172,12 +182,21 @@ def _cosine_window() -> NDArray[np.float32]:
     return np.round(np.outer(hanning, hanning), 7).astype(np.float32)
 
 
-def _im2col_indices() -> NDArray[np.int64]:
-    """(49, 625) flat indices into a 31x31 map: template cell k at score cell p."""
-    rows, cols = np.divmod(np.arange(TEMPLATE_SIDE**2), TEMPLATE_SIDE)
-    out_rows, out_cols = np.divmod(np.arange(SCORE_SIZE**2), SCORE_SIZE)
-    flat = (rows[:, None] + out_rows[None, :]) * SEARCH_CELLS + cols[:, None] + out_cols[None, :]
-    return flat.astype(np.int64)
+def _band_indices() -> NDArray[np.int64]:
+    """(31, 25) index j - q into a template row padded with one zero (index 7) outside 0..6.
+
+    Gathering a template row [.., 8] with it gives the banded matrix M[j, q] = T[j - q], so that
+    (search row @ M)[q] = sum_k T[k] X[q + k]: a 1-D correlation as one MatMul.
+    """
+    offsets = np.arange(SEARCH_CELLS)[:, None] - np.arange(SCORE_SIZE)[None, :]
+    inside = (offsets >= 0) & (offsets < TEMPLATE_SIDE)
+    return np.where(inside, offsets, TEMPLATE_SIDE).astype(np.int64)
+
+
+def _row_indices() -> NDArray[np.int64]:
+    """(7, 25) search rows r + k that template row k meets at score row r."""
+    ramp = np.arange(TEMPLATE_SIDE)[:, None] + np.arange(SCORE_SIZE)[None, :]
+    return ramp.astype(np.int64)
 
 
 def _blur_matrix(share: float) -> NDArray[np.float32]:
@@ -189,12 +208,19 @@ def _blur_matrix(share: float) -> NDArray[np.float32]:
     return transposed
 
 
-def _colour_bins(g: _Graph, image: str) -> str:
+def _pixels(g: _Graph, image: str, side: int) -> str:
+    """[1, 3, S, S] -> [3, S * S] (channel mixes as one MatMul: cheaper than 1x1 convs)."""
+    return g.op("Reshape", image, g.i64([3, side * side]))
+
+
+def _colour_bins(g: _Graph, image: str, side: int) -> str:
     """[1, 3, S, S] BGR 0..255 -> [1, 1, S, S] int64 histogram bin (B * 64 + G * 8 + R)."""
     levels = g.op("Floor", g.op("Mul", image, g.f32(COLOUR_LEVELS / (PIXEL_MAX + 1.0))))
     levels = g.op("Clip", levels, g.f32(0.0), g.f32(COLOUR_LEVELS - 1.0))
-    weights = np.array([COLOUR_LEVELS**2, COLOUR_LEVELS, 1], dtype=np.float32).reshape(1, 3, 1, 1)
-    return g.op("Cast", g.op("Conv", levels, g.f32(weights, "bin_weights")), to=TensorProto.INT64)
+    weights = np.array([[COLOUR_LEVELS**2, COLOUR_LEVELS, 1]], dtype=np.float32)
+    bins = g.op("MatMul", g.f32(weights, "bin_weights"), _pixels(g, levels, side))
+    bins = g.op("Reshape", bins, g.i64([1, 1, side, side]))
+    return g.op("Cast", bins, to=TensorProto.INT64)
 
 
 def _probability(g: _Graph, table: str, bins: str) -> str:
@@ -202,30 +228,32 @@ def _probability(g: _Graph, table: str, bins: str) -> str:
     return g.op("Gather", table, bins, axis=0)
 
 
-def _pooled_features(g: _Graph, image: str, probability: str) -> str:
+def _pooled_features(g: _Graph, image: str, probability: str, side: int) -> str:
     """[1, 3, S, S] image + [1, 1, S, S] probability -> [1, 5, F, F] stride-8 window means."""
     scale = 1.0 / PIXEL_MAX
     # Luminance, red - green, (red + green) / 2 - blue; image channels are B, G, R.
     opponents = np.array(
         [[1 / 3, 1 / 3, 1 / 3], [0.0, -1.0, 1.0], [-1.0, 0.5, 0.5]], dtype=np.float64
     )
-    colour = g.op("Conv", image, g.f32((opponents * scale).reshape(3, 3, 1, 1), "opponents"))
-    # Central differences of the luminance, from the image directly (one conv).
-    diff = np.zeros((2, 3, 3), dtype=np.float64)
-    diff[0, 1, 0], diff[0, 1, 2] = -1.0, 1.0
-    diff[1, 0, 1], diff[1, 2, 1] = -1.0, 1.0
-    gradient_kernel = np.repeat(diff[:, None], 3, axis=1) * (scale / 3)
-    gradients = g.op("Conv", image, g.f32(gradient_kernel, "gradients"))
+    colour = g.op("MatMul", g.f32(opponents * scale, "opponents"), _pixels(g, image, side))
+    colour = g.op("Reshape", colour, g.i64([1, 3, side, side]))
+    luminance = g.op("Slice", colour, g.i64([0]), g.i64([1]), g.i64([1]))
+    diff = np.zeros((2, 1, 3, 3), dtype=np.float32)
+    diff[0, 0, 1, 0], diff[0, 0, 1, 2] = -1.0, 1.0
+    diff[1, 0, 0, 1], diff[1, 0, 2, 1] = -1.0, 1.0
+    gradients = g.op("Conv", luminance, g.f32(diff, "central_differences"))
     energy = g.op("ReduceSum", g.op("Abs", gradients), g.i64([1]), keepdims=1)
     # Zero gradient on the border row and column, so every channel keeps the crop's size.
     energy = g.op("Pad", energy, g.i64([0, 0, 1, 1, 0, 0, 1, 1]), g.f32(0.0))
     channels = g.op("Concat", probability, colour, energy, axis=1)
-    return g.op(
+    channels = g.op("Pad", channels, g.i64([0, 0, 0, 0, 0, 0, 1, 1]), g.f32(0.0))
+    blocks = g.op(
         "AveragePool",
         channels,
-        kernel_shape=[FEATURE_WINDOW, FEATURE_WINDOW],
+        kernel_shape=[TOTAL_STRIDE, TOTAL_STRIDE],
         strides=[TOTAL_STRIDE, TOTAL_STRIDE],
     )
+    return g.op("AveragePool", blocks, kernel_shape=[FEATURE_BLOCKS, FEATURE_BLOCKS])
 
 
 def _exemplar_grid(g: _Graph) -> tuple[str, str]:
@@ -251,7 +279,17 @@ def _ellipse_inside(g: _Graph, half_wh: str) -> str:
 def _colour_table(g: _Graph, hp: HyperParameters, exemplar: str, half_wh: str) -> str:
     """[512] P(target | colour bin) from the exemplar, the target box having half-size half_wh."""
     grid_x, grid_y = _exemplar_grid(g)
-    target = _ellipse_inside(g, g.op("Mul", half_wh, g.f32(hp.fg_shrink)))
+    # Target samples: the core ellipse counts fully, the rest of the outer ellipse a little
+    # (inside a loose box its colours are often background).
+    target = g.op(
+        "Add",
+        _ellipse_inside(g, g.op("Mul", half_wh, g.f32(hp.fg_core))),
+        g.op(
+            "Mul",
+            _ellipse_inside(g, g.op("Mul", half_wh, g.f32(hp.fg_shrink))),
+            g.f32(hp.fg_ring_weight),
+        ),
+    )
     reach = g.op("Mul", half_wh, g.f32(hp.bg_grow))
     outside_x = g.op("Greater", g.op("Abs", grid_x), g.op("Gather", reach, g.i64(0), axis=0))
     outside_y = g.op("Greater", g.op("Abs", grid_y), g.op("Gather", reach, g.i64(1), axis=0))
@@ -296,6 +334,7 @@ def _colour_table(g: _Graph, hp: HyperParameters, exemplar: str, half_wh: str) -
         spread = g.op("Transpose", g.op("MatMul", spread, blur), perm=[2, 0, 1])
     surround_freq = g.op("Max", surround_freq, g.op("Reshape", spread, g.i64([COLOUR_BINS])))
     floor = g.op("Div", g.f32(hp.fg_min_count), target_total)
+    surround_freq = g.op("Mul", surround_freq, g.f32(hp.bg_weight))
     denominator = g.op("Add", g.op("Add", target_freq, surround_freq), floor)
     return g.op("Div", target_freq, denominator)
 
@@ -322,8 +361,21 @@ def _mask_extent(g: _Graph, mask: str, seg_thr: float) -> tuple[str, str, str]:
     return centre, size, found
 
 
-def _init_branch(consts: _Constants, hp: HyperParameters) -> onnx.GraphProto:
-    g = _Graph("init/", consts)
+def _smoothed(g: _Graph, hp: HyperParameters, probability: str, pad: bool = True) -> str:
+    """[1, 1, S, S] box-filtered: same size (zero border), or S - k + 1 without `pad`.
+
+    Separable: a row filter, then a column filter.
+    """
+    k = hp.mask_smooth
+    half = k // 2 if pad else 0
+    row = g.f32(np.full((1, 1, 1, k), 1.0 / k), "smooth_row")
+    column = g.f32(np.full((1, 1, k, 1), 1.0 / k), "smooth_column")
+    rows_done = g.op("Conv", probability, row, pads=[0, half, 0, half])
+    return g.op("Conv", rows_done, column, pads=[half, 0, half, 0])
+
+
+def _init_branch(hp: HyperParameters) -> onnx.GraphProto:
+    g = _Graph("init/")
     exemplar = g.op(
         "Slice",
         contract.IN_IMAGE,
@@ -349,7 +401,7 @@ def _init_branch(consts: _Constants, hp: HyperParameters) -> onnx.GraphProto:
     # A caller that passes no size (zeros) gets a two-pass estimate: a square guess, then the
     # extent of the colours that guess calls target.
     square_half = g.f32([EXEMPLAR_SIZE / 4, EXEMPLAR_SIZE / 4], "square_half")
-    bins = _colour_bins(g, exemplar)
+    bins = _colour_bins(g, exemplar, EXEMPLAR_SIZE)
     first_table = _colour_table(g, hp, exemplar, square_half)
     first_probability = _smoothed(g, hp, _probability(g, first_table, bins))
     _, first_size, first_found = _mask_extent(
@@ -360,7 +412,7 @@ def _init_branch(consts: _Constants, hp: HyperParameters) -> onnx.GraphProto:
     half = g.op("Max", g.op("Where", has_size, given_half, estimated_half), g.f32(1.0))
 
     table = _colour_table(g, hp, exemplar, half)
-    features = _pooled_features(g, exemplar, _probability(g, table, bins))
+    features = _pooled_features(g, exemplar, _probability(g, table, bins), EXEMPLAR_SIZE)
     end = TEMPLATE_OFFSET + TEMPLATE_SIDE
     template = g.op(
         "Slice", features, g.i64([TEMPLATE_OFFSET] * 2), g.i64([end, end]), g.i64([2, 3])
@@ -376,21 +428,15 @@ def _init_branch(consts: _Constants, hp: HyperParameters) -> onnx.GraphProto:
         contract.OUT_CENTER: contract.IN_CENTER,
         contract.OUT_SIZE: contract.IN_SIZE,
         contract.OUT_FEATURES: g.op("Concat", template, packed_table, axis=1),
+        # No search in the init step: no cell, no score.
         contract.OUT_BEST_CELL: g.i64([0, 0], "no_cell"),
         contract.OUT_SCORE: g.f32(0.0, "no_score"),
     }
     return _branch_graph(g, "init", outputs)
 
 
-def _smoothed(g: _Graph, hp: HyperParameters, probability: str) -> str:
-    """[1, 1, S, S] box-filtered (zero border), same size."""
-    k = hp.mask_smooth
-    kernel = np.full((1, 1, k, k), 1.0 / (k * k), dtype=np.float32)
-    return g.op("Conv", probability, g.f32(kernel, "smooth"), pads=[k // 2] * 4)
-
-
-def _track_branch(consts: _Constants, hp: HyperParameters) -> onnx.GraphProto:
-    g = _Graph("track/", consts)
+def _track_branch(hp: HyperParameters) -> onnx.GraphProto:
+    g = _Graph("track/")
     image = contract.IN_IMAGE
     features_in = contract.IN_FEATURES
     scale = g.op("Cast", contract.IN_SCALE, to=TensorProto.FLOAT)
@@ -412,25 +458,27 @@ def _track_branch(consts: _Constants, hp: HyperParameters) -> onnx.GraphProto:
         g.i64([0]),
     )
     template = g.op("Slice", features_in, g.i64([0]), g.i64([FEATURE_CHANNELS]), g.i64([1]))
-    probability = _probability(g, table, _colour_bins(g, image))
-    search = _pooled_features(g, image, probability)  # [1, C, 31, 31]
+    probability = _probability(g, table, _colour_bins(g, image, INSTANCE_SIZE))
+    search = _pooled_features(g, image, probability, INSTANCE_SIZE)  # [1, C, 31, 31]
 
     # Per-channel NCC: sum(T' X) / (|T'| |X - mean X|) over each 7x7 window, T' = T - mean T.
     centred = g.op("Sub", template, g.op("ReduceMean", template, axes=[2, 3], keepdims=1))
     template_norm = g.op(
         "Sqrt", g.op("ReduceSum", g.op("Mul", centred, centred), g.i64([2, 3]), keepdims=1)
     )
-    columns = g.op(
-        "Gather",
-        g.op("Reshape", search, g.i64([FEATURE_CHANNELS, SEARCH_CELLS**2])),
-        g.i64(_im2col_indices(), "im2col"),
-        axis=1,
-    )  # [C, 49, 625]
-    dots = g.op(
-        "MatMul",
-        g.op("Reshape", centred, g.i64([FEATURE_CHANNELS, 1, TEMPLATE_SIDE**2])),
-        columns,
+    # Correlation as batched MatMul: for each channel c and template row k, the search rows
+    # r + k ([C, 7, 25, 31]) times the banded matrix of template row k ([C, 7, 31, 25]), summed
+    # over k.
+    rows_k = g.op("Gather", search, g.i64(_row_indices(), "row_indices"), axis=2)
+    rows_k = g.op(
+        "Reshape", rows_k, g.i64([FEATURE_CHANNELS, TEMPLATE_SIDE, SCORE_SIZE, SEARCH_CELLS])
     )
+    padded_rows = g.op("Pad", centred, g.i64([0, 0, 0, 0, 0, 0, 0, 1]), g.f32(0.0))
+    bands = g.op("Gather", padded_rows, g.i64(_band_indices(), "band_indices"), axis=3)
+    bands = g.op(
+        "Reshape", bands, g.i64([FEATURE_CHANNELS, TEMPLATE_SIDE, SEARCH_CELLS, SCORE_SIZE])
+    )
+    dots = g.op("ReduceSum", g.op("MatMul", rows_k, bands), g.i64([1]), keepdims=0)
     dots = g.op("Reshape", dots, g.i64([1, FEATURE_CHANNELS, SCORE_SIZE, SCORE_SIZE]))
     window = [TEMPLATE_SIDE, TEMPLATE_SIDE]
     mean = g.op("AveragePool", search, kernel_shape=window)
@@ -469,15 +517,19 @@ def _track_branch(consts: _Constants, hp: HyperParameters) -> onnx.GraphProto:
     )
 
     # Mask: the 127x127 window of the smoothed probability at the best cell (zero outside the
-    # crop), kept inside an ellipse around the expected target.
-    smooth = _smoothed(g, hp, probability)
-    border = WINDOW_SHIFT
-    padded = g.op("Pad", smooth, g.i64([0, 0, border, border, 0, 0, border, border]), g.f32(0.0))
-    span = g.i64(np.arange(EXEMPLAR_SIZE), "window_span")
+    # crop), kept inside an ellipse around the expected target. The window is cut with a margin
+    # of half the filter first, so only the window gets filtered.
+    margin = hp.mask_smooth // 2
+    border = WINDOW_SHIFT + margin
+    padded = g.op(
+        "Pad", probability, g.i64([0, 0, border, border, 0, 0, border, border]), g.f32(0.0)
+    )
+    span = g.i64(np.arange(EXEMPLAR_SIZE + 2 * margin), "window_span")
     stride = g.i64(TOTAL_STRIDE)
     rows = g.op("Add", g.op("Mul", row, stride), span)
     cols = g.op("Add", g.op("Mul", col, stride), span)
     window_probs = g.op("Gather", g.op("Gather", padded, rows, axis=2), cols, axis=3)
+    window_probs = _smoothed(g, hp, window_probs, pad=False)
     window_probs = g.op("Reshape", window_probs, g.i64([EXEMPLAR_SIZE, EXEMPLAR_SIZE]))
     expected_half = g.op(
         "Add",
@@ -535,7 +587,7 @@ def _branch_graph(g: _Graph, branch: str, outputs: dict[str, str]) -> onnx.Graph
     for name, (dtype, shape) in _OUTPUT_TYPES.items():
         branch_name = g.output(outputs[name], f"{branch}/{name}")
         infos.append(helper.make_tensor_value_info(branch_name, dtype, list(shape)))
-    return helper.make_graph(g.nodes, f"{branch}_branch", [], infos)
+    return helper.make_graph(g.constants + g.nodes, f"{branch}_branch", [], infos)
 
 
 def build_model(hp: HyperParameters | None = None) -> onnx.ModelProto:
@@ -543,9 +595,8 @@ def build_model(hp: HyperParameters | None = None) -> onnx.ModelProto:
     hp = hp or HyperParameters()
     if len(hp.channel_weights) != FEATURE_CHANNELS:
         raise ValueError(f"channel_weights needs {FEATURE_CHANNELS} values")
-    consts = _Constants()
-    init = _init_branch(consts, hp)
-    track = _track_branch(consts, hp)
+    init = _init_branch(hp)
+    track = _track_branch(hp)
     inputs = [
         helper.make_tensor_value_info(
             contract.IN_IMAGE, TensorProto.FLOAT, [1, 3, INSTANCE_SIZE, INSTANCE_SIZE]
@@ -568,7 +619,7 @@ def build_model(hp: HyperParameters | None = None) -> onnx.ModelProto:
         then_branch=init,
         else_branch=track,
     )
-    graph = helper.make_graph([switch], MODEL_NAME, inputs, outputs, initializer=consts.tensors)
+    graph = helper.make_graph([switch], MODEL_NAME, inputs, outputs)
     model = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", OPSET)],

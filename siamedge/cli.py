@@ -37,6 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "track": ("siamedge.offline", "track one box over a file, folder or synthetic clip"),
     "inspect": ("siamedge.inspect", "check a model against the contract and show its metadata"),
     "watch": ("siamedge.watch", "show the live tracks of a running service (from MQTT)"),
+    "export": (
+        "siamedge.export.command",
+        "export a SiamMask VOT PyTorch checkpoint to the contract ONNX model",
+    ),
     "install-service": (
         "siamedge.install",
         "install the systemd unit and the example configuration",

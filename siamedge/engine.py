@@ -211,15 +211,20 @@ class Engine:
         """The onnxruntime session (benchmarks time session.run alone)."""
         return self._session
 
-    def template(self, exemplar: NDArray[np.uint8]) -> NDArray[np.float32]:
-        """Init branch on a (E, E, 3) uint8 BGR exemplar crop: the template features."""
+    def template(
+        self, exemplar: NDArray[np.uint8], center_xy: PointXY, size_wh: PointXY
+    ) -> NDArray[np.float32]:
+        """Init branch on a (E, E, 3) uint8 BGR exemplar crop: the template features.
+
+        center_xy / size_wh: the start box; SiamMask ignores them here, other models may not.
+        """
         size = self._contract.exemplar_size
         if exemplar.shape != (size, size, 3):
             raise ValueError(f"exemplar crop must be ({size}, {size}, 3), got {exemplar.shape}")
         self._image.fill(0.0)
         self._image[0, :, :size, :size] = exemplar.transpose(2, 0, 1)
-        self._center.fill(0.0)
-        self._size.fill(0.0)
+        self._center[:] = center_xy
+        self._size[:] = size_wh
         features = self._run([c.OUT_FEATURES], self._true, self._zero_features)[0]
         return np.asarray(features, dtype=np.float32)
 
@@ -250,7 +255,8 @@ class Engine:
         """Run both branches once (TensorRT builds or loads its engine here); seconds taken."""
         started = time.monotonic()
         size = self._contract.instance_size
-        features = self.template(np.zeros((self._contract.exemplar_size,) * 2 + (3,), np.uint8))
+        exemplar = np.zeros((self._contract.exemplar_size,) * 2 + (3,), np.uint8)
+        features = self.template(exemplar, (size / 2, size / 2), (64.0, 64.0))
         self.track(
             np.zeros((size, size, 3), np.uint8), (size / 2, size / 2), (64.0, 64.0), 1.0, features
         )

@@ -14,6 +14,7 @@ pytest_plugins = [
     "fixtures.mosquitto",
     "fixtures.notify_socket",
     "fixtures.media",
+    "fixtures.export_models",
 ]
 
 

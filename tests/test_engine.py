@@ -67,7 +67,7 @@ def test_engine_feeds_and_reads_back(toy_model: Callable[..., Path]) -> None:
     assert engine.contract.model_name == "toy"
 
     exemplar = np.full((127, 127, 3), 255, np.uint8)
-    features = engine.template(exemplar)
+    features = engine.template(exemplar, (63.0, 63.0), (40.0, 20.0))
     assert features.shape == (1, 256, 7, 7)
     np.testing.assert_allclose(features, 1.0)
 
@@ -85,7 +85,7 @@ def test_init_clears_what_a_previous_search_crop_left(toy_model: Callable[..., P
     engine = e.Engine.load(str(toy_model()), CPU_ONLY)
     features = np.zeros((1, 256, 7, 7), np.float32)
     engine.track(np.full((255, 255, 3), 200, np.uint8), (1.0, 1.0), (1.0, 1.0), 1.0, features)
-    engine.template(np.full((127, 127, 3), 255, np.uint8))
+    engine.template(np.full((127, 127, 3), 255, np.uint8), (1.0, 1.0), (1.0, 1.0))
     fed = engine._image  # the reused input buffer: exemplar top-left, zeros elsewhere
     assert (fed[0, :, :127, :127] == 255).all()
     assert not fed[0, :, 127:, :].any()

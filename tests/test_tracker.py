@@ -45,8 +45,11 @@ class ScriptedModel:
         self.fed: list[tuple[tuple[int, ...], PointXY, PointXY, float]] = []
         self.exemplars: list[NDArray[np.uint8]] = []
 
-    def template(self, exemplar: NDArray[np.uint8]) -> NDArray[np.float32]:
+    def template(
+        self, exemplar: NDArray[np.uint8], center_xy: PointXY, size_wh: PointXY
+    ) -> NDArray[np.float32]:
         self.exemplars.append(exemplar)
+        self.template_box = (center_xy, size_wh)
         return np.ones(self.contract.feature_shape, np.float32)
 
     def track(
@@ -80,6 +83,7 @@ def test_start_reports_the_box_and_crops_the_exemplar() -> None:
     assert result.rotated_box == box_corners((100.0, 100.0, 40.0, 20.0))
     assert result.mask is None
     assert model.exemplars[0].shape == (127, 127, 3)
+    assert model.template_box == ((120.0, 110.0), (40.0, 20.0))
 
 
 def test_step_feeds_the_state_and_places_the_mask_at_the_new_position() -> None:

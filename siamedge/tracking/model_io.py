@@ -40,8 +40,11 @@ class StepModel(Protocol):
         """The model's checked contract (crop sizes, feature shape, optional outputs)."""
         ...
 
-    def template(self, exemplar: NDArray[np.uint8]) -> NDArray[np.float32]:
-        """Init branch: template features of a (E, E, 3) BGR exemplar crop."""
+    def template(
+        self, exemplar: NDArray[np.uint8], center_xy: PointXY, size_wh: PointXY
+    ) -> NDArray[np.float32]:
+        """Init branch: template features of a (E, E, 3) BGR exemplar crop of the box
+        centred on center_xy with size size_wh (full-frame pixels)."""
         ...
 
     def track(

@@ -114,7 +114,7 @@ class Tracker:
         fill = mean_color(frame)
         side = exemplar_side(size, self._geometry.context_amount)
         exemplar = crop_resized(frame, center, side, self._geometry.exemplar_size, fill)
-        features = self._model.template(exemplar)
+        features = self._model.template(exemplar, center, size)
         self._state = TargetState(center, size, features, fill, frame_wh)
         box = (x, y, w, h)
         return TrackResult(

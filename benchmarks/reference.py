@@ -1,0 +1,255 @@
+"""Per-frame time of the original SiamMask step in PyTorch against siamedge's step on onnxruntime.
+
+On the tennis frames (854x480) and the same frames upscaled to 1920x1080, each tracker runs free
+from the reference init box and the median time per frame is printed side by side:
+  (a) PyTorch reference: the exported network's PyTorch module driven the way tools/test.py
+      drives it (whole-frame padding copy when the crop leaves the frame, the unused mask head,
+      numpy decoding, refine, mask warped onto a frame-sized array, contours over the frame);
+  (b) siamedge: Tracker.step with the exported model on onnxruntime's CPU provider (O(crop)
+      crop, windowed mask warp);
+  (c) session.run alone, inside (b);
+and the ratios b/a and b/c. Both use the same number of threads.
+
+    python benchmarks/reference.py [--frames 30] [--threads 1] [--model m.onnx --checkpoint c.pth]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from siamedge.config import ModelSettings, TrackerSettings
+from siamedge.engine import Engine
+from siamedge.export.builder import ExportOptions
+from siamedge.export.checkpoint import load_network
+from siamedge.export.exporter import export_checkpoint
+from siamedge.export.network import SiamMaskVOT
+from siamedge.export.reference_step import decide
+from siamedge.export.spec import (
+    BASE_SIZE,
+    CONTEXT_AMOUNT,
+    EXEMPLAR_SIZE,
+    INSTANCE_SIZE,
+    TOTAL_STRIDE,
+    HyperParameters,
+)
+from siamedge.tracking.tracker import Tracker, TrackerParams
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+INIT_BOX = (300.0, 110.0, 165.0, 250.0)
+SIZES = ((854, 480), (1920, 1080))
+MIN_CONTOUR_AREA = 100.0
+MIN_SIDE = 10.0
+MS = 1000.0
+
+
+class TimedSession:
+    """An onnxruntime session that records how long its last run() took."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self.last_s = 0.0
+
+    def run(self, names: Any, feeds: Any) -> Any:
+        started = time.perf_counter()
+        outputs = self._session.run(names, feeds)
+        self.last_s = time.perf_counter() - started
+        return outputs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+def subwindow(
+    image: NDArray[np.uint8], center: NDArray[np.float64], out: int, side: int, mean: Any
+) -> torch.Tensor:
+    """tools/test.py get_subwindow_tracking: pads a copy of the whole frame when needed."""
+    c = (side + 1) / 2
+    x_min, y_min = round(center[0] - c), round(center[1] - c)
+    x_max, y_max = x_min + side - 1, y_min + side - 1
+    height, width = image.shape[:2]
+    left, top = int(max(0.0, -x_min)), int(max(0.0, -y_min))
+    right, bottom = int(max(0.0, x_max - width + 1)), int(max(0.0, y_max - height + 1))
+    x_min, x_max, y_min, y_max = x_min + left, x_max + left, y_min + top, y_max + top
+    if any((top, bottom, left, right)):
+        padded = np.zeros((height + top + bottom, width + left + right, 3), np.uint8)
+        padded[top : top + height, left : left + width] = image
+        padded[:top, left : left + width] = mean
+        padded[height + top :, left : left + width] = mean
+        padded[:, :left] = mean
+        padded[:, width + left :] = mean
+        patch = padded[y_min : y_max + 1, x_min : x_max + 1]
+    else:
+        patch = image[y_min : y_max + 1, x_min : x_max + 1]
+    if side != out:
+        patch = cv2.resize(patch, (out, out))
+    return torch.from_numpy(np.transpose(patch, (2, 0, 1)).copy()).float()[None]
+
+
+class OriginalTracker:
+    """tools/test.py siamese_init / siamese_track with mask and refine, on the PyTorch module."""
+
+    def __init__(self, net: SiamMaskVOT, hp: HyperParameters) -> None:
+        self.net = net
+        self.hp = hp
+        self.network_s = 0.0
+
+    def start(self, frame: NDArray[np.uint8], box: tuple[float, ...]) -> None:
+        x, y, w, h = box
+        self.size_hw = frame.shape[:2]
+        self.pos = np.array([x + w / 2, y + h / 2])
+        self.sz = np.array([w, h])
+        self.mean = np.mean(frame, axis=(0, 1))
+        context = CONTEXT_AMOUNT * sum(self.sz)
+        s_z = round(np.sqrt((self.sz[0] + context) * (self.sz[1] + context)))
+        with torch.inference_mode():
+            self.template = self.net.template(
+                subwindow(frame, self.pos, EXEMPLAR_SIZE, s_z, self.mean)
+            )
+
+    def step(self, frame: NDArray[np.uint8]) -> None:
+        context = CONTEXT_AMOUNT * sum(self.sz)
+        s_x = np.sqrt((self.sz[1] + context) * (self.sz[0] + context))
+        scale_x = EXEMPLAR_SIZE / s_x
+        s_x = s_x + 2 * ((INSTANCE_SIZE - EXEMPLAR_SIZE) / 2) / scale_x
+        crop_box = [self.pos[0] - round(s_x) / 2, self.pos[1] - round(s_x) / 2, round(s_x)]
+        crop = subwindow(frame, self.pos, INSTANCE_SIZE, round(s_x), self.mean)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            out = self.net.search(crop, self.template)
+            self.net.mask_model.mask.head(out.correlation)  # the original computes it too
+            decision = decide(
+                cls=out.cls.numpy(),
+                loc=out.loc.numpy(),
+                center_xy=(float(self.pos[0]), float(self.pos[1])),
+                size_wh=(float(self.sz[0]), float(self.sz[1])),
+                scale_x=float(scale_x),
+                hp=self.hp,
+            )
+            row, col = decision.cell_yx
+            refined = self.net.refine(out, row, col)
+        self.network_s = time.perf_counter() - started
+        mask = torch.sigmoid(refined).numpy()
+        height, width = self.size_hw
+        s = crop_box[2] / INSTANCE_SIZE
+        sub = [
+            crop_box[0] + (col - BASE_SIZE / 2) * TOTAL_STRIDE * s,
+            crop_box[1] + (row - BASE_SIZE / 2) * TOTAL_STRIDE * s,
+            s * EXEMPLAR_SIZE,
+        ]
+        s = EXEMPLAR_SIZE / sub[2]
+        a, b = (width - 1) / (width * s), (height - 1) / (height * s)
+        matrix = np.array([[a, 0, a * sub[0] * s], [0, b, b * sub[1] * s]])
+        full = cv2.warpAffine(mask, matrix, (width, height), flags=cv2.INTER_LINEAR, borderValue=-1)
+        bits = (full > self.hp.seg_thr).astype(np.uint8)
+        contours, _ = cv2.findContours(bits, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        areas = [cv2.contourArea(contour) for contour in contours]
+        if contours and max(areas) > MIN_CONTOUR_AREA:
+            cv2.boxPoints(cv2.minAreaRect(contours[int(np.argmax(areas))].reshape(-1, 2)))
+        self.pos = np.clip(np.array(decision.center_xy), 0, [width, height])
+        self.sz = np.clip(np.array(decision.size_wh), MIN_SIDE, [width, height])
+
+
+def frames_at(size_wh: tuple[int, int], count: int) -> list[NDArray[np.uint8]]:
+    """The first `count` tennis frames resized (bilinear) to size_wh."""
+    frames = []
+    for index in range(count):
+        frame = cv2.imread(str(REFERENCE / "tennis" / f"{index:05d}.jpg"))
+        if frame.shape[1::-1] != size_wh:
+            frame = cv2.resize(frame, size_wh)
+        frames.append(frame)
+    return frames
+
+
+def measure(
+    model: Path, net: SiamMaskVOT, size_wh: tuple[int, int], count: int, threads: int
+) -> dict[str, float]:
+    frames = frames_at(size_wh, count)
+    factor = size_wh[0] / 854
+    box = tuple(v * factor for v in INIT_BOX)
+
+    base = Engine.load(str(model), ModelSettings(providers=["cpu"], intra_op_threads=threads))
+    timed = TimedSession(base.session)
+    engine = Engine(timed, base.contract, base.path)
+    tracker = Tracker(engine, TrackerParams.from_settings(TrackerSettings(), engine.contract))
+    tracker.start(frames[0], box)
+    original = OriginalTracker(net, HyperParameters())
+    original.start(frames[0], box)
+    steps, runs, reference, networks, apart = [], [], [], [], 0.0
+    for frame in frames[1:]:
+        started = time.perf_counter()
+        result = tracker.step(frame).result
+        steps.append(time.perf_counter() - started)
+        runs.append(timed.last_s)
+        started = time.perf_counter()
+        original.step(frame)
+        reference.append(time.perf_counter() - started)
+        networks.append(original.network_s)
+        apart = max(apart, float(np.abs(np.subtract(result.center_xy, original.pos)).max()))
+    return {
+        "a": statistics.median(reference) * MS,
+        "a_net": statistics.median(networks) * MS,
+        "b": statistics.median(steps) * MS,
+        "c": statistics.median(runs) * MS,
+        "apart": apart,
+    }
+
+
+def _seed0(folder: Path) -> Path:
+    spec = importlib.util.spec_from_file_location("mk", REFERENCE / "make_checkpoint.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    path = folder / "siammask_seed0.pth"
+    torch.save({"state_dict": module.make_state_dict(0)}, path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=30, help="frames per size (incl. init)")
+    parser.add_argument("--threads", type=int, default=1, help="torch and onnxruntime threads")
+    parser.add_argument("--checkpoint", type=Path, help="default: the seed-0 stand-in")
+    parser.add_argument("--model", type=Path, help="default: export the checkpoint")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = args.checkpoint or _seed0(Path(folder))
+        model = args.model or Path(folder) / "siammask_vot.onnx"
+        if args.model is None:
+            export_checkpoint(checkpoint, model, ExportOptions(), validate=False)
+        net = load_network(checkpoint)
+        rows = [(size, measure(model, net, size, args.frames, args.threads)) for size in SIZES]
+    print(
+        f"median ms per frame over {args.frames - 1} tracked frames, CPU, "
+        f"{args.threads} thread(s), torch {torch.__version__}"
+    )
+    header = (
+        f"{'frame':>10} | {'(a) PyTorch ref':>15} {'(b) siamedge':>12} {'(c) run':>8} | "
+        f"{'b/a':>5} {'b/c':>5} | {'a: network':>10} {'a-network':>9} {'b-c':>6} | "
+        f"{'max centre a vs b':>17}"
+    )
+    print(header)
+    print("-" * len(header))
+    for (width, height), t in rows:
+        print(
+            f"{width:>5}x{height:<4} | {t['a']:15.1f} {t['b']:12.1f} {t['c']:8.1f} | "
+            f"{t['b'] / t['a']:5.2f} {t['b'] / t['c']:5.2f} | {t['a_net']:10.1f} "
+            f"{t['a'] - t['a_net']:9.1f} {t['b'] - t['c']:6.1f} | {t['apart']:14.2g} px"
+        )
+    print("a-network / b-c: the work around the network (crop, decoding, mask) of each step")
+
+
+if __name__ == "__main__":
+    main()

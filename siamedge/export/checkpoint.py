@@ -1,0 +1,98 @@
+"""Loads a SiamMask VOT checkpoint (.pth) into the PyTorch network, strictly.
+
+Reads with torch.load(weights_only=True) only: never unpickles arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from siamedge.errors import ModelError
+from siamedge.export.network import SiamMaskVOT
+
+log = logging.getLogger(__name__)
+
+STATE_DICT_KEY = "state_dict"
+DATA_PARALLEL_PREFIX = "module."
+MAX_KEYS_LISTED = 12
+
+
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict stored in a .pth file, in any of the layouts people have.
+
+    Accepts {'state_dict': {...}, ...} (the official files), a bare state dict, and keys with the
+    `module.` prefix of nn.DataParallel. ModelError when the file is missing, unreadable, holds
+    objects weights-only loading refuses, or holds no tensors.
+    """
+    if not path.is_file():
+        raise ModelError(f"checkpoint not found: {path}")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises pickle, zip and runtime errors alike
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(f"{path}: cannot read the checkpoint: {first_line}") from exc
+    return unwrap_state_dict(loaded, str(path))
+
+
+def unwrap_state_dict(loaded: object, where: str) -> dict[str, torch.Tensor]:
+    """The tensors of a loaded checkpoint object, `state_dict` unwrapped and `module.` stripped."""
+    if isinstance(loaded, Mapping) and isinstance(loaded.get(STATE_DICT_KEY), Mapping):
+        loaded = loaded[STATE_DICT_KEY]
+    if not isinstance(loaded, Mapping):
+        raise ModelError(
+            f"{where}: expected a state dict or {{'{STATE_DICT_KEY}': ...}}, "
+            f"got {type(loaded).__name__}"
+        )
+    tensors = {str(k): v for k, v in loaded.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise ModelError(f"{where}: the checkpoint holds no tensors")
+    return {key.removeprefix(DATA_PARALLEL_PREFIX): value for key, value in tensors.items()}
+
+
+def _listed(keys: list[str]) -> str:
+    shown = ", ".join(keys[:MAX_KEYS_LISTED])
+    more = len(keys) - MAX_KEYS_LISTED
+    return shown + (f", ... ({more} more)" if more > 0 else "")
+
+
+def check_state_dict(net: SiamMaskVOT, state: Mapping[str, torch.Tensor], where: str) -> None:
+    """ModelError listing missing and unexpected keys and shape mismatches, if any."""
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(
+        f"{key} {list(state[key].shape)} (expected {list(expected[key].shape)})"
+        for key in set(expected) & set(state)
+        if state[key].shape != expected[key].shape
+    )
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {_listed(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {_listed(unexpected)}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatch(es): {_listed(mismatched)}")
+    if problems:
+        raise ModelError(
+            f"{where}: not a SiamMask VOT (ResNet-50, refine) checkpoint: " + "; ".join(problems)
+        )
+
+
+def load_network(path: Path) -> SiamMaskVOT:
+    """The network with the checkpoint's weights, in eval mode (strict key and shape match)."""
+    state = read_checkpoint(path)
+    return network_from_state_dict(state, str(path))
+
+
+def network_from_state_dict(state: Mapping[str, torch.Tensor], where: str) -> SiamMaskVOT:
+    """The network loaded strictly from a state dict; ModelError naming every mismatch."""
+    net = SiamMaskVOT()
+    check_state_dict(net, state, where)
+    net.load_state_dict(state, strict=True)
+    net.eval()
+    log.info("loaded %d tensors from %s", len(state), where)
+    return net
