@@ -278,29 +278,47 @@ def test_a_viewer_that_disconnects_mid_stream_is_dropped_quietly(
     assert problems == [], [r.getMessage() for r in problems]
 
 
+def _hold_a_slot(port: int) -> socket.socket:
+    """A connection that occupies a server slot: half a request, so its thread waits for the
+    rest. A slot that an answered request has not given back yet gets it refused: try again."""
+    for _ in range(100):
+        sock = socket.create_connection((HOST, port))
+        sock.sendall(b"GET /api/status HTTP/1.0\r\n")
+        sock.settimeout(0.2)
+        try:
+            refused = sock.recv(1)
+        except TimeoutError:
+            sock.settimeout(None)
+            return sock  # nothing came back: a thread is reading the request
+        sock.close()
+        assert refused, "the server closed the connection without an answer"
+        threading.Event().wait(0.05)
+    raise AssertionError("no slot came free")
+
+
 def test_viewers_and_connections_beyond_the_limits_get_503(web_service: StartService) -> None:
     running = web_service(web={"max_connections": 4, "max_streams": 2})
     viewers = [MjpegReader(HOST, running.port) for _ in range(2)]
+    held: list[socket.socket] = []
     try:
         refused = MjpegReader(HOST, running.port)
         assert refused.status == 503
         assert "web.max_streams" in json.loads(refused.body())["reason"]
         refused.close()
-        # Two streams + one idle connection hold 3 of 4 slots; the 4th still works...
-        idle = socket.create_connection((HOST, running.port))
-        try:
-            assert running.request("GET", "/api/status").status == 200
-            # ...and with the 4th held too, a 5th connection is answered 503 at once.
-            held = socket.create_connection((HOST, running.port))
-            try:
-                reply = running.request("GET", "/api/status")
-                assert reply.status == 503
-                assert "web.max_connections" in reply.json()["reason"]
-            finally:
-                held.close()
-        finally:
-            idle.close()
+        # Two streams and two half-sent requests hold all 4 slots: the next connection is
+        # answered 503 at once and closed.
+        held = [_hold_a_slot(running.port) for _ in range(2)]
+        reply = running.request("GET", "/api/status")
+        assert reply.status == 503
+        assert "web.max_connections" in reply.json()["reason"]
+        assert reply.headers["retry-after"]
+        # Give one back: requests are served again.
+        held.pop().close()
+        answers = [running.request("GET", "/api/status").status for _ in range(20)]
+        assert 200 in answers
     finally:
+        for sock in held:
+            sock.close()
         for viewer in viewers:
             viewer.close()
 
