@@ -3,12 +3,13 @@
 Starts a mosquitto and `siamedge run` (builtin model on the CPU, the synthetic clip at 1280x720,
 the web view at its defaults: 640 px, 10 fps) as separate processes, starts one track through
 the HTTP API and counts the results messages per second on the broker (= frames tracked per
-second) while 0, then 20, then again 0 clients read /stream.mjpeg. The source is unpaced by
-default (--source-fps 1000), so tracking runs as fast as the machine allows and any CPU the
-preview takes shows in the rate; with --source-fps 30 it shows what a camera would see
+second) while 0 and 20 clients read /stream.mjpeg, in alternating phases whose medians are
+compared (other load on the machine then falls on both). The source is unpaced by default
+(--source-fps 1000), so tracking runs as fast as the machine allows and any CPU the preview
+takes shows in the rate; with --source-fps 30 it shows what a camera would see
 (frame rate held, latency). Also prints the service's CPU use and what each viewer received.
 
-    python benchmarks/web_clients.py [--seconds 10] [--clients 20] [--source-fps 1000]
+    python benchmarks/web_clients.py [--seconds 6] [--rounds 3] [--clients 20] [--source-fps 1000]
 """
 
 from __future__ import annotations
@@ -179,7 +180,8 @@ service: {{log_level: WARNING}}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
+    parser.add_argument("--seconds", type=float, default=6.0, help="length of each phase")
+    parser.add_argument("--rounds", type=int, default=3, help="0-viewer/N-viewer phase pairs")
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--source-fps", type=float, default=1000.0)
     args = parser.parse_args()
@@ -204,9 +206,10 @@ def main() -> None:
                 raise RuntimeError("could not subscribe to the broker")
             start_track(web_port)
             time.sleep(2.0)  # warm up
+            order = [0, args.clients] * args.rounds + [0]
             phases = [
                 measure(subscriber, service.pid, web_port, clients, args.seconds)
-                for clients in (0, args.clients, 0)
+                for clients in order
             ]
         finally:
             subscriber.close()
@@ -230,10 +233,11 @@ def main() -> None:
             f"{phase.cpu_percent:>11.0f}% {phase.parts_per_client_s:>13.1f} "
             f"{phase.kib_per_client_s:>11.0f}"
         )
-    baseline = (phases[0].fps + phases[2].fps) / 2
+    idle = statistics.median(p.fps for p in phases if p.clients == 0)
+    watched = statistics.median(p.fps for p in phases if p.clients)
     print(
-        f"ratio {args.clients} viewers / 0 viewers (mean of before and after): "
-        f"{phases[1].fps / baseline:.3f}"
+        f"median tracked fps: {idle:.1f} with 0 viewers, {watched:.1f} with {args.clients}; "
+        f"ratio {watched / idle:.3f}"
     )
 
 
