@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("siamedge.run", "run the tracking service (camera -> MQTT)"),
     "track": ("siamedge.offline", "track one box over a file, folder or synthetic clip"),
     "inspect": ("siamedge.inspect", "check a model against the contract and show its metadata"),
+    "watch": ("siamedge.watch", "show the live tracks of a running service (from MQTT)"),
     "export": (
         "siamedge.export.command",
         "export a SiamMask VOT PyTorch checkpoint to the contract ONNX model",

@@ -6,6 +6,7 @@ this module never opens devices, models or sockets.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -109,6 +110,35 @@ class TlsSettings(_Section):
 
 
 MaskEncoding = Literal["rle", "polygon", "png", "none"]
+NODE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
+"""Home Assistant discovery accepts these characters in a node id."""
+
+
+class HomeAssistantSettings(_Section):
+    """Home Assistant MQTT discovery: the service appears there as a device with sensors."""
+
+    enabled: bool = False
+    discovery_prefix: str = "homeassistant"
+    """Home Assistant's discovery prefix (a setting of its MQTT integration)."""
+    node_id: str | None = None
+    """Names the device in the discovery topics; default: the MQTT client id with every
+    character outside [A-Za-z0-9_-] replaced by `_`."""
+    device_name: str | None = None
+    """The device name shown in Home Assistant; default: the node id."""
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _prefix_is_a_topic(cls, value: str) -> str:
+        if not value or value.endswith("/") or any(char in value for char in "+#\0"):
+            raise ValueError("must be a topic without '+', '#', NUL or a trailing '/'")
+        return value
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id_chars(cls, value: str | None) -> str | None:
+        if value is not None and not NODE_ID_PATTERN.fullmatch(value):
+            raise ValueError("must be one or more of the characters A-Z a-z 0-9 _ -")
+        return value
 
 
 class MqttSettings(_Section):
@@ -131,6 +161,7 @@ class MqttSettings(_Section):
     reconnect_max_s: float = Field(default=30.0, gt=0)
     status_interval_s: float = Field(default=10.0, gt=0)
     mask_encoding: MaskEncoding = "rle"
+    homeassistant: HomeAssistantSettings = HomeAssistantSettings()
 
     @field_validator("topic_prefix")
     @classmethod
@@ -148,6 +179,42 @@ class MqttSettings(_Section):
         for key in ("password_file", "password_env"):
             if getattr(self, key) and self.username is None:
                 raise ValueError(f"mqtt.{key} needs mqtt.username (MQTT sends no bare password)")
+        return self
+
+
+class WebSettings(_Section):
+    """The optional live web view and HTTP API inside the daemon."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    """Listen address; 0.0.0.0 exposes the view to the network (set a token then)."""
+    port: int = Field(default=8080, ge=1, le=65535)
+    token_file: str | None = None
+    """A file holding the bearer token; when a token is set, every request needs it."""
+    token_env: str | None = None
+    """Or the name of an environment variable holding it."""
+    preview_width: int = Field(default=640, ge=64, le=3840)
+    """Width of the MJPEG preview in pixels (height keeps the frame's aspect ratio)."""
+    preview_fps: float = Field(default=10.0, gt=0, le=60)
+    jpeg_quality: int = Field(default=80, ge=10, le=100)
+    max_connections: int = Field(default=32, ge=2, le=1024)
+    """Open HTTP connections at once; more are answered 503 at once and closed."""
+    max_streams: int = Field(default=24, ge=1, le=1024)
+    """MJPEG viewers at once (within max_connections); more get 503."""
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    """A client that sends nothing, or reads nothing of a stream, for this long is dropped."""
+    command_timeout_s: float = Field(default=5.0, gt=0)
+    """How long a command waits for the service (a frame) before the answer is 503."""
+
+    @model_validator(mode="after")
+    def _limits(self) -> WebSettings:
+        if self.token_file and self.token_env:
+            raise ValueError("set token_file or token_env, not both")
+        if self.max_streams >= self.max_connections:
+            raise ValueError(
+                "max_streams must be below max_connections (the page needs a few "
+                "connections for its API calls)"
+            )
         return self
 
 
@@ -170,6 +237,7 @@ class Settings(_Section):
     source: SourceSettings = SourceSettings()
     mqtt: MqttSettings = MqttSettings()
     service: ServiceSettings = ServiceSettings()
+    web: WebSettings = WebSettings()
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

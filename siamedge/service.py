@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from siamedge import __version__
 from siamedge.config import Settings
@@ -37,6 +37,9 @@ from siamedge.systemd import Notifier, Watchdog, extended_timeout
 from siamedge.tracking.result import TrackResult
 from siamedge.tracking.tracker import TrackerParams
 from siamedge.tracks import TrackManager
+
+if TYPE_CHECKING:
+    from siamedge.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +237,9 @@ class Service:
         mqtt = MqttClient(settings.mqtt, on_state_change=self._on_broker_state)
         capture.start()
         mqtt.start()
+        web: WebServer | None = None
         try:
+            web = self._start_web()
             self._wait_for_first_attempts(capture, mqtt)
             self._publish_status(model, capture, mqtt)
             self._notifier.ready(self._status_line(model, capture, mqtt))
@@ -246,9 +251,23 @@ class Service:
         finally:
             self._notifier.stopping("shutting down")
             log.info("shutting down")
+            if web is not None:
+                web.close()
             capture.stop()
             mqtt.close()
         return 0
+
+    def _start_web(self) -> WebServer | None:
+        """The web view when web.enabled (ConfigError when its address cannot be had)."""
+        if not self._settings.web.enabled:
+            return None
+        # Imported here: the web package builds on this module's types, and a daemon without
+        # the web view never loads it.
+        from siamedge.web.server import WebServer  # noqa: PLC0415
+
+        web = WebServer(self, self._settings.web)
+        web.start()
+        return web
 
     def _wait_for_first_attempts(self, capture: CaptureThread, mqtt: MqttClient) -> None:
         deadline = time.monotonic() + READY_WAIT_S

@@ -16,6 +16,8 @@ pytest_plugins = [
     "fixtures.media",
     "fixtures.export_models",
     "fixtures.daemon",
+    "fixtures.web",
+    "fixtures.browser",
 ]
 
 

@@ -31,6 +31,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from siamedge.config import MqttSettings
 from siamedge.errors import CommandError
 from siamedge.messaging.credentials import resolve_password, tls_context
+from siamedge.messaging.homeassistant import DISCOVERY_QOS, DiscoveryMessage, discovery_messages
 from siamedge.messaging.protocol import (
     OFFLINE_CONNECTION_LOST,
     OFFLINE_SHUTDOWN,
@@ -149,6 +150,12 @@ class MqttClient:
         self._closing = False
         self._started = False
         self._subscribe_mid: int | None = None
+        # Re-sent on every connect: a broker restarted without persistence has lost them.
+        self._retained_on_connect: tuple[DiscoveryMessage, ...] = (
+            discovery_messages(settings.homeassistant, self._topics, self._client_id)
+            if settings.homeassistant.enabled
+            else ()
+        )
 
         protocol = _PROTOCOLS[settings.protocol]
         self._mqtt5 = protocol == MQTTProtocolVersion.MQTTv5
@@ -206,6 +213,12 @@ class MqttClient:
             self._settings.protocol,
             ", TLS" if self._settings.tls else "",
         )
+        if self._retained_on_connect:
+            log.info(
+                "MQTT Home Assistant discovery: %d entities under %s",
+                len(self._retained_on_connect),
+                self._settings.homeassistant.discovery_prefix,
+            )
         self._client.connect_async(
             self._settings.host,
             self._settings.port,
@@ -314,6 +327,8 @@ class MqttClient:
                 self._subscribe_mid = mid
             # The broker may hold our last will (`offline`) from a dropped connection.
             client.publish(self._topics.status, self._current_status(), qos=STATUS_QOS, retain=True)
+            for message in self._retained_on_connect:
+                client.publish(message.topic, message.payload, qos=DISCOVERY_QOS, retain=True)
         except Exception:
             log.exception("MQTT on_connect failed")
 

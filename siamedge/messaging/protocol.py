@@ -127,12 +127,18 @@ def _guess_request_id(text: str) -> str | None:
     return match.group(1) if match else None
 
 
+def check_command_length(length: int) -> None:
+    """CommandError when a payload of `length` bytes is over MAX_COMMAND_BYTES (HTTP checks the
+    Content-Length with it before reading the body)."""
+    if length > MAX_COMMAND_BYTES:
+        raise CommandError(
+            f"payload is {length} bytes; commands are limited to {MAX_COMMAND_BYTES} bytes"
+        )
+
+
 def check_command_size(payload: bytes) -> None:
     """CommandError when `payload` is over MAX_COMMAND_BYTES (checked before anything else)."""
-    if len(payload) > MAX_COMMAND_BYTES:
-        raise CommandError(
-            f"payload is {len(payload)} bytes; commands are limited to {MAX_COMMAND_BYTES} bytes"
-        )
+    check_command_length(len(payload))
 
 
 def _load_object(payload: bytes) -> dict[str, Any]:

@@ -1,0 +1,174 @@
+"""A read-only MQTT subscriber for tools (`siamedge watch`): the results and status of one
+siamedge instance, queued for the tool's own thread.
+
+Never publishes, never sends commands and leaves no last will; paho's thread only queues.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import sys
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from siamedge.config import MqttSettings
+from siamedge.messaging.credentials import resolve_password, tls_context
+from siamedge.messaging.topics import Topics
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBE_QOS = 0
+QUEUE_SIZE = 256
+"""Messages waiting for the tool; a slow terminal drops the oldest, never grows memory."""
+CLIENT_ID_PREFIX = "siamedge-watch-"
+
+MessageKind = Literal["results", "status"]
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message from the broker: which topic kind and its raw payload."""
+
+    kind: MessageKind
+    payload: bytes
+
+
+class Subscriber:
+    """Subscribes to `track/results` and `track/status` under the settings' prefix.
+
+    Connects in the background and resubscribes after reconnects; get() hands the messages to
+    the caller's thread. Raises ConfigError at construction for bad password or TLS settings.
+    """
+
+    def __init__(self, settings: MqttSettings) -> None:
+        self._settings = settings
+        self._topics = Topics.for_prefix(settings.topic_prefix)
+        self._lock = threading.Condition()
+        self._messages: collections.deque[Received] = collections.deque(maxlen=QUEUE_SIZE)
+        self._subscribed = threading.Event()
+        self._ever_subscribed = False
+        self._state = "connecting"
+        protocol = (
+            MQTTProtocolVersion.MQTTv5 if settings.protocol == "5" else MQTTProtocolVersion.MQTTv311
+        )
+        client = Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"{CLIENT_ID_PREFIX}{uuid.uuid4().hex[:8]}",
+            protocol=protocol,
+        )
+        client.suppress_exceptions = True
+        # paho annotates the delays as int but sleeps on float arithmetic.
+        client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)  # type: ignore[arg-type]
+        if settings.username is not None:
+            client.username_pw_set(settings.username, resolve_password(settings))
+        if settings.tls is not None:
+            client.tls_set_context(tls_context(settings.tls))
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self._client = client
+
+    @property
+    def topics(self) -> Topics:
+        """The instance's topics."""
+        return self._topics
+
+    @property
+    def state(self) -> str:
+        """`connecting`, `subscribed`, or why the connection is down."""
+        return self._state
+
+    def start(self) -> None:
+        """Connect in the background (returns at once)."""
+        self._client.connect_async(
+            self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s
+        )
+        self._client.loop_start()
+
+    @property
+    def ever_subscribed(self) -> bool:
+        """True once the subscriptions were acknowledged, even if the connection dropped since."""
+        return self._ever_subscribed
+
+    def wait_subscribed(self, timeout_s: float) -> bool:
+        """True once the subscriptions are acknowledged (within timeout_s)."""
+        return self._subscribed.wait(timeout_s)
+
+    def get(self, timeout_s: float) -> Received | None:
+        """The oldest queued message, waiting up to timeout_s; None when none came."""
+        with self._lock:
+            if not self._messages:
+                self._lock.wait(timeout_s)
+            return self._messages.popleft() if self._messages else None
+
+    def close(self) -> None:
+        """Disconnect and stop paho's thread."""
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # ---- paho callbacks (network thread) ------------------------------------------------------
+
+    def _on_connect(
+        self,
+        client: Client,
+        userdata: object,
+        flags: ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            self._state = f"broker refused the connection: {reason_code}"
+            return
+        client.subscribe(
+            [(self._topics.results, SUBSCRIBE_QOS), (self._topics.status, SUBSCRIBE_QOS)]
+        )
+
+    def _on_connect_fail(self, client: Client, userdata: object) -> None:
+        # paho calls this inside its `except OSError:`, so the error says why.
+        error = sys.exc_info()[1]
+        self._state = f"cannot connect: {error}" if error else "cannot connect"
+
+    def _on_disconnect(
+        self,
+        client: Client,
+        userdata: object,
+        flags: DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._subscribed.clear()
+        self._state = f"disconnected: {reason_code}"
+
+    def _on_subscribe(
+        self,
+        client: Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        self._state = "subscribed"
+        self._ever_subscribed = True
+        self._subscribed.set()
+
+    def _on_message(self, client: Client, userdata: object, message: MQTTMessage) -> None:
+        kind: MessageKind
+        if message.topic == self._topics.results:
+            kind = "results"
+        elif message.topic == self._topics.status:
+            kind = "status"
+        else:
+            return
+        with self._lock:
+            self._messages.append(Received(kind, bytes(message.payload)))
+            self._lock.notify_all()
