@@ -4,8 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# chromium: the web view's browser test (Playwright drives Debian's Chromium; no browser
+# downloads); fonts so it renders text.
 scripts/setup.sh cpu,dev,export,systemd \
-    mosquitto libsystemd-dev pkg-config gcc systemd
+    mosquitto libsystemd-dev pkg-config gcc systemd chromium fonts-dejavu-core
 
 echo "== ruff" >&2
 .venv/bin/ruff check siamedge tests benchmarks
