@@ -10,8 +10,8 @@ scripts/setup.sh cpu,dev,export,systemd \
     mosquitto libsystemd-dev pkg-config gcc systemd chromium fonts-dejavu-core
 
 echo "== ruff" >&2
-.venv/bin/ruff check siamedge tests benchmarks
-.venv/bin/ruff format --check siamedge tests benchmarks
+.venv/bin/ruff check siamedge tests benchmarks scripts
+.venv/bin/ruff format --check siamedge tests benchmarks scripts
 echo "== mypy --strict" >&2
 .venv/bin/mypy --strict siamedge
 echo "== pytest" >&2
