@@ -337,8 +337,26 @@ class Service:
         self._last_frame = (frame.index, frame.timestamp)
         self._fps.tick(time.monotonic())
         manager = model.manager
-        if manager is None:
+        if manager is None:  # no model: the live view still shows the camera
+            self._report(FrameReport(frame, (), None))
             return
+        started = self._start_pending(manager, frame)
+        stepped, dropped = manager.step(frame)
+        if dropped:
+            self._status_due.set()
+        tracks = stepped + started
+        latency_ms: float | None = None
+        publish = bool(tracks) or self._published_tracks
+        if publish and mqtt.publish_results(frame.index, frame.timestamp, frame.size_wh, tracks):
+            latency_ms = (time.time() - frame.timestamp) * 1000.0
+        self._published_tracks = bool(tracks)
+        slotted = tuple(
+            (track_id, result, manager.slot_of(track_id)) for track_id, result in tracks
+        )
+        self._report(FrameReport(frame, slotted, latency_ms))
+
+    def _start_pending(self, manager: TrackManager, frame: Frame) -> list[tuple[str, TrackResult]]:
+        """Apply the start commands waiting for this frame; their init results."""
         started: list[tuple[str, TrackResult]] = []
         while self._pending:
             pending = self._pending.popleft()
@@ -354,23 +372,11 @@ class Service:
             started.append((track_id, result))
             pending.responder.accepted(track_id, command.request_id)
             self._status_due.set()
-        stepped, dropped = manager.step(frame)
-        if dropped:
-            self._status_due.set()
-        tracks = stepped + started
-        latency_ms: float | None = None
-        publish = bool(tracks) or self._published_tracks
-        if publish and mqtt.publish_results(frame.index, frame.timestamp, frame.size_wh, tracks):
-            latency_ms = (time.time() - frame.timestamp) * 1000.0
-        self._published_tracks = bool(tracks)
-        if self._frame_listeners:
-            report = FrameReport(
-                frame,
-                tuple((track_id, result, manager.slot_of(track_id)) for track_id, result in tracks),
-                latency_ms,
-            )
-            for listener in self._frame_listeners:
-                listener(report)
+        return started
+
+    def _report(self, report: FrameReport) -> None:
+        for listener in self._frame_listeners:
+            listener(report)
 
     def _on_source_state(self, status: CaptureStatus) -> None:
         if status.state is SourceState.RETRYING:
