@@ -38,6 +38,10 @@ class ModelSettings(_Section):
     trt_workspace_mb: int = Field(default=1024, gt=0)
     cuda_device_id: int = Field(default=0, ge=0)
     intra_op_threads: int | None = Field(default=None, ge=1)
+    """CPU provider threads; None lets onnxruntime choose (one per core)."""
+    intra_op_spinning: bool = False
+    """Let idle CPU-provider threads spin: lower latency on an otherwise idle machine, but they
+    take the cores the capture, MQTT and web threads need."""
     warmup: bool = True
 
 

@@ -178,6 +178,9 @@ class Engine:
         options = ort.SessionOptions()
         if settings.intra_op_threads is not None:
             options.intra_op_num_threads = settings.intra_op_threads
+        if not settings.intra_op_spinning:
+            # Spinning worker threads burn the cores the capture and MQTT threads need.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         with_options = [
             (name, provider_options(name, settings, cache_dir or default_cache_dir()))
             for name in chosen

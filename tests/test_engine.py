@@ -195,3 +195,13 @@ def test_inspect_describes_the_model(toy_model: Callable[..., Path]) -> None:
     assert [spec.name for spec in info.inputs][:2] == ["im", "target_pos0"]
     assert info.contract.has_score
     assert info.contract.metadata["siamedge.model"] == "toy"
+
+
+def test_cpu_threads_do_not_spin_unless_asked(toy_model: Callable[..., Path]) -> None:
+    path = str(toy_model())
+    quiet = e.Engine.load(path, CPU_ONLY).session.get_session_options()
+    assert quiet.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    spinning = ModelSettings(providers=["cpu"], warmup=False, intra_op_spinning=True)
+    options = e.Engine.load(path, spinning).session.get_session_options()
+    with pytest.raises(Exception, match="does not have configuration with key"):
+        options.get_session_config_entry("session.intra_op.allow_spinning")
