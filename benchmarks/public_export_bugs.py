@@ -24,10 +24,11 @@ import cv2
 import numpy as np
 import torch
 
+from siamedge.contract import EXEMPLAR_SIZE, INSTANCE_SIZE
 from siamedge.export.checkpoint import load_network
 from siamedge.export.network import SiamMaskVOT
 from siamedge.export.reference_step import Decision, decide
-from siamedge.export.spec import EXEMPLAR_SIZE, INSTANCE_SIZE, HyperParameters
+from siamedge.export.spec import HyperParameters
 from siamedge.tracking.crop import crop_resized, mean_color
 from siamedge.tracking.geometry import (
     CropGeometry,

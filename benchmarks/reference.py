@@ -29,20 +29,14 @@ import torch
 from numpy.typing import NDArray
 
 from siamedge.config import ModelSettings, TrackerSettings
+from siamedge.contract import BASE_SIZE, CONTEXT_AMOUNT, EXEMPLAR_SIZE, INSTANCE_SIZE, TOTAL_STRIDE
 from siamedge.engine import Engine
 from siamedge.export.builder import ExportOptions
 from siamedge.export.checkpoint import load_network
 from siamedge.export.exporter import export_checkpoint
 from siamedge.export.network import SiamMaskVOT
 from siamedge.export.reference_step import decide
-from siamedge.export.spec import (
-    BASE_SIZE,
-    CONTEXT_AMOUNT,
-    EXEMPLAR_SIZE,
-    INSTANCE_SIZE,
-    TOTAL_STRIDE,
-    HyperParameters,
-)
+from siamedge.export.spec import HyperParameters
 from siamedge.tracking.tracker import Tracker, TrackerParams
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"

@@ -37,4 +37,5 @@ echo "demo: starting siamedge run --config config/demo.yaml" >&2
 .venv/bin/siamedge run --config config/demo.yaml &
 pids+=($!)
 
+echo "demo: live view at http://127.0.0.1:8080/ while the demo runs (scripts/demo.sh 0 keeps it running)" >&2
 .venv/bin/python scripts/demo_client.py --seconds "$seconds"

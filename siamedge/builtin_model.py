@@ -33,6 +33,14 @@ from numpy.typing import NDArray
 from onnx import TensorProto, helper, numpy_helper
 
 from siamedge import __version__, contract
+from siamedge.contract import (
+    BASE_SIZE,
+    CONTEXT_AMOUNT,
+    EXEMPLAR_SIZE,
+    INSTANCE_SIZE,
+    SCORE_SIZE,
+    TOTAL_STRIDE,
+)
 from siamedge.models import BUILTIN_FILE
 
 log = logging.getLogger(__name__)
@@ -45,14 +53,7 @@ PRODUCER = f"siamedge.builtin_model/{BUILDER_REVISION}"
 OPSET = 17
 IR_VERSION = 8
 
-# Contract geometry (SiamMask VOT).
-EXEMPLAR_SIZE = 127
-INSTANCE_SIZE = 255
-TOTAL_STRIDE = 8
-BASE_SIZE = 8
-CONTEXT_AMOUNT = 0.5
 TEMPLATE_SIDE = 7
-SCORE_SIZE = (INSTANCE_SIZE - EXEMPLAR_SIZE) // TOTAL_STRIDE + 1 + BASE_SIZE
 # Feature cell i averages pixels [8i, 8i + 16) (two 8x8 blocks; the crop gets one zero column and
 # row so the last cell fits). Its centre 8i + 7.5 puts exemplar cell 7 at 63.5 and search cell
 # 15 at 127.5, both half a pixel past the crop centres: score cell 12 is zero displacement.

@@ -68,9 +68,14 @@ HYPER_PARAMETER_KEYS = (
 OPTIONAL_HYPER_PARAMETER_KEYS = ("lost_score",)
 """Keys a model may add: `lost_score`, the score below which its target counts as lost."""
 
-DEFAULT_TOTAL_STRIDE = 8
-DEFAULT_BASE_SIZE = 8
-DEFAULT_CONTEXT_AMOUNT = 0.5
+# The SiamMask VOT geometry, fixed by the network (CONTRACT.md). A model declares its own crop
+# sizes through its shapes; stride, base size and context come from its metadata, else these.
+EXEMPLAR_SIZE = 127
+INSTANCE_SIZE = 255
+TOTAL_STRIDE = 8
+BASE_SIZE = 8
+CONTEXT_AMOUNT = 0.5
+SCORE_SIZE = (INSTANCE_SIZE - EXEMPLAR_SIZE) // TOTAL_STRIDE + 1 + BASE_SIZE
 
 Dim = int | str | None
 
@@ -223,9 +228,9 @@ def check_contract(
         instance_size=image[2],
         exemplar_size=mask[0],
         feature_shape=in_shapes[IN_FEATURES],
-        total_stride=int(_number(params, "total_stride", DEFAULT_TOTAL_STRIDE, where)),
-        base_size=int(_number(params, "base_size", DEFAULT_BASE_SIZE, where)),
-        context_amount=_number(params, "context_amount", DEFAULT_CONTEXT_AMOUNT, where),
+        total_stride=int(_number(params, "total_stride", TOTAL_STRIDE, where)),
+        base_size=int(_number(params, "base_size", BASE_SIZE, where)),
+        context_amount=_number(params, "context_amount", CONTEXT_AMOUNT, where),
         has_score=OUT_SCORE in out_shapes,
         seg_thr=None if seg_thr is None else _number(params, "seg_thr", 0.0, where),
         lost_score=None if lost_score is None else _number(params, "lost_score", 0.0, where),

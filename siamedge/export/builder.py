@@ -20,6 +20,7 @@ from torch import nn
 
 from siamedge import __version__
 from siamedge import contract as c
+from siamedge.contract import EXEMPLAR_SIZE, INSTANCE_SIZE, SCORE_SIZE
 from siamedge.errors import ModelError
 from siamedge.export.graph import FLOAT, FLOAT16, INT64, Branch, Initializers
 from siamedge.export.network import (
@@ -35,13 +36,10 @@ from siamedge.export.network import (
 from siamedge.export.spec import (
     ANCHOR_COUNT,
     DEFAULT_OPSET,
-    EXEMPLAR_SIZE,
     FEATURE_CHANNELS,
-    INSTANCE_SIZE,
     MASK_SIDE,
     MIN_OPSET,
     MODEL_NAME,
-    SCORE_SIZE,
     TEMPLATE_BORDER,
     TEMPLATE_FEATURE_SHAPE,
     TEMPLATE_FEATURE_SIDE,

@@ -11,13 +11,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the usual PyTorch alias
 from torch import nn
 
-from siamedge.export.spec import (
-    ANCHOR_COUNT,
-    EXEMPLAR_SIZE,
-    FEATURE_CHANNELS,
-    MASK_SIDE,
-    TEMPLATE_BORDER,
-)
+from siamedge.contract import EXEMPLAR_SIZE
+from siamedge.export.spec import ANCHOR_COUNT, FEATURE_CHANNELS, MASK_SIDE, TEMPLATE_BORDER
 
 BOTTLENECK_EXPANSION = 4
 TRUNK_BLOCKS = (3, 4, 6)

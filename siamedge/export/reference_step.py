@@ -14,16 +14,18 @@ import torch.nn.functional as F  # noqa: N812 - the usual PyTorch alias
 from numpy.typing import NDArray
 
 from siamedge import contract as c
-from siamedge.export.network import SiamMaskVOT
-from siamedge.export.spec import (
+from siamedge.contract import (
     BASE_SIZE,
     CONTEXT_AMOUNT,
     EXEMPLAR_SIZE,
     INSTANCE_SIZE,
-    MODEL_NAME,
     SCORE_SIZE,
-    TEMPLATE_FEATURE_SHAPE,
     TOTAL_STRIDE,
+)
+from siamedge.export.network import SiamMaskVOT
+from siamedge.export.spec import (
+    MODEL_NAME,
+    TEMPLATE_FEATURE_SHAPE,
     HyperParameters,
     anchor_grid,
     cosine_window,

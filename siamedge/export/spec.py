@@ -12,17 +12,16 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from siamedge.contract import (
+    BASE_SIZE,
+    CONTEXT_AMOUNT,
+    EXEMPLAR_SIZE,
+    INSTANCE_SIZE,
+    SCORE_SIZE,
+    TOTAL_STRIDE,
+)
 from siamedge.errors import ModelError
 
-EXEMPLAR_SIZE = 127
-"""Side of the exemplar crop, and of the mask window the refine module paints."""
-INSTANCE_SIZE = 255
-"""Side of the search crop (the model input `im`)."""
-TOTAL_STRIDE = 8
-BASE_SIZE = 8
-SCORE_SIZE = (INSTANCE_SIZE - EXEMPLAR_SIZE) // TOTAL_STRIDE + 1 + BASE_SIZE
-"""Side of the anchor score grid: 25."""
-CONTEXT_AMOUNT = 0.5
 ANCHOR_RATIOS = (0.33, 0.5, 1.0, 2.0, 3.0)
 ANCHOR_SCALES = (8.0,)
 ANCHOR_COUNT = len(ANCHOR_RATIOS) * len(ANCHOR_SCALES)

@@ -23,14 +23,14 @@ from paho.mqtt.client import (
     DisconnectFlags,
     MQTTMessage,
 )
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from siamedge.config import MqttSettings
 from siamedge.errors import CommandError
-from siamedge.messaging.credentials import resolve_password, tls_context
+from siamedge.messaging.connection import PROTOCOLS, paho_client
 from siamedge.messaging.homeassistant import DISCOVERY_QOS, DiscoveryMessage, discovery_messages
 from siamedge.messaging.protocol import (
     OFFLINE_CONNECTION_LOST,
@@ -62,7 +62,6 @@ MAX_QUEUED_OUTGOING = 256
 CLOSE_TIMEOUT_S = 2.0
 """How long close() waits for the broker to take the `offline` status."""
 
-_PROTOCOLS = {"5": MQTTProtocolVersion.MQTTv5, "3.1.1": MQTTProtocolVersion.MQTTv311}
 _NOT_CONNECTED_YET = "not connected yet"
 _PAHO_LOGGER = logging.getLogger(f"{__name__}.paho")
 
@@ -157,24 +156,10 @@ class MqttClient:
             else ()
         )
 
-        protocol = _PROTOCOLS[settings.protocol]
-        self._mqtt5 = protocol == MQTTProtocolVersion.MQTTv5
-        client = Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=self._client_id,
-            protocol=protocol,
-            clean_session=None if self._mqtt5 else True,
-        )
+        self._mqtt5 = PROTOCOLS[settings.protocol] == MQTTProtocolVersion.MQTTv5
+        client = paho_client(settings, self._client_id)
         client.enable_logger(_PAHO_LOGGER)
-        # An exception escaping a callback would end paho's network thread for good.
-        client.suppress_exceptions = True
         client.max_queued_messages_set(MAX_QUEUED_OUTGOING)
-        # paho annotates the delays as int but sleeps on float arithmetic; sub-second delays work.
-        client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)  # type: ignore[arg-type]
-        if settings.username is not None:
-            client.username_pw_set(settings.username, resolve_password(settings))
-        if settings.tls is not None:
-            client.tls_set_context(tls_context(settings.tls))
         client.will_set(
             self._topics.status,
             encode_offline(OFFLINE_CONNECTION_LOST),

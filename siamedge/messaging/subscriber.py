@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from siamedge.config import MqttSettings
-from siamedge.messaging.credentials import resolve_password, tls_context
+from siamedge.messaging.connection import paho_client
 from siamedge.messaging.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -56,21 +55,7 @@ class Subscriber:
         self._subscribed = threading.Event()
         self._ever_subscribed = False
         self._state = "connecting"
-        protocol = (
-            MQTTProtocolVersion.MQTTv5 if settings.protocol == "5" else MQTTProtocolVersion.MQTTv311
-        )
-        client = Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"{CLIENT_ID_PREFIX}{uuid.uuid4().hex[:8]}",
-            protocol=protocol,
-        )
-        client.suppress_exceptions = True
-        # paho annotates the delays as int but sleeps on float arithmetic.
-        client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)  # type: ignore[arg-type]
-        if settings.username is not None:
-            client.username_pw_set(settings.username, resolve_password(settings))
-        if settings.tls is not None:
-            client.tls_set_context(tls_context(settings.tls))
+        client = paho_client(settings, f"{CLIENT_ID_PREFIX}{uuid.uuid4().hex[:8]}")
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect

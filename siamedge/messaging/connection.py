@@ -1,0 +1,37 @@
+"""Builds a paho client from MqttSettings: protocol version, reconnect backoff, credentials, TLS.
+
+Shared by the service's client and the read-only subscriber; never connects by itself.
+"""
+
+from __future__ import annotations
+
+from paho.mqtt.client import Client
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from siamedge.config import MqttSettings
+from siamedge.messaging.credentials import resolve_password, tls_context
+
+PROTOCOLS = {"5": MQTTProtocolVersion.MQTTv5, "3.1.1": MQTTProtocolVersion.MQTTv311}
+
+
+def paho_client(settings: MqttSettings, client_id: str) -> Client:
+    """A configured, unconnected paho client (clean sessions; callbacks are the caller's).
+
+    Raises ConfigError for a missing password file/variable or unreadable TLS files.
+    """
+    protocol = PROTOCOLS[settings.protocol]
+    client = Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=protocol,
+        clean_session=None if protocol == MQTTProtocolVersion.MQTTv5 else True,
+    )
+    # An exception escaping a callback would end paho's network thread for good.
+    client.suppress_exceptions = True
+    # paho annotates the delays as int but sleeps on float arithmetic; sub-second delays work.
+    client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)  # type: ignore[arg-type]
+    if settings.username is not None:
+        client.username_pw_set(settings.username, resolve_password(settings))
+    if settings.tls is not None:
+        client.tls_set_context(tls_context(settings.tls))
+    return client
