@@ -30,7 +30,7 @@ import re
 import cv2
 
 from siamedge.errors import SourceError
-from siamedge.sources.videocapture import VideoCaptureSource, open_video_capture
+from siamedge.sources.videocapture import VideoCaptureSource, log_opened, open_video_capture
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +96,5 @@ class GStreamerSource(VideoCaptureSource):
                 f"{exc}; check the pipeline with gst-launch-1.0, replacing `{SINK_ELEMENT}` by "
                 "`fakesink`, to see GStreamer's own error"
             ) from None
-        log.info(
-            "%s opened: %dx%d @ %g fps",
-            self.description,
-            int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-            int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-            capture.get(cv2.CAP_PROP_FPS),
-        )
+        log_opened(capture, self.description)
         return capture

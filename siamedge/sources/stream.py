@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import cv2
 
 from siamedge.errors import SourceError
-from siamedge.sources.videocapture import VideoCaptureSource, open_video_capture
+from siamedge.sources.videocapture import VideoCaptureSource, log_opened, open_video_capture
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,5 @@ class StreamSource(VideoCaptureSource):
                 f"{self.description}: cannot open it within {self._open_timeout_s:g} s "
                 "(host unreachable, connection refused, wrong path or credentials, or no video)"
             ) from None
-        log.info(
-            "%s opened: %dx%d @ %g fps",
-            self.description,
-            int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-            int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-            capture.get(cv2.CAP_PROP_FPS),
-        )
+        log_opened(capture, self.description)
         return capture

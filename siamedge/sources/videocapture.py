@@ -5,6 +5,7 @@ Never retries or sleeps: it reports SourceError and lets the caller (the capture
 
 from __future__ import annotations
 
+import logging
 import time
 
 import cv2
@@ -16,6 +17,8 @@ from siamedge.sources.base import Frame
 
 VideoTarget = int | str
 """What cv2.VideoCapture opens: a camera index, or a path, URL or pipeline string."""
+
+log = logging.getLogger(__name__)
 
 FOURCC_LENGTH = 4
 _GRAY_CHANNELS = 1
@@ -62,6 +65,17 @@ def open_video_capture(
         capture.release()
         raise SourceError(f"{description}: cannot open it")
     return capture
+
+
+def log_opened(capture: cv2.VideoCapture, description: str) -> None:
+    """Log the size and rate a live source actually delivers."""
+    log.info(
+        "%s opened: %dx%d @ %g fps",
+        description,
+        int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        capture.get(cv2.CAP_PROP_FPS),
+    )
 
 
 class VideoCaptureSource:
