@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 from siamedge import __version__
 from siamedge.config import Settings
 from siamedge.engine import Engine
-from siamedge.errors import CommandError, ModelError
+from siamedge.errors import CommandError, ConfigError, ModelError, SourceError
 from siamedge.messaging.client import ConnectionState, IncomingCommand, MqttClient
 from siamedge.messaging.protocol import (
     SourceStatus,
@@ -229,12 +229,16 @@ class Service:
     def run(self) -> int:
         """Start everything, serve until stopped, shut down cleanly; returns the exit status."""
         settings = self._settings
+        mqtt = MqttClient(settings.mqtt, on_state_change=self._on_broker_state)
+        try:
+            capture = create_capture(
+                settings.source, stop_event=self._stop, on_state=self._on_source_state
+            )
+        except SourceError as exc:
+            # Nothing to retry: the configured uri names no kind of source.
+            raise ConfigError(f"source.uri: {exc}") from None
         model = ModelSlot(settings, self._notifier)
         model.load()
-        capture = create_capture(
-            settings.source, stop_event=self._stop, on_state=self._on_source_state
-        )
-        mqtt = MqttClient(settings.mqtt, on_state_change=self._on_broker_state)
         capture.start()
         mqtt.start()
         web: WebServer | None = None

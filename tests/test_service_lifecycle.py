@@ -237,6 +237,10 @@ def test_a_missing_camera_is_retried_and_reported(
     [
         ({"mqtt": {"hots": "x"}}, "mqtt.hots: Extra inputs are not permitted"),
         (
+            {"source": {"uri": "no-such-thing"}},
+            "source uri 'no-such-thing': cannot tell what it is",
+        ),
+        (
             {"tracker": {"max_tracks": "many"}},
             "tracker.max_tracks: Input should be a valid integer",
         ),
