@@ -117,12 +117,7 @@ class HyperParameters:
     def metadata(self) -> dict[str, object]:
         """The hyper-parameter JSON object (contract keys plus this model's own)."""
         return {
-            "exemplar_size": EXEMPLAR_SIZE,
-            "instance_size": INSTANCE_SIZE,
-            "total_stride": TOTAL_STRIDE,
-            "base_size": BASE_SIZE,
-            "score_size": SCORE_SIZE,
-            "context_amount": CONTEXT_AMOUNT,
+            **contract.geometry_metadata(),
             "feature_window": FEATURE_WINDOW,
             "colour_levels": COLOUR_LEVELS,
             **asdict(self),

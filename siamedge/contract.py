@@ -77,6 +77,19 @@ BASE_SIZE = 8
 CONTEXT_AMOUNT = 0.5
 SCORE_SIZE = (INSTANCE_SIZE - EXEMPLAR_SIZE) // TOTAL_STRIDE + 1 + BASE_SIZE
 
+
+def geometry_metadata() -> dict[str, object]:
+    """The geometry keys of the hyper-parameter object, for models of the SiamMask VOT layout."""
+    return {
+        "exemplar_size": EXEMPLAR_SIZE,
+        "instance_size": INSTANCE_SIZE,
+        "total_stride": TOTAL_STRIDE,
+        "base_size": BASE_SIZE,
+        "score_size": SCORE_SIZE,
+        "context_amount": CONTEXT_AMOUNT,
+    }
+
+
 Dim = int | str | None
 
 

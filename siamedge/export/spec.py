@@ -13,12 +13,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from siamedge.contract import (
-    BASE_SIZE,
-    CONTEXT_AMOUNT,
     EXEMPLAR_SIZE,
-    INSTANCE_SIZE,
     SCORE_SIZE,
     TOTAL_STRIDE,
+    geometry_metadata,
 )
 from siamedge.errors import ModelError
 
@@ -75,12 +73,7 @@ class HyperParameters:
     def metadata(self) -> dict[str, object]:
         """The contract's hyper-parameter object (contract.HYPER_PARAMETER_KEYS)."""
         return {
-            "exemplar_size": EXEMPLAR_SIZE,
-            "instance_size": INSTANCE_SIZE,
-            "total_stride": TOTAL_STRIDE,
-            "base_size": BASE_SIZE,
-            "score_size": SCORE_SIZE,
-            "context_amount": CONTEXT_AMOUNT,
+            **geometry_metadata(),
             "penalty_k": self.penalty_k,
             "window_influence": self.window_influence,
             "lr": self.lr,
