@@ -13,7 +13,6 @@ and compared with what the original tracker recorded.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import tempfile
@@ -23,6 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from shared_reference import REFERENCE, seed0_checkpoint
 
 from siamedge.contract import EXEMPLAR_SIZE, INSTANCE_SIZE
 from siamedge.export.checkpoint import load_network
@@ -38,21 +38,10 @@ from siamedge.tracking.geometry import (
 )
 from siamedge.tracking.mask import project_mask
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 PUBLIC_EXPORT_SIZE = (179.0, 264.0)
 """The target size the public export script bakes in (its tennis box 301, 104, 179, 264)."""
 GEOMETRY = CropGeometry(EXEMPLAR_SIZE, INSTANCE_SIZE, 8, 8, 0.5)
 STATE_TOLERANCE_PX = 0.01
-
-
-def _seed0_checkpoint(folder: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("mk", REFERENCE / "make_checkpoint.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    path = folder / "siammask_seed0.pth"
-    torch.save({"state_dict": module.make_state_dict(0)}, path)
-    return path
 
 
 def _full_mask(trace_npz: Any, index: int) -> np.ndarray:
@@ -91,7 +80,7 @@ def main() -> None:
     trace_npz = np.load(REFERENCE / "tennis_trace.npz")
     hp = HyperParameters(**{k: trace["hyper_parameters"][k] for k in ("penalty_k", "lr")})
     with tempfile.TemporaryDirectory() as folder:
-        net: SiamMaskVOT = load_network(args.checkpoint or _seed0_checkpoint(Path(folder)))
+        net: SiamMaskVOT = load_network(args.checkpoint or seed0_checkpoint(Path(folder)))
 
     first = cv2.imread(str(REFERENCE / "tennis" / "00000.jpg"))
     fill = mean_color(first)

@@ -16,7 +16,6 @@ and the ratios b/a and b/c. Both use the same number of threads.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import tempfile
 import time
@@ -27,6 +26,7 @@ import cv2
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from shared_reference import REFERENCE, seed0_checkpoint
 
 from siamedge.config import ModelSettings, TrackerSettings
 from siamedge.contract import BASE_SIZE, CONTEXT_AMOUNT, EXEMPLAR_SIZE, INSTANCE_SIZE, TOTAL_STRIDE
@@ -39,7 +39,6 @@ from siamedge.export.reference_step import decide
 from siamedge.export.spec import HyperParameters
 from siamedge.tracking.tracker import Tracker, TrackerParams
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 INIT_BOX = (300.0, 110.0, 165.0, 250.0)
 SIZES = ((854, 480), (1920, 1080))
 MIN_CONTOUR_AREA = 100.0
@@ -199,16 +198,6 @@ def measure(
     }
 
 
-def _seed0(folder: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("mk", REFERENCE / "make_checkpoint.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    path = folder / "siammask_seed0.pth"
-    torch.save({"state_dict": module.make_state_dict(0)}, path)
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=30, help="frames per size (incl. init)")
@@ -219,7 +208,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
-        checkpoint = args.checkpoint or _seed0(Path(folder))
+        checkpoint = args.checkpoint or seed0_checkpoint(Path(folder))
         model = args.model or Path(folder) / "siammask_vot.onnx"
         if args.model is None:
             export_checkpoint(checkpoint, model, ExportOptions(), validate=False)
