@@ -5,12 +5,11 @@ Reads only the files and variables the settings name; never logs a password or t
 
 from __future__ import annotations
 
-import os
 import ssl
-from pathlib import Path
 
 from siamedge.config import MqttSettings, TlsSettings
 from siamedge.errors import ConfigError
+from siamedge.secret_files import read_secret
 
 
 def resolve_password(settings: MqttSettings) -> str | None:
@@ -19,29 +18,13 @@ def resolve_password(settings: MqttSettings) -> str | None:
     None when neither is set; ConfigError naming the key and the file or variable when it is
     missing, unreadable or empty.
     """
-    if settings.password_file:
-        path = Path(settings.password_file).expanduser()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(
-                f"mqtt.password_file: cannot read {path}: {exc.strerror or exc}"
-            ) from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"mqtt.password_file: {path} is not UTF-8 text") from None
-        password = text.removesuffix("\n").removesuffix("\r")
-        if not password:
-            raise ConfigError(f"mqtt.password_file: {path} is empty")
-        return password
-    if settings.password_env:
-        name = settings.password_env
-        value = os.environ.get(name)
-        if value is None:
-            raise ConfigError(f"mqtt.password_env: environment variable {name} is not set")
-        if not value:
-            raise ConfigError(f"mqtt.password_env: environment variable {name} is empty")
-        return value
-    return None
+    return read_secret(
+        "mqtt.password_file",
+        settings.password_file,
+        "mqtt.password_env",
+        settings.password_env,
+        clean_file=lambda text: text.removesuffix("\n").removesuffix("\r"),
+    )
 
 
 class _ClosingSSLSocket(ssl.SSLSocket):

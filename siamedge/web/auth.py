@@ -6,39 +6,25 @@ Never logs the token, and never compares it in a way whose duration depends on t
 from __future__ import annotations
 
 import hmac
-import os
-from pathlib import Path
 
 from siamedge.config import WebSettings
-from siamedge.errors import ConfigError
+from siamedge.secret_files import read_secret
 
 BEARER = "bearer"
 
 
 def resolve_token(settings: WebSettings) -> str | None:
-    """The token from `token_file` (surrounding whitespace dropped) or `token_env`; None when
+    """The token from `token_file` or `token_env`, surrounding whitespace dropped; None when
     neither is set. ConfigError naming the key and the file or variable when it is missing,
     unreadable or empty."""
-    if settings.token_file:
-        path = Path(settings.token_file).expanduser()
-        try:
-            token = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"web.token_file: cannot read {path}: {exc.strerror or exc}"
-            ) from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"web.token_file: {path} is not UTF-8 text") from None
-        if not token:
-            raise ConfigError(f"web.token_file: {path} is empty")
-        return token
-    if settings.token_env:
-        name = settings.token_env
-        value = os.environ.get(name, "").strip()
-        if not value:
-            raise ConfigError(f"web.token_env: environment variable {name} is not set or empty")
-        return value
-    return None
+    return read_secret(
+        "web.token_file",
+        settings.token_file,
+        "web.token_env",
+        settings.token_env,
+        clean_file=str.strip,
+        clean_env=str.strip,
+    )
 
 
 def bearer_token(authorization: str | None) -> str | None:
