@@ -1,16 +1,16 @@
-"""The onnxruntime engine: clear errors for bad model files, provider choice, caches, feeds."""
+"""The onnxruntime engine: clear errors for bad model files, feeds, warm-up, inspect."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from fixtures.toy_models import TOY_CELL, TOY_METADATA, TOY_SCORE, TOY_SHIFT
 
 from siamedge import engine as e
+from siamedge import providers
 from siamedge.config import ModelSettings
 from siamedge.errors import ModelError
 
@@ -62,7 +62,7 @@ def test_dynamic_input_is_named(toy_model: Callable[..., Path]) -> None:
 
 def test_engine_feeds_and_reads_back(toy_model: Callable[..., Path]) -> None:
     engine = e.Engine.load(str(toy_model(metadata=TOY_METADATA)), CPU_ONLY)
-    assert engine.provider == e.CPU
+    assert engine.provider == providers.CPU
     assert engine.contract.seg_thr == 0.4
     assert engine.contract.model_name == "toy"
 
@@ -108,86 +108,6 @@ def test_model_without_score(toy_model: Callable[..., Path]) -> None:
 def test_warm_up_runs_both_branches(toy_model: Callable[..., Path]) -> None:
     engine = e.Engine.load(str(toy_model()), ModelSettings(providers=["cpu"], warmup=True))
     assert engine.warm_up() >= 0.0
-
-
-def test_auto_prefers_tensorrt_then_cuda_then_cpu() -> None:
-    available = [e.CPU, e.CUDA, e.TENSORRT]
-    assert e.choose_providers("auto", available) == [e.TENSORRT, e.CUDA, e.CPU]
-    assert e.choose_providers("auto", [e.CPU, e.CUDA]) == [e.CUDA, e.CPU]
-    assert e.choose_providers("auto", [e.CPU]) == [e.CPU]
-
-
-def test_explicit_list_keeps_order_and_drops_unavailable(caplog: pytest.LogCaptureFixture) -> None:
-    assert e.choose_providers(["cpu", "cuda"], [e.CPU, e.CUDA]) == [e.CPU, e.CUDA]
-    assert e.choose_providers(["tensorrt", "cpu"], [e.CPU]) == [e.CPU]
-    assert "tensorrt is not available" in caplog.text
-
-
-def test_explicit_list_with_nothing_available_is_an_error() -> None:
-    with pytest.raises(ModelError, match=r"none of the requested execution providers \['cuda'\]"):
-        e.choose_providers(["cuda"], [e.CPU])
-
-
-def test_tensorrt_options_put_both_caches_in_the_cache_dir(tmp_path: Path) -> None:
-    settings = ModelSettings(trt_fp16=False, trt_workspace_mb=512, cuda_device_id=1)
-    options = e.provider_options(e.TENSORRT, settings, tmp_path)
-    assert options == {
-        "device_id": 1,
-        "trt_fp16_enable": False,
-        "trt_max_workspace_size": 512 * 1024 * 1024,
-        "trt_engine_cache_enable": True,
-        "trt_engine_cache_path": str(tmp_path),
-        "trt_timing_cache_enable": True,
-        "trt_timing_cache_path": str(tmp_path),
-    }
-    assert e.provider_options(e.CUDA, settings, tmp_path) == {"device_id": 1}
-    assert e.provider_options(e.CPU, settings, tmp_path) == {}
-
-
-def test_default_cache_dir_follows_systemd_state_directory(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("STATE_DIRECTORY", f"{tmp_path}/state:/other")
-    assert e.default_cache_dir() == tmp_path / "state" / "trt"
-    monkeypatch.delenv("STATE_DIRECTORY")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert e.default_cache_dir() == tmp_path / "xdg" / "siamedge" / "trt"
-
-
-def test_cache_dir_that_cannot_be_created_is_named(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    with pytest.raises(
-        ModelError, match=f"TensorRT cache folder {blocker / 'trt'} cannot be created"
-    ):
-        e.prepare_cache_dir(blocker / "trt")
-    assert e.prepare_cache_dir(tmp_path / "a" / "b").is_dir()
-
-
-class FakeOrt:
-    """onnxruntime stand-in whose TensorRT provider fails to start, as on a board whose
-    TensorRT libraries do not match the onnxruntime-gpu wheel."""
-
-    def __init__(self) -> None:
-        self.attempts: list[list[str]] = []
-
-    def InferenceSession(self, path: str, sess_options: Any, providers: list[Any]) -> str:  # noqa: N802
-        names = [name for name, _ in providers]
-        self.attempts.append(names)
-        if names[0] == e.TENSORRT:
-            raise RuntimeError("TensorRT EP could not be created: libnvinfer.so.10 not found")
-        return "session"
-
-
-def test_failing_gpu_provider_falls_back_to_the_next(caplog: pytest.LogCaptureFixture) -> None:
-    fake = FakeOrt()
-    providers = [(e.TENSORRT, {}), (e.CUDA, {}), (e.CPU, {})]
-    session = e._open_session(fake, Path("m.onnx"), None, providers)  # type: ignore[arg-type]
-    assert session == "session"
-    assert fake.attempts == [[e.TENSORRT, e.CUDA, e.CPU], [e.CUDA, e.CPU]]
-    assert (
-        "TensorrtExecutionProvider failed to start (TensorRT EP could not be created" in caplog.text
-    )
 
 
 def test_inspect_describes_the_model(toy_model: Callable[..., Path]) -> None:

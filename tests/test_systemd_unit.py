@@ -129,7 +129,7 @@ def test_unit_matches_the_service_contract(shipped_unit: Path) -> None:
     assert settings["NotifyAccess"] == ["main"]  # Notifier sends from the main process
     assert settings["RestartPreventExitStatus"] == [str(EX_CONFIG)]
     assert float(settings["WatchdogSec"][0]) > 0
-    assert settings["StateDirectory"] == ["siamedge"]  # engine.default_cache_dir: $STATE_DIRECTORY
+    assert settings["StateDirectory"] == ["siamedge"]  # see providers.default_cache_dir
     assert "char-video4linux rw" in settings["DeviceAllow"]
     assert settings["DevicePolicy"] == ["closed"]
     assert settings["MemoryDenyWriteExecute"] == ["yes"]
