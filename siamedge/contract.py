@@ -43,10 +43,29 @@ REQUIRED_OUTPUTS: Mapping[str, tuple[str, int]] = {
 }
 OPTIONAL_OUTPUTS: Mapping[str, tuple[str, int]] = {OUT_SCORE: ("float32", 0)}
 
+# The split layout's track model has no `If`: no first_time input, no z_features1 output.
+SPLIT_TRACK_ABSENT = (IN_FIRST_TIME, OUT_FEATURES)
+# The split layout's init model (docs/model-layouts.md): the exemplar crop alone -> features.
+INIT_INPUTS: Mapping[str, tuple[str, int]] = {
+    IN_IMAGE: REQUIRED_INPUTS[IN_IMAGE],
+    IN_CENTER: REQUIRED_INPUTS[IN_CENTER],
+    IN_SIZE: REQUIRED_INPUTS[IN_SIZE],
+}
+INIT_OUTPUTS: Mapping[str, tuple[str, int]] = {OUT_FEATURES: REQUIRED_OUTPUTS[OUT_FEATURES]}
+# Ranks above are the single-target layout's. In the batched layouts every tensor gains a
+# leading batch dimension, except these: one flag for the whole call, and the tensors that
+# already lead with a batch of 1.
+UNBATCHED_INPUTS = (IN_FIRST_TIME,)
+ALREADY_BATCHED = (IN_IMAGE, IN_FEATURES, OUT_FEATURES)
+
 # Metadata written by siamedge's exporter and the builtin-model builder (ONNX metadata_props).
 META_MODEL_NAME = "siamedge.model"
 META_PRODUCER = "siamedge.producer"
 META_HYPER_PARAMETERS = "siamedge.hyper_parameters"  # JSON object, see HYPER_PARAMETER_KEYS
+META_LAYOUT = "siamedge.layout"  # LAYOUT_IF (default) or LAYOUT_SPLIT
+META_INIT_MODEL = "siamedge.init_model"  # split layout: the init model's file, same folder
+LAYOUT_IF = "if"
+LAYOUT_SPLIT = "split"
 
 # Keys of the hyper-parameter JSON object. Network constants are in it so a model made for another
 # backbone can say so; a model without metadata gets the SiamMask VOT values.
@@ -107,7 +126,13 @@ class ModelContract:
     """What siamedge needs to know about a model that passed the contract check.
 
     instance_size / exemplar_size: side of the search crop (`im`) and of the mask window (`output`).
-    feature_shape: shape of the template features (`z_features0`).
+    feature_shape: shape of one target's template features, (1, C, h, w).
+    batched: every tensor but `first_time` has a leading batch dimension (docs/model-layouts.md);
+    False: the public export's single-target layout.
+    max_batch: targets per model call: 1 for the single-target layout, None for a symbolic
+    batch dimension (any number), k for a fixed batch of k.
+    layout: LAYOUT_IF (one model, `If` on first_time) or LAYOUT_SPLIT (track model without
+    `If`; init_model names the init model's file, beside it).
     """
 
     instance_size: int
@@ -121,6 +146,10 @@ class ModelContract:
     lost_score: float | None
     model_name: str | None
     metadata: Mapping[str, str]
+    batched: bool = False
+    max_batch: int | None = 1
+    layout: str = LAYOUT_IF
+    init_model: str | None = None
 
     @property
     def score_size(self) -> int:
@@ -128,15 +157,24 @@ class ModelContract:
         return (self.instance_size - self.exemplar_size) // self.total_stride + 1 + self.base_size
 
 
-def _static_shape(spec: TensorSpec, where: str) -> tuple[int, ...]:
+DYNAMIC_BATCH = -1
+"""Stands for a symbolic batch dimension in the shapes the check returns."""
+
+
+def _static_shape(spec: TensorSpec, where: str, batched: bool) -> tuple[int, ...]:
+    """The declared shape; a symbolic leading dimension of a batched tensor is DYNAMIC_BATCH."""
     dims: list[int] = []
-    for dim in spec.shape:
-        if not isinstance(dim, int) or dim <= 0:
+    for index, dim in enumerate(spec.shape):
+        if isinstance(dim, int) and dim > 0:
+            dims.append(dim)
+        elif batched and index == 0:
+            dims.append(DYNAMIC_BATCH)
+        else:
+            what = "only the batch dimension may be" if batched else "the contract needs"
             raise ModelError(
                 f"{where}: {spec.name!r} has a dynamic shape {list(spec.shape)}; "
-                "the contract needs static shapes (TensorRT builds one engine)"
+                f"{what} static shapes (TensorRT builds one engine)"
             )
-        dims.append(dim)
     return tuple(dims)
 
 
@@ -146,7 +184,10 @@ def _check_tensors(
     expected: Mapping[str, tuple[str, int]],
     optional: Mapping[str, tuple[str, int]],
     where: str,
+    *,
+    batched: bool = False,
 ) -> dict[str, tuple[int, ...]]:
+    """Shapes by name; ranks of batched tensors are one more than the single-target ones."""
     by_name = {spec.name: spec for spec in specs}
     missing = [name for name in expected if name not in by_name]
     if missing:
@@ -156,7 +197,7 @@ def _check_tensors(
             f"(the model has: {present}); see CONTRACT.md"
         )
     shapes: dict[str, tuple[int, ...]] = {}
-    for name, (dtype, rank) in {**expected, **optional}.items():
+    for name, (dtype, single_rank) in {**expected, **optional}.items():
         spec = by_name.get(name)
         if spec is None:
             continue
@@ -164,7 +205,9 @@ def _check_tensors(
             raise ModelError(
                 f"{where}: {kind} {name!r} is {spec.dtype}, the contract needs {dtype}"
             )
-        shape = _static_shape(spec, where)
+        has_batch = batched and name not in UNBATCHED_INPUTS
+        rank = single_rank + 1 if has_batch and name not in ALREADY_BATCHED else single_rank
+        shape = _static_shape(spec, where, has_batch)
         scalar_as_vector = rank == 0 and shape == (1,)
         if len(shape) != rank and not scalar_as_vector:
             raise ModelError(
@@ -196,6 +239,38 @@ def _number(params: Mapping[str, object], key: str, default: float, where: str) 
     return float(value)
 
 
+def _layout(metadata: Mapping[str, str], where: str) -> str:
+    layout = metadata.get(META_LAYOUT, LAYOUT_IF)
+    if layout not in {LAYOUT_IF, LAYOUT_SPLIT}:
+        raise ModelError(
+            f"{where}: metadata {META_LAYOUT} is {layout!r}; known: {LAYOUT_IF}, {LAYOUT_SPLIT}"
+        )
+    return layout
+
+
+def _is_batched(outputs: Sequence[TensorSpec], layout: str) -> bool:
+    """Batched when the mask output has a batch dimension ([N, E, E]); split models always are."""
+    mask = next((spec for spec in outputs if spec.name == OUT_MASK), None)
+    return layout == LAYOUT_SPLIT or (mask is not None and len(mask.shape) == 3)
+
+
+def _batch_size(shapes: Mapping[str, tuple[int, ...]], where: str) -> int | None:
+    """The common leading dimension of batched tensors: None when symbolic, else its size."""
+    sizes = {name: shape[0] for name, shape in shapes.items() if name not in UNBATCHED_INPUTS}
+    distinct = set(sizes.values())
+    if len(distinct) > 1:
+        listed = ", ".join(f"{name} {size if size > 0 else 'N'}" for name, size in sizes.items())
+        raise ModelError(f"{where}: batched tensors disagree on the batch size ({listed})")
+    size = distinct.pop()
+    return None if size == DYNAMIC_BATCH else size
+
+
+def _without(
+    spec: Mapping[str, tuple[str, int]], names: Sequence[str]
+) -> dict[str, tuple[str, int]]:
+    return {name: value for name, value in spec.items() if name not in names}
+
+
 def check_contract(
     inputs: Sequence[TensorSpec],
     outputs: Sequence[TensorSpec],
@@ -204,34 +279,54 @@ def check_contract(
 ) -> ModelContract:
     """Check declared tensors against the contract; raise ModelError naming the first problem.
 
-    where: the model's path (or `builtin`), used to prefix every message.
+    Accepts the three layouts of docs/model-layouts.md (for the split layout, the track model;
+    check_init_contract checks its init model). where: the model's path (or `builtin`), used to
+    prefix every message.
     """
-    in_shapes = _check_tensors("input", inputs, REQUIRED_INPUTS, {}, where)
-    out_shapes = _check_tensors("output", outputs, REQUIRED_OUTPUTS, OPTIONAL_OUTPUTS, where)
+    layout = _layout(metadata, where)
+    batched = _is_batched(outputs, layout)
+    absent = SPLIT_TRACK_ABSENT if layout == LAYOUT_SPLIT else ()
+    in_shapes = _check_tensors(
+        "input", inputs, _without(REQUIRED_INPUTS, absent), {}, where, batched=batched
+    )
+    out_shapes = _check_tensors(
+        "output",
+        outputs,
+        _without(REQUIRED_OUTPUTS, absent),
+        OPTIONAL_OUTPUTS,
+        where,
+        batched=batched,
+    )
+    max_batch = _batch_size({**in_shapes, **out_shapes}, where) if batched else 1
+    row = 1 if batched else 0  # index of the first per-target dimension
 
     image = in_shapes[IN_IMAGE]
-    if image[0] != 1 or image[1] != 3 or image[2] != image[3]:
-        raise ModelError(f"{where}: input 'im' must be [1, 3, S, S], got {list(image)}")
-    mask = out_shapes[OUT_MASK]
+    if (not batched and image[0] != 1) or image[1] != 3 or image[2] != image[3]:
+        expected = "[N, 3, S, S]" if batched else "[1, 3, S, S]"
+        raise ModelError(f"{where}: input 'im' must be {expected}, got {list(image)}")
+    mask = out_shapes[OUT_MASK][row:]
     if mask[0] != mask[1] or mask[0] > image[2]:
         raise ModelError(
             f"{where}: output 'output' must be a square window no larger than 'im', "
-            f"got {list(mask)}"
+            f"got {list(out_shapes[OUT_MASK])}"
         )
-    for name, expected in (
-        (IN_CENTER, (2,)),
-        (IN_SIZE, (2,)),
-        (OUT_CENTER, (2,)),
-        (OUT_SIZE, (2,)),
-        (OUT_BEST_CELL, (2,)),
-    ):
+    for name in (IN_CENTER, IN_SIZE, OUT_CENTER, OUT_SIZE, OUT_BEST_CELL):
         shape = in_shapes.get(name) or out_shapes[name]
-        if shape != expected:
-            raise ModelError(f"{where}: {name!r} must have shape [2], got {list(shape)}")
-    if in_shapes[IN_FEATURES] != out_shapes[OUT_FEATURES]:
+        if shape[row:] != (2,):
+            expected = "[N, 2]" if batched else "[2]"
+            raise ModelError(f"{where}: {name!r} must have shape {expected}, got {list(shape)}")
+    features = in_shapes[IN_FEATURES]
+    if OUT_FEATURES in out_shapes and features != out_shapes[OUT_FEATURES]:
         raise ModelError(
-            f"{where}: z_features0 {list(in_shapes[IN_FEATURES])} and z_features1 "
+            f"{where}: z_features0 {list(features)} and z_features1 "
             f"{list(out_shapes[OUT_FEATURES])} must have the same shape"
+        )
+    if not batched and features[0] != 1:
+        raise ModelError(f"{where}: z_features0 must have batch 1, got {list(features)}")
+    init_model = metadata.get(META_INIT_MODEL) if layout == LAYOUT_SPLIT else None
+    if layout == LAYOUT_SPLIT and not init_model:
+        raise ModelError(
+            f"{where}: a split-layout model must name its init model in {META_INIT_MODEL}"
         )
 
     params = parse_hyper_parameters(metadata, where)
@@ -240,7 +335,7 @@ def check_contract(
     return ModelContract(
         instance_size=image[2],
         exemplar_size=mask[0],
-        feature_shape=in_shapes[IN_FEATURES],
+        feature_shape=(1, *features[1:]),
         total_stride=int(_number(params, "total_stride", TOTAL_STRIDE, where)),
         base_size=int(_number(params, "base_size", BASE_SIZE, where)),
         context_amount=_number(params, "context_amount", CONTEXT_AMOUNT, where),
@@ -249,4 +344,28 @@ def check_contract(
         lost_score=None if lost_score is None else _number(params, "lost_score", 0.0, where),
         model_name=metadata.get(META_MODEL_NAME),
         metadata=dict(metadata),
+        batched=batched,
+        max_batch=max_batch,
+        layout=layout,
+        init_model=init_model,
     )
+
+
+def check_init_contract(
+    inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], track: ModelContract, where: str
+) -> None:
+    """Check a split layout's init model against its track model's contract (ModelError)."""
+    in_shapes = _check_tensors("input", inputs, INIT_INPUTS, {}, where, batched=True)
+    out_shapes = _check_tensors("output", outputs, INIT_OUTPUTS, {}, where, batched=True)
+    exemplar = in_shapes[IN_IMAGE][1:]
+    if exemplar != (3, track.exemplar_size, track.exemplar_size):
+        raise ModelError(
+            f"{where}: input 'im' must be [N, 3, {track.exemplar_size}, {track.exemplar_size}] "
+            f"(the exemplar crop), got {list(in_shapes[IN_IMAGE])}"
+        )
+    features = out_shapes[OUT_FEATURES][1:]
+    if features != track.feature_shape[1:]:
+        raise ModelError(
+            f"{where}: z_features1 {list(out_shapes[OUT_FEATURES])} does not match the track "
+            f"model's z_features0 {['N', *track.feature_shape[1:]]}"
+        )

@@ -109,3 +109,90 @@ def test_bad_metadata_is_named() -> None:
         c.check_contract(
             GOOD_INPUTS, GOOD_OUTPUTS, {c.META_HYPER_PARAMETERS: '{"seg_thr": "high"}'}, "m"
         )
+
+
+def batched(specs: list[c.TensorSpec], batch: c.Dim = "batch") -> list[c.TensorSpec]:
+    """The batched layout of the same tensors (docs/model-layouts.md)."""
+    out = []
+    for spec in specs:
+        if spec.name == "first_time":
+            out.append(spec)
+        elif spec.name in {"im", "z_features0", "z_features1"}:
+            out.append(c.TensorSpec(spec.name, spec.dtype, (batch, *spec.shape[1:])))
+        else:
+            out.append(c.TensorSpec(spec.name, spec.dtype, (batch, *spec.shape)))
+    return out
+
+
+SCORE = c.TensorSpec("score", "float32", ())
+
+
+def test_single_target_layout_takes_one_target_per_call() -> None:
+    contract = c.check_contract(GOOD_INPUTS, GOOD_OUTPUTS, {}, "m")
+    assert (contract.batched, contract.max_batch, contract.layout) == (False, 1, c.LAYOUT_IF)
+
+
+def test_batched_layout_with_a_symbolic_batch_takes_any_number() -> None:
+    contract = c.check_contract(batched(GOOD_INPUTS), batched([*GOOD_OUTPUTS, SCORE]), {}, "m.onnx")
+    assert contract.batched
+    assert contract.max_batch is None
+    assert contract.feature_shape == (1, 256, 7, 7)
+    assert (contract.instance_size, contract.exemplar_size) == (255, 127)
+    assert contract.has_score
+
+
+def test_batched_layout_with_a_fixed_batch_records_it() -> None:
+    contract = c.check_contract(batched(GOOD_INPUTS, 4), batched(GOOD_OUTPUTS, 4), {}, "m")
+    assert contract.max_batch == 4
+
+
+def test_batched_tensors_must_agree_on_the_batch() -> None:
+    inputs = replaced(batched(GOOD_INPUTS, 4), c.TensorSpec("scale_x", "float64", (2,)))
+    with pytest.raises(ModelError, match=r"disagree on the batch size \(.*scale_x 2"):
+        c.check_contract(inputs, batched(GOOD_OUTPUTS, 4), {}, "m")
+
+
+def test_batched_layout_allows_only_the_batch_dimension_to_be_symbolic() -> None:
+    inputs = replaced(batched(GOOD_INPUTS), c.TensorSpec("im", "float32", ("b", 3, "s", "s")))
+    with pytest.raises(ModelError, match=r"'im' has a dynamic shape.*only the batch dimension"):
+        c.check_contract(inputs, batched(GOOD_OUTPUTS), {}, "m")
+
+
+def test_batched_layout_names_a_missing_batch_dimension() -> None:
+    inputs = replaced(batched(GOOD_INPUTS), c.TensorSpec("target_sz0", "float32", (2,)))
+    with pytest.raises(ModelError, match=r"input 'target_sz0' has rank 1.*needs rank 2"):
+        c.check_contract(inputs, batched(GOOD_OUTPUTS), {}, "m")
+
+
+SPLIT_META = {c.META_LAYOUT: c.LAYOUT_SPLIT, c.META_INIT_MODEL: "m.init.onnx"}
+SPLIT_INPUTS = [spec for spec in batched(GOOD_INPUTS) if spec.name != "first_time"]
+SPLIT_OUTPUTS = [spec for spec in batched(GOOD_OUTPUTS) if spec.name != "z_features1"]
+INIT_INPUTS = [
+    c.TensorSpec("im", "float32", ("batch", 3, 127, 127)),
+    c.TensorSpec("target_pos0", "float32", ("batch", 2)),
+    c.TensorSpec("target_sz0", "float32", ("batch", 2)),
+]
+INIT_OUTPUTS = [c.TensorSpec("z_features1", "float32", ("batch", 256, 7, 7))]
+
+
+def test_split_track_model_needs_no_if_inputs_and_names_its_init_model() -> None:
+    contract = c.check_contract(SPLIT_INPUTS, SPLIT_OUTPUTS, SPLIT_META, "m.onnx")
+    assert contract.layout == c.LAYOUT_SPLIT
+    assert contract.init_model == "m.init.onnx"
+    assert contract.batched
+    assert contract.feature_shape == (1, 256, 7, 7)
+    c.check_init_contract(INIT_INPUTS, INIT_OUTPUTS, contract, "m.init.onnx")
+
+
+def test_split_layout_problems_are_named() -> None:
+    with pytest.raises(ModelError, match=r"must name its init model in siamedge\.init_model"):
+        c.check_contract(SPLIT_INPUTS, SPLIT_OUTPUTS, {c.META_LAYOUT: "split"}, "m")
+    with pytest.raises(ModelError, match=r"metadata siamedge\.layout is 'tiled'"):
+        c.check_contract(SPLIT_INPUTS, SPLIT_OUTPUTS, {c.META_LAYOUT: "tiled"}, "m")
+    track = c.check_contract(SPLIT_INPUTS, SPLIT_OUTPUTS, SPLIT_META, "m.onnx")
+    wrong_side = replaced(INIT_INPUTS, c.TensorSpec("im", "float32", ("batch", 3, 255, 255)))
+    with pytest.raises(ModelError, match=r"m.init.onnx: input 'im' must be \[N, 3, 127, 127\]"):
+        c.check_init_contract(wrong_side, INIT_OUTPUTS, track, "m.init.onnx")
+    other_features = [c.TensorSpec("z_features1", "float32", ("batch", 64, 7, 7))]
+    with pytest.raises(ModelError, match="does not match the track model's z_features0"):
+        c.check_init_contract(INIT_INPUTS, other_features, track, "m.init.onnx")
