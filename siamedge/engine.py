@@ -21,8 +21,7 @@ from siamedge import providers
 from siamedge.config import ModelSettings
 from siamedge.errors import ModelError
 from siamedge.models import resolve_model_path
-from siamedge.tracking.geometry import PointXY
-from siamedge.tracking.model_io import ModelStep
+from siamedge.tracking.model_io import BatchStep
 
 log = logging.getLogger(__name__)
 
@@ -77,23 +76,36 @@ class ModelInfo:
 
 
 class Engine:
-    """One onnxruntime session of a contract model; implements tracking.model_io.StepModel."""
+    """onnxruntime session(s) of a contract model; implements tracking.model_io.StepModel.
 
-    def __init__(self, session: Any, contract: c.ModelContract, path: Path) -> None:
+    Runs N targets per call: in chunks of the model's batch (one call per target for the
+    single-target layout; a fixed batch is padded). Template features stay on the session's
+    device between calls while the same arrays come back in the same order (I/O binding).
+    """
+
+    def __init__(
+        self,
+        ort: ModuleType,
+        session: Any,
+        contract: c.ModelContract,
+        path: Path,
+        init_session: Any = None,
+    ) -> None:
+        self._ort = ort
         self._session = session
+        self._init_session = init_session
         self._contract = contract
         self.path = path
-        size = contract.instance_size
-        self._image = np.zeros((1, 3, size, size), dtype=np.float32)
-        self._center = np.zeros(2, dtype=np.float32)
-        self._size = np.zeros(2, dtype=np.float32)
-        self._scale = np.zeros((), dtype=np.float64)
-        self._zero_features = np.zeros(contract.feature_shape, dtype=np.float32)
-        self._true = np.array(True)
-        self._false = np.array(False)
+        self._device = _binding_device(session)
         self._outputs = [c.OUT_MASK, c.OUT_CENTER, c.OUT_SIZE, c.OUT_BEST_CELL]
         if contract.has_score:
             self._outputs.append(c.OUT_SCORE)
+        self._true = np.array(True)
+        self._false = np.array(False)
+        self._images = np.zeros((0, 3, contract.instance_size, contract.instance_size), np.float32)
+        self._features_on_device: dict[tuple[int, ...], _DeviceFeatures] = {}
+        self.calls = 0
+        """Model calls made so far (session runs, both branches)."""
 
     @classmethod
     def load(
@@ -103,22 +115,43 @@ class Engine:
         cache_dir: Path | None = None,
         max_batch: int = 1,
     ) -> Engine:
-        """Open a model (`builtin` or a path) on the best available provider and warm it up."""
+        """Open a model (`builtin` or a path) on the best available provider and warm it up.
+
+        max_batch: the most targets one call will carry (TensorRT profiles, warm-up).
+        """
         ort = import_onnxruntime()
         path = resolve_model_path(model)
         session = providers.open_session(
             ort, path, settings, cache_dir=cache_dir, max_batch=max_batch
         )
         contract = check_session(session, str(path))
-        engine = cls(session, contract, path)
+        init_session = None
+        if contract.layout == c.LAYOUT_SPLIT and contract.init_model is not None:
+            init_path = path.parent / contract.init_model
+            if not init_path.is_file():
+                raise ModelError(
+                    f"{path}: its init model {init_path} (metadata {c.META_INIT_MODEL}) "
+                    "does not exist"
+                )
+            init_session = providers.open_session(
+                ort, init_path, settings, cache_dir=cache_dir, max_batch=max_batch
+            )
+            c.check_init_contract(
+                _tensor_specs(init_session.get_inputs()),
+                _tensor_specs(init_session.get_outputs()),
+                contract,
+                str(init_path),
+            )
+        engine = cls(ort, session, contract, path, init_session)
         log.info(
-            "model %s (%s) runs on %s",
+            "model %s (%s, %s) runs on %s",
             path,
             contract.model_name or "unnamed",
+            describe_layout(contract),
             engine.provider,
         )
         if settings.warmup:
-            engine.warm_up()
+            engine.warm_up(max_batch)
         return engine
 
     @property
@@ -129,83 +162,248 @@ class Engine:
     @property
     def provider(self) -> str:
         """The execution provider that runs the model (the session's first)."""
-        providers: list[str] = self._session.get_providers()
-        return providers[0]
+        names: list[str] = self._session.get_providers()
+        return names[0]
 
     @property
     def session(self) -> Any:
-        """The onnxruntime session (benchmarks time session.run alone)."""
+        """The onnxruntime session of the track step (benchmarks time session.run alone)."""
         return self._session
 
     def template(
-        self, exemplar: NDArray[np.uint8], center_xy: PointXY, size_wh: PointXY
+        self,
+        exemplars: NDArray[np.uint8],
+        centers_xy: NDArray[np.float64],
+        sizes_wh: NDArray[np.float64],
     ) -> NDArray[np.float32]:
-        """Init branch on a (E, E, 3) uint8 BGR exemplar crop: the template features.
+        """Init branch: (N, E, E, 3) uint8 BGR exemplar crops -> (N, C, h, w) features.
 
-        center_xy / size_wh: the start box; SiamMask ignores them here, other models may not.
+        centers_xy / sizes_wh: (N, 2) start boxes; SiamMask ignores them, other models may not.
         """
         size = self._contract.exemplar_size
-        if exemplar.shape != (size, size, 3):
-            raise ValueError(f"exemplar crop must be ({size}, {size}, 3), got {exemplar.shape}")
-        self._image.fill(0.0)
-        self._image[0, :, :size, :size] = exemplar.transpose(2, 0, 1)
-        self._center[:] = center_xy
-        self._size[:] = size_wh
-        features = self._run([c.OUT_FEATURES], self._true, self._zero_features)[0]
-        return np.asarray(features, dtype=np.float32)
+        if exemplars.ndim != 4 or exemplars.shape[1:] != (size, size, 3):
+            raise ValueError(
+                f"exemplar crops must be (N, {size}, {size}, 3), got {exemplars.shape}"
+            )
+        parts = []
+        for rows in self._chunks(len(exemplars)):
+            if self._init_session is not None:
+                feeds = {
+                    c.IN_IMAGE: _chw(exemplars[rows]),
+                    c.IN_CENTER: centers_xy[rows].astype(np.float32),
+                    c.IN_SIZE: sizes_wh[rows].astype(np.float32),
+                }
+                outputs = self._run(self._init_session, [c.OUT_FEATURES], feeds)
+            else:
+                images = self._image_buffer(rows.stop - rows.start)
+                images.fill(0.0)
+                images[:, :, :size, :size] = exemplars[rows].transpose(0, 3, 1, 2)
+                feeds = self._step_feeds(images, centers_xy[rows], sizes_wh[rows], None)
+                feeds[c.IN_FEATURES] = np.zeros(
+                    (len(images), *self._contract.feature_shape[1:]), np.float32
+                )
+                feeds[c.IN_FIRST_TIME] = self._true
+                outputs = self._run(self._session, [c.OUT_FEATURES], self._shaped(feeds))
+            parts.append(np.asarray(outputs[0], np.float32)[: rows.stop - rows.start])
+        return np.concatenate(parts)
 
     def track(
         self,
-        search: NDArray[np.uint8],
-        center_xy: PointXY,
-        size_wh: PointXY,
-        scale_x: float,
-        features: NDArray[np.float32],
-    ) -> ModelStep:
-        """Track branch on a (S, S, 3) uint8 BGR search crop."""
-        self._image[0] = search.transpose(2, 0, 1)
-        self._center[:] = center_xy
-        self._size[:] = size_wh
-        self._scale[()] = scale_x
-        outputs = self._run(self._outputs, self._false, features)
-        mask, center, size, cell = outputs[:4]
-        return ModelStep(
-            mask_probs=np.asarray(mask, dtype=np.float32),
-            center_xy=(float(center[0]), float(center[1])),
-            size_wh=(float(size[0]), float(size[1])),
-            best_cell_yx=(int(cell[0]), int(cell[1])),
-            score=float(outputs[4]) if self._contract.has_score else None,
-        )
-
-    def warm_up(self) -> float:
-        """Run both branches once (TensorRT builds or loads its engine here); seconds taken."""
-        started = time.monotonic()
+        searches: NDArray[np.uint8],
+        centers_xy: NDArray[np.float64],
+        sizes_wh: NDArray[np.float64],
+        scales_x: NDArray[np.float64],
+        features: Sequence[NDArray[np.float32]],
+    ) -> BatchStep:
+        """Track branch on (N, S, S, 3) uint8 BGR search crops (see StepModel.track)."""
         size = self._contract.instance_size
-        exemplar = np.zeros((self._contract.exemplar_size,) * 2 + (3,), np.uint8)
-        features = self.template(exemplar, (size / 2, size / 2), (64.0, 64.0))
-        self.track(
-            np.zeros((size, size, 3), np.uint8), (size / 2, size / 2), (64.0, 64.0), 1.0, features
-        )
+        if searches.ndim != 4 or searches.shape[1:] != (size, size, 3):
+            raise ValueError(f"search crops must be (N, {size}, {size}, 3), got {searches.shape}")
+        steps = []
+        kept: dict[tuple[int, ...], _DeviceFeatures] = {}
+        for rows in self._chunks(len(searches)):
+            images = self._image_buffer(rows.stop - rows.start)
+            images[:] = searches[rows].transpose(0, 3, 1, 2)
+            feeds = self._shaped(
+                self._step_feeds(images, centers_xy[rows], sizes_wh[rows], scales_x[rows])
+            )
+            if self._init_session is None:
+                feeds[c.IN_FIRST_TIME] = self._false
+            on_device = self._device_features(features[rows])
+            kept[on_device.key] = on_device
+            outputs = self._run(self._session, self._outputs, feeds, on_device.value)
+            steps.append(self._batch_step(outputs, rows.stop - rows.start))
+        self._features_on_device = kept
+        return steps[0] if len(steps) == 1 else _concatenate(steps)
+
+    def warm_up(self, max_batch: int = 1) -> float:
+        """Run both branches for one target and for max_batch targets (TensorRT builds or loads
+        its engine, cuDNN picks its algorithms); seconds taken."""
+        started = time.monotonic()
+        for count in sorted({1, max_batch}):
+            center = np.full((count, 2), self._contract.instance_size / 2)
+            size = np.full((count, 2), 64.0)
+            exemplar_side = self._contract.exemplar_size
+            features = self.template(
+                np.zeros((count, exemplar_side, exemplar_side, 3), np.uint8), center, size
+            )
+            side = self._contract.instance_size
+            self.track(
+                np.zeros((count, side, side, 3), np.uint8),
+                center,
+                size,
+                np.ones(count),
+                [features[i : i + 1] for i in range(count)],
+            )
         elapsed = time.monotonic() - started
         log.info("warm-up of both branches took %.2f s", elapsed)
         return elapsed
 
-    def _run(
-        self, names: list[str], first_time: NDArray[Any], features: NDArray[np.float32]
-    ) -> list[Any]:
-        feeds = {
-            c.IN_IMAGE: self._image,
-            c.IN_CENTER: self._center,
-            c.IN_SIZE: self._size,
-            c.IN_SCALE: self._scale,
-            c.IN_FEATURES: features,
-            c.IN_FIRST_TIME: first_time,
+    def _chunks(self, count: int) -> list[slice]:
+        """Row ranges of the model calls for `count` targets."""
+        step = self._contract.max_batch or max(count, 1)
+        return [slice(start, min(start + step, count)) for start in range(0, count, step)]
+
+    def _image_buffer(self, count: int) -> NDArray[np.float32]:
+        """(count, 3, S, S) float32 rows of the reused image buffer."""
+        if len(self._images) < count:
+            self._images = np.zeros((count, *self._images.shape[1:]), np.float32)
+        return self._images[:count]
+
+    def _step_feeds(
+        self,
+        images: NDArray[np.float32],
+        centers_xy: NDArray[np.float64],
+        sizes_wh: NDArray[np.float64],
+        scales_x: NDArray[np.float64] | None,
+    ) -> dict[str, NDArray[Any]]:
+        feeds: dict[str, NDArray[Any]] = {
+            c.IN_IMAGE: images,
+            c.IN_CENTER: centers_xy.astype(np.float32),
+            c.IN_SIZE: sizes_wh.astype(np.float32),
         }
+        count = len(images)
+        feeds[c.IN_SCALE] = (
+            np.ones(count, np.float64) if scales_x is None else scales_x.astype(np.float64)
+        )
+        return feeds
+
+    def _shaped(self, feeds: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
+        """Feeds in the model's layout: a fixed batch padded with copies of the last row; the
+        single-target layout without the batch dimension where it has none."""
+        contract = self._contract
+        if not contract.batched:
+            keep = (*c.ALREADY_BATCHED, *c.UNBATCHED_INPUTS)
+            return {name: value if name in keep else value[0] for name, value in feeds.items()}
+        return {name: _padded(value, contract.max_batch) for name, value in feeds.items()}
+
+    def _device_features(self, rows: Sequence[NDArray[np.float32]]) -> _DeviceFeatures:
+        """The rows' template features as one (k, C, h, w) value on the session's device,
+        reused while the same arrays come back in the same order."""
+        key = tuple(id(row) for row in rows)
+        cached = self._features_on_device.get(key)
+        if cached is not None:
+            return cached
+        stacked = np.concatenate(rows).astype(np.float32, copy=False)
+        if self._contract.batched:
+            stacked = _padded(stacked, self._contract.max_batch)
+        value = self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(stacked), *self._device)
+        return _DeviceFeatures(key, list(rows), value)
+
+    def _batch_step(self, outputs: list[Any], count: int) -> BatchStep:
+        """The first `count` rows of a call's outputs (a fixed batch may carry padding)."""
+        mask, center, size, cell = (np.asarray(value) for value in outputs[:4])
+        score = np.asarray(outputs[4], np.float32) if self._contract.has_score else None
+        if self._contract.batched:
+            mask, center, size, cell = mask[:count], center[:count], size[:count], cell[:count]
+            score = None if score is None else score[:count]
+        else:
+            mask, center, size, cell = mask[None], center[None], size[None], cell[None]
+            score = None if score is None else score.reshape(1)
+        return BatchStep(
+            mask_probs=mask.astype(np.float32, copy=False),
+            center_xy=center.astype(np.float32, copy=False),
+            size_wh=size.astype(np.float32, copy=False),
+            best_cell_yx=cell.astype(np.int64, copy=False),
+            score=score,
+        )
+
+    def _run(
+        self,
+        session: Any,
+        names: list[str],
+        feeds: Mapping[str, NDArray[Any]],
+        features: Any = None,
+    ) -> list[Any]:
+        """One model call through I/O binding; features: an OrtValue bound as z_features0."""
+        binding = session.io_binding()
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        if features is not None:
+            binding.bind_ortvalue_input(c.IN_FEATURES, features)
+        for name in names:
+            binding.bind_output(name)
+        self.calls += 1
         try:
-            outputs: list[Any] = self._session.run(names, feeds)
+            session.run_with_iobinding(binding)
+            outputs: list[Any] = binding.copy_outputs_to_cpu()
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"{self.path}: inference failed: {_short_error(exc)}") from exc
         return outputs
+
+
+@dataclass(frozen=True)
+class _DeviceFeatures:
+    """Template features bound on the device; `arrays` keeps the keyed ids alive."""
+
+    key: tuple[int, ...]
+    arrays: list[NDArray[np.float32]]
+    value: Any
+
+
+def _binding_device(session: Any) -> tuple[str, int]:
+    """Where the session's inputs live: ("cuda", id) for TensorRT / CUDA, else ("cpu", 0)."""
+    names: list[str] = session.get_providers()
+    if names and names[0] in {providers.TENSORRT, providers.CUDA}:
+        options: dict[str, dict[str, str]] = session.get_provider_options()
+        return "cuda", int(options.get(names[0], {}).get("device_id", 0))
+    return "cpu", 0
+
+
+def _chw(crops: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32."""
+    return np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def _padded(value: NDArray[Any], batch: int | None) -> NDArray[Any]:
+    """value with its first dimension padded to `batch` rows by repeating its last row."""
+    if batch is None or value.ndim == 0 or len(value) >= batch:
+        return value
+    return np.concatenate([value, np.repeat(value[-1:], batch - len(value), axis=0)])
+
+
+def _concatenate(steps: Sequence[BatchStep]) -> BatchStep:
+    scores = [step.score for step in steps]
+    return BatchStep(
+        mask_probs=np.concatenate([step.mask_probs for step in steps]),
+        center_xy=np.concatenate([step.center_xy for step in steps]),
+        size_wh=np.concatenate([step.size_wh for step in steps]),
+        best_cell_yx=np.concatenate([step.best_cell_yx for step in steps]),
+        score=None
+        if any(score is None for score in scores)
+        else np.concatenate([s for s in scores if s is not None]),
+    )
+
+
+def describe_layout(contract: c.ModelContract) -> str:
+    """The layout in words: `single target`, `batch of any size`, `batch of 4`, `split ...`."""
+    if not contract.batched:
+        batch = "single target"
+    elif contract.max_batch is None:
+        batch = "batch of any size"
+    else:
+        batch = f"batch of {contract.max_batch}"
+    return f"{batch}, two models (split)" if contract.layout == c.LAYOUT_SPLIT else batch
 
 
 def check_session(session: Any, where: str) -> c.ModelContract:

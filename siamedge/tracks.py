@@ -1,4 +1,4 @@
-"""The set of active targets: start / restart / stop commands, and one step of every target.
+"""The set of active targets: start / restart / stop commands, and one batched step of them all.
 
 Owns the per-target Trackers (all sharing one model); never does I/O or touches MQTT.
 """
@@ -14,7 +14,7 @@ from siamedge.sources.base import Frame
 from siamedge.tracking.geometry import BoxXYWH
 from siamedge.tracking.model_io import StepModel
 from siamedge.tracking.result import TrackResult
-from siamedge.tracking.tracker import Tracker, TrackerParams
+from siamedge.tracking.tracker import Tracker, TrackerParams, step_together
 
 log = logging.getLogger(__name__)
 
@@ -112,21 +112,22 @@ class TrackManager:
         return stopped
 
     def step(self, frame: Frame) -> tuple[list[tuple[str, TrackResult]], list[Dropped]]:
-        """Track every target into this frame (targets started on it are skipped).
+        """Track every target into this frame in one batched model call (targets started on
+        this frame are skipped).
 
         Returns the results, and the tracks that had to be dropped (frame size changed).
         """
+        tracks = [t for t in self._tracks.values() if t.started_frame != frame.index]
+        outcomes = step_together([track.tracker for track in tracks], frame.image)
         results: list[tuple[str, TrackResult]] = []
         dropped: list[Dropped] = []
-        for track in list(self._tracks.values()):
-            if track.started_frame == frame.index:
-                continue
-            try:
-                results.append((track.track_id, track.tracker.step(frame.image).result))
-            except ValueError as exc:
+        for track, outcome in zip(tracks, outcomes, strict=True):
+            if isinstance(outcome, ValueError):
                 del self._tracks[track.track_id]
-                dropped.append(Dropped(track.track_id, str(exc)))
-                log.warning("track %s dropped: %s", track.track_id, exc)
+                dropped.append(Dropped(track.track_id, str(outcome)))
+                log.warning("track %s dropped: %s", track.track_id, outcome)
+            else:
+                results.append((track.track_id, outcome.result))
         return results, dropped
 
     def _new_id(self) -> str:

@@ -13,6 +13,7 @@ from siamedge import engine as e
 from siamedge import providers
 from siamedge.config import ModelSettings
 from siamedge.errors import ModelError
+from siamedge.tracking.model_io import BatchStep
 
 CPU_ONLY = ModelSettings(providers=["cpu"], warmup=False)
 
@@ -60,19 +61,25 @@ def test_dynamic_input_is_named(toy_model: Callable[..., Path]) -> None:
         e.Engine.load(str(path), CPU_ONLY)
 
 
+def rows(*values: tuple[float, float]) -> np.ndarray:
+    return np.array(values, np.float64)
+
+
 def test_engine_feeds_and_reads_back(toy_model: Callable[..., Path]) -> None:
     engine = e.Engine.load(str(toy_model(metadata=TOY_METADATA)), CPU_ONLY)
     assert engine.provider == providers.CPU
     assert engine.contract.seg_thr == 0.4
     assert engine.contract.model_name == "toy"
 
-    exemplar = np.full((127, 127, 3), 255, np.uint8)
-    features = engine.template(exemplar, (63.0, 63.0), (40.0, 20.0))
+    exemplar = np.full((1, 127, 127, 3), 255, np.uint8)
+    features = engine.template(exemplar, rows((63.0, 63.0)), rows((40.0, 20.0)))
     assert features.shape == (1, 256, 7, 7)
     np.testing.assert_allclose(features, 1.0)
 
-    search = np.full((255, 255, 3), 10, np.uint8)
-    step = engine.track(search, (100.0, 50.0), (40.0, 20.0), 0.5, features)
+    search = np.full((1, 255, 255, 3), 10, np.uint8)
+    step = engine.track(
+        search, rows((100.0, 50.0)), rows((40.0, 20.0)), np.array([0.5]), [features]
+    ).row(0)
     assert step.center_xy == (100.0 + TOY_SHIFT[0], 50.0 + TOY_SHIFT[1])
     assert step.size_wh == (20.0, 10.0)
     assert step.best_cell_yx == TOY_CELL
@@ -84,9 +91,10 @@ def test_engine_feeds_and_reads_back(toy_model: Callable[..., Path]) -> None:
 def test_init_clears_what_a_previous_search_crop_left(toy_model: Callable[..., Path]) -> None:
     engine = e.Engine.load(str(toy_model()), CPU_ONLY)
     features = np.zeros((1, 256, 7, 7), np.float32)
-    engine.track(np.full((255, 255, 3), 200, np.uint8), (1.0, 1.0), (1.0, 1.0), 1.0, features)
-    engine.template(np.full((127, 127, 3), 255, np.uint8), (1.0, 1.0), (1.0, 1.0))
-    fed = engine._image  # the reused input buffer: exemplar top-left, zeros elsewhere
+    searches = np.full((1, 255, 255, 3), 200, np.uint8)
+    engine.track(searches, rows((1.0, 1.0)), rows((1.0, 1.0)), np.ones(1), [features])
+    engine.template(np.full((1, 127, 127, 3), 255, np.uint8), rows((1.0, 1.0)), rows((1.0, 1.0)))
+    fed = engine._images  # the reused input buffer: exemplar top-left, zeros elsewhere
     assert (fed[0, :, :127, :127] == 255).all()
     assert not fed[0, :, 127:, :].any()
     assert not fed[0, :, :, 127:].any()
@@ -96,13 +104,108 @@ def test_model_without_score(toy_model: Callable[..., Path]) -> None:
     engine = e.Engine.load(str(toy_model(with_score=False)), CPU_ONLY)
     assert not engine.contract.has_score
     step = engine.track(
-        np.zeros((255, 255, 3), np.uint8),
-        (1.0, 1.0),
-        (2.0, 2.0),
-        1.0,
-        np.zeros((1, 256, 7, 7), np.float32),
+        np.zeros((1, 255, 255, 3), np.uint8),
+        rows((1.0, 1.0)),
+        rows((2.0, 2.0)),
+        np.ones(1),
+        [np.zeros((1, 256, 7, 7), np.float32)],
     )
     assert step.score is None
+    assert step.row(0).score is None
+
+
+def _three_targets() -> tuple[np.ndarray, ...]:
+    searches = np.stack([np.full((255, 255, 3), value, np.uint8) for value in (10, 20, 30)])
+    centers = rows((10.0, 20.0), (30.0, 40.0), (50.0, 60.0))
+    sizes = rows((4.0, 8.0), (6.0, 10.0), (12.0, 14.0))
+    scales = np.array([0.5, 1.0, 2.0])
+    return searches, centers, sizes, scales
+
+
+def _assert_rows_are_their_own(step: BatchStep) -> None:
+    _, centers, sizes, scales = _three_targets()
+    np.testing.assert_allclose(step.center_xy, centers + TOY_SHIFT)
+    np.testing.assert_allclose(step.size_wh, sizes * scales[:, None])
+    np.testing.assert_allclose(step.mask_probs[:, 0, 0], [10.0, 20.0, 30.0])
+    assert step.mask_probs.shape == (3, 127, 127)
+    assert step.best_cell_yx.tolist() == [list(TOY_CELL)] * 3
+    assert step.score is not None
+    np.testing.assert_allclose(step.score, TOY_SCORE)
+
+
+def test_single_target_layout_makes_one_call_per_target(toy_model: Callable[..., Path]) -> None:
+    engine = e.Engine.load(str(toy_model()), CPU_ONLY)
+    assert (engine.contract.batched, engine.contract.max_batch) == (False, 1)
+    features = [np.zeros((1, 256, 7, 7), np.float32) for _ in range(3)]
+    before = engine.calls
+    step = engine.track(*_three_targets(), features)
+    assert engine.calls - before == 3
+    _assert_rows_are_their_own(step)
+
+
+def test_batched_layout_runs_every_target_in_one_call(
+    batched_toy_model: Callable[..., Path],
+) -> None:
+    engine = e.Engine.load(str(batched_toy_model()), CPU_ONLY)
+    assert (engine.contract.batched, engine.contract.max_batch) == (True, None)
+    exemplars = np.zeros((3, 127, 127, 3), np.uint8)
+    features = engine.template(exemplars, *_three_targets()[1:3])
+    assert features.shape == (3, 256, 7, 7)
+    np.testing.assert_allclose(features, 1.0)  # the toy: z_features0 (zeros) + 1
+    before = engine.calls
+    step = engine.track(*_three_targets(), [features[i : i + 1] for i in range(3)])
+    assert engine.calls - before == 1
+    _assert_rows_are_their_own(step)
+
+
+def test_fixed_batch_is_filled_in_chunks_and_padded(
+    batched_toy_model: Callable[..., Path],
+) -> None:
+    engine = e.Engine.load(str(batched_toy_model(batch=2)), CPU_ONLY)
+    assert engine.contract.max_batch == 2
+    features = [np.zeros((1, 256, 7, 7), np.float32) for _ in range(3)]
+    before = engine.calls
+    step = engine.track(*_three_targets(), features)
+    assert engine.calls - before == 2  # rows 0-1, then row 2 padded to two
+    _assert_rows_are_their_own(step)
+
+
+def test_split_layout_runs_the_init_model_and_the_track_model(
+    batched_toy_model: Callable[..., Path],
+) -> None:
+    engine = e.Engine.load(str(batched_toy_model("split.onnx", split=True)), CPU_ONLY)
+    assert engine.contract.layout == "split"
+    assert e.describe_layout(engine.contract) == "batch of any size, two models (split)"
+    exemplars = np.stack([np.full((127, 127, 3), value, np.uint8) for value in (3, 7, 9)])
+    features = engine.template(exemplars, *_three_targets()[1:3])
+    np.testing.assert_allclose(features[:, 0, 0, 0], [3.0, 7.0, 9.0])  # the toy init: mean
+    step = engine.track(*_three_targets(), [features[i : i + 1] for i in range(3)])
+    _assert_rows_are_their_own(step)
+
+
+def test_split_layout_without_its_init_model_is_named(
+    batched_toy_model: Callable[..., Path],
+) -> None:
+    path = batched_toy_model("split.onnx", split=True)
+    path.with_name("split.init.onnx").unlink()
+    with pytest.raises(ModelError, match=r"its init model .*split\.init\.onnx.* does not exist"):
+        e.Engine.load(str(path), CPU_ONLY)
+
+
+def test_template_features_stay_bound_while_the_same_targets_step(
+    batched_toy_model: Callable[..., Path],
+) -> None:
+    engine = e.Engine.load(str(batched_toy_model()), CPU_ONLY)
+    features = [np.full((1, 256, 7, 7), i, np.float32) for i in range(3)]
+    engine.track(*_three_targets(), features)
+    (first,) = engine._features_on_device.values()
+    engine.track(*_three_targets(), features)
+    (again,) = engine._features_on_device.values()
+    assert again.value is first.value  # not uploaded again
+    engine.track(*_three_targets(), [features[2], features[0], features[1]])
+    (reordered,) = engine._features_on_device.values()
+    assert reordered.value is not first.value
+    np.testing.assert_allclose(reordered.value.numpy()[:, 0, 0, 0], [2.0, 0.0, 1.0])
 
 
 def test_warm_up_runs_both_branches(toy_model: Callable[..., Path]) -> None:

@@ -15,7 +15,7 @@ from siamedge.config import ModelSettings, TrackerSettings
 from siamedge.engine import Engine
 from siamedge.errors import BoxError
 from siamedge.tracking.geometry import PointXY, box_corners
-from siamedge.tracking.model_io import ModelStep
+from siamedge.tracking.model_io import ModelStep, Serial
 from siamedge.tracking.result import TrackState
 from siamedge.tracking.tracker import Tracker, TrackerParams
 
@@ -76,7 +76,7 @@ FRAME = np.full((480, 640, 3), 50, np.uint8)
 
 def test_start_reports_the_box_and_crops_the_exemplar() -> None:
     model = ScriptedModel([])
-    tracker = Tracker(model, PARAMS)
+    tracker = Tracker(Serial(model), PARAMS)
     result = tracker.start(FRAME, (100.0, 100.0, 40.0, 20.0))
     assert result.center_xy == (120.0, 110.0)
     assert result.size_wh == (40.0, 20.0)
@@ -89,7 +89,7 @@ def test_start_reports_the_box_and_crops_the_exemplar() -> None:
 
 def test_step_feeds_the_state_and_places_the_mask_at_the_new_position() -> None:
     model = ScriptedModel([((130.0, 115.0), (44.0, 22.0), 0.9, centre_blob(20))])
-    tracker = Tracker(model, PARAMS)
+    tracker = Tracker(Serial(model), PARAMS)
     tracker.start(FRAME, (100.0, 100.0, 40.0, 20.0))
     outcome = tracker.step(FRAME)
     shape, center, size, scale_x = model.fed[0]
@@ -115,7 +115,7 @@ def test_step_feeds_the_state_and_places_the_mask_at_the_new_position() -> None:
 def test_state_is_clipped_but_the_fallback_box_uses_the_unclipped_state() -> None:
     empty = np.zeros((127, 127), np.float32)
     model = ScriptedModel([((-30.0, 500.0), (4.0, 900.0), 0.9, empty)])
-    tracker = Tracker(model, PARAMS)
+    tracker = Tracker(Serial(model), PARAMS)
     tracker.start(FRAME, (10.0, 10.0, 40.0, 40.0))
     result = tracker.step(FRAME).result
     assert result.center_xy == (0.0, 480.0)
@@ -130,7 +130,7 @@ def test_low_score_for_n_frames_reports_lost_and_recovers() -> None:
     blob = centre_blob(20)
     scores = [0.9, 0.2, 0.3, 0.1, 0.4, 0.8]
     model = ScriptedModel([((120.0, 110.0), (40.0, 20.0), s, blob) for s in scores])
-    tracker = Tracker(model, PARAMS)
+    tracker = Tracker(Serial(model), PARAMS)
     tracker.start(FRAME, (100.0, 100.0, 40.0, 20.0))
     states = [tracker.step(FRAME).result.state for _ in scores]
     assert states == [
@@ -148,7 +148,7 @@ def test_model_without_score_is_never_lost() -> None:
     model = ScriptedModel(
         [((120.0, 110.0), (40.0, 20.0), 0.0, centre_blob(20))] * 5, contract=no_score
     )
-    tracker = Tracker(model, PARAMS)
+    tracker = Tracker(Serial(model), PARAMS)
     tracker.start(FRAME, (100.0, 100.0, 40.0, 20.0))
     assert all(tracker.step(FRAME).result.state is TrackState.TRACKING for _ in range(5))
 
@@ -163,14 +163,14 @@ def test_model_without_score_is_never_lost() -> None:
     ],
 )
 def test_bad_start_boxes_are_rejected(box: tuple[float, float, float, float], message: str) -> None:
-    tracker = Tracker(ScriptedModel([]), PARAMS)
+    tracker = Tracker(Serial(ScriptedModel([])), PARAMS)
     with pytest.raises(BoxError, match=message):
         tracker.start(FRAME, box)
     assert tracker.target is None
 
 
 def test_step_before_start_and_frame_size_change_are_errors() -> None:
-    tracker = Tracker(ScriptedModel([]), PARAMS)
+    tracker = Tracker(Serial(ScriptedModel([])), PARAMS)
     with pytest.raises(RuntimeError, match="start"):
         tracker.step(FRAME)
     tracker.start(FRAME, (10.0, 10.0, 40.0, 40.0))

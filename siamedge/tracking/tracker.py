@@ -1,10 +1,12 @@
-"""One target's SiamMask tracking state and its init / track steps around a StepModel.
+"""SiamMask tracking state of targets and their steps: prepare (crop) -> one batched model
+call for all targets -> finish (mask, state), around a StepModel.
 
 Pure computation on the frames it is handed: no I/O, no logging of frames, no threads.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -17,6 +19,7 @@ from siamedge.tracking.geometry import (
     BoxXYWH,
     CropGeometry,
     PointXY,
+    SearchWindow,
     box_corners,
     center_box,
     clip_state,
@@ -83,10 +86,71 @@ class StepOutcome:
     model: ModelStep
 
 
+@dataclass(frozen=True)
+class SearchCrop:
+    """One target's part of a batched track step: its (S, S, 3) uint8 search crop and where
+    the crop lies in the frame."""
+
+    crop: NDArray[np.uint8]
+    window: SearchWindow
+
+
 def _frame_wh(frame: NDArray[np.uint8]) -> tuple[int, int]:
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         raise ValueError(f"frames must be (H, W, 3) uint8 BGR, got {frame.shape} {frame.dtype}")
     return int(frame.shape[1]), int(frame.shape[0])
+
+
+def prepare_search(
+    state: TargetState, frame: NDArray[np.uint8], geometry: CropGeometry
+) -> SearchCrop:
+    """The search crop of a target in this frame (ValueError when the frame size changed)."""
+    frame_wh = _frame_wh(frame)
+    if frame_wh != state.frame_wh:
+        raise ValueError(
+            f"frame size changed from {state.frame_wh} to {frame_wh}; restart the target"
+        )
+    window = search_window(state.size_wh, geometry)
+    crop = crop_resized(frame, state.center_xy, window.side, geometry.instance_size, state.fill_bgr)
+    return SearchCrop(crop, window)
+
+
+def finish_step(
+    state: TargetState,
+    search: SearchCrop,
+    out: ModelStep,
+    params: TrackerParams,
+    geometry: CropGeometry,
+) -> tuple[TargetState, TrackResult]:
+    """The target's next state and reported result from its row of the model's outputs.
+
+    out.score is None for models without `score`: the lost-target count then stays 0.
+    """
+    frame_wh = state.frame_wh
+    placement = mask_placement(state.center_xy, search.window.side, out.best_cell_yx, geometry)
+    mask, contour_area = project_mask(out.mask_probs, placement, frame_wh, params.seg_thr)
+    rotated = rotated_box_of(mask.contour_xy, contour_area, params.min_contour_area)
+    if rotated is None:
+        rotated = box_corners(center_box(out.center_xy, out.size_wh))
+    center, size = clip_state(out.center_xy, out.size_wh, frame_wh)
+    low_steps = _low_score_steps(state.low_score_steps, out.score, params.lost_score)
+    lost = low_steps >= params.lost_frames
+    result = TrackResult(
+        center_xy=center,
+        size_wh=size,
+        bbox_xywh=mask_bbox(mask) or center_box(center, size),
+        rotated_box=rotated,
+        score=out.score,
+        state=TrackState.LOST if lost else TrackState.TRACKING,
+        mask=mask,
+    )
+    return replace(state, center_xy=center, size_wh=size, low_score_steps=low_steps), result
+
+
+def _low_score_steps(previous: int, score: float | None, lost_score: float) -> int:
+    if score is None:
+        return 0
+    return previous + 1 if score < lost_score else 0
 
 
 class Tracker:
@@ -104,6 +168,11 @@ class Tracker:
         """The current state, None before start()."""
         return self._state
 
+    @property
+    def model(self) -> StepModel:
+        """The model this tracker steps with."""
+        return self._model
+
     def start(self, frame: NDArray[np.uint8], box_xywh: BoxXYWH) -> TrackResult:
         """Run the init step (template features of the box in this frame); report the box.
 
@@ -117,7 +186,9 @@ class Tracker:
         fill = mean_color(frame)
         side = exemplar_side(size, self._geometry.context_amount)
         exemplar = crop_resized(frame, center, side, self._geometry.exemplar_size, fill)
-        features = self._model.template(exemplar, center, size)
+        features = self._model.template(
+            exemplar[np.newaxis], np.array([center], np.float64), np.array([size], np.float64)
+        )
         self._state = TargetState(center, size, features, fill, frame_wh)
         box = (x, y, w, h)
         return TrackResult(
@@ -132,56 +203,72 @@ class Tracker:
 
     def set_target(self, center_xy: PointXY, size_wh: PointXY) -> None:
         """Move the target to a given state, keeping the template (re-seeding, tests)."""
-        state = self._require_state()
+        state = self.require_state()
         center = (float(center_xy[0]), float(center_xy[1]))
         self._state = replace(
             state, center_xy=center, size_wh=(float(size_wh[0]), float(size_wh[1]))
         )
 
-    def step(self, frame: NDArray[np.uint8]) -> StepOutcome:
-        """Track the target into this frame and report where it is."""
-        state = self._require_state()
-        frame_wh = _frame_wh(frame)
-        if frame_wh != state.frame_wh:
-            raise ValueError(
-                f"frame size changed from {state.frame_wh} to {frame_wh}; restart the target"
-            )
-        geometry = self._geometry
-        search = search_window(state.size_wh, geometry)
-        crop = crop_resized(
-            frame, state.center_xy, search.side, geometry.instance_size, state.fill_bgr
-        )
-        out = self._model.track(
-            crop, state.center_xy, state.size_wh, search.scale_x, state.features
-        )
+    def prepare(self, frame: NDArray[np.uint8]) -> SearchCrop:
+        """This target's search crop in the frame (ValueError when the frame size changed)."""
+        return prepare_search(self.require_state(), frame, self._geometry)
 
-        placement = mask_placement(state.center_xy, search.side, out.best_cell_yx, geometry)
-        mask, contour_area = project_mask(out.mask_probs, placement, frame_wh, self._params.seg_thr)
-        rotated = rotated_box_of(mask.contour_xy, contour_area, self._params.min_contour_area)
-        if rotated is None:
-            rotated = box_corners(center_box(out.center_xy, out.size_wh))
-        center, size = clip_state(out.center_xy, out.size_wh, frame_wh)
-        low_steps = self._low_score_steps(state.low_score_steps, out.score)
-        lost = low_steps >= self._params.lost_frames
-        self._state = replace(state, center_xy=center, size_wh=size, low_score_steps=low_steps)
-
-        result = TrackResult(
-            center_xy=center,
-            size_wh=size,
-            bbox_xywh=mask_bbox(mask) or center_box(center, size),
-            rotated_box=rotated,
-            score=out.score,
-            state=TrackState.LOST if lost else TrackState.TRACKING,
-            mask=mask,
+    def finish(self, search: SearchCrop, out: ModelStep) -> StepOutcome:
+        """Take this target's row of a track step: update the state, report the result."""
+        if not self._has_score:
+            out = replace(out, score=None)  # a model without `score` never loses its target
+        self._state, result = finish_step(
+            self.require_state(), search, out, self._params, self._geometry
         )
         return StepOutcome(result=result, model=out)
 
-    def _low_score_steps(self, previous: int, score: float | None) -> int:
-        if not self._has_score or score is None:
-            return 0
-        return previous + 1 if score < self._params.lost_score else 0
+    def step(self, frame: NDArray[np.uint8]) -> StepOutcome:
+        """Track the target into this frame and report where it is (a batch of one)."""
+        outcome = step_together([self], frame)[0]
+        if isinstance(outcome, ValueError):
+            raise outcome
+        return outcome
 
-    def _require_state(self) -> TargetState:
+    def require_state(self) -> TargetState:
+        """The current state; RuntimeError before start()."""
         if self._state is None:
             raise RuntimeError("Tracker.start() must run before step() or set_target()")
         return self._state
+
+
+def step_together(
+    trackers: Sequence[Tracker], frame: NDArray[np.uint8]
+) -> list[StepOutcome | ValueError]:
+    """Track every target into this frame with ONE model call (all trackers share a model).
+
+    Returns one entry per tracker, in order: its outcome, or the ValueError that keeps it from
+    stepping (frame size changed); such a tracker is left unchanged.
+    """
+    prepared: list[SearchCrop | ValueError] = []
+    for tracker in trackers:
+        try:
+            prepared.append(tracker.prepare(frame))
+        except ValueError as exc:
+            prepared.append(exc)
+    ready = [
+        (tracker, search)
+        for tracker, search in zip(trackers, prepared, strict=True)
+        if isinstance(search, SearchCrop)
+    ]
+    outcomes: dict[int, StepOutcome] = {}
+    if ready:
+        model = ready[0][0].model
+        states = [tracker.require_state() for tracker, _ in ready]
+        batch = model.track(
+            np.stack([search.crop for _, search in ready]),
+            np.array([state.center_xy for state in states], np.float64),
+            np.array([state.size_wh for state in states], np.float64),
+            np.array([search.window.scale_x for _, search in ready], np.float64),
+            [state.features for state in states],
+        )
+        for row, (tracker, search) in enumerate(ready):
+            outcomes[id(tracker)] = tracker.finish(search, batch.row(row))
+    return [
+        outcomes[id(tracker)] if isinstance(search, SearchCrop) else search
+        for tracker, search in zip(trackers, prepared, strict=True)
+    ]
