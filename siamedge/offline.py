@@ -1,5 +1,6 @@
-"""`siamedge track`: run one tracker over a file, folder or synthetic clip, every frame in order.
+"""`siamedge track`: track boxes over a file, folder or synthetic clip, every frame in order.
 
+All boxes start on the first frame and step together, one batched model call per frame.
 Writes JSON lines (the MQTT result format) and an optional overlay video; never drops frames.
 """
 
@@ -28,11 +29,11 @@ from siamedge.overlay import draw_track
 from siamedge.sources.base import Frame
 from siamedge.sources.factory import create_source
 from siamedge.tracking.geometry import BoxXYWH
-from siamedge.tracking.tracker import Tracker, TrackerParams
+from siamedge.tracking.result import TrackResult
+from siamedge.tracking.tracker import StepOutcome, Tracker, TrackerParams, step_together
 
 log = logging.getLogger(__name__)
 
-TRACK_ID = "1"
 PROGRESS_INTERVAL_S = 1.0
 OVERLAY_FOURCC = "mp4v"
 DEFAULT_VIDEO_FPS = 30.0
@@ -47,7 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="video file, image folder, or `synthetic` (the built-in 1280x720 clip)",
     )
     parser.add_argument(
-        "--box", required=True, type=parse_box, help="start box in the first frame: x,y,w,h"
+        "--box",
+        required=True,
+        action="append",
+        type=parse_box,
+        help="start box in the first frame: x,y,w,h; repeat for more targets (track ids 1, 2, ...)",
     )
     parser.add_argument("--out", type=Path, help="write one JSON line per frame here")
     parser.add_argument("--video", type=Path, help="write an overlay video (mp4) here")
@@ -66,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     job = TrackJob(
         model=ModelSettings(path=args.model, providers=providers),
         source=SourceSettings(uri=args.source, loop=False),
-        box_xywh=args.box,
+        boxes_xywh=tuple(args.box),
         tracker=TrackerSettings(),
         out=args.out,
         video=args.video,
@@ -95,7 +100,7 @@ class TrackJob:
 
     model: ModelSettings
     source: SourceSettings
-    box_xywh: BoxXYWH
+    boxes_xywh: tuple[BoxXYWH, ...]
     tracker: TrackerSettings
     out: Path | None
     video: Path | None
@@ -135,10 +140,17 @@ class OverlayWriter:
         self._writer.release()
 
 
+def track_ids(count: int) -> list[str]:
+    """The track ids of the job's boxes, in order: "1", "2", ..."""
+    return [str(number) for number in range(1, count + 1)]
+
+
 def run_track(job: TrackJob, progress: IO[str] = sys.stderr) -> int:
-    """Track one box over the source; returns the number of frames written."""
-    engine = Engine.load(job.model.path, job.model)
-    tracker = Tracker(engine, TrackerParams.from_settings(job.tracker, engine.contract))
+    """Track the boxes over the source; returns the number of frames written."""
+    engine = Engine.load(job.model.path, job.model, max_batch=len(job.boxes_xywh))
+    params = TrackerParams.from_settings(job.tracker, engine.contract)
+    trackers = [Tracker(engine, params) for _ in job.boxes_xywh]
+    ids = track_ids(len(trackers))
     with ExitStack() as stack:
         out = stack.enter_context(job.out.open("w", encoding="utf-8")) if job.out else None
         writer: OverlayWriter | None = None
@@ -146,15 +158,18 @@ def run_track(job: TrackJob, progress: IO[str] = sys.stderr) -> int:
         count = 0
         for frame in frames_of(job):
             if count == 0:
-                result = tracker.start(frame.image, job.box_xywh)
+                results = [
+                    tracker.start(frame.image, box)
+                    for tracker, box in zip(trackers, job.boxes_xywh, strict=True)
+                ]
             else:
-                result = tracker.step(frame.image).result
+                results = [_result(outcome) for outcome in step_together(trackers, frame.image)]
             if out is not None:
                 message: dict[str, Any] = results_message(
                     frame.index,
                     frame.timestamp,
                     frame.size_wh,
-                    [(TRACK_ID, result)],
+                    list(zip(ids, results, strict=True)),
                     mask_encoding=job.mask_encoding,
                 )
                 out.write(json.dumps(message, separators=(",", ":")) + "\n")
@@ -164,7 +179,8 @@ def run_track(job: TrackJob, progress: IO[str] = sys.stderr) -> int:
                     writer = OverlayWriter(job.video, fps, frame.size_wh)
                     stack.callback(writer.close)
                 canvas = frame.image.copy()
-                draw_track(canvas, TRACK_ID, result, 0)
+                for slot, (track_id, result) in enumerate(zip(ids, results, strict=True)):
+                    draw_track(canvas, track_id, result, slot)
                 writer.write(canvas)
             count += 1
             now = time.monotonic()
@@ -182,3 +198,9 @@ def run_track(job: TrackJob, progress: IO[str] = sys.stderr) -> int:
             f"{start_of_line}tracked {count} frames in {elapsed:.1f} s ({fps:.1f} fps)\n"
         )
     return count
+
+
+def _result(outcome: StepOutcome | ValueError) -> TrackResult:
+    if isinstance(outcome, ValueError):
+        raise SourceError(f"cannot go on tracking: {outcome}")
+    return outcome.result

@@ -139,7 +139,7 @@ class ModelSlot:
         self._file_stamp = self._stamp()
         try:
             with extended_timeout(self._notifier, MODEL_LOAD_WINDOW_S, status="loading model"):
-                engine = Engine.load(model.path, model)
+                engine = Engine.load(model.path, model, max_batch=self._settings.tracker.max_tracks)
         except ModelError as exc:
             self.error = str(exc)
             log.error("model not loaded: %s (retrying when the file changes)", exc)

@@ -60,6 +60,31 @@ def test_track_writes_one_json_line_per_frame_and_a_video(tmp_path: Path) -> Non
     assert frames == 12
 
 
+def _track_lines(tmp_path: Path, name: str, boxes: list[str]) -> list[dict]:
+    out = tmp_path / name
+    box_args = [arg for box in boxes for arg in ("--box", box)]
+    options = ["--frames", "8", "--out", str(out), "--providers", "cpu"]
+    status = main(["track", "--source", "synthetic", *options, *box_args])
+    assert status == 0
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_track_with_several_boxes_steps_them_together(tmp_path: Path) -> None:
+    alone = _track_lines(tmp_path, "alone.jsonl", [synthetic_box()])
+    together = _track_lines(
+        tmp_path, "together.jsonl", [synthetic_box(), "100,80,60,40", "900,500,120,90"]
+    )
+    assert len(together) == len(alone) == 8
+    for single, several in zip(alone, together, strict=True):
+        assert [track["track_id"] for track in several["tracks"]] == ["1", "2", "3"]
+        # target 1 in a batch of three follows exactly the path it follows alone
+        first = several["tracks"][0]
+        assert first["center"] == pytest.approx(single["tracks"][0]["center"], abs=1e-3)
+        assert first["size"] == pytest.approx(single["tracks"][0]["size"], abs=1e-3)
+        assert first["mask"] == single["tracks"][0]["mask"]
+    assert together[0]["tracks"][2]["bbox"] == [900.0, 500.0, 120.0, 90.0]
+
+
 def test_track_over_an_image_folder(tmp_path: Path, image_folder: Path) -> None:
     out = tmp_path / "r.jsonl"
     first = sorted(image_folder.iterdir())[0]
