@@ -9,7 +9,7 @@ import argparse
 import json
 
 from siamedge import contract as c
-from siamedge.engine import inspect_model
+from siamedge.engine import describe_layout, inspect_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     lines += [f"  {spec.name:<12} {spec.dtype:<8} {_shape(spec)}" for spec in info.outputs]
     lines += [
         "contract: OK",
+        f"  layout: {describe_layout(contract)}",
         f"  search crop {contract.instance_size}, exemplar/mask {contract.exemplar_size}, "
         f"score grid {contract.score_size}x{contract.score_size}, stride {contract.total_stride}",
         f"  template features {list(contract.feature_shape)}",
@@ -47,5 +48,7 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"  {key}: {shown}")
     if not contract.metadata:
         lines.append("  (none)")
+    if contract.init_model is not None:
+        lines.append(f"init model: {info.path.parent / contract.init_model}")
     print("\n".join(lines))
     return 0

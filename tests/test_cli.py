@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -138,6 +139,18 @@ def test_inspect_builtin(capsys: pytest.CaptureFixture[str]) -> None:
     assert "contract: OK" in text
     assert "siamedge.model: builtin-ncc" in text
     assert "score output: yes" in text
+    assert "layout: batch of any size" in text
+    assert "im           float32  [batch, 3, 255, 255]" in text
+
+
+def test_inspect_names_a_split_models_init_model(
+    batched_toy_model: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = batched_toy_model("split.onnx", split=True)
+    assert main(["inspect", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "layout: batch of any size, two models (split)" in text
+    assert f"init model: {path.parent / 'split.init.onnx'}" in text
 
 
 def test_inspect_rejects_a_non_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,6 +8,7 @@ within the tolerances its header states.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from numpy.typing import NDArray
 
 from siamedge.config import ModelSettings, TrackerSettings
 from siamedge.engine import Engine
-from siamedge.tracking.tracker import StepOutcome, Tracker, TrackerParams
+from siamedge.tracking.tracker import StepOutcome, Tracker, TrackerParams, step_together
 
 pytestmark = pytest.mark.torch
 
@@ -121,19 +122,15 @@ def test_template_features_match(exported_models: ExportedModels, trace: Trace) 
     assert _diff(tracker.target.features, trace.arrays["z_features"]) < trace.tol["z_features_abs"]
 
 
-def test_teacher_forced_steps_match_the_original_tracker(
-    exported_models: ExportedModels, trace: Trace, record_property: Any
-) -> None:
-    assert (
-        exported_models.full.options.hp.metadata()["seg_thr"]
-        == trace.header["hyper_parameters"]["seg_thr"]
-    )
-    tracker = _start(exported_models.full.path, trace)
+def _teacher_forced_problems(
+    trace: Trace, step: Callable[[Tracker, NDArray[np.uint8]], StepOutcome], tracker: Tracker
+) -> tuple[list[str], list[str]]:
+    """Every teacher-forced step through `step`: (problems, allowed near-tie differences)."""
     problems: list[str] = []
     ambiguous_differences: list[str] = []
     for index, record in enumerate(trace.steps):
         tracker.set_target(record["before"]["center"], record["before"]["size"])
-        outcome = tracker.step(trace.frames[record["file"]])
+        outcome = step(tracker, trace.frames[record["file"]])
         cell = tuple(outcome.model.best_cell_yx)
         expected_cell = tuple(record["best_cell_yx"])
         if cell != expected_cell:
@@ -146,12 +143,59 @@ def test_teacher_forced_steps_match_the_original_tracker(
             (ambiguous_differences if record["ambiguous"] else problems).append(note)
             continue
         problems += _step_problems(index, record, outcome, trace)
+    return problems, ambiguous_differences
+
+
+def test_teacher_forced_steps_match_the_original_tracker(
+    exported_models: ExportedModels, trace: Trace, record_property: Any
+) -> None:
+    assert (
+        exported_models.full.options.hp.metadata()["seg_thr"]
+        == trace.header["hyper_parameters"]["seg_thr"]
+    )
+    tracker = _start(exported_models.full.path, trace)
+    problems, ambiguous_differences = _teacher_forced_problems(
+        trace, lambda tracker, frame: tracker.step(frame), tracker
+    )
     record_property("ambiguous_cell_differences", ambiguous_differences)
     for note in ambiguous_differences:
         print(f"ambiguous step, allowed to differ: {note}")
     assert problems == [], "\n".join(problems + ambiguous_differences)
     # The trace exercises the public export's transposed-cell bug: cells off the diagonal.
     assert any(step["best_cell_yx"][0] != step["best_cell_yx"][1] for step in trace.steps)
+
+
+OTHER_TARGETS_XYWH = (
+    (40.0, 40.0, 80.0, 60.0),
+    (600.0, 300.0, 120.0, 140.0),
+    (700.0, 20.0, 50.0, 50.0),
+)
+"""Three more targets elsewhere in the tennis frame (top left, bottom right, top right)."""
+
+
+def test_teacher_forced_steps_match_inside_a_batch_of_four(
+    exported_models: ExportedModels, trace: Trace
+) -> None:
+    """The tennis target as row 0 of a batch with three other targets: the same numbers."""
+    tracker = _start(exported_models.full.path, trace)
+    engine = tracker.model
+    params = TrackerParams.from_settings(TrackerSettings(), engine.contract)
+    others = [Tracker(engine, params) for _ in OTHER_TARGETS_XYWH]
+    for other, box in zip(others, OTHER_TARGETS_XYWH, strict=True):
+        other.start(trace.frames["00000.jpg"], box)
+    calls: list[int] = []
+
+    def in_batch(target: Tracker, frame: NDArray[np.uint8]) -> StepOutcome:
+        before = engine.calls
+        outcomes = step_together([target, *others], frame)
+        calls.append(engine.calls - before)
+        assert all(isinstance(outcome, StepOutcome) for outcome in outcomes)
+        return outcomes[0]
+
+    problems, ambiguous_differences = _teacher_forced_problems(trace, in_batch, tracker)
+    assert problems == [], "\n".join(problems + ambiguous_differences)
+    expected_calls = 1 if engine.contract.batched else 1 + len(others)
+    assert set(calls) == {expected_calls}
 
 
 def test_free_run_follows_the_original_tracker(
