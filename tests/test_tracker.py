@@ -17,7 +17,7 @@ from siamedge.errors import BoxError
 from siamedge.tracking.geometry import PointXY, box_corners
 from siamedge.tracking.model_io import ModelStep, Serial
 from siamedge.tracking.result import TrackState
-from siamedge.tracking.tracker import Tracker, TrackerParams
+from siamedge.tracking.tracker import StepOutcome, Tracker, TrackerParams, step_together
 
 PARAMS = TrackerParams(seg_thr=0.35, min_contour_area=100.0, lost_score=0.5, lost_frames=3)
 CONTRACT = c.ModelContract(
@@ -207,3 +207,60 @@ def test_builtin_model_records_its_thresholds() -> None:
     assert engine.contract.model_name == "builtin-ncc"
     assert engine.contract.seg_thr == 0.45
     assert engine.contract.lost_score == 0.2
+
+
+def _synthetic_frames(count: int) -> tuple[list[NDArray[np.uint8]], tuple[float, ...]]:
+    from siamedge.config import SyntheticSettings
+    from siamedge.sources.synthetic import SyntheticClip
+
+    clip = SyntheticClip(SyntheticSettings(width=640, height=360, frames=count))
+    return [clip.frame(i) for i in range(count)], clip.truth(0).box_xywh
+
+
+BUILTIN_CPU = ModelSettings(providers=["cpu"], warmup=False)
+OTHER_BOXES = ((20.0, 20.0, 60.0, 40.0), (400.0, 200.0, 80.0, 90.0))
+
+
+def test_step_together_equals_each_target_alone() -> None:
+    frames, truth = _synthetic_frames(6)
+    boxes = (truth, *OTHER_BOXES)
+    engine = Engine.load("builtin", BUILTIN_CPU)
+    params = TrackerParams.from_settings(TrackerSettings(), engine.contract)
+    together = [Tracker(engine, params) for _ in boxes]
+    alone = [Tracker(Engine.load("builtin", BUILTIN_CPU), params) for _ in boxes]
+    for tracker, single, box in zip(together, alone, boxes, strict=True):
+        tracker.start(frames[0], box)
+        single.start(frames[0], box)
+    for frame in frames[1:]:
+        before = engine.calls
+        outcomes = step_together(together, frame)
+        assert engine.calls - before == 1
+        for outcome, single in zip(outcomes, alone, strict=True):
+            assert isinstance(outcome, StepOutcome)
+            expected = single.step(frame)
+            assert outcome.model.best_cell_yx == expected.model.best_cell_yx
+            np.testing.assert_allclose(outcome.model.center_xy, expected.model.center_xy, atol=1e-4)
+            np.testing.assert_allclose(outcome.model.size_wh, expected.model.size_wh, atol=1e-4)
+            np.testing.assert_allclose(
+                outcome.model.mask_probs, expected.model.mask_probs, atol=1e-5
+            )
+            assert outcome.result.mask is not None and expected.result.mask is not None
+            assert np.array_equal(outcome.result.mask.bits, expected.result.mask.bits)
+
+
+def test_a_target_that_cannot_step_does_not_stop_the_others() -> None:
+    frames, truth = _synthetic_frames(2)
+    engine = Engine.load("builtin", BUILTIN_CPU)
+    params = TrackerParams.from_settings(TrackerSettings(), engine.contract)
+    trackers = [Tracker(engine, params) for _ in range(3)]
+    trackers[0].start(frames[0], truth)
+    trackers[1].start(np.zeros((100, 100, 3), np.uint8), (10.0, 10.0, 20.0, 20.0))
+    trackers[2].start(frames[0], OTHER_BOXES[0])
+    before = trackers[1].target
+    outcomes = step_together(trackers, frames[1])
+    assert isinstance(outcomes[0], StepOutcome)
+    assert isinstance(outcomes[1], ValueError)
+    assert "frame size changed from (100, 100) to (640, 360)" in str(outcomes[1])
+    assert isinstance(outcomes[2], StepOutcome)
+    assert trackers[1].target is before
+    assert step_together([], frames[1]) == []
