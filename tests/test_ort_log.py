@@ -1,0 +1,225 @@
+"""onnxruntime's own output through logging: parsing, collapsing, pass-through, fd 2 safety."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+from fixtures.onnxruntime_gpu_text import (
+    REAL_CUDA_FAILURE,
+    REAL_FALLBACK_PRINT,
+    REAL_TRT_LIBRARY_ERROR,
+    cudnn_lines,
+)
+
+from siamedge import ort_log
+from siamedge.models import resolve_model_path
+
+ORT_LOGGER = "siamedge.onnxruntime"
+
+
+def ort_messages(caplog: pytest.LogCaptureFixture, level: int = logging.DEBUG) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == ORT_LOGGER and record.levelno >= level
+    ]
+
+
+@pytest.fixture
+def default_severity_restored() -> Iterator[None]:
+    """onnxruntime's default logger is process-wide: put it back to warning after the test."""
+    yield
+    ort.set_default_logger_severity(ort_log.severity("warning"))
+
+
+def test_verbose_session_lines_come_out_on_the_logger_not_on_stderr(
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    default_severity_restored: None,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=ORT_LOGGER)
+    options = ort.SessionOptions()
+    ort_log.apply_severity(ort, options, "verbose")
+    assert options.log_severity_level == 0
+    with ort_log.captured():
+        ort.InferenceSession(
+            str(resolve_model_path("builtin")), options, providers=["CPUExecutionProvider"]
+        )
+    out, err = capfd.readouterr()
+    assert ":onnxruntime:" not in err
+    assert out == ""
+    levels = {
+        record.levelno
+        for record in caplog.records
+        if record.name == ORT_LOGGER and record.levelno < logging.WARNING
+    }
+    assert levels == {logging.DEBUG, logging.INFO}  # verbose -> DEBUG, info -> INFO
+    messages = ort_messages(caplog)
+    assert any("Initializing session." in message for message in messages)
+    assert all("\x1b" not in message for message in messages)
+
+
+def test_warning_severity_keeps_a_cpu_session_quiet(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=ORT_LOGGER)
+    options = ort.SessionOptions()
+    ort_log.apply_severity(ort, options, "warning")
+    with ort_log.captured():
+        ort.InferenceSession(
+            str(resolve_model_path("builtin")), options, providers=["CPUExecutionProvider"]
+        )
+    assert capfd.readouterr().err == ""
+    assert ort_messages(caplog) == []
+
+
+def test_real_provider_failure_text_is_parsed_and_kept_off_the_warnings(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=ORT_LOGGER)
+    with ort_log.captured() as output:
+        os.write(2, (REAL_TRT_LIBRARY_ERROR + REAL_CUDA_FAILURE).encode())
+        print(REAL_FALLBACK_PRINT, end="")
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    assert output.provider_problem("TensorrtExecutionProvider") == "missing library libcublas.so.13"
+    assert output.provider_problem("CUDAExecutionProvider") == "missing library libcublasLt.so.13"
+    assert output.provider_problem("CPUExecutionProvider") is None
+    assert [line.severity for line in output.lines] == ["E", "W", "E", "W"]
+    assert output.lines[0].location == "provider_bridge_ort.cc:2430 operator()"
+    assert output.lines[0].message.endswith("No such file or directory")
+    fallback = output.fallbacks[0]
+    assert fallback.fallback == "['CUDAExecutionProvider', 'CPUExecutionProvider']"
+    assert ort_log.short_ort_error(fallback.error).startswith("Please install TensorRT libraries")
+    # providers.py reports these as one line per provider: here they are DEBUG only.
+    assert ort_messages(caplog, logging.INFO) == []
+    assert len(ort_messages(caplog)) == 5
+
+
+def test_reason_from_onnxruntime_when_no_library_is_named() -> None:
+    only_create_failure = REAL_CUDA_FAILURE.split("\n\x1b[m\n")[1]
+    with ort_log.captured() as output:
+        os.write(2, only_create_failure.encode())
+    assert output.provider_problem("CUDAExecutionProvider") == "requires cuDNN 9.* and CUDA 13.*"
+
+
+def test_cudnn_repeats_collapse_to_one_line_each(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=ORT_LOGGER)
+    with ort_log.captured() as output:
+        os.write(2, cudnn_lines(7).encode())
+    assert capfd.readouterr().err == ""
+    assert len(output.lines) == 14
+    records = [record for record in caplog.records if record.name == ORT_LOGGER]
+    assert [record.levelno for record in records] == [logging.WARNING, logging.ERROR]
+    assert records[0].getMessage() == (
+        "OP Conv(/track/conv0) running in Fallback mode. May be extremely slow."
+        " [conv.cc:425 UpdateState] (7 such lines)"
+    )
+    assert "No execution plans support the graph. " in records[1].getMessage()
+    assert records[1].getMessage().endswith("(7 such lines)")
+
+
+def test_a_single_cudnn_line_is_logged_as_it_is(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger=ORT_LOGGER)
+    with ort_log.captured():
+        os.write(2, cudnn_lines(1).encode())
+    assert ort_messages(caplog)[0].endswith("[conv.cc:425 UpdateState]")
+
+
+def test_other_text_passes_through_unchanged_and_in_order(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=ORT_LOGGER)
+    with ort_log.captured():
+        os.write(2, b"before: not onnxruntime\n")
+        os.write(2, cudnn_lines(2).encode())
+        os.write(2, b"2026-11-27 10:00:00 [W something else] looks like a log line\npartial")
+        print("a print of some other library")
+    out, err = capfd.readouterr()
+    assert err == (
+        "before: not onnxruntime\n"
+        "2026-11-27 10:00:00 [W something else] looks like a log line\npartial"
+    )
+    assert out == "a print of some other library\n"
+    assert len(ort_messages(caplog)) == 2
+
+
+def test_other_threads_lines_reach_stderr_in_order(capfd: pytest.CaptureFixture[str]) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        started.set()
+        for index in range(50):
+            os.write(2, f"thread line {index}\n".encode())
+        release.wait(timeout=10)
+
+    thread = threading.Thread(target=writer)
+    with ort_log.captured():
+        thread.start()
+        started.wait(timeout=10)
+        os.write(2, REAL_TRT_LIBRARY_ERROR.encode())
+        release.set()
+        thread.join(timeout=10)
+    err = capfd.readouterr().err
+    assert err.splitlines() == [f"thread line {index}" for index in range(50)]
+
+
+def test_fd2_and_stdout_are_restored_when_the_block_raises(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=ORT_LOGGER)
+    before = os.fstat(2)
+    with pytest.raises(RuntimeError, match="session failed"), ort_log.captured():
+        os.write(2, b"written inside\n" + cudnn_lines(1).encode())
+        raise RuntimeError("session failed")
+    after = os.fstat(2)
+    assert (before.st_dev, before.st_ino) == (after.st_dev, after.st_ino)
+    os.write(2, b"written after\n")
+    print("printed after")
+    out, err = capfd.readouterr()
+    assert err == "written inside\nwritten after\n"
+    assert out == "printed after\n"
+    assert len(ort_messages(caplog)) == 2
+
+
+def test_nested_blocks_route_each_line_once(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=ORT_LOGGER)
+    with ort_log.captured() as outer:
+        os.write(2, b"outer text\n")
+        with ort_log.captured() as inner:
+            os.write(2, REAL_TRT_LIBRARY_ERROR.encode() + b"inner text\n")
+    assert capfd.readouterr().err == "outer text\ninner text\n"
+    assert len(inner.lines) == 1
+    assert outer.lines == []
+    assert len(ort_messages(caplog)) == 1
+
+
+def test_severity_names() -> None:
+    assert [ort_log.severity(name) for name in ("verbose", "info", "warning", "error")] == [
+        0,
+        1,
+        2,
+        3,
+    ]
+
+
+def test_short_error_drops_source_path_and_signature(tmp_path: Path) -> None:
+    text = (
+        "/onnxruntime_src/onnxruntime/core/session/provider_bridge_ort.cc:2043"
+        " onnxruntime::Provider& onnxruntime::ProviderLibrary::Get() [ONNXRuntimeError] : 1 :"
+        " FAIL : Failed to load library x.so with error: y\nsecond line"
+    )
+    assert ort_log.short_ort_error(text) == "Failed to load library x.so with error: y"
+    assert ort_log.short_ort_error(f"plain message about {tmp_path}") == (
+        f"plain message about {tmp_path}"
+    )
