@@ -21,6 +21,9 @@ class _Section(BaseModel):
 
 
 ProviderName = Literal["tensorrt", "cuda", "cpu"]
+ConvAlgoSearch = Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"]
+ArenaExtendStrategy = Literal["kNextPowerOfTwo", "kSameAsRequested"]
+OrtLogLevel = Literal["error", "warning", "info", "verbose"]
 
 
 class ModelSettings(_Section):
@@ -35,8 +38,50 @@ class ModelSettings(_Section):
 
     Default: $STATE_DIRECTORY/trt under systemd, else ~/.cache/siamedge/trt."""
     trt_fp16: bool = True
+    """TensorRT may build fp16 kernels (faster; results move slightly from fp32)."""
     trt_workspace_mb: int = Field(default=1024, gt=0)
+    """The most GPU memory TensorRT may use as scratch space while it builds the engine."""
+    trt_builder_optimization_level: int | None = Field(default=None, ge=0, le=5)
+    """TensorRT builder optimisation level 0-5: higher builds longer and may run faster.
+    None keeps TensorRT's default (3)."""
+    trt_dla_enable: bool = False
+    """Jetson (Xavier, Orin): run what the Deep Learning Accelerator supports on it, the rest
+    on the GPU. DLA runs fp16 and int8 layers only, so keep trt_fp16 on with it."""
+    trt_dla_core: int = Field(default=0, ge=0)
+    """Which DLA core (Orin and Xavier have 0 and 1); used with trt_dla_enable."""
+    trt_cuda_graph: bool = False
+    """TensorRT replays each engine's launches as one CUDA graph (fewer launches per step);
+    onnxruntime needs the whole model in TensorRT and fixed input/output buffers for it."""
     cuda_device_id: int = Field(default=0, ge=0)
+    """The GPU that the TensorRT and CUDA providers use."""
+    cuda_tf32: bool = False
+    """CUDA provider: allow TF32 tensor-core maths for float32 convolutions and matrix products
+    (Ampere and newer GPUs). Faster, but less exact: on an H200 the free run over the tennis
+    reference drifted 0.64 px (centre) and 3.35 px (size) from the original tracker with TF32,
+    0.0003 / 0.0023 px without. Off keeps parity."""
+    cuda_conv_algo_search: ConvAlgoSearch = "EXHAUSTIVE"
+    """How the CUDA provider picks cuDNN convolution algorithms. EXHAUSTIVE (onnxruntime's own
+    default) times every algorithm on the first run of each input shape (each batch size) and
+    keeps the fastest; HEURISTIC takes cuDNN's guess (no timing runs, quicker first steps);
+    DEFAULT uses one fixed algorithm (from onnxruntime 1.20 on, cuDNN's fallback engines:
+    "running in Fallback mode. May be extremely slow."). With cuda_tf32 off every mode computes
+    float32 convolutions without TF32, so the choice changes speed, not results."""
+    cuda_mem_limit_mb: int | None = Field(default=None, gt=0)
+    """Cap on the CUDA provider's memory arena; None: no cap (the GPU's memory)."""
+    cuda_arena_extend_strategy: ArenaExtendStrategy = "kNextPowerOfTwo"
+    """How the CUDA memory arena grows: kNextPowerOfTwo (onnxruntime's default, few large
+    allocations) or kSameAsRequested (exactly what is asked; tighter, more allocations)."""
+    cuda_copy_in_default_stream: bool = True
+    """CUDA provider copies between host and GPU on the default stream (onnxruntime's
+    recommended setting; false may be faster but onnxruntime documents races with it)."""
+    cuda_graph: bool = False
+    """CUDA provider: capture the model's launches once and replay them as a CUDA graph (far
+    fewer launches per step). onnxruntime allows it only for models without control flow whose
+    every node runs on CUDA, fed through fixed buffers (I/O binding): the split layout; the
+    engine decides where it applies."""
+    ort_log_level: OrtLogLevel = "warning"
+    """Severity from which onnxruntime's own log lines are passed on (to the
+    `siamedge.onnxruntime` logger: verbose lines at DEBUG, info at INFO, and so on)."""
     intra_op_threads: int | None = Field(default=None, ge=1)
     """CPU provider threads; None lets onnxruntime choose (one per core)."""
     intra_op_spinning: bool = False

@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from siamedge import ort_log
 from siamedge.config import ModelSettings
 from siamedge.errors import ModelError
 
@@ -61,10 +63,30 @@ def choose_providers(requested: str | Sequence[str], available: Sequence[str]) -
     return chosen
 
 
-def provider_options(name: str, settings: ModelSettings, cache_dir: Path) -> dict[str, Any]:
-    """onnxruntime provider options for one provider (TensorRT caches live in cache_dir)."""
+class ProfileError(ModelError):
+    """The model's inputs cannot be described by a TensorRT batch profile."""
+
+
+@dataclass(frozen=True)
+class TrtProfiles:
+    """TensorRT optimisation profile strings: "name:1x3x255x255,name2:1x2" for min/opt/max."""
+
+    min_shapes: str
+    opt_shapes: str
+    max_shapes: str
+
+
+def provider_options(
+    name: str, settings: ModelSettings, cache_dir: Path, profiles: TrtProfiles | None = None
+) -> dict[str, Any]:
+    """onnxruntime provider options for one provider.
+
+    TensorRT caches live in cache_dir; profiles: the batch range of a model with a dynamic batch
+    dimension (TensorRT needs one for every dynamic input). Option names and value formats are
+    onnxruntime's: TensorRT reads booleans as "True"/"False", CUDA as 0/1.
+    """
     if name == TENSORRT:
-        return {
+        options: dict[str, Any] = {
             "device_id": settings.cuda_device_id,
             "trt_fp16_enable": settings.trt_fp16,
             "trt_max_workspace_size": settings.trt_workspace_mb * MEBIBYTE,
@@ -73,9 +95,74 @@ def provider_options(name: str, settings: ModelSettings, cache_dir: Path) -> dic
             "trt_timing_cache_enable": True,
             "trt_timing_cache_path": str(cache_dir),
         }
+        if settings.trt_builder_optimization_level is not None:
+            options["trt_builder_optimization_level"] = settings.trt_builder_optimization_level
+        if settings.trt_dla_enable:
+            options["trt_dla_enable"] = True
+            options["trt_dla_core"] = settings.trt_dla_core
+        if settings.trt_cuda_graph:
+            options["trt_cuda_graph_enable"] = True
+        if profiles is not None:
+            options["trt_profile_min_shapes"] = profiles.min_shapes
+            options["trt_profile_opt_shapes"] = profiles.opt_shapes
+            options["trt_profile_max_shapes"] = profiles.max_shapes
+        return options
     if name == CUDA:
-        return {"device_id": settings.cuda_device_id}
+        options = {
+            "device_id": settings.cuda_device_id,
+            "use_tf32": int(settings.cuda_tf32),
+            "cudnn_conv_algo_search": settings.cuda_conv_algo_search,
+            "arena_extend_strategy": settings.cuda_arena_extend_strategy,
+            "do_copy_in_default_stream": int(settings.cuda_copy_in_default_stream),
+        }
+        if settings.cuda_mem_limit_mb is not None:
+            options["gpu_mem_limit"] = settings.cuda_mem_limit_mb * MEBIBYTE
+        if settings.cuda_graph:
+            options["enable_cuda_graph"] = 1
+        return options
     return {}
+
+
+def trt_profiles(inputs: Sequence[tuple[str, Sequence[Any]]], max_batch: int) -> TrtProfiles | None:
+    """Batch 1 / max_batch / max_batch for every input whose first dimension is symbolic.
+
+    inputs: (name, shape) as onnxruntime declares them (int for a fixed dimension, a str or
+    None for a symbolic one). Scalars and inputs with a fixed first dimension need no entry;
+    None when no input has a symbolic batch. ProfileError when an input has a symbolic
+    dimension that is not its first (TensorRT would need its range too).
+    """
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+    low: list[str] = []
+    high: list[str] = []
+    for name, shape in inputs:
+        symbolic = [not isinstance(dim, int) or dim < 0 for dim in shape]
+        if any(symbolic[1:]):
+            raise ProfileError(
+                f"input {name!r} has a symbolic dimension besides the batch ({list(shape)})"
+            )
+        if not shape or not symbolic[0]:
+            continue
+        if ":" in name or "," in name:
+            raise ProfileError(f"input {name!r} has a ':' or ',' in its name")
+        rest = "".join(f"x{dim}" for dim in shape[1:])
+        low.append(f"{name}:1{rest}")
+        high.append(f"{name}:{max_batch}{rest}")
+    if not low:
+        return None
+    return TrtProfiles(
+        min_shapes=",".join(low), opt_shapes=",".join(high), max_shapes=",".join(high)
+    )
+
+
+def declared_inputs(ort: ModuleType, path: Path) -> list[tuple[str, list[Any]]]:
+    """The model's inputs (name, shape) as onnxruntime declares them, read on the CPU."""
+    with ort_log.captured():
+        try:
+            session = ort.InferenceSession(str(path), providers=[CPU])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(f"{path}: cannot load the model: {_short_error(exc)}") from exc
+    return [(arg.name, list(arg.shape)) for arg in session.get_inputs()]
 
 
 def prepare_cache_dir(path: Path) -> Path:
@@ -91,6 +178,18 @@ def prepare_cache_dir(path: Path) -> Path:
     return path
 
 
+def session_options(ort: ModuleType, settings: ModelSettings) -> Any:
+    """onnxruntime SessionOptions: CPU threads, spinning and log severity from the settings."""
+    options = ort.SessionOptions()
+    if settings.intra_op_threads is not None:
+        options.intra_op_num_threads = settings.intra_op_threads
+    if not settings.intra_op_spinning:
+        # Spinning worker threads burn the cores the capture and MQTT threads need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    ort_log.apply_severity(ort, options, settings.ort_log_level)
+    return options
+
+
 def open_session(
     ort: ModuleType,
     path: Path,
@@ -102,23 +201,30 @@ def open_session(
     """An InferenceSession of the model at path on the best provider that starts.
 
     ort: the onnxruntime module. cache_dir overrides settings.cache_dir for the TensorRT caches.
-    max_batch: the largest batch the caller will run (reserved for TensorRT profiles).
+    max_batch: the most targets one call carries (TensorRT optimisation profiles of a model
+    with a dynamic batch dimension). A provider that does not start is logged once, with the
+    reason onnxruntime gave (e.g. the missing library) and the provider that runs instead;
+    onnxruntime's own fallback (which drops the provider options) never runs. ModelError when
+    the model cannot be loaded or no provider starts.
     """
-    del max_batch  # TensorRT optimisation profiles come in a later change
     chosen = choose_providers(settings.providers, ort.get_available_providers())
+    options = session_options(ort, settings)
+    failed: list[tuple[str, str]] = []
+    profiles = None
     if TENSORRT in chosen:
         cache_dir = prepare_cache_dir(cache_dir or _configured_cache_dir(settings))
-    options = ort.SessionOptions()
-    if settings.intra_op_threads is not None:
-        options.intra_op_num_threads = settings.intra_op_threads
-    if not settings.intra_op_spinning:
-        # Spinning worker threads burn the cores the capture and MQTT threads need.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            profiles = trt_profiles(declared_inputs(ort, path), max_batch)
+        except ProfileError as exc:
+            if len(chosen) == 1:
+                raise ModelError(f"{path}: TensorRT cannot run this model: {exc}") from None
+            failed.append((TENSORRT, str(exc)))
+            chosen.remove(TENSORRT)
     with_options = [
-        (name, provider_options(name, settings, cache_dir or default_cache_dir()))
+        (name, provider_options(name, settings, cache_dir or default_cache_dir(), profiles))
         for name in chosen
     ]
-    return _open_session(ort, path, options, with_options)
+    return _open_session(ort, path, options, with_options, failed)
 
 
 def _configured_cache_dir(settings: ModelSettings) -> Path:
@@ -126,24 +232,72 @@ def _configured_cache_dir(settings: ModelSettings) -> Path:
 
 
 def _open_session(
-    ort: ModuleType, path: Path, options: Any, providers: list[tuple[str, dict[str, Any]]]
+    ort: ModuleType,
+    path: Path,
+    options: Any,
+    providers: list[tuple[str, dict[str, Any]]],
+    failed: list[tuple[str, str]] | None = None,
 ) -> Any:
-    """An InferenceSession on the first provider list that works, dropping failing GPU providers."""
+    """An InferenceSession on the first provider list that starts, dropping failing providers.
+
+    failed: providers already left out, with the reason, to be reported with the others.
+    """
     remaining = list(providers)
+    failed = list(failed or [])
     while True:
-        try:
-            return ort.InferenceSession(str(path), sess_options=options, providers=remaining)
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            message = _short_error(exc)
-            if _is_model_problem(message) or len(remaining) == 1:
-                raise ModelError(f"{path}: cannot load the model: {message}") from exc
-            log.warning(
-                "%s failed to start (%s); falling back to %s",
-                remaining[0][0],
-                message,
-                remaining[1][0],
-            )
+        names = [name for name, _ in remaining]
+        error: Exception | None = None
+        session: Any = None
+        with ort_log.captured() as output:
+            try:
+                # enable_fallback=0: onnxruntime would retry on its own with default provider
+                # options (TF32 on); older versions ignore the keyword, see below.
+                session = ort.InferenceSession(
+                    str(path), sess_options=options, providers=remaining, enable_fallback=0
+                )
+            except Exception as exc:  # onnxruntime raises its own untyped errors
+                error = exc
+        if error is not None:
+            message = _short_error(error)
+            if _is_model_problem(message) or names[0] == CPU:
+                _report(failed, None)
+                raise ModelError(f"{path}: cannot load the model: {message}") from error
+            reason = output.provider_problem(names[0]) or ort_log.short_ort_error(str(error))
+            if len(remaining) == 1:
+                _report(failed, None)
+                raise ModelError(f"{path}: {names[0]} did not start: {reason}") from error
+            failed.append((names[0], reason))
             remaining = remaining[1:]
+            continue
+        if output.fallbacks:
+            # An onnxruntime without enable_fallback fell back by itself: its session lacks our
+            # provider options, so open our own without the provider that failed.
+            reason = output.provider_problem(names[0]) or "onnxruntime could not start it"
+            if len(remaining) == 1:
+                _report(failed, None)
+                raise ModelError(f"{path}: {names[0]} did not start: {reason}")
+            failed.append((names[0], reason))
+            remaining = remaining[1:]
+            continue
+        started: list[str] = list(session.get_providers())
+        for name in names:
+            if name not in started:
+                reason = output.provider_problem(name) or "onnxruntime left it out of the session"
+                failed.append((name, reason))
+        _report(failed, started[0])
+        if hasattr(session, "disable_fallback"):
+            # At run time too: an EP failure must surface, not swap in default options.
+            session.disable_fallback()
+        return session
+
+
+def _report(failed: list[tuple[str, str]], running: str | None) -> None:
+    """One warning line per provider that did not start."""
+    for name, reason in failed:
+        if running is None:
+            log.warning("%s did not start (%s)", name, reason)
+        else:
+            log.warning("%s did not start (%s); %s runs instead", name, reason, running)
 
 
 def _is_model_problem(message: str) -> bool:

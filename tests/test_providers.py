@@ -1,15 +1,31 @@
-"""Execution providers: choice, options, TensorRT cache folder, fallback when one fails to start."""
+"""Execution providers: choice, options, TensorRT profiles and caches, fallback when one fails."""
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import onnx
+import onnxruntime as ort
 import pytest
+from fixtures.onnxruntime_gpu_text import (
+    REAL_CUDA_FAILURE,
+    REAL_FALLBACK_PRINT,
+    REAL_TRT_EXCEPTION,
+    REAL_TRT_LIBRARY_ERROR,
+)
+from onnx import TensorProto, helper
 
+from siamedge import ort_log
 from siamedge import providers as p
-from siamedge.config import ModelSettings
-from siamedge.errors import ModelError
+from siamedge.config import ModelSettings, settings_from_mapping
+from siamedge.errors import ConfigError, ModelError
+from siamedge.models import resolve_model_path
+
+MIB = 1024 * 1024
 
 
 def test_auto_prefers_tensorrt_then_cuda_then_cpu() -> None:
@@ -30,20 +46,148 @@ def test_explicit_list_with_nothing_available_is_an_error() -> None:
         p.choose_providers(["cuda"], [p.CPU])
 
 
+# --- provider options ---------------------------------------------------------------------
+
+
+def test_cuda_runs_without_tf32_by_default(tmp_path: Path) -> None:
+    assert p.provider_options(p.CUDA, ModelSettings(), tmp_path) == {
+        "device_id": 0,
+        "use_tf32": 0,
+        "cudnn_conv_algo_search": "EXHAUSTIVE",
+        "arena_extend_strategy": "kNextPowerOfTwo",
+        "do_copy_in_default_stream": 1,
+    }
+
+
+def test_cuda_options_follow_each_setting(tmp_path: Path) -> None:
+    settings = ModelSettings(
+        cuda_device_id=1,
+        cuda_tf32=True,
+        cuda_conv_algo_search="HEURISTIC",
+        cuda_mem_limit_mb=2048,
+        cuda_arena_extend_strategy="kSameAsRequested",
+        cuda_copy_in_default_stream=False,
+        cuda_graph=True,
+    )
+    assert p.provider_options(p.CUDA, settings, tmp_path) == {
+        "device_id": 1,
+        "use_tf32": 1,
+        "cudnn_conv_algo_search": "HEURISTIC",
+        "arena_extend_strategy": "kSameAsRequested",
+        "do_copy_in_default_stream": 0,
+        "gpu_mem_limit": 2048 * MIB,
+        "enable_cuda_graph": 1,
+    }
+
+
 def test_tensorrt_options_put_both_caches_in_the_cache_dir(tmp_path: Path) -> None:
     settings = ModelSettings(trt_fp16=False, trt_workspace_mb=512, cuda_device_id=1)
     options = p.provider_options(p.TENSORRT, settings, tmp_path)
     assert options == {
         "device_id": 1,
         "trt_fp16_enable": False,
-        "trt_max_workspace_size": 512 * 1024 * 1024,
+        "trt_max_workspace_size": 512 * MIB,
         "trt_engine_cache_enable": True,
         "trt_engine_cache_path": str(tmp_path),
         "trt_timing_cache_enable": True,
         "trt_timing_cache_path": str(tmp_path),
     }
-    assert p.provider_options(p.CUDA, settings, tmp_path) == {"device_id": 1}
     assert p.provider_options(p.CPU, settings, tmp_path) == {}
+
+
+def test_tensorrt_dla_builder_level_cuda_graph_and_profiles(tmp_path: Path) -> None:
+    settings = ModelSettings(
+        trt_dla_enable=True, trt_dla_core=1, trt_builder_optimization_level=5, trt_cuda_graph=True
+    )
+    profiles = p.TrtProfiles("im:1x3x8x8", "im:4x3x8x8", "im:4x3x8x8")
+    options = p.provider_options(p.TENSORRT, settings, tmp_path, profiles)
+    assert {key: value for key, value in options.items() if "cache" not in key} == {
+        "device_id": 0,
+        "trt_fp16_enable": True,
+        "trt_max_workspace_size": 1024 * MIB,
+        "trt_builder_optimization_level": 5,
+        "trt_dla_enable": True,
+        "trt_dla_core": 1,
+        "trt_cuda_graph_enable": True,
+        "trt_profile_min_shapes": "im:1x3x8x8",
+        "trt_profile_opt_shapes": "im:4x3x8x8",
+        "trt_profile_max_shapes": "im:4x3x8x8",
+    }
+
+
+def test_option_values_reach_onnxruntime_in_the_formats_it_parses(tmp_path: Path) -> None:
+    """onnxruntime turns every value into str(): TensorRT wants True/False, CUDA 0/1."""
+    settings = ModelSettings(trt_dla_enable=True, cuda_graph=True)
+    trt = {
+        key: str(value) for key, value in p.provider_options(p.TENSORRT, settings, tmp_path).items()
+    }
+    assert trt["trt_fp16_enable"] == "True"
+    assert trt["trt_dla_enable"] == "True"
+    cuda = {
+        key: str(value) for key, value in p.provider_options(p.CUDA, settings, tmp_path).items()
+    }
+    assert (cuda["use_tf32"], cuda["enable_cuda_graph"]) == ("0", "1")
+
+
+# --- TensorRT optimisation profiles -------------------------------------------------------
+
+
+def dynamic_batch_model(path: Path, *, extra_symbolic: bool = False) -> Path:
+    """Inputs: im [batch, 3, 8, 8], pos [batch, 2], flag [] (scalar), fixed [1, 4]."""
+    width: str | int = "width" if extra_symbolic else 8
+    specs = [
+        ("im", TensorProto.FLOAT, ["batch", 3, 8, width]),
+        ("pos", TensorProto.FLOAT, ["batch", 2]),
+        ("flag", TensorProto.BOOL, []),
+        ("fixed", TensorProto.FLOAT, [1, 4]),
+    ]
+    inputs = [helper.make_tensor_value_info(name, elem, shape) for name, elem, shape in specs]
+    outputs = [
+        helper.make_tensor_value_info(f"{name}_out", elem, shape) for name, elem, shape in specs
+    ]
+    nodes = [helper.make_node("Identity", [info.name], [f"{info.name}_out"]) for info in inputs]
+    graph = helper.make_graph(nodes, "dynamic_batch", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_profiles_cover_every_input_with_a_symbolic_batch(tmp_path: Path) -> None:
+    inputs = p.declared_inputs(ort, dynamic_batch_model(tmp_path / "dyn.onnx"))
+    assert inputs == [
+        ("im", ["batch", 3, 8, 8]),
+        ("pos", ["batch", 2]),
+        ("flag", []),
+        ("fixed", [1, 4]),
+    ]
+    assert p.trt_profiles(inputs, max_batch=4) == p.TrtProfiles(
+        min_shapes="im:1x3x8x8,pos:1x2",
+        opt_shapes="im:4x3x8x8,pos:4x2",
+        max_shapes="im:4x3x8x8,pos:4x2",
+    )
+    assert p.trt_profiles(inputs, max_batch=1) == p.TrtProfiles(
+        "im:1x3x8x8,pos:1x2", "im:1x3x8x8,pos:1x2", "im:1x3x8x8,pos:1x2"
+    )
+
+
+def test_a_static_model_needs_no_profile() -> None:
+    assert p.trt_profiles([("im", [1, 3, 255, 255]), ("scale_x", [])], max_batch=8) is None
+    assert p.trt_profiles([("im", [None, 3, 4, 4])], max_batch=2) == p.TrtProfiles(
+        "im:1x3x4x4", "im:2x3x4x4", "im:2x3x4x4"
+    )
+
+
+def test_a_symbolic_dimension_besides_the_batch_has_no_profile(tmp_path: Path) -> None:
+    inputs = p.declared_inputs(ort, dynamic_batch_model(tmp_path / "w.onnx", extra_symbolic=True))
+    with pytest.raises(p.ProfileError, match=r"input 'im' has a symbolic dimension besides"):
+        p.trt_profiles(inputs, max_batch=4)
+    with pytest.raises(ValueError, match="max_batch must be at least 1"):
+        p.trt_profiles(inputs, max_batch=0)
+
+
+# --- caches -------------------------------------------------------------------------------
 
 
 def test_default_cache_dir_follows_systemd_state_directory(
@@ -66,27 +210,237 @@ def test_cache_dir_that_cannot_be_created_is_named(tmp_path: Path) -> None:
     assert p.prepare_cache_dir(tmp_path / "a" / "b").is_dir()
 
 
-class FakeOrt:
-    """onnxruntime stand-in whose TensorRT provider fails to start, as on a board whose
-    TensorRT libraries do not match the onnxruntime-gpu wheel."""
-
-    def __init__(self) -> None:
-        self.attempts: list[list[str]] = []
-
-    def InferenceSession(self, path: str, sess_options: Any, providers: list[Any]) -> str:  # noqa: N802
-        names = [name for name, _ in providers]
-        self.attempts.append(names)
-        if names[0] == p.TENSORRT:
-            raise RuntimeError("TensorRT EP could not be created: libnvinfer.so.10 not found")
-        return "session"
+# --- configuration ------------------------------------------------------------------------
 
 
-def test_failing_gpu_provider_falls_back_to_the_next(caplog: pytest.LogCaptureFixture) -> None:
-    fake = FakeOrt()
-    providers = [(p.TENSORRT, {}), (p.CUDA, {}), (p.CPU, {})]
-    session = p._open_session(fake, Path("m.onnx"), None, providers)  # type: ignore[arg-type]
-    assert session == "session"
-    assert fake.attempts == [[p.TENSORRT, p.CUDA, p.CPU], [p.CUDA, p.CPU]]
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"cuda_conv_algo_search": "FAST"}, "model.cuda_conv_algo_search: Input should be"),
+        ({"cuda_tf32": "sometimes"}, "model.cuda_tf32: Input should be a valid boolean"),
+        ({"cuda_mem_limit_mb": 0}, "model.cuda_mem_limit_mb: Input should be greater than 0"),
+        ({"cuda_arena_extend_strategy": "grow"}, "model.cuda_arena_extend_strategy: Input should"),
+        ({"trt_builder_optimization_level": 6}, "model.trt_builder_optimization_level: Input"),
+        ({"trt_dla_core": -1}, "model.trt_dla_core: Input should be greater than or equal to 0"),
+        ({"ort_log_level": "debug"}, "model.ort_log_level: Input should be 'error', 'warning'"),
+        ({"cuda_tf33": False}, "model.cuda_tf33: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_provider_settings_name_the_key(model: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=f"^site.yaml: {message}"):
+        settings_from_mapping({"model": model}, "site.yaml")
+
+
+def test_shipped_configuration_keeps_parity(repo_root: Path) -> None:
+    from siamedge.config import load_settings
+
+    model = load_settings(repo_root / "config" / "siamedge.yaml").model
+    assert not model.cuda_tf32
+    assert model.cuda_conv_algo_search == "EXHAUSTIVE"
+    assert model.ort_log_level == "warning"
+
+
+# --- opening a session --------------------------------------------------------------------
+
+
+@pytest.fixture
+def default_severity_restored() -> Iterator[None]:
+    """onnxruntime's default logger is process-wide: put it back to warning after the test."""
+    yield
+    ort.set_default_logger_severity(ort_log.severity("warning"))
+
+
+def test_cpu_session_with_verbose_log_goes_through_logging(
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    default_severity_restored: None,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="siamedge.onnxruntime")
+    settings = ModelSettings(providers=["cpu"], ort_log_level="verbose")
+    session = p.open_session(ort, resolve_model_path("builtin"), settings)
+    assert session.get_providers() == [p.CPU]
+    assert session.get_session_options().log_severity_level == 0
+    assert ":onnxruntime:" not in capfd.readouterr().err
+    assert any(record.name == "siamedge.onnxruntime" for record in caplog.records)
+
+
+def test_cpu_threads_do_not_spin_unless_asked() -> None:
+    path = resolve_model_path("builtin")
+    quiet = p.open_session(ort, path, ModelSettings(providers=["cpu"]))
     assert (
-        "TensorrtExecutionProvider failed to start (TensorRT EP could not be created" in caplog.text
+        quiet.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+        == "0"
     )
+    spinning = p.open_session(ort, path, ModelSettings(providers=["cpu"], intra_op_spinning=True))
+    with pytest.raises(Exception, match="does not have configuration with key"):
+        spinning.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+
+class FakeSession:
+    """A real CPU session that reports the providers a GPU session would have started."""
+
+    def __init__(self, session: Any, started: list[str]) -> None:
+        self._session = session
+        self._started = started
+        self.fallback_disabled = False
+
+    def get_providers(self) -> list[str]:
+        return self._started
+
+    def get_inputs(self) -> Any:
+        return self._session.get_inputs()
+
+    def disable_fallback(self) -> None:
+        self.fallback_disabled = True
+
+
+class FakeGpuOrt:
+    """onnxruntime-gpu on a board whose TensorRT libraries are missing (and CUDA's too, when
+    cuda_works is false): it writes onnxruntime-gpu 1.31.1's real text to fd 2 and stdout.
+
+    honours_enable_fallback: like onnxruntime 1.31, raise for TensorRT when enable_fallback=0;
+    otherwise like older versions, print the EP Error block and retry on its own (without the
+    provider options). Sessions run on the real CPU build.
+    """
+
+    SessionOptions = ort.SessionOptions
+
+    def __init__(self, *, honours_enable_fallback: bool, cuda_works: bool = True) -> None:
+        self.honours_enable_fallback = honours_enable_fallback
+        self.cuda_works = cuda_works
+        self.attempts: list[list[tuple[str, dict[str, Any]]]] = []
+        self.severities: list[int] = []
+        self.sessions: list[FakeSession] = []
+
+    def get_available_providers(self) -> list[str]:
+        return [p.TENSORRT, p.CUDA, p.CPU]
+
+    def set_default_logger_severity(self, level: int) -> None:
+        self.severities.append(level)
+
+    def InferenceSession(  # noqa: N802 - onnxruntime's name
+        self,
+        path: str,
+        sess_options: Any = None,
+        providers: Sequence[Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        entries = [(entry, {}) if isinstance(entry, str) else entry for entry in providers or []]
+        names = [name for name, _ in entries]
+        real = ort.InferenceSession(path, sess_options, providers=[p.CPU])
+        if names == [p.CPU] and sess_options is None:  # providers.declared_inputs
+            return real
+        self.attempts.append(entries)
+        if p.TENSORRT in names:
+            os.write(2, REAL_TRT_LIBRARY_ERROR.encode())
+            if self.honours_enable_fallback and kwargs.get("enable_fallback") == 0:
+                raise RuntimeError(REAL_TRT_EXCEPTION)
+            print(REAL_FALLBACK_PRINT, end="")
+            names = [p.CUDA, p.CPU]
+        if p.CUDA in names and not self.cuda_works:
+            os.write(2, REAL_CUDA_FAILURE.encode())
+            names.remove(p.CUDA)
+        session = FakeSession(real, names)
+        self.sessions.append(session)
+        return session
+
+
+def warnings_and_up(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("honours_enable_fallback", [True, False], ids=["ort-1.31", "older-ort"])
+def test_tensorrt_that_cannot_start_gives_one_line_and_siamedge_falls_back(
+    honours_enable_fallback: bool,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake = FakeGpuOrt(honours_enable_fallback=honours_enable_fallback)
+    settings = ModelSettings(cache_dir=str(tmp_path / "trt"), ort_log_level="info")
+    session = p.open_session(fake, resolve_model_path("builtin"), settings)  # type: ignore[arg-type]
+
+    assert warnings_and_up(caplog) == [
+        "TensorrtExecutionProvider did not start (missing library libcublas.so.13); "
+        "CUDAExecutionProvider runs instead"
+    ]
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    # siamedge's own retry, with siamedge's CUDA options (TF32 off), runs the model.
+    assert [name for name, _ in fake.attempts[-1]] == [p.CUDA, p.CPU]
+    assert fake.attempts[-1][0][1]["use_tf32"] == 0
+    assert session is fake.sessions[-1]
+    assert session.get_providers() == [p.CUDA, p.CPU]
+    assert session.fallback_disabled
+    assert fake.severities == [1]
+
+
+def test_cuda_that_onnxruntime_drops_silently_is_named_once(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake = FakeGpuOrt(honours_enable_fallback=True, cuda_works=False)
+    settings = ModelSettings(cache_dir=str(tmp_path / "trt"))
+    session = p.open_session(fake, resolve_model_path("builtin"), settings)  # type: ignore[arg-type]
+    assert session.get_providers() == [p.CPU]
+    assert warnings_and_up(caplog) == [
+        "TensorrtExecutionProvider did not start (missing library libcublas.so.13); "
+        "CPUExecutionProvider runs instead",
+        "CUDAExecutionProvider did not start (missing library libcublasLt.so.13); "
+        "CPUExecutionProvider runs instead",
+    ]
+    assert capfd.readouterr() == ("", "")
+
+
+def test_tensorrt_gets_batch_profiles_for_a_dynamic_batch_model(tmp_path: Path) -> None:
+    fake = FakeGpuOrt(honours_enable_fallback=True)
+    settings = ModelSettings(cache_dir=str(tmp_path / "trt"))
+    model = dynamic_batch_model(tmp_path / "dyn.onnx")
+    p.open_session(fake, model, settings, max_batch=8)  # type: ignore[arg-type]
+    trt_name, trt_options = fake.attempts[0][0]
+    assert trt_name == p.TENSORRT
+    assert trt_options["trt_profile_min_shapes"] == "im:1x3x8x8,pos:1x2"
+    assert trt_options["trt_profile_opt_shapes"] == "im:8x3x8x8,pos:8x2"
+    assert trt_options["trt_profile_max_shapes"] == "im:8x3x8x8,pos:8x2"
+    assert trt_options["trt_engine_cache_path"] == str(tmp_path / "trt")
+
+
+def test_a_model_tensorrt_cannot_profile_skips_tensorrt_with_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = FakeGpuOrt(honours_enable_fallback=True)
+    settings = ModelSettings(cache_dir=str(tmp_path / "trt"))
+    model = dynamic_batch_model(tmp_path / "w.onnx", extra_symbolic=True)
+    session = p.open_session(fake, model, settings)  # type: ignore[arg-type]
+    assert session.get_providers() == [p.CUDA, p.CPU]
+    assert [[name for name, _ in attempt] for attempt in fake.attempts] == [[p.CUDA, p.CPU]]
+    assert warnings_and_up(caplog) == [
+        "TensorrtExecutionProvider did not start (input 'im' has a symbolic dimension besides "
+        "the batch (['batch', 3, 8, 'width'])); CUDAExecutionProvider runs instead"
+    ]
+    with pytest.raises(ModelError, match="TensorRT cannot run this model: input 'im'"):
+        p.open_session(fake, model, settings.model_copy(update={"providers": ["tensorrt"]}))  # type: ignore[arg-type]
+
+
+def test_tensorrt_alone_that_cannot_start_is_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = ModelSettings(providers=["tensorrt"], cache_dir=str(tmp_path / "trt"))
+    for fake in (
+        FakeGpuOrt(honours_enable_fallback=True),
+        FakeGpuOrt(honours_enable_fallback=False),
+    ):
+        with pytest.raises(
+            ModelError,
+            match=r"TensorrtExecutionProvider did not start: missing library libcublas\.so\.13$",
+        ):
+            p.open_session(fake, resolve_model_path("builtin"), settings)  # type: ignore[arg-type]
+    assert warnings_and_up(caplog) == []
+
+
+def test_a_broken_model_is_not_a_provider_problem(tmp_path: Path) -> None:
+    path = tmp_path / "notes.onnx"
+    path.write_text("this is not a model\n")
+    with pytest.raises(ModelError, match=r"notes.onnx: cannot load the model: .*(?i:protobuf)"):
+        p.open_session(ort, path, ModelSettings(providers=["cpu"]))
