@@ -223,3 +223,18 @@ def test_short_error_drops_source_path_and_signature(tmp_path: Path) -> None:
     assert ort_log.short_ort_error(f"plain message about {tmp_path}") == (
         f"plain message about {tmp_path}"
     )
+
+
+def test_run_time_fallback_print_is_parsed_too(capfd: pytest.CaptureFixture[str]) -> None:
+    """Session.run prints a shorter block when a provider fails while running."""
+    with ort_log.captured() as output:
+        print(
+            "EP Error: CUDA failure 700: an illegal memory access using ['CUDAExecutionProvider']"
+        )
+        print("Falling back to ['CPUExecutionProvider'] and retrying.")
+        print("unrelated")
+    assert capfd.readouterr().out == "unrelated\n"
+    assert output.fallbacks[0].error == "CUDA failure 700: an illegal memory access"
+    assert output.provider_problem("CUDAExecutionProvider") == (
+        "CUDA failure 700: an illegal memory access"
+    )
