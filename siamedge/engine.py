@@ -5,9 +5,10 @@ The only module that imports onnxruntime. Input buffers are allocated once per e
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -17,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from siamedge import contract as c
-from siamedge import providers
+from siamedge import ort_log, providers
 from siamedge.config import ModelSettings
 from siamedge.errors import ModelError
 from siamedge.models import resolve_model_path
@@ -89,8 +90,12 @@ class Engine:
         session: Any,
         contract: c.ModelContract,
         path: Path,
+        *,
         init_session: Any = None,
+        fixed_batch: int | None = None,
     ) -> None:
+        """fixed_batch: bind the track model's inputs and outputs once at this batch and
+        update them in place (what CUDA graphs need; split layout only)."""
         self._ort = ort
         self._session = session
         self._init_session = init_session
@@ -104,6 +109,19 @@ class Engine:
         self._false = np.array(False)
         self._images = np.zeros((0, 3, contract.instance_size, contract.instance_size), np.float32)
         self._features_on_device: dict[tuple[int, ...], _DeviceFeatures] = {}
+        self._fixed = (
+            None
+            if fixed_batch is None
+            else _FixedBuffers(
+                ort,
+                session,
+                contract,
+                batch=fixed_batch,
+                device=self._device,
+                outputs=self._outputs,
+            )
+        )
+        self._shapes_run: set[tuple[int, int]] = set()
         self.calls = 0
         """Model calls made so far (session runs, both branches)."""
 
@@ -121,10 +139,12 @@ class Engine:
         """
         ort = import_onnxruntime()
         path = resolve_model_path(model)
+        track_settings = _graph_settings(ort, path, settings)
         session = providers.open_session(
-            ort, path, settings, cache_dir=cache_dir, max_batch=max_batch
+            ort, path, track_settings, cache_dir=cache_dir, max_batch=max_batch
         )
         contract = check_session(session, str(path))
+        graphs = track_settings.cuda_graph or track_settings.trt_cuda_graph
         init_session = None
         if contract.layout == c.LAYOUT_SPLIT and contract.init_model is not None:
             init_path = path.parent / contract.init_model
@@ -134,7 +154,7 @@ class Engine:
                     "does not exist"
                 )
             init_session = providers.open_session(
-                ort, init_path, settings, cache_dir=cache_dir, max_batch=max_batch
+                ort, init_path, _without_graphs(settings), cache_dir=cache_dir, max_batch=max_batch
             )
             c.check_init_contract(
                 _tensor_specs(init_session.get_inputs()),
@@ -142,7 +162,10 @@ class Engine:
                 contract,
                 str(init_path),
             )
-        engine = cls(ort, session, contract, path, init_session)
+        fixed_batch = (contract.max_batch or max_batch) if graphs else None
+        engine = cls(
+            ort, session, contract, path, init_session=init_session, fixed_batch=fixed_batch
+        )
         log.info(
             "model %s (%s, %s) runs on %s",
             path,
@@ -229,6 +252,11 @@ class Engine:
             )
             if self._init_session is None:
                 feeds[c.IN_FIRST_TIME] = self._false
+            if self._fixed is not None:
+                run = functools.partial(self._fixed_run, feeds, features[rows])
+                outputs = self._counted(self._session, len(images), run)
+                steps.append(self._batch_step(outputs, rows.stop - rows.start))
+                continue
             on_device = self._device_features(features[rows])
             kept[on_device.key] = on_device
             outputs = self._run(self._session, self._outputs, feeds, on_device.value)
@@ -240,6 +268,13 @@ class Engine:
         """Run both branches for one target and for max_batch targets (TensorRT builds or loads
         its engine, cuDNN picks its algorithms); seconds taken."""
         started = time.monotonic()
+        with ort_log.captured():
+            self._warm_up(max_batch)
+        elapsed = time.monotonic() - started
+        log.info("warm-up of both branches took %.2f s", elapsed)
+        return elapsed
+
+    def _warm_up(self, max_batch: int) -> None:
         for count in sorted({1, max_batch}):
             center = np.full((count, 2), self._contract.instance_size / 2)
             size = np.full((count, 2), 64.0)
@@ -255,13 +290,11 @@ class Engine:
                 np.ones(count),
                 [features[i : i + 1] for i in range(count)],
             )
-        elapsed = time.monotonic() - started
-        log.info("warm-up of both branches took %.2f s", elapsed)
-        return elapsed
 
     def _chunks(self, count: int) -> list[slice]:
         """Row ranges of the model calls for `count` targets."""
-        step = self._contract.max_batch or max(count, 1)
+        fixed = None if self._fixed is None else self._fixed.batch
+        step = self._contract.max_batch or fixed or max(count, 1)
         return [slice(start, min(start + step, count)) for start in range(0, count, step)]
 
     def _image_buffer(self, count: int) -> NDArray[np.float32]:
@@ -295,7 +328,8 @@ class Engine:
         if not contract.batched:
             keep = (*c.ALREADY_BATCHED, *c.UNBATCHED_INPUTS)
             return {name: value if name in keep else value[0] for name, value in feeds.items()}
-        return {name: _padded(value, contract.max_batch) for name, value in feeds.items()}
+        batch = contract.max_batch or (None if self._fixed is None else self._fixed.batch)
+        return {name: _padded(value, batch) for name, value in feeds.items()}
 
     def _device_features(self, rows: Sequence[NDArray[np.float32]]) -> _DeviceFeatures:
         """The rows' template features as one (k, C, h, w) value on the session's device,
@@ -343,13 +377,130 @@ class Engine:
             binding.bind_ortvalue_input(c.IN_FEATURES, features)
         for name in names:
             binding.bind_output(name)
-        self.calls += 1
-        try:
+
+        def run() -> list[Any]:
             session.run_with_iobinding(binding)
             outputs: list[Any] = binding.copy_outputs_to_cpu()
+            return outputs
+
+        return self._counted(session, len(feeds[c.IN_IMAGE]), run)
+
+    def _fixed_run(
+        self, feeds: Mapping[str, NDArray[Any]], features: Sequence[NDArray[np.float32]]
+    ) -> list[Any]:
+        assert self._fixed is not None
+        return self._fixed.run(self._session, feeds, features)
+
+    def _counted(self, session: Any, rows: int, run: Callable[[], list[Any]]) -> list[Any]:
+        """Count a model call and name its failure; the first call of each batch size goes
+        through onnxruntime's log capture (cuDNN picks its algorithms then, and may say so)."""
+        self.calls += 1
+        shape = (id(session), rows)
+        try:
+            if shape in self._shapes_run:
+                return run()
+            with ort_log.captured():
+                outputs = run()
+            self._shapes_run.add(shape)
+            return outputs
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"{self.path}: inference failed: {_short_error(exc)}") from exc
-        return outputs
+
+
+class _FixedBuffers:
+    """The track model's inputs and outputs bound once, at a fixed batch, on its device.
+
+    CUDA graphs replay the launches they captured on the same memory: every call updates the
+    inputs in place (rows past the targets repeat the last one) and reads the outputs; the
+    template features are written only when the targets change.
+    """
+
+    def __init__(
+        self,
+        ort: ModuleType,
+        session: Any,
+        contract: c.ModelContract,
+        *,
+        batch: int,
+        device: tuple[str, int],
+        outputs: Sequence[str],
+    ) -> None:
+        self.batch = batch
+        side, window = contract.instance_size, contract.exemplar_size
+        inputs = {
+            c.IN_IMAGE: ((batch, 3, side, side), np.float32),
+            c.IN_CENTER: ((batch, 2), np.float32),
+            c.IN_SIZE: ((batch, 2), np.float32),
+            c.IN_SCALE: ((batch,), np.float64),
+            c.IN_FEATURES: ((batch, *contract.feature_shape[1:]), np.float32),
+        }
+        declared = {
+            c.OUT_MASK: ((batch, window, window), np.float32),
+            c.OUT_CENTER: ((batch, 2), np.float32),
+            c.OUT_SIZE: ((batch, 2), np.float32),
+            c.OUT_BEST_CELL: ((batch, 2), np.int64),
+            c.OUT_SCORE: ((batch,), np.float32),
+        }
+        make = ort.OrtValue.ortvalue_from_shape_and_type
+        self._inputs = {
+            name: make(shape, dtype, *device) for name, (shape, dtype) in inputs.items()
+        }
+        self._outputs = [make(*declared[name], *device) for name in outputs]
+        self._binding = session.io_binding()
+        for name, value in self._inputs.items():
+            self._binding.bind_ortvalue_input(name, value)
+        for name, value in zip(outputs, self._outputs, strict=True):
+            self._binding.bind_ortvalue_output(name, value)
+        self._features: list[NDArray[np.float32]] = []
+
+    def run(
+        self,
+        session: Any,
+        feeds: Mapping[str, NDArray[Any]],
+        features: Sequence[NDArray[np.float32]],
+    ) -> list[Any]:
+        """One call on up to `batch` targets: feeds already padded to the batch."""
+        for name, value in feeds.items():
+            if name in self._inputs:
+                self._inputs[name].update_inplace(np.ascontiguousarray(value))
+        if [id(row) for row in features] != [id(row) for row in self._features]:
+            stacked = _padded(np.concatenate(features).astype(np.float32), self.batch)
+            self._inputs[c.IN_FEATURES].update_inplace(np.ascontiguousarray(stacked))
+            self._features = list(features)
+        session.run_with_iobinding(self._binding)
+        # On the CPU numpy() is a view of the bound buffer, which the next call overwrites.
+        return [np.array(value.numpy()) for value in self._outputs]
+
+
+def _graph_settings(ort: ModuleType, path: Path, settings: ModelSettings) -> ModelSettings:
+    """settings, with CUDA graphs turned off (one warning) for a model that has control flow."""
+    if not (settings.cuda_graph or settings.trt_cuda_graph):
+        return settings
+    if _declared_layout(ort, path) == c.LAYOUT_SPLIT:
+        return settings
+    log.warning(
+        "%s has an If (control flow), which CUDA graphs cannot capture: running it without "
+        "(model.cuda_graph / trt_cuda_graph need `siamedge export --layout split`)",
+        path,
+    )
+    return _without_graphs(settings)
+
+
+def _without_graphs(settings: ModelSettings) -> ModelSettings:
+    return settings.model_copy(update={"cuda_graph": False, "trt_cuda_graph": False})
+
+
+def _declared_layout(ort: ModuleType, path: Path) -> str:
+    """The layout a model's metadata declares, read on the CPU without optimising the graph."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    with ort_log.captured():
+        try:
+            session = ort.InferenceSession(str(path), options, providers=[providers.CPU])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(f"{path}: cannot load the model: {_short_error(exc)}") from exc
+    metadata: Mapping[str, str] = session.get_modelmeta().custom_metadata_map
+    return metadata.get(c.META_LAYOUT, c.LAYOUT_IF)
 
 
 @dataclass(frozen=True)

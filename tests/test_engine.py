@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -228,3 +229,56 @@ def test_cpu_threads_do_not_spin_unless_asked(toy_model: Callable[..., Path]) ->
     options = e.Engine.load(path, spinning).session.get_session_options()
     with pytest.raises(Exception, match="does not have configuration with key"):
         options.get_session_config_entry("session.intra_op.allow_spinning")
+
+
+def test_cuda_graph_settings_bind_fixed_buffers_for_a_split_model(
+    batched_toy_model: Callable[..., Path],
+) -> None:
+    """CUDA graphs replay fixed memory: the track model's inputs and outputs are bound once at
+    the batch of max_batch and updated in place (exercised here on the CPU provider)."""
+    settings = ModelSettings(providers=["cpu"], warmup=False, cuda_graph=True)
+    path = batched_toy_model("split.onnx", split=True)
+    engine = e.Engine.load(str(path), settings, max_batch=4)
+    assert engine._fixed is not None and engine._fixed.batch == 4
+    features = [np.full((1, 256, 7, 7), i, np.float32) for i in range(3)]
+    before = engine.calls
+    _assert_rows_are_their_own(engine.track(*_three_targets(), features))
+    _assert_rows_are_their_own(engine.track(*_three_targets(), features))
+    assert engine.calls - before == 2
+    bound = engine._fixed._inputs["z_features0"].numpy()
+    np.testing.assert_allclose(bound[:, 0, 0, 0], [0.0, 1.0, 2.0, 2.0])  # padded with the last
+    six = [np.concatenate(part) for part in zip(_three_targets(), _three_targets(), strict=True)]
+    step = engine.track(*six, features + features)
+    assert engine.calls - before == 4  # six targets: two calls of the fixed batch of four
+    np.testing.assert_allclose(step.mask_probs[:, 0, 0], [10.0, 20.0, 30.0] * 2)
+
+
+def test_cuda_graph_settings_on_a_model_with_if_run_it_without(
+    batched_toy_model: Callable[..., Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = ModelSettings(providers=["cpu"], warmup=False, cuda_graph=True)
+    engine = e.Engine.load(str(batched_toy_model()), settings, max_batch=4)
+    assert engine._fixed is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "has an If (control flow), which CUDA graphs cannot capture" in warnings[0]
+    assert "siamedge export --layout split" in warnings[0]
+    _assert_rows_are_their_own(
+        engine.track(*_three_targets(), [np.zeros((1, 256, 7, 7), np.float32)] * 3)
+    )
+
+
+def test_first_call_of_a_batch_size_routes_onnxruntime_output_through_logging(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="siamedge.onnxruntime")
+    settings = ModelSettings(providers=["cpu"], warmup=False, ort_log_level="verbose")
+    engine = e.Engine.load("builtin", settings)
+    capfd.readouterr()
+    caplog.clear()
+    engine.template(
+        np.zeros((3, 127, 127, 3), np.uint8), np.full((3, 2), 99.0), np.full((3, 2), 40.0)
+    )
+    ort_lines = [r.getMessage() for r in caplog.records if r.name == "siamedge.onnxruntime"]
+    assert any("Extending BFCArena" in line for line in ort_lines)
+    assert "onnxruntime" not in capfd.readouterr().err
