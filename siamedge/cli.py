@@ -36,6 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("siamedge.run", "run the tracking service (camera -> MQTT)"),
     "track": ("siamedge.offline", "track one box over a file, folder or synthetic clip"),
     "inspect": ("siamedge.inspect", "check a model against the contract and show its metadata"),
+    "check": (
+        "siamedge.check",
+        "run a clip on every execution provider and compare it with the CPU provider",
+    ),
     "watch": ("siamedge.watch", "show the live tracks of a running service (from MQTT)"),
     "export": (
         "siamedge.export.command",
