@@ -17,6 +17,9 @@ FLOAT = TensorProto.FLOAT
 FLOAT16 = TensorProto.FLOAT16
 INT64 = TensorProto.INT64
 
+KEEP_DIM = 0
+"""Reshape's `0`: copy that dimension from the input (the batch, whatever its size)."""
+
 NUMPY_OF: dict[int, type[np.generic]] = {FLOAT: np.float32, FLOAT16: np.float16, INT64: np.int64}
 
 
@@ -101,9 +104,21 @@ class Branch:
         """value reshaped to a static shape."""
         return self.op("Reshape", [value, self.ints(*shape)])
 
+    def reshape_keep(self, value: str, *shape: int) -> str:
+        """value reshaped to [N, *shape], N copied from its first dimension (any batch size)."""
+        return self.op("Reshape", [value, self.ints(KEEP_DIM, *shape)])
+
     def slice(self, value: str, axis: int, start: int, end: int) -> str:
         """value[start:end] along one axis (constant bounds, so the shape stays static)."""
         return self.op("Slice", [value, self.ints(start), self.ints(end), self.ints(axis)])
+
+    def unsqueeze(self, value: str, *axes: int) -> str:
+        """value with new axes of size 1 (constant axes, as TensorRT needs)."""
+        return self.op("Unsqueeze", [value, self.ints(*axes)])
+
+    def squeeze(self, value: str, *axes: int) -> str:
+        """value without the given axes of size 1 (constant axes, as TensorRT needs)."""
+        return self.op("Squeeze", [value, self.ints(*axes)])
 
     def graph(self, outputs: Sequence[onnx.ValueInfoProto]) -> onnx.GraphProto:
         """The branch as a graph with no inputs of its own (it reads the outer scope)."""
