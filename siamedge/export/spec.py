@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,6 +35,15 @@ BN_EPS = 1e-5
 """torch.nn.BatchNorm2d's default epsilon, which the checkpoint was trained with."""
 
 MODEL_NAME = "siammask-vot"
+
+SINGLE_TARGET_BATCH = 1
+"""ExportOptions.batch of the single-target layout (the public export's, no batch dimension)."""
+DEFAULT_BATCH: int | None = SINGLE_TARGET_BATCH
+"""What `siamedge export` writes by default: None (dynamic batch) once every engine runs it."""
+BATCH_DIM = "batch"
+"""Name of the symbolic leading dimension of the batched layouts (docs/model-layouts.md)."""
+INIT_MODEL_SUFFIX = ".init.onnx"
+"""The split layout's init model is `<track model stem>.init.onnx`, beside the track model."""
 
 DEFAULT_OPSET = 17
 """The public export's opset; TensorRT 10's ONNX parser takes 9 to 20."""
@@ -85,6 +95,11 @@ class HyperParameters:
     def metadata_json(self) -> str:
         """metadata() as compact JSON with sorted keys."""
         return json.dumps(self.metadata(), sort_keys=True)
+
+
+def init_model_path(track_model: Path) -> Path:
+    """Where the split layout's init model goes for a track model path."""
+    return track_model.with_name(track_model.stem + INIT_MODEL_SUFFIX)
 
 
 def anchor_sizes() -> NDArray[np.float32]:

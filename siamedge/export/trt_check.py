@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import onnx
 from onnx import TensorProto, shape_inference
 
+from siamedge.export.spec import BATCH_DIM
+
 TRT_PARSER = "TensorRT 10 ONNX parser"
 TRT_MIN_OPSET = 9
 TRT_MAX_OPSET = 20
@@ -101,14 +103,25 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | str | None] | None:
     return dims
 
 
+def _is_static(dims: list[int | str | None]) -> bool:
+    """Fixed sizes everywhere but an optional leading batch dimension (BATCH_DIM)."""
+    return all(
+        isinstance(dim, int) or (index == 0 and dim == BATCH_DIM) for index, dim in enumerate(dims)
+    )
+
+
 def _dynamic_values(model: onnx.ModelProto) -> list[str]:
-    """Values whose shape shape inference could not pin down to fixed sizes."""
+    """Values whose shape shape inference could not pin down to fixed sizes (but the batch).
+
+    A leading symbolic `batch` dimension is the batched layouts' one dynamic dimension
+    (TensorRT builds it from an optimization profile); any other unknown size is a problem.
+    """
     inferred = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     found = []
     for graph in _graphs(inferred.graph):
         for value in [*graph.input, *graph.output, *graph.value_info]:
             dims = _dims(value)
-            if dims is None or not all(isinstance(dim, int) for dim in dims):
+            if dims is None or not _is_static(dims):
                 found.append(f"{value.name} {dims if dims is not None else 'unknown rank'}")
     produced = {
         out for graph in _graphs(inferred.graph) for node in graph.node for out in node.output
@@ -168,9 +181,18 @@ def _node_problems(node: onnx.NodeProto, constants: set[str]) -> list[str]:
             problems.append(f"Resize {node.name!r}: antialiasing is unsupported")
     if node.op_type == "MaxPool" and any(d != 1 for d in attrs.get("dilations", [])):
         problems.append(f"MaxPool {node.name!r}: dilations must be 1")
-    constant_weights = node.op_type in ("Conv", "ConvTranspose") and node.input[1] in constants
+    convolution = node.op_type in ("Conv", "ConvTranspose")
+    constant_weights = convolution and node.input[1] in constants
     if constant_weights and len(node.input) > 2 and node.input[2] not in ("", *constants):
         problems.append(f"{node.op_type} {node.name!r}: the bias must be an initializer")
+    groups = int(attrs.get("group", 1))
+    if convolution and not constant_weights and groups > 1:
+        problems.append(
+            f"{node.op_type} {node.name!r}: {groups} groups with weights computed at run time "
+            f"({node.input[1]!r}): the group count is a fixed attribute, so per-target kernels "
+            "cannot follow a batch (and parsers before TensorRT 8.5 need initializer weights); "
+            "write the correlation as Slice/Mul/Add"
+        )
     if node.op_type == "If":
         problems += _if_problems(node)
     return problems
@@ -205,4 +227,12 @@ def check_tensorrt(model: onnx.ModelProto) -> TrtReport:
         for value in model.graph.input
         if value.type.tensor_type.elem_type == TensorProto.DOUBLE
     ]
+    batched = [
+        value.name for value in model.graph.input if (_dims(value) or [None])[0] == BATCH_DIM
+    ]
+    if batched:
+        notes.append(
+            f"inputs {', '.join(batched)} lead with the dynamic dimension {BATCH_DIM!r}: "
+            "TensorRT builds the engine for an optimization profile (min/opt/max batch)"
+        )
     return TrtReport(opset, tuple(sorted(operators)), tuple(problems), tuple(notes))
