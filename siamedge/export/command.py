@@ -9,13 +9,26 @@ import argparse
 import logging
 from pathlib import Path
 
+from siamedge.contract import LAYOUT_IF, LAYOUT_SPLIT
 from siamedge.errors import ModelError
-from siamedge.export.spec import DEFAULT_OPSET, MIN_OPSET, HyperParameters
+from siamedge.export.spec import (
+    DEFAULT_BATCH,
+    DEFAULT_OPSET,
+    INIT_MODEL_SUFFIX,
+    MIN_OPSET,
+    SINGLE_TARGET_BATCH,
+    HyperParameters,
+)
 
 log = logging.getLogger(__name__)
 
 EXTRA_HINT = "the exporter needs torch and onnx: pip install 'siamedge[export]'"
 EXPORT_MODULES = ("torch", "onnx")
+
+BATCH_DYNAMIC = "dynamic"
+BATCH_CHOICES = (BATCH_DYNAMIC, str(SINGLE_TARGET_BATCH))
+BATCH_DEFAULT = BATCH_DYNAMIC if DEFAULT_BATCH is None else str(DEFAULT_BATCH)
+LAYOUT_CHOICES = (LAYOUT_IF, LAYOUT_SPLIT)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +38,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint", type=Path, required=True, help="SiamMask_VOT.pth (ResNet-50, refine)"
     )
     parser.add_argument("--out", type=Path, required=True, help="ONNX file to write")
+    parser.add_argument(
+        "--batch",
+        choices=BATCH_CHOICES,
+        default=BATCH_DEFAULT,
+        help=(
+            "dynamic: a leading symbolic batch dimension on every tensor but first_time "
+            "(N targets per call); 1: the public export's single-target layout "
+            f"(default {BATCH_DEFAULT})"
+        ),
+    )
+    parser.add_argument(
+        "--layout",
+        choices=LAYOUT_CHOICES,
+        default=LAYOUT_IF,
+        help=(
+            "if: one model, an If on first_time; split: OUT is the track model (no If) and "
+            f"<OUT stem>{INIT_MODEL_SUFFIX} the init model (needs --batch {BATCH_DYNAMIC}) "
+            f"(default {LAYOUT_IF})"
+        ),
+    )
     parser.add_argument(
         "--seed-layout",
         action="store_true",
@@ -57,6 +90,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export, print the report; 1 when a validation check fails."""
+    if args.layout == LAYOUT_SPLIT and args.batch != BATCH_DYNAMIC:
+        raise ModelError(
+            f"--layout {LAYOUT_SPLIT} writes batched models: add --batch {BATCH_DYNAMIC} "
+            f"(got --batch {args.batch})"
+        )
     hp = HyperParameters(
         penalty_k=args.penalty_k,
         window_influence=args.window_influence,
@@ -70,7 +108,12 @@ def run(args: argparse.Namespace) -> int:
             raise ModelError(f"{EXTRA_HINT} ({exc.name} is missing)") from exc
         raise
     options = builder.ExportOptions(
-        hp=hp, opset=args.opset, fp16=args.fp16, with_score=not args.seed_layout
+        hp=hp,
+        opset=args.opset,
+        fp16=args.fp16,
+        with_score=not args.seed_layout,
+        batch=None if args.batch == BATCH_DYNAMIC else SINGLE_TARGET_BATCH,
+        layout=args.layout,
     )
     result = exporter.export_checkpoint(
         args.checkpoint, args.out, options, validate=not args.no_validate

@@ -1,4 +1,4 @@
-"""Checkpoint -> ONNX file: load strictly, build the contract model, save it, validate it.
+"""Checkpoint -> ONNX file(s): load strictly, build the contract model(s), save, validate.
 
 The one entry point `siamedge export` calls; it never changes the checkpoint.
 """
@@ -13,10 +13,17 @@ from pathlib import Path
 
 import onnx
 
+from siamedge import contract as c
 from siamedge.errors import ModelError
-from siamedge.export.builder import ExportOptions, build_model
+from siamedge.export.builder import (
+    DEFAULT_INIT_MODEL,
+    ExportOptions,
+    build_init_model,
+    build_model,
+)
 from siamedge.export.checkpoint import load_network
 from siamedge.export.reference_step import ReferenceStep
+from siamedge.export.spec import init_model_path
 from siamedge.export.trt_check import TrtReport, check_tensorrt
 from siamedge.export.validate import Comparison, check_onnx, compare_with_reference
 
@@ -30,7 +37,8 @@ class ExportResult:
     """What an export produced and what its checks found.
 
     export_s: loading, building and saving; validate_s: checker, onnxruntime run, TRT check.
-    comparison: None when validation was skipped.
+    comparison: None when validation was skipped. init_path / init_size_bytes: the split
+    layout's init model (None for one-model layouts); trt_init: its TensorRT check.
     """
 
     path: Path
@@ -40,6 +48,9 @@ class ExportResult:
     options: ExportOptions
     trt: TrtReport | None
     comparison: Comparison | None
+    init_path: Path | None = None
+    init_size_bytes: int | None = None
+    trt_init: TrtReport | None = None
 
     @property
     def ok(self) -> bool:
@@ -55,7 +66,13 @@ class ExportResult:
         layout = "with score" if opts.with_score else "seed layout (no score)"
         out = [
             f"wrote {self.path}: {self.size_bytes / MEGABYTE:.1f} MB, opset {opts.opset}, "
-            f"{'float16' if opts.fp16 else 'float32'} weights, {layout}",
+            f"{'float16' if opts.fp16 else 'float32'} weights, {layout}, {opts.describe()}",
+        ]
+        if self.init_path is not None and self.init_size_bytes is not None:
+            out.append(
+                f"wrote {self.init_path} (its init model): {self.init_size_bytes / MEGABYTE:.1f} MB"
+            )
+        out += [
             f"export time {self.export_s:.1f} s; validation {self.validate_s:.1f} s",
             f"hyper-parameters: {opts.hp.metadata_json()}",
         ]
@@ -63,6 +80,8 @@ class ExportResult:
             out += self.comparison.lines()
         if self.trt is not None:
             out += self.trt.lines()
+        if self.trt_init is not None:
+            out += [f"init model: {line}" for line in self.trt_init.lines()]
         return out
 
 
@@ -82,20 +101,35 @@ def save_model(model: onnx.ModelProto, out: Path) -> int:
 def export_checkpoint(
     checkpoint: Path, out: Path, options: ExportOptions, validate: bool = True
 ) -> ExportResult:
-    """Export a SiamMask VOT checkpoint to a contract ONNX model and check the result."""
+    """Export a SiamMask VOT checkpoint to a contract ONNX model and check the result.
+
+    The split layout writes the track model to `out` and its init model beside it
+    (spec.init_model_path).
+    """
     started = time.perf_counter()
     net = load_network(checkpoint)
-    model = build_model(net, options, source=checkpoint.name)
+    split = options.layout == c.LAYOUT_SPLIT
+    init_path = init_model_path(out) if split else None
+    init_name = init_path.name if init_path is not None else DEFAULT_INIT_MODEL
+    model = build_model(net, options, source=checkpoint.name, init_model=init_name)
+    init_model = build_init_model(net, options, source=checkpoint.name) if split else None
     size = save_model(model, out)
+    init_size = None
+    if init_path is not None and init_model is not None:
+        init_size = save_model(init_model, init_path)
     exported = time.perf_counter()
     log.info("exported %s to %s (%.1f MB)", checkpoint, out, size / MEGABYTE)
-    trt = comparison = None
+    trt = trt_init = comparison = None
     if validate:
         check_onnx(out)
         trt = check_tensorrt(model)
+        if init_path is not None and init_model is not None:
+            check_onnx(init_path)
+            trt_init = check_tensorrt(init_model)
         comparison = compare_with_reference(out, ReferenceStep(net, options.hp), options.fp16)
-        if not trt.ok:
-            log.warning("%s may not load in TensorRT: %s", out, "; ".join(trt.problems))
+        for path, report in ((out, trt), (init_path, trt_init)):
+            if report is not None and not report.ok:
+                log.warning("%s may not load in TensorRT: %s", path, "; ".join(report.problems))
     return ExportResult(
         path=out,
         size_bytes=size,
@@ -104,4 +138,7 @@ def export_checkpoint(
         options=options,
         trt=trt,
         comparison=comparison,
+        init_path=init_path,
+        init_size_bytes=init_size,
+        trt_init=trt_init,
     )
