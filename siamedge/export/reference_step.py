@@ -143,6 +143,11 @@ class ReferenceStep:
         self.last_decision: Decision | None = None
 
     @property
+    def hp(self) -> HyperParameters:
+        """The hyper-parameters of the tracker arithmetic."""
+        return self._hp
+
+    @property
     def contract(self) -> c.ModelContract:
         """The contract an export of this network declares (score output included)."""
         return self._contract
