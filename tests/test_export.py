@@ -19,8 +19,6 @@ from onnx import TensorProto, helper
 
 from siamedge import __version__
 from siamedge import contract as c
-from siamedge.config import ModelSettings
-from siamedge.engine import Engine
 from siamedge.errors import ModelError
 from siamedge.export import command
 from siamedge.export.builder import ExportOptions, build_model
@@ -31,35 +29,22 @@ from siamedge.export.checkpoint import (
 )
 from siamedge.export.exporter import export_checkpoint
 from siamedge.export.network import SiamMaskVOT
+from siamedge.export.runners import InitRows, LayoutRunner, TrackRows
 from siamedge.export.spec import HyperParameters
 from siamedge.export.trt_check import check_tensorrt
 from siamedge.export.validate import (
     FP16_TOLERANCES,
     FP32_TOLERANCES,
+    SAMPLE_ROWS,
     Comparison,
     StepDiff,
-    run_model,
+    contract_of,
     sample_frame,
 )
 
 pytestmark = pytest.mark.torch
 
-ONNX_DTYPES = {
-    TensorProto.FLOAT: "float32",
-    TensorProto.DOUBLE: "float64",
-    TensorProto.BOOL: "bool",
-    TensorProto.INT64: "int64",
-}
-CPU_ONE_THREAD = ModelSettings(providers=["cpu"], warmup=False, intra_op_threads=1)
-
-
-def _specs(values: Any) -> list[c.TensorSpec]:
-    specs = []
-    for value in values:
-        tensor = value.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
-        specs.append(c.TensorSpec(value.name, ONNX_DTYPES[tensor.elem_type], dims))
-    return specs
+ONE_THREAD = 1
 
 
 def _graph_only(path: Path) -> onnx.ModelProto:
@@ -67,11 +52,7 @@ def _graph_only(path: Path) -> onnx.ModelProto:
 
 
 def _contract(path: Path) -> c.ModelContract:
-    model = _graph_only(path)
-    metadata = {prop.key: prop.value for prop in model.metadata_props}
-    return c.check_contract(
-        _specs(model.graph.input), _specs(model.graph.output), metadata, str(path)
-    )
+    return contract_of(path)
 
 
 # --- checkpoint loading ---------------------------------------------------------------------
@@ -158,6 +139,7 @@ def test_models_pass_the_contract(exported_models: ExportedModels) -> None:
     assert full.has_score and not seed.has_score
     assert (full.instance_size, full.exemplar_size, full.score_size) == (255, 127, 25)
     assert full.feature_shape == (1, 256, 7, 7)
+    assert full.batched and full.max_batch is None and full.layout == c.LAYOUT_IF
     assert full.seg_thr == pytest.approx(0.35)
     assert full.model_name == "siammask-vot"
     seed_outputs = [o.name for o in _graph_only(exported_models.seed.path).graph.output]
@@ -201,6 +183,7 @@ def test_metadata_records_name_producer_and_hyper_parameters(
     assert params["penalty_k"] == 0.04 and params["window_influence"] == 0.4
     assert params["lr"] == 1.0 and params["seg_thr"] == 0.35
     assert params["ratios"] == [0.33, 0.5, 1, 2, 3] and params["scales"] == [8]
+    assert metadata[c.META_LAYOUT] == c.LAYOUT_IF and c.META_INIT_MODEL not in metadata
 
 
 def test_onnxruntime_matches_pytorch_on_both_branches(exported_models: ExportedModels) -> None:
@@ -209,7 +192,8 @@ def test_onnxruntime_matches_pytorch_on_both_branches(exported_models: ExportedM
     assert comparison.problems == []
     assert comparison.init_outputs_neutral
     assert comparison.features < FP32_TOLERANCES.features
-    assert len(comparison.steps) == 2
+    assert len(comparison.steps) == len(SAMPLE_ROWS)
+    assert comparison.rows is not None and comparison.rows.cells_differ == ()
     for step in comparison.steps:
         assert step.same_cell
         assert step.mask < FP32_TOLERANCES.mask
@@ -218,24 +202,20 @@ def test_onnxruntime_matches_pytorch_on_both_branches(exported_models: ExportedM
 
 
 def test_init_branch_passes_the_state_through(exported_models: ExportedModels) -> None:
-    session = Engine.load(str(exported_models.full.path), CPU_ONE_THREAD).session
-    image = np.zeros((1, 3, 255, 255), np.float32)
-    features = np.full((1, 256, 7, 7), 7.0, np.float32)
-    out = run_model(
-        session,
-        image=image,
-        center=(12.5, 30.25),
-        size=(40.0, 22.0),
-        scale_x=0.5,
-        features=features,
-        first_time=True,
-    )
-    assert out[c.OUT_CENTER].tolist() == [12.5, 30.25]
-    assert out[c.OUT_SIZE].tolist() == [40.0, 22.0]
-    assert out[c.OUT_BEST_CELL].tolist() == [0, 0] and out[c.OUT_BEST_CELL].dtype == np.int64
-    assert not out[c.OUT_MASK].any() and out[c.OUT_MASK].shape == (127, 127)
-    assert out[c.OUT_SCORE].shape == () and out[c.OUT_SCORE] == 0.0
-    assert not np.array_equal(out[c.OUT_FEATURES], features)
+    runner = LayoutRunner(exported_models.full.path, ONE_THREAD)
+    frame = sample_frame().transpose(2, 0, 1).astype(np.float32)
+    exemplars = np.stack([frame[:, :127, :127], frame[:, 200:327, 300:427]])
+    centers = np.asarray([[12.5, 30.25], [400.0, 7.5]], np.float32)
+    sizes = np.asarray([[40.0, 22.0], [10.0, 300.0]], np.float32)
+    out = runner.template(InitRows(exemplars, centers, sizes))
+    assert out[c.OUT_CENTER].tolist() == centers.tolist()
+    assert out[c.OUT_SIZE].tolist() == sizes.tolist()
+    assert out[c.OUT_BEST_CELL].tolist() == [[0, 0], [0, 0]]
+    assert out[c.OUT_BEST_CELL].dtype == np.int64
+    assert not out[c.OUT_MASK].any() and out[c.OUT_MASK].shape == (2, 127, 127)
+    assert out[c.OUT_SCORE].shape == (2,) and not out[c.OUT_SCORE].any()
+    assert out[c.OUT_FEATURES].shape == (2, 256, 7, 7)
+    assert out[c.OUT_FEATURES].any() and not np.array_equal(*out[c.OUT_FEATURES])
 
 
 def test_export_report_lists_checks_and_numbers(exported_models: ExportedModels) -> None:
@@ -243,7 +223,7 @@ def test_export_report_lists_checks_and_numbers(exported_models: ExportedModels)
     text = "\n".join(lines)
     assert exported_models.full.ok
     assert lines[0].startswith(f"wrote {exported_models.full.path}: ")
-    assert "opset 17, float32 weights, with score" in lines[0]
+    assert "opset 17, float32 weights, with score, if layout, dynamic batch `batch`" in lines[0]
     assert "export time " in text and "onnxruntime (CPU) vs PyTorch: OK" in text
     assert "TensorRT check (TensorRT 10 ONNX parser, opset 9-20): OK" in text
 
@@ -255,8 +235,11 @@ def test_tensorrt_check_passes_the_export(exported_models: ExportedModels) -> No
     report = check_tensorrt(_graph_only(exported_models.full.path))
     assert report.ok, report.problems
     assert report.opset == 17
-    assert {"If", "Conv", "ArgMax", "Gather", "Resize", "ConvTranspose"} <= set(report.operators)
+    assert {"If", "Conv", "ArgMax", "GatherND", "GatherElements", "ConvTranspose"} <= set(
+        report.operators
+    )
     assert any("scale_x" in note for note in report.notes)
+    assert any("dynamic dimension 'batch'" in note for note in report.notes)
 
 
 def _tiny_model(nodes: list[onnx.NodeProto], opset: int, dims: list[Any]) -> onnx.ModelProto:
@@ -322,20 +305,15 @@ def test_opset_option(seed0_network: SiamMaskVOT, tmp_path: Path) -> None:
     assert model.ir_version == 7
     path = tmp_path / "opset13.onnx"
     path.write_bytes(model.SerializeToString())
-    session = Engine.load(str(path), CPU_ONE_THREAD).session
+    runner = LayoutRunner(path, ONE_THREAD)
     frame = sample_frame()
-    image = np.zeros((1, 3, 255, 255), np.float32)
-    image[0, :, :127, :127] = frame[:127, :127].transpose(2, 0, 1)
-    out = run_model(
-        session,
-        image=image,
-        center=(1.0, 1.0),
-        size=(1.0, 1.0),
-        scale_x=1.0,
-        features=np.zeros((1, 256, 7, 7), np.float32),
-        first_time=True,
-    )
+    exemplar = frame[:127, :127].transpose(2, 0, 1)[None].astype(np.float32)
+    ones = np.ones((1, 2), np.float32)
+    out = runner.template(InitRows(exemplar, ones, ones))
     assert np.isfinite(out[c.OUT_FEATURES]).all() and out[c.OUT_FEATURES].any()
+    search = np.zeros((1, 3, 255, 255), np.float32)
+    step = runner.track(TrackRows(search, ones * 100, ones * 50, np.ones(1), out[c.OUT_FEATURES]))
+    assert step[c.OUT_MASK].shape == (1, 127, 127) and np.isfinite(step[c.OUT_MASK]).all()
     with pytest.raises(ModelError, match="opset 12 is not available: the export needs 13 to"):
         build_model(seed0_network, ExportOptions(opset=12))
     newer = check_tensorrt(build_model(seed0_network, ExportOptions(opset=21)))

@@ -38,8 +38,8 @@ MODEL_NAME = "siammask-vot"
 
 SINGLE_TARGET_BATCH = 1
 """ExportOptions.batch of the single-target layout (the public export's, no batch dimension)."""
-DEFAULT_BATCH: int | None = SINGLE_TARGET_BATCH
-"""What `siamedge export` writes by default: None (dynamic batch) once every engine runs it."""
+DEFAULT_BATCH: int | None = None
+"""What `siamedge export` writes by default: the batched layout with a dynamic batch."""
 BATCH_DIM = "batch"
 """Name of the symbolic leading dimension of the batched layouts (docs/model-layouts.md)."""
 INIT_MODEL_SUFFIX = ".init.onnx"
