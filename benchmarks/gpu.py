@@ -1,0 +1,658 @@
+"""Per-step time on a GPU: siamedge on the CUDA provider, siamedge on the CPU provider and the
+original PyTorch tracker on the same GPU, fp32 and fp16, 1 and 4 targets, 480p / 1080p / 4K.
+
+The frames are the tennis frames (854x480) resized (bilinear) to each size; the targets start on
+the reference init box (scaled) and, for 4 targets, three boxes of its size elsewhere in the
+frame (siamedge.check.start_boxes). siamedge steps all targets in ONE model call per frame
+(Tracker + step_together); the original tracker (tools/test.py siamese_track with mask and
+refine, the network in PyTorch, cuDNN autotuned, TF32 off) steps them one after another, as it
+can only do. One table, median ms per frame after WARMUP_STEPS steps:
+  step:   the whole per-frame step for all targets (crops, model, mask, state),
+  run:    the session run alone (run_with_iobinding, inputs and outputs copied included),
+  around: step - run (what siamedge does around the model),
+  /tgt:   step per target; n/1: the step of n targets over the step of one.
+The CUDA provider runs with siamedge's defaults (TF32 off, exhaustive cuDNN algorithm search);
+--cuda-tf32 measures TF32 on.
+
+Without a GPU (onnxruntime offers no CUDA provider and torch sees no CUDA device) it prints one
+line and exits 0; --cpu-only measures the CPU columns anyway (and the original on the CPU),
+which is how the script itself is tested on machines without one.
+
+    python benchmarks/gpu.py [--frames-dir DIR] [--checkpoint C.pth | --make-checkpoint PY]
+                             [--model fp32.onnx --model-fp16 fp16.onnx] [--frames 30]
+                             [--cpu-frames 10] [--sizes 480p,1080p,4k] [--targets 1,4]
+
+Paths: the tennis frames and make_checkpoint.py default to ../shared/reference; a machine
+without it takes --frames-dir and --checkpoint (or --make-checkpoint, the script that builds
+the seed-0 checkpoint). Models are exported from the checkpoint (needs onnx) unless given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from siamedge.check import start_boxes
+from siamedge.config import ModelSettings, TrackerSettings
+from siamedge.contract import BASE_SIZE, CONTEXT_AMOUNT, EXEMPLAR_SIZE, INSTANCE_SIZE, TOTAL_STRIDE
+from siamedge.engine import Engine, import_onnxruntime
+from siamedge.errors import SiamedgeError
+from siamedge.providers import CUDA
+from siamedge.tracking.geometry import BoxXYWH
+from siamedge.tracking.tracker import Tracker, TrackerParams, step_together
+
+DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+SIZES = {"480p": (854, 480), "1080p": (1920, 1080), "4k": (3840, 2160)}
+SOURCE_WH = (854, 480)
+INIT_BOX = (300.0, 110.0, 165.0, 250.0)
+"""The tennis reference trace's init box in the 854x480 frames."""
+PRECISIONS = ("fp32", "fp16")
+WARMUP_STEPS = 3
+"""Steps left out of the medians: cuDNN autotuning and lazy kernel loading of the first calls."""
+MAX_TARGETS = 4
+MIN_CONTOUR_AREA = 100.0
+MIN_SIDE = 10.0
+MS = 1000.0
+P90 = 90
+NOT_RUN = "-"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Per-frame seconds of one configuration (after the warm-up steps).
+
+    run_s: the model call(s) alone; None where there is no session (the PyTorch original).
+    """
+
+    step_s: list[float]
+    run_s: list[float] | None
+
+    def median_ms(self) -> float:
+        return statistics.median(self.step_s) * MS
+
+    def p90_ms(self) -> float:
+        return float(np.percentile(self.step_s, P90)) * MS
+
+    def run_ms(self) -> float | None:
+        return None if self.run_s is None else statistics.median(self.run_s) * MS
+
+    def around_ms(self) -> float | None:
+        if self.run_s is None:
+            return None
+        around = [step - run for step, run in zip(self.step_s, self.run_s, strict=True)]
+        return statistics.median(around) * MS
+
+
+class TimedSession:
+    """Wraps an onnxruntime session; adds up the time of its model calls since reset()."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self.elapsed_s = 0.0
+
+    def reset(self) -> None:
+        self.elapsed_s = 0.0
+
+    def run(self, names: Any, feeds: Any) -> Any:
+        started = time.perf_counter()
+        outputs = self._session.run(names, feeds)
+        self.elapsed_s += time.perf_counter() - started
+        return outputs
+
+    def run_with_iobinding(self, binding: Any) -> None:
+        started = time.perf_counter()
+        self._session.run_with_iobinding(binding)
+        self.elapsed_s += time.perf_counter() - started
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+def load_frames(folder: Path, size_wh: tuple[int, int], count: int) -> list[NDArray[np.uint8]]:
+    """The first `count` frames of the folder (sorted .jpg names) resized to size_wh."""
+    names = sorted(folder.glob("*.jpg"))[:count]
+    if len(names) < count:
+        raise SystemExit(f"{folder}: {count} .jpg frames needed, found {len(names)}")
+    frames = []
+    for name in names:
+        frame = cv2.imread(str(name))
+        if frame is None:
+            raise SystemExit(f"{name}: not a readable image")
+        if frame.shape[1::-1] != size_wh:
+            frame = cv2.resize(frame, size_wh)
+        frames.append(frame)
+    return frames
+
+
+def target_boxes(size_wh: tuple[int, int], count: int) -> list[BoxXYWH]:
+    """The reference init box scaled to the frame size, then count - 1 boxes of its size."""
+    factor = size_wh[0] / SOURCE_WH[0]
+    x, y, w, h = (value * factor for value in INIT_BOX)
+    return start_boxes((x, y, w, h), size_wh, count)
+
+
+def timed_engine(model: Path, settings: ModelSettings) -> tuple[Engine, TimedSession]:
+    """The model warmed up for 1 and MAX_TARGETS targets, its track session timed."""
+    engine = Engine.load(str(model), settings, max_batch=MAX_TARGETS)
+    timed = TimedSession(engine.session)
+    engine._session = timed  # benchmark only: time the model call inside Engine.track
+    return engine, timed
+
+
+def measure_siamedge(
+    engine: Engine,
+    timed: TimedSession,
+    frames: Sequence[NDArray[np.uint8]],
+    boxes: Sequence[BoxXYWH],
+) -> Timing:
+    """Start one tracker per box on frames[0], then step them together through the rest."""
+    params = TrackerParams.from_settings(TrackerSettings(), engine.contract)
+    trackers = [Tracker(engine, params) for _ in boxes]
+    for tracker, box in zip(trackers, boxes, strict=True):
+        tracker.start(frames[0], box)
+    step_s, run_s = [], []
+    for frame in frames[1:]:
+        timed.reset()
+        started = time.perf_counter()
+        for outcome in step_together(trackers, frame):
+            if isinstance(outcome, ValueError):
+                raise outcome
+        step_s.append(time.perf_counter() - started)
+        run_s.append(timed.elapsed_s)
+    return Timing(step_s[WARMUP_STEPS:], run_s[WARMUP_STEPS:])
+
+
+def subwindow(
+    image: NDArray[np.uint8], center: NDArray[np.float64], out: int, side: int, mean: Any
+) -> Any:
+    """tools/test.py get_subwindow_tracking (a CPU float tensor): pads a copy of the whole
+    frame when the crop leaves it."""
+    import torch
+
+    c = (side + 1) / 2
+    x_min, y_min = round(center[0] - c), round(center[1] - c)
+    x_max, y_max = x_min + side - 1, y_min + side - 1
+    height, width = image.shape[:2]
+    left, top = int(max(0.0, -x_min)), int(max(0.0, -y_min))
+    right, bottom = int(max(0.0, x_max - width + 1)), int(max(0.0, y_max - height + 1))
+    x_min, x_max, y_min, y_max = x_min + left, x_max + left, y_min + top, y_max + top
+    if any((top, bottom, left, right)):
+        padded = np.zeros((height + top + bottom, width + left + right, 3), np.uint8)
+        padded[top : top + height, left : left + width] = image
+        padded[:top, left : left + width] = mean
+        padded[height + top :, left : left + width] = mean
+        padded[:, :left] = mean
+        padded[:, width + left :] = mean
+        patch = padded[y_min : y_max + 1, x_min : x_max + 1]
+    else:
+        patch = image[y_min : y_max + 1, x_min : x_max + 1]
+    if side != out:
+        patch = cv2.resize(patch, (out, out))
+    return torch.from_numpy(np.transpose(patch, (2, 0, 1)).copy()).float()[None]
+
+
+class OriginalTracker:
+    """tools/test.py siamese_init / siamese_track with mask and refine, the network on a torch
+    device: crops go to the device, the heads and the mask come back (.cpu()) for the numpy
+    decoding, as the original does. benchmarks/reference.py has the CPU twin."""
+
+    def __init__(self, net: Any, hp: Any, device: Any, dtype: Any) -> None:
+        self.net = net
+        self.hp = hp
+        self.device = device
+        self.dtype = dtype
+
+    def _to_device(self, crop: Any) -> Any:
+        return crop.to(self.device, self.dtype)
+
+    def start(self, frame: NDArray[np.uint8], box: Sequence[float]) -> None:
+        import torch
+
+        x, y, w, h = box
+        self.size_hw = frame.shape[:2]
+        self.pos = np.array([x + w / 2, y + h / 2])
+        self.sz = np.array([w, h])
+        self.mean = np.mean(frame, axis=(0, 1))
+        context = CONTEXT_AMOUNT * sum(self.sz)
+        s_z = round(np.sqrt((self.sz[0] + context) * (self.sz[1] + context)))
+        exemplar = subwindow(frame, self.pos, EXEMPLAR_SIZE, s_z, self.mean)
+        with torch.inference_mode():
+            self.template = self.net.template(self._to_device(exemplar))
+
+    def step(self, frame: NDArray[np.uint8]) -> None:
+        import torch
+
+        from siamedge.export.reference_step import decide
+
+        context = CONTEXT_AMOUNT * sum(self.sz)
+        s_x = np.sqrt((self.sz[1] + context) * (self.sz[0] + context))
+        scale_x = EXEMPLAR_SIZE / s_x
+        s_x = s_x + 2 * ((INSTANCE_SIZE - EXEMPLAR_SIZE) / 2) / scale_x
+        crop_box = [self.pos[0] - round(s_x) / 2, self.pos[1] - round(s_x) / 2, round(s_x)]
+        crop = subwindow(frame, self.pos, INSTANCE_SIZE, round(s_x), self.mean)
+        with torch.inference_mode():
+            out = self.net.search(self._to_device(crop), self.template)
+            self.net.mask_model.mask.head(out.correlation)  # the original computes it too
+            decision = decide(
+                cls=out.cls.float().cpu().numpy(),
+                loc=out.loc.float().cpu().numpy(),
+                center_xy=(float(self.pos[0]), float(self.pos[1])),
+                size_wh=(float(self.sz[0]), float(self.sz[1])),
+                scale_x=float(scale_x),
+                hp=self.hp,
+            )
+            row, col = decision.cell_yx
+            mask = torch.sigmoid(self.net.refine(out, row, col)).float().cpu().numpy()
+        height, width = self.size_hw
+        s = crop_box[2] / INSTANCE_SIZE
+        sub = [
+            crop_box[0] + (col - BASE_SIZE / 2) * TOTAL_STRIDE * s,
+            crop_box[1] + (row - BASE_SIZE / 2) * TOTAL_STRIDE * s,
+            s * EXEMPLAR_SIZE,
+        ]
+        s = EXEMPLAR_SIZE / sub[2]
+        a, b = (width - 1) / (width * s), (height - 1) / (height * s)
+        matrix = np.array([[a, 0, a * sub[0] * s], [0, b, b * sub[1] * s]])
+        full = cv2.warpAffine(mask, matrix, (width, height), flags=cv2.INTER_LINEAR, borderValue=-1)
+        bits = (full > self.hp.seg_thr).astype(np.uint8)
+        contours, _ = cv2.findContours(bits, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        areas = [cv2.contourArea(contour) for contour in contours]
+        if contours and max(areas) > MIN_CONTOUR_AREA:
+            cv2.boxPoints(cv2.minAreaRect(contours[int(np.argmax(areas))].reshape(-1, 2)))
+        self.pos = np.clip(np.array(decision.center_xy), 0, [width, height])
+        self.sz = np.clip(np.array(decision.size_wh), MIN_SIDE, [width, height])
+
+
+def measure_original(
+    net: Any,
+    device: Any,
+    dtype: Any,
+    frames: Sequence[NDArray[np.uint8]],
+    boxes: Sequence[BoxXYWH],
+) -> Timing:
+    """One original tracker per box, stepped one after another on every frame."""
+    import torch
+
+    from siamedge.export.spec import HyperParameters
+
+    trackers = [OriginalTracker(net, HyperParameters(), device, dtype) for _ in boxes]
+    for tracker, box in zip(trackers, boxes, strict=True):
+        tracker.start(frames[0], box)
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    step_s = []
+    for frame in frames[1:]:
+        synchronize()
+        started = time.perf_counter()
+        for tracker in trackers:
+            tracker.step(frame)
+        synchronize()
+        step_s.append(time.perf_counter() - started)
+    return Timing(step_s[WARMUP_STEPS:], None)
+
+
+def load_module(path: Path, name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_checkpoint(make_checkpoint: Path, folder: Path) -> Path:
+    """make_checkpoint.py's seed-0 state dict saved as {'state_dict': ...} in folder."""
+    import torch
+
+    module = load_module(make_checkpoint, "make_checkpoint")
+    path = folder / "siammask_seed0.pth"
+    torch.save({"state_dict": module.make_state_dict(0)}, path)
+    return path
+
+
+def export_models(checkpoint: Path, folder: Path) -> dict[str, Path]:
+    """fp32 and fp16 exports of the checkpoint (the default layout: dynamic batch)."""
+    try:
+        from siamedge.export.builder import ExportOptions
+        from siamedge.export.exporter import export_checkpoint
+    except ImportError as exc:
+        raise SystemExit(
+            f"exporting needs torch and onnx ({exc.name} is missing): export elsewhere with "
+            "`siamedge export` (and --fp16) and pass --model and --model-fp16"
+        ) from None
+    models = {}
+    for precision in PRECISIONS:
+        out = folder / f"siammask_{precision}.onnx"
+        options = ExportOptions(fp16=precision == "fp16")
+        models[precision] = export_checkpoint(checkpoint, out, options, validate=False).path
+    return models
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: frame size, precision, targets and each runner's timing (None: not run,
+    or a string saying why)."""
+
+    size_wh: tuple[int, int]
+    precision: str
+    targets: int
+    cuda: Timing | str | None
+    cpu: Timing | str | None
+    torch: Timing | str | None
+
+
+@dataclass(frozen=True)
+class Group:
+    """A runner's columns in the table: its title, column names and widths."""
+
+    title: str
+    columns: tuple[str, ...]
+    widths: tuple[int, ...]
+    pick: Callable[[Row], Timing | str | None]
+
+    @property
+    def width(self) -> int:
+        return sum(self.widths) + len(self.widths) - 1
+
+    def header(self) -> str:
+        return " ".join(f"{name:>{w}}" for name, w in zip(self.columns, self.widths, strict=True))
+
+    def cells(self, row: Row, rows: Sequence[Row]) -> str:
+        """The row's values, or the reason the runner did not run, across the group."""
+        timing = self.pick(row)
+        if not isinstance(timing, Timing):
+            return f"{(timing or NOT_RUN)[: self.width]:>{self.width}}"
+        values = {
+            "step": timing.median_ms(),
+            "p90": timing.p90_ms(),
+            "run": timing.run_ms(),
+            "around": timing.around_ms(),
+            "/tgt": timing.median_ms() / row.targets,
+            "n/1": _ratio(row, rows, self.pick),
+        }
+        return " ".join(
+            f"{NOT_RUN:>{w}}" if values[name] is None else f"{values[name]:{w}.2f}"
+            for name, w in zip(self.columns, self.widths, strict=True)
+        )
+
+
+def _ratio(
+    row: Row, rows: Sequence[Row], pick: Callable[[Row], Timing | str | None]
+) -> float | None:
+    """This row's step over the 1-target row's of the same size and precision."""
+    mine = pick(row)
+    single = next(
+        (
+            pick(other)
+            for other in rows
+            if (other.size_wh, other.precision, other.targets) == (row.size_wh, row.precision, 1)
+        ),
+        None,
+    )
+    if row.targets == 1 or not isinstance(mine, Timing) or not isinstance(single, Timing):
+        return None
+    return mine.median_ms() / single.median_ms()
+
+
+def print_table(rows: Sequence[Row], torch_device: str) -> None:
+    """Everything side by side, one row per frame size, precision and target count."""
+    groups = (
+        Group(
+            "siamedge, CUDA provider",
+            ("step", "p90", "run", "around", "/tgt", "n/1"),
+            (8, 7, 7, 7, 7, 5),
+            lambda row: row.cuda,
+        ),
+        Group(
+            "siamedge, CPU provider",
+            ("step", "run", "around", "/tgt", "n/1"),
+            (8, 8, 7, 8, 5),
+            lambda row: row.cpu,
+        ),
+        Group(
+            f"PyTorch original ({torch_device})",
+            ("step", "/tgt", "n/1"),
+            (9, 9, 5),
+            lambda row: row.torch,
+        ),
+    )
+    lead = f"{'frame':>10} {'prec':>4} {'tgt':>3}"
+    print(" | ".join([" " * len(lead), *(f"{g.title:^{g.width}}" for g in groups)]))
+    header = " | ".join([lead, *(g.header() for g in groups)])
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        width, height = row.size_wh
+        first = f"{f'{width}x{height}':>10} {row.precision:>4} {row.targets:>3}"
+        print(" | ".join([first, *(g.cells(row, rows) for g in groups)]))
+    print(
+        "median ms per frame for all targets; run: the session run alone; around: step - run; "
+        "/tgt: per target; n/1: the step of n targets over the step of one"
+    )
+
+
+def gpu_presence() -> tuple[bool, bool, str]:
+    """(onnxruntime offers CUDA, torch sees a CUDA device, a line saying what is here)."""
+    try:
+        offered = list(import_onnxruntime().get_available_providers())
+    except SiamedgeError:
+        offered = []
+    try:
+        import torch
+
+        torch_cuda = bool(torch.cuda.is_available())
+        device_name = torch.cuda.get_device_name(0) if torch_cuda else "no CUDA device for torch"
+    except ImportError:
+        torch_cuda, device_name = False, "torch not installed"
+    ort_cuda = CUDA in offered
+    line = f"onnxruntime offers {', '.join(offered) or 'nothing'}; torch: {device_name}"
+    return ort_cuda, torch_cuda, line
+
+
+def parse_list(text: str, allowed: Sequence[str]) -> list[str]:
+    items = [item.strip().lower() for item in text.split(",") if item.strip()]
+    unknown = [item for item in items if item not in allowed]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown {unknown}; use {', '.join(allowed)}")
+    return items
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--frames-dir", type=Path, help="tennis frames (default: ../shared)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", type=Path, help="SiamMask VOT checkpoint (.pth)")
+    source.add_argument(
+        "--make-checkpoint",
+        type=Path,
+        help="make_checkpoint.py that builds the seed-0 checkpoint (default: ../shared)",
+    )
+    parser.add_argument("--model", type=Path, help="fp32 export (default: export the checkpoint)")
+    parser.add_argument("--model-fp16", type=Path, help="fp16 export (default: export it)")
+    parser.add_argument("--frames", type=int, default=30, help="frames per configuration")
+    parser.add_argument("--cpu-frames", type=int, default=10, help="frames for the CPU provider")
+    parser.add_argument(
+        "--sizes", type=lambda t: parse_list(t, list(SIZES)), default=list(SIZES), help="480p,..."
+    )
+    parser.add_argument(
+        "--targets",
+        type=lambda t: [int(v) for v in parse_list(t, [str(n) for n in range(1, MAX_TARGETS + 1)])],
+        default=[1, MAX_TARGETS],
+        help=f"target counts, at most {MAX_TARGETS} (the engines are warmed up for that many)",
+    )
+    parser.add_argument(
+        "--precisions",
+        type=lambda t: parse_list(t, PRECISIONS),
+        default=list(PRECISIONS),
+        help="fp32,fp16",
+    )
+    parser.add_argument("--skip-cpu", action="store_true", help="leave out the CPU provider")
+    parser.add_argument("--skip-torch", action="store_true", help="leave out the original")
+    parser.add_argument("--cuda-tf32", action="store_true", help="CUDA provider with TF32 on")
+    parser.add_argument(
+        "--cpu-only",
+        action="store_true",
+        help="measure the CPU columns even without a GPU (tests the script itself)",
+    )
+    args = parser.parse_args()
+    if min(args.frames, args.cpu_frames) <= WARMUP_STEPS:
+        parser.error(f"--frames and --cpu-frames must exceed {WARMUP_STEPS} (the warm-up steps)")
+    return args
+
+
+def open_engines(
+    models: dict[str, Path], precisions: Sequence[str], provider: str, settings: ModelSettings
+) -> dict[str, tuple[Engine, TimedSession] | str]:
+    """One timed engine per precision on `provider`, or the reason it did not start."""
+    engines: dict[str, tuple[Engine, TimedSession] | str] = {}
+    for precision in precisions:
+        try:
+            engines[precision] = timed_engine(models[precision], settings)
+        except SiamedgeError as exc:
+            engines[precision] = f"did not start: {exc}"
+            print(f"{provider} {precision}: {engines[precision]}", file=sys.stderr)
+    return engines
+
+
+def torch_networks(
+    checkpoint: Path, precisions: Sequence[str], device: Any
+) -> dict[str, Any | str]:
+    """The original network per precision on the device (fp16: .half(), on a GPU only: the
+    CPU's half convolutions are too slow to finish)."""
+    from siamedge.export.checkpoint import load_network
+
+    base = load_network(checkpoint)
+    nets: dict[str, Any | str] = {}
+    for precision in precisions:
+        if precision == "fp16" and device.type != "cuda":
+            nets[precision] = "fp16: GPU only"
+            continue
+        net = copy.deepcopy(base).to(device)
+        nets[precision] = (net.half() if precision == "fp16" else net).eval()
+    return nets
+
+
+@dataclass(frozen=True)
+class Runners:
+    """What runs each column, per precision: a timed engine or network, or why there is none."""
+
+    cuda: dict[str, tuple[Engine, TimedSession] | str]
+    cpu: dict[str, tuple[Engine, TimedSession] | str]
+    torch: dict[str, Any | str]
+    device: Any
+
+
+def open_runners(
+    args: argparse.Namespace, ort_cuda: bool, torch_cuda: bool, folder: Path
+) -> Runners:
+    """The checkpoint (given or built), the models (given or exported), their sessions on the
+    CUDA and CPU providers and the original network."""
+    import torch
+
+    checkpoint = args.checkpoint or build_checkpoint(
+        args.make_checkpoint or DEFAULT_REFERENCE / "make_checkpoint.py", folder
+    )
+    given = {"fp32": args.model, "fp16": args.model_fp16}
+    models = given
+    if not all(given[precision] for precision in args.precisions):
+        exported = export_models(checkpoint, folder)
+        models = {precision: given[precision] or exported[precision] for precision in PRECISIONS}
+    cuda_settings = ModelSettings(providers=["cuda"], cuda_tf32=args.cuda_tf32)
+    device = torch.device("cuda" if torch_cuda else "cpu")
+    return Runners(
+        cuda=open_engines(models, args.precisions, "cuda", cuda_settings)
+        if ort_cuda
+        else dict.fromkeys(args.precisions, "no CUDA provider"),
+        cpu=dict.fromkeys(args.precisions, "skipped")
+        if args.skip_cpu
+        else open_engines(models, args.precisions, "cpu", ModelSettings(providers=["cpu"])),
+        torch=dict.fromkeys(args.precisions, "skipped")
+        if args.skip_torch
+        else torch_networks(checkpoint, args.precisions, device),
+        device=device,
+    )
+
+
+def measure_rows(args: argparse.Namespace, runners: Runners) -> list[Row]:
+    """Every size x precision x target count, each runner over the same frames and boxes."""
+    import torch
+
+    frames_dir = args.frames_dir or DEFAULT_REFERENCE / "tennis"
+    rows = []
+    for size in args.sizes:
+        size_wh = SIZES[size]
+        frames = load_frames(frames_dir, size_wh, max(args.frames, args.cpu_frames) + 1)
+        gpu_frames, cpu_frames = frames[: args.frames + 1], frames[: args.cpu_frames + 1]
+        for precision in args.precisions:
+            dtype = torch.float16 if precision == "fp16" else torch.float32
+            for targets in args.targets:
+                boxes = target_boxes(size_wh, targets)
+                net = runners.torch[precision]
+                original = (
+                    net
+                    if isinstance(net, str)
+                    else measure_original(net, runners.device, dtype, gpu_frames, boxes)
+                )
+                rows.append(
+                    Row(
+                        size_wh,
+                        precision,
+                        targets,
+                        _run(runners.cuda[precision], gpu_frames, boxes),
+                        _run(runners.cpu[precision], cpu_frames, boxes),
+                        original,
+                    )
+                )
+                print(f"measured {size} {precision} {targets} target(s)", file=sys.stderr)
+    return rows
+
+
+def main() -> None:
+    args = parse_args()
+    ort_cuda, torch_cuda, presence = gpu_presence()
+    if not (ort_cuda or torch_cuda or args.cpu_only):
+        print(f"no GPU here ({presence}): nothing to measure")
+        return
+    import torch
+
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    cv2.setNumThreads(1)
+    with tempfile.TemporaryDirectory() as folder:
+        runners = open_runners(args, ort_cuda, torch_cuda, Path(folder))
+        rows = measure_rows(args, runners)
+    gpu_name = torch.cuda.get_device_name(0) if torch_cuda else "no GPU for torch"
+    print(
+        f"{gpu_name}; onnxruntime {import_onnxruntime().__version__}, torch {torch.__version__}; "
+        f"CUDA provider TF32 {'on' if args.cuda_tf32 else 'off'}; {args.frames} frames per "
+        f"configuration ({args.cpu_frames} on the CPU provider), first {WARMUP_STEPS} steps "
+        "left out"
+    )
+    print_table(rows, runners.device.type)
+
+
+def _run(
+    engine: tuple[Engine, TimedSession] | str,
+    frames: Sequence[NDArray[np.uint8]],
+    boxes: Sequence[BoxXYWH],
+) -> Timing | str:
+    if isinstance(engine, str):
+        return engine
+    return measure_siamedge(*engine, frames, boxes)
+
+
+if __name__ == "__main__":
+    main()
