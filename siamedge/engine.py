@@ -370,9 +370,9 @@ class Engine:
         features: Any = None,
     ) -> list[Any]:
         """One model call through I/O binding; features: an OrtValue bound as z_features0."""
-        binding = session.io_binding()
+        binding = session.io_binding()  # 0-d inputs stay 0-d: ascontiguousarray makes them [1]
         for name, value in feeds.items():
-            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+            binding.bind_cpu_input(name, np.asarray(value, order="C"))
         if features is not None:
             binding.bind_ortvalue_input(c.IN_FEATURES, features)
         for name in names:
@@ -462,7 +462,7 @@ class _FixedBuffers:
         """One call on up to `batch` targets: feeds already padded to the batch."""
         for name, value in feeds.items():
             if name in self._inputs:
-                self._inputs[name].update_inplace(np.ascontiguousarray(value))
+                self._inputs[name].update_inplace(np.asarray(value, order="C"))
         if [id(row) for row in features] != [id(row) for row in self._features]:
             stacked = _padded(np.concatenate(features).astype(np.float32), self.batch)
             self._inputs[c.IN_FEATURES].update_inplace(np.ascontiguousarray(stacked))

@@ -138,12 +138,6 @@ def test_an_exported_model_passes(
 
 
 @pytest.mark.torch
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="engine.py binds the single-target scale_x as shape [1] instead of [] "
-    "(np.ascontiguousarray of a 0-d value), which the public layout's track branch rejects",
-)
 def test_a_public_layout_model_passes(
     public_layout_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
