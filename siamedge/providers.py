@@ -212,6 +212,7 @@ def open_session(
     failed: list[tuple[str, str]] = []
     profiles = None
     if TENSORRT in chosen:
+        keep_fp32_exact(settings)
         cache_dir = prepare_cache_dir(cache_dir or _configured_cache_dir(settings))
         try:
             profiles = trt_profiles(declared_inputs(ort, path), max_batch)
@@ -225,6 +226,19 @@ def open_session(
         for name in chosen
     ]
     return _open_session(ort, path, options, with_options, failed)
+
+
+TF32_OVERRIDE = "NVIDIA_TF32_OVERRIDE"
+"""NVIDIA's libraries (TensorRT, cuDNN, cuBLAS) use no TF32 while this is "0"."""
+
+
+def keep_fp32_exact(settings: ModelSettings) -> None:
+    """Turn TF32 off for NVIDIA's libraries unless model.trt_tf32 allows it or the
+    environment already decides (read when the libraries load: call before the session)."""
+    if settings.trt_tf32 or TF32_OVERRIDE in os.environ:
+        return
+    os.environ[TF32_OVERRIDE] = "0"
+    log.debug("%s=0: TensorRT builds float32 layers without TF32 (model.trt_tf32)", TF32_OVERRIDE)
 
 
 def _configured_cache_dir(settings: ModelSettings) -> Path:

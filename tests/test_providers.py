@@ -103,7 +103,7 @@ def test_tensorrt_dla_builder_level_cuda_graph_and_profiles(tmp_path: Path) -> N
     options = p.provider_options(p.TENSORRT, settings, tmp_path, profiles)
     assert {key: value for key, value in options.items() if "cache" not in key} == {
         "device_id": 0,
-        "trt_fp16_enable": True,
+        "trt_fp16_enable": False,
         "trt_max_workspace_size": 1024 * MIB,
         "trt_builder_optimization_level": 5,
         "trt_dla_enable": True,
@@ -117,7 +117,7 @@ def test_tensorrt_dla_builder_level_cuda_graph_and_profiles(tmp_path: Path) -> N
 
 def test_option_values_reach_onnxruntime_in_the_formats_it_parses(tmp_path: Path) -> None:
     """onnxruntime turns every value into str(): TensorRT wants True/False, CUDA 0/1."""
-    settings = ModelSettings(trt_dla_enable=True, cuda_graph=True)
+    settings = ModelSettings(trt_fp16=True, trt_dla_enable=True, cuda_graph=True)
     trt = {
         key: str(value) for key, value in p.provider_options(p.TENSORRT, settings, tmp_path).items()
     }
@@ -435,7 +435,7 @@ def test_tensorrt_alone_that_cannot_start_is_an_error(
             ModelError,
             match=r"TensorrtExecutionProvider did not start: missing library libcublas\.so\.13$",
         ):
-            p.open_session(fake, resolve_model_path("builtin"), settings)  # type: ignore[arg-type]
+            p.open_session(fake, resolve_model_path("builtin"), settings)
     assert warnings_and_up(caplog) == []
 
 
@@ -444,3 +444,26 @@ def test_a_broken_model_is_not_a_provider_problem(tmp_path: Path) -> None:
     path.write_text("this is not a model\n")
     with pytest.raises(ModelError, match=r"notes.onnx: cannot load the model: .*(?i:protobuf)"):
         p.open_session(ort, path, ModelSettings(providers=["cpu"]))
+
+
+def test_tensorrt_runs_without_tf32_unless_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(p.TF32_OVERRIDE, "unset")  # recorded, so the test's own change is undone
+    monkeypatch.delenv(p.TF32_OVERRIDE)
+    p.keep_fp32_exact(ModelSettings(trt_tf32=True))
+    assert p.TF32_OVERRIDE not in os.environ
+    p.keep_fp32_exact(ModelSettings())
+    assert os.environ[p.TF32_OVERRIDE] == "0"
+    monkeypatch.setenv(p.TF32_OVERRIDE, "1")  # the operator's environment decides
+    p.keep_fp32_exact(ModelSettings())
+    assert os.environ[p.TF32_OVERRIDE] == "1"
+
+
+def test_opening_a_session_with_tensorrt_turns_tf32_off(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(p.TF32_OVERRIDE, "unset")  # recorded, so the test's own change is undone
+    monkeypatch.delenv(p.TF32_OVERRIDE)
+    fake = FakeGpuOrt(honours_enable_fallback=True)
+    settings = ModelSettings(cache_dir=str(tmp_path / "trt"))
+    p.open_session(fake, resolve_model_path("builtin"), settings)
+    assert os.environ[p.TF32_OVERRIDE] == "0"
