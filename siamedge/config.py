@@ -95,6 +95,14 @@ class ModelSettings(_Section):
     take the cores the capture, MQTT and web threads need."""
     warmup: bool = True
 
+    @model_validator(mode="after")
+    def _dla_needs_fp16(self) -> ModelSettings:
+        if self.trt_dla_enable and not self.trt_fp16:
+            raise ValueError(
+                "trt_dla_enable needs trt_fp16: true (the DLA runs fp16 and int8 only)"
+            )
+        return self
+
 
 class TrackerSettings(_Section):
     """Per-target tracking behaviour."""

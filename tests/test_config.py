@@ -50,6 +50,7 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
             r"mqtt: Value error, set password_file or password_env, not both",
         ),
         ("source:\n  reopen_min_s: 5\n  reopen_max_s: 1\n", r"reopen_max_s must be >="),
+        ("model:\n  trt_dla_enable: true\n", r"model: Value error, trt_dla_enable needs trt_fp16"),
         ("- just\n- a list\n", r"bad\.yaml: the top level must be a mapping"),
         ("mqtt: [\n", r"bad\.yaml: not valid YAML"),
     ],

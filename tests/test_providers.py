@@ -97,13 +97,17 @@ def test_tensorrt_options_put_both_caches_in_the_cache_dir(tmp_path: Path) -> No
 
 def test_tensorrt_dla_builder_level_cuda_graph_and_profiles(tmp_path: Path) -> None:
     settings = ModelSettings(
-        trt_dla_enable=True, trt_dla_core=1, trt_builder_optimization_level=5, trt_cuda_graph=True
+        trt_fp16=True,
+        trt_dla_enable=True,
+        trt_dla_core=1,
+        trt_builder_optimization_level=5,
+        trt_cuda_graph=True,
     )
     profiles = p.TrtProfiles("im:1x3x8x8", "im:4x3x8x8", "im:4x3x8x8")
     options = p.provider_options(p.TENSORRT, settings, tmp_path, profiles)
     assert {key: value for key, value in options.items() if "cache" not in key} == {
         "device_id": 0,
-        "trt_fp16_enable": False,
+        "trt_fp16_enable": True,
         "trt_max_workspace_size": 1024 * MIB,
         "trt_builder_optimization_level": 5,
         "trt_dla_enable": True,
