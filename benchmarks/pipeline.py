@@ -29,6 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 from numpy.typing import NDArray
+from timed_session import TimedSession, timed
 
 from siamedge.check import start_boxes
 from siamedge.config import ModelSettings, SyntheticSettings, TrackerSettings
@@ -47,36 +48,10 @@ MAX_TARGETS_RATIO = 3.5
 """Issue 9: on the 2-core CPU, 4 targets in one call may cost at most 3.5x one target."""
 
 
-class TimedSession:
-    """Wraps an onnxruntime session and records when each model call starts and ends (the
-    engine runs through I/O binding; run() is timed too for callers that use it)."""
-
-    def __init__(self, session: Any) -> None:
-        self._session = session
-        self.started = 0.0
-        self.ended = 0.0
-
-    def run(self, names: Any, feeds: Any) -> Any:
-        self.started = time.perf_counter()
-        outputs = self._session.run(names, feeds)
-        self.ended = time.perf_counter()
-        return outputs
-
-    def run_with_iobinding(self, binding: Any) -> None:
-        self.started = time.perf_counter()
-        self._session.run_with_iobinding(binding)
-        self.ended = time.perf_counter()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._session, name)
-
-
 def timed_engine(threads: int) -> tuple[Engine, TimedSession]:
     """The builtin model on the CPU provider, its track session timed (benchmark only)."""
     engine = Engine.load("builtin", ModelSettings(providers=["cpu"], intra_op_threads=threads))
-    timed = TimedSession(engine.session)
-    engine._session = timed  # benchmark only: time the model call inside Engine.track
-    return engine, timed
+    return engine, timed(engine)
 
 
 def canvas_frames(

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 from shared_reference import REFERENCE, seed0_checkpoint
+from timed_session import timed
 
 from siamedge.config import ModelSettings, TrackerSettings
 from siamedge.contract import BASE_SIZE, CONTEXT_AMOUNT, EXEMPLAR_SIZE, INSTANCE_SIZE, TOTAL_STRIDE
@@ -44,23 +45,6 @@ SIZES = ((854, 480), (1920, 1080))
 MIN_CONTOUR_AREA = 100.0
 MIN_SIDE = 10.0
 MS = 1000.0
-
-
-class TimedSession:
-    """An onnxruntime session that records how long its last run() took."""
-
-    def __init__(self, session: Any) -> None:
-        self._session = session
-        self.last_s = 0.0
-
-    def run(self, names: Any, feeds: Any) -> Any:
-        started = time.perf_counter()
-        outputs = self._session.run(names, feeds)
-        self.last_s = time.perf_counter() - started
-        return outputs
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._session, name)
 
 
 def subwindow(
@@ -171,9 +155,8 @@ def measure(
     factor = size_wh[0] / 854
     box = tuple(v * factor for v in INIT_BOX)
 
-    base = Engine.load(str(model), ModelSettings(providers=["cpu"], intra_op_threads=threads))
-    timed = TimedSession(base.session)
-    engine = Engine(timed, base.contract, base.path)
+    engine = Engine.load(str(model), ModelSettings(providers=["cpu"], intra_op_threads=threads))
+    session = timed(engine)
     tracker = Tracker(engine, TrackerParams.from_settings(TrackerSettings(), engine.contract))
     tracker.start(frames[0], box)
     original = OriginalTracker(net, HyperParameters())
@@ -183,7 +166,7 @@ def measure(
         started = time.perf_counter()
         result = tracker.step(frame).result
         steps.append(time.perf_counter() - started)
-        runs.append(timed.last_s)
+        runs.append(session.last_s)
         started = time.perf_counter()
         original.step(frame)
         reference.append(time.perf_counter() - started)
