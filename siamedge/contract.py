@@ -283,6 +283,11 @@ def check_contract(
     check_init_contract checks its init model). where: the model's path (or `builtin`), used to
     prefix every message.
     """
+    if [spec.name for spec in outputs] == [OUT_FEATURES]:
+        raise ModelError(
+            f"{where}: this is the init model of a split-layout pair (its only output is "
+            f"{OUT_FEATURES}); use the track model, whose {META_INIT_MODEL} names this file"
+        )
     layout = _layout(metadata, where)
     batched = _is_batched(outputs, layout)
     absent = SPLIT_TRACK_ABSENT if layout == LAYOUT_SPLIT else ()

@@ -196,3 +196,8 @@ def test_split_layout_problems_are_named() -> None:
     other_features = [c.TensorSpec("z_features1", "float32", ("batch", 64, 7, 7))]
     with pytest.raises(ModelError, match="does not match the track model's z_features0"):
         c.check_init_contract(INIT_INPUTS, other_features, track, "m.init.onnx")
+
+
+def test_a_split_init_model_alone_is_named_as_such() -> None:
+    with pytest.raises(ModelError, match=r"m\.init\.onnx: this is the init model"):
+        c.check_contract(INIT_INPUTS, INIT_OUTPUTS, {}, "m.init.onnx")
