@@ -1,4 +1,4 @@
-"""The `siamedge` command: run (the service), track (offline), inspect, export, install-service.
+"""The `siamedge` command: run (the service), track, inspect, check, export, install-service, watch.
 
 Parses arguments and maps errors to exit codes; the work lives in the modules it dispatches to.
 """

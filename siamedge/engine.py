@@ -1,6 +1,7 @@
-"""Runs a contract model with onnxruntime (providers.py picks TensorRT > CUDA > CPU), warm-up.
+"""Runs a contract model with onnxruntime for N targets per call, in any of its three layouts.
 
-The only module that imports onnxruntime. Input buffers are allocated once per engine.
+The only module that imports onnxruntime (providers.py picks and configures the providers).
+Never holds frames: it sees crops, and keeps only reusable input buffers and bound features.
 """
 
 from __future__ import annotations
