@@ -145,8 +145,12 @@ def track_ids(count: int) -> list[str]:
     return [str(number) for number in range(1, count + 1)]
 
 
-def run_track(job: TrackJob, progress: IO[str] = sys.stderr) -> int:
-    """Track the boxes over the source; returns the number of frames written."""
+def run_track(job: TrackJob, progress: IO[str] | None = None) -> int:
+    """Track the boxes over the source; returns the number of frames written.
+
+    progress: where progress lines go (default: sys.stderr as it is at the call).
+    """
+    progress = progress or sys.stderr
     engine = Engine.load(job.model.path, job.model, max_batch=len(job.boxes_xywh))
     params = TrackerParams.from_settings(job.tracker, engine.contract)
     trackers = [Tracker(engine, params) for _ in job.boxes_xywh]
