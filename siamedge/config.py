@@ -204,13 +204,18 @@ class HomeAssistantSettings(_Section):
         return value
 
 
+MAX_SESSION_EXPIRY_S = 0xFFFFFFFF - 1
+"""MQTT 5 encodes the session expiry in 32 bits; 0xFFFFFFFF means never, which we refuse."""
+
+
 class MqttSettings(_Section):
     """Broker connection and topics."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
-    client_id: str | None = None
-    """Default: siamedge-<hostname>."""
+    client_id: str | None = Field(default=None, min_length=1)
+    """Default: siamedge-<hostname>. The broker keeps the session under this id, so it must be
+    the same across restarts and unique per daemon on one broker."""
     protocol: Literal["5", "3.1.1"] = "5"
     keepalive_s: int = Field(default=30, ge=5)
     username: str | None = None
@@ -224,6 +229,23 @@ class MqttSettings(_Section):
     reconnect_max_s: float = Field(default=30.0, gt=0)
     status_interval_s: float = Field(default=10.0, gt=0)
     mask_encoding: MaskEncoding = "rle"
+    session_expiry_s: int = Field(default=300, ge=0, le=MAX_SESSION_EXPIRY_S)
+    """How long the broker keeps our session (subscriptions and the QoS 1 commands published
+    meanwhile) after the connection is gone: a reconnect or a systemd restart within it gets
+    the commands. 0: a clean session on every connect (commands sent while away are lost).
+    MQTT 3.1.1 has no expiry: any value above 0 means clean_session false, and the broker keeps
+    the session until its own `persistent_client_expiration`."""
+    command_queue_size: int = Field(default=64, ge=1, le=4096)
+    """Commands waiting for the main loop; when full, the oldest is dropped (and answered)."""
+    command_max_age_s: float | None = Field(default=10.0, gt=0)
+    """A command whose `sent_at` is older than this when the service takes it is rejected as
+    stale (its box points at where the target was). Longer than a reconnect or a systemd
+    restart (RestartSec=5 plus loading the model); None: no limit."""
+    command_clock_skew_s: float = Field(default=2.0, ge=0)
+    """How far a command's `sent_at` may lie in the future (the sender's clock runs ahead)."""
+    error_replies_per_s: float = Field(default=50.0, gt=0)
+    """Error replies on the errors topic per second (bursts up to as many); the ones over it are
+    counted and reported in one summary message, so a flood cannot fill the outgoing queue."""
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
 
     @field_validator("topic_prefix")

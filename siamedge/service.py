@@ -21,10 +21,13 @@ from siamedge.config import Settings
 from siamedge.engine import Engine
 from siamedge.errors import CommandError, ConfigError, ModelError, SourceError
 from siamedge.messaging.client import ConnectionState, IncomingCommand, MqttClient
+from siamedge.messaging.ledger import RecentRequestIds
 from siamedge.messaging.protocol import (
+    DuplicateCommandError,
     SourceStatus,
     StartCommand,
     StatusReport,
+    check_command_age,
     parse_command,
 )
 from siamedge.messaging.topics import CommandKind
@@ -182,6 +185,7 @@ class Service:
         self._frame_wh: tuple[int, int] | None = None
         self._last_frame: tuple[int, float] | None = None
         self._pending: deque[_PendingStart] = deque()
+        self._recent_requests = RecentRequestIds()
         self._inboxes: list[Callable[[], list[Request]]] = []
         self._frame_listeners: list[FrameListener] = []
         self._published_tracks = False
@@ -293,6 +297,7 @@ class Service:
             if model.retry_if_changed(now):
                 self._status_due.set()
             self._handle_requests(model, self._collect_requests(mqtt))
+            mqtt.flush_errors()
             if frame is not None:
                 self._process(model, frame, mqtt)
                 watchdog.frame_processed()
@@ -319,6 +324,22 @@ class Service:
         for request in requests:
             try:
                 command = parse_command(request.kind, request.payload, self._frame_wh)
+                check_command_age(
+                    command.sent_at,
+                    command.request_id,
+                    now=time.time(),
+                    max_age_s=self._settings.mqtt.command_max_age_s,
+                    clock_skew_s=self._settings.mqtt.command_clock_skew_s,
+                )
+                # A QoS 1 redelivery after a reconnect carries the same request_id: run it once.
+                if command.request_id is not None and not self._recent_requests.take(
+                    command.request_id
+                ):
+                    raise DuplicateCommandError(
+                        f"duplicate: request_id {command.request_id!r} was taken already; "
+                        "not carried out again",
+                        command.request_id,
+                    )
                 if model.manager is None:
                     raise CommandError(f"no model loaded: {model.error}", command.request_id)
                 if isinstance(command, StartCommand):

@@ -2,6 +2,9 @@
 
 paho's network thread only queues commands and records the connection state here; it never
 blocks, parses a box or touches a tracker. The service drains the queue between frames.
+The session is persistent (mqtt.session_expiry_s): the broker keeps the QoS 1 commands sent
+while we are away (reconnecting, restarting) under our stable client id. Every command ends in
+one counted outcome, and every one not carried out gets an error reply or a place in a summary.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from paho.mqtt.client import (
-    MQTT_CLEAN_START_FIRST_ONLY,
     Client,
     ConnectFlags,
     DisconnectFlags,
@@ -32,13 +34,18 @@ from siamedge.config import MqttSettings
 from siamedge.errors import CommandError
 from siamedge.messaging.connection import PROTOCOLS, paho_client
 from siamedge.messaging.homeassistant import DISCOVERY_QOS, DiscoveryMessage, discovery_messages
+from siamedge.messaging.ledger import CommandCounters, ErrorBudget, Outcome
 from siamedge.messaging.protocol import (
     OFFLINE_CONNECTION_LOST,
     OFFLINE_SHUTDOWN,
+    DroppedCommandError,
+    DuplicateCommandError,
+    StaleCommandError,
     StatusReport,
     check_command_size,
     encode_ack,
     encode_error,
+    encode_error_summary,
     encode_offline,
     encode_online,
     encode_results,
@@ -54,9 +61,6 @@ COMMAND_QOS = 1
 STATUS_QOS = 1
 ERRORS_QOS = 1
 ACK_QOS = 1
-COMMAND_QUEUE_SIZE = 64
-"""Commands waiting for the service; when full the oldest is dropped (and answered with an
-error), because the newest command is what the operator wants now."""
 MAX_QUEUED_OUTGOING = 256
 """paho keeps QoS>0 messages while offline; bounded so an outage cannot grow memory."""
 CLOSE_TIMEOUT_S = 2.0
@@ -97,6 +101,8 @@ class IncomingCommand:
     response_topic: str | None
     correlation_data: bytes | None
     received_at: float
+    expires_at: float | None = None
+    """Unix seconds when its MQTT 5 message expiry interval runs out; None: never."""
 
 
 @dataclass(frozen=True)
@@ -115,8 +121,19 @@ StateCallback = Callable[[ConnectionState], None]
 
 
 def default_client_id() -> str:
-    """`siamedge-<hostname>`."""
+    """`siamedge-<hostname>`: the same across restarts, so the broker finds our session."""
     return f"siamedge-{socket.gethostname()}"
+
+
+def outcome_of(error: CommandError) -> Outcome:
+    """The counter a rejected command goes to."""
+    if isinstance(error, StaleCommandError):
+        return "stale"
+    if isinstance(error, DuplicateCommandError):
+        return "duplicate"
+    if isinstance(error, DroppedCommandError):
+        return "expired" if error.expired else "dropped_queue_full"
+    return "rejected"
 
 
 class MqttClient:
@@ -133,7 +150,7 @@ class MqttClient:
         settings: MqttSettings,
         *,
         on_state_change: StateCallback | None = None,
-        queue_size: int = COMMAND_QUEUE_SIZE,
+        queue_size: int | None = None,
     ) -> None:
         self._settings = settings
         self._topics = Topics.for_prefix(settings.topic_prefix)
@@ -141,8 +158,10 @@ class MqttClient:
         self._on_state_change = on_state_change
         self._lock = threading.Lock()
         self._commands: collections.deque[IncomingCommand] = collections.deque()
-        self._queue_size = queue_size
-        self._dropped = 0
+        # When full the oldest is dropped (and answered): the newest is what the operator wants.
+        self._queue_size = settings.command_queue_size if queue_size is None else queue_size
+        self._counters = CommandCounters()
+        self._error_budget = ErrorBudget(settings.error_replies_per_s, now=time.monotonic())
         self._state = ConnectionState(False, _NOT_CONNECTED_YET, time.time())
         self._connected = threading.Event()
         self._status_payload = encode_online()
@@ -157,7 +176,8 @@ class MqttClient:
         )
 
         self._mqtt5 = PROTOCOLS[settings.protocol] == MQTTProtocolVersion.MQTTv5
-        client = paho_client(settings, self._client_id)
+        self._persistent = settings.session_expiry_s > 0
+        client = paho_client(settings, self._client_id, persistent=self._persistent)
         client.enable_logger(_PAHO_LOGGER)
         client.max_queued_messages_set(MAX_QUEUED_OUTGOING)
         client.will_set(
@@ -191,12 +211,15 @@ class MqttClient:
             return
         self._started = True
         log.info(
-            "MQTT connecting to %s:%d as %s (MQTT %s%s)",
+            "MQTT connecting to %s:%d as %s (MQTT %s%s, %s)",
             self._settings.host,
             self._settings.port,
             self._client_id,
             self._settings.protocol,
             ", TLS" if self._settings.tls else "",
+            f"session kept {self._settings.session_expiry_s} s"
+            if self._persistent
+            else "clean session",
         )
         if self._retained_on_connect:
             log.info(
@@ -204,12 +227,19 @@ class MqttClient:
                 len(self._retained_on_connect),
                 self._settings.homeassistant.discovery_prefix,
             )
+        properties: Properties | None = None
+        if self._mqtt5 and self._persistent:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = self._settings.session_expiry_s
         self._client.connect_async(
             self._settings.host,
             self._settings.port,
             keepalive=self._settings.keepalive_s,
-            # Commands queued while we were away would be stale: always a clean session.
-            clean_start=True if self._mqtt5 else MQTT_CLEAN_START_FIRST_ONLY,
+            # Never clean when persistent, not even on the first connect: that one may follow a
+            # restart, and the broker holds the commands sent meanwhile. (3.1.1 ignores this and
+            # uses the client's clean_session.)
+            clean_start=not self._persistent,
+            properties=properties,
         )
         self._client.loop_start()
 
@@ -303,8 +333,15 @@ class MqttClient:
                     False, f"broker refused the connection: {reason_code}", logging.ERROR
                 )
                 return
-            # Subscribing here brings the subscriptions back after every reconnect; the state
-            # turns `connected` at the SUBACK, when commands can actually arrive.
+            if self._persistent:
+                log.info(
+                    "MQTT session %s",
+                    "resumed: commands sent while away follow"
+                    if flags.session_present
+                    else "new: the broker had none for this client id",
+                )
+            # Subscribing here brings the subscriptions back after every reconnect (and after a
+            # session that expired); the state turns `connected` at the SUBACK.
             _, mid = client.subscribe(
                 [(self._topics.start, COMMAND_QOS), (self._topics.stop, COMMAND_QOS)]
             )
@@ -392,10 +429,17 @@ class MqttClient:
             return
         response_topic: str | None = None
         correlation_data: bytes | None = None
+        expires_at: float | None = None
+        received_at = time.time()
         properties = message.properties
         if properties is not None:
             response_topic = getattr(properties, "ResponseTopic", None)
             correlation_data = getattr(properties, "CorrelationData", None)
+            # The broker drops what expired while we were away and sends the rest with the
+            # time that is left; it runs on while the command waits in our queue.
+            expiry_s = getattr(properties, "MessageExpiryInterval", None)
+            if isinstance(expiry_s, int):
+                expires_at = received_at + expiry_s
             if response_topic is not None and not is_publishable_topic(response_topic):
                 log.warning("MQTT ignoring the invalid response topic %r", response_topic)
                 response_topic = None
@@ -405,7 +449,8 @@ class MqttClient:
             payload=bytes(message.payload),
             response_topic=response_topic,
             correlation_data=correlation_data,
-            received_at=time.time(),
+            received_at=received_at,
+            expires_at=expires_at,
         )
         try:
             check_command_size(command.payload)
@@ -417,7 +462,6 @@ class MqttClient:
         with self._lock:
             if len(self._commands) >= self._queue_size:
                 dropped = self._commands.popleft()
-                self._dropped += 1
             self._commands.append(command)
         if dropped is not None:
             log.warning(
@@ -428,7 +472,7 @@ class MqttClient:
             )
             self.reject(
                 dropped,
-                CommandError(
+                DroppedCommandError(
                     f"dropped: {self._queue_size} commands were waiting and the service did not "
                     "take them in time",
                     request_id_of(dropped.payload),
@@ -438,16 +482,41 @@ class MqttClient:
     # ---- commands ----------------------------------------------------------------------------
 
     def drain_commands(self, limit: int | None = None) -> list[IncomingCommand]:
-        """Take up to `limit` (default all) queued commands, oldest first; never blocks."""
+        """Take up to `limit` (default all) queued commands, oldest first; never blocks.
+
+        Commands whose MQTT 5 message expiry ran out while they waited are answered as expired
+        instead of returned.
+        """
         with self._lock:
             count = len(self._commands) if limit is None else min(limit, len(self._commands))
-            return [self._commands.popleft() for _ in range(count)]
+            taken = [self._commands.popleft() for _ in range(count)]
+        now = time.time()
+        commands: list[IncomingCommand] = []
+        for command in taken:
+            if command.expires_at is not None and now > command.expires_at:
+                waited_s = now - command.received_at
+                self.reject(
+                    command,
+                    DroppedCommandError(
+                        f"expired: its MQTT message expiry interval ran out while it waited "
+                        f"{waited_s:.1f} s for the service",
+                        request_id_of(command.payload),
+                        expired=True,
+                    ),
+                )
+            else:
+                commands.append(command)
+        return commands
 
     @property
     def dropped_commands(self) -> int:
         """Commands dropped because the queue was full, since start."""
-        with self._lock:
-            return self._dropped
+        return self._counters.snapshot()["dropped_queue_full"]
+
+    @property
+    def command_counts(self) -> dict[str, int]:
+        """How many MQTT commands ended in each outcome (ledger.OUTCOMES), since start."""
+        return self._counters.snapshot()
 
     # ---- publishing --------------------------------------------------------------------------
 
@@ -493,31 +562,71 @@ class MqttClient:
 
     def publish_status(self, report: StatusReport) -> None:
         """Publish the retained `online` status; it is also re-sent after every reconnect."""
-        payload = encode_status(report, commands_dropped=self.dropped_commands)
+        counts = self._counters.snapshot()
+        payload = encode_status(
+            report, commands_dropped=counts["dropped_queue_full"], commands=counts
+        )
         with self._lock:
             self._status_payload = payload
         if self._client.is_connected():
             self._publish(self._topics.status, payload, STATUS_QOS, retain=True)
 
-    def _reply(self, command: IncomingCommand, topic: str, payload: bytes, qos: int) -> None:
-        self._publish(topic, payload, qos)
+    def _queue(self, topic: str, payload: bytes, qos: int) -> bool:
+        """Publish a QoS 1 message: True when sent or kept for the reconnect (paho keeps QoS>0
+        messages while disconnected), False when the outgoing queue was full."""
+        info = self._client.publish(topic, payload, qos=qos)
+        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            log.debug("MQTT outgoing queue full; could not queue a message for %s", topic)
+            return False
+        return True
+
+    def _reply(self, command: IncomingCommand, topic: str, payload: bytes, qos: int) -> bool:
+        queued = self._queue(topic, payload, qos)
         if command.response_topic is not None:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             if command.correlation_data is not None:
                 properties.CorrelationData = command.correlation_data
             self._publish(command.response_topic, payload, qos, properties=properties)
+        return queued
 
     def acknowledge(
         self, command: IncomingCommand, track_id: str | None, request_id: str | None
     ) -> None:
         """Publish `{"ack", "track_id", "request_id"}` on the status topic and, when the command
         had an MQTT v5 response topic, there too with its correlation data."""
+        self._counters.add("accepted")
         self._reply(
             command, self._topics.status, encode_ack(command.kind, track_id, request_id), ACK_QOS
         )
 
     def reject(self, command: IncomingCommand, error: CommandError) -> None:
-        """Publish the error on the errors topic and on the command's response topic, if any."""
-        log.info("MQTT %s command rejected: %s", command.kind, error.reason)
+        """Count the command under its outcome and publish the error on the errors topic (and
+        on its response topic, if any); over the rate limit it joins the next summary instead.
+
+        Any thread.
+        """
+        outcome = outcome_of(error)
+        self._counters.add(outcome)
+        log.info("MQTT %s command %s: %s", command.kind, outcome, error.reason)
+        self.flush_errors()
+        if not self._error_budget.admit(time.monotonic()):
+            return
         payload = encode_error(error, command.topic, command.payload)
-        self._reply(command, self._topics.errors, payload, ERRORS_QOS)
+        if not self._reply(command, self._topics.errors, payload, ERRORS_QOS):
+            self._error_budget.restore(1)
+
+    def flush_errors(self) -> None:
+        """Publish the summary of the error replies held back, once the rate limit allows it
+        (the service calls this every loop; any thread)."""
+        count = self._error_budget.take_summary(time.monotonic())
+        if count == 0:
+            return
+        log.warning(
+            "MQTT %d more commands dropped or rejected without a reply of their own "
+            "(error replies limited to %g per second)",
+            count,
+            self._error_budget.rate_per_s,
+        )
+        payload = encode_error_summary(count, self._error_budget.rate_per_s)
+        if not self._queue(self._topics.errors, payload, ERRORS_QOS):
+            self._error_budget.restore(count)

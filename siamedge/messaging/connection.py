@@ -14,8 +14,11 @@ from siamedge.messaging.credentials import resolve_password, tls_context
 PROTOCOLS = {"5": MQTTProtocolVersion.MQTTv5, "3.1.1": MQTTProtocolVersion.MQTTv311}
 
 
-def paho_client(settings: MqttSettings, client_id: str) -> Client:
-    """A configured, unconnected paho client (clean sessions; callbacks are the caller's).
+def paho_client(settings: MqttSettings, client_id: str, *, persistent: bool = False) -> Client:
+    """A configured, unconnected paho client (callbacks are the caller's).
+
+    persistent: MQTT 3.1.1 asks for clean_session false (MQTT 5 says it in connect: clean_start
+    and the session expiry interval); otherwise every session is clean.
 
     Raises ConfigError for a missing password file/variable or unreadable TLS files.
     """
@@ -24,7 +27,7 @@ def paho_client(settings: MqttSettings, client_id: str) -> Client:
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=protocol,
-        clean_session=None if protocol == MQTTProtocolVersion.MQTTv5 else True,
+        clean_session=None if protocol == MQTTProtocolVersion.MQTTv5 else not persistent,
     )
     # An exception escaping a callback would end paho's network thread for good.
     client.suppress_exceptions = True

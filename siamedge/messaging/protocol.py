@@ -5,9 +5,11 @@ Pure functions on bytes and values, shared by MQTT and HTTP; never imports paho 
 Commands (payload: a UTF-8 JSON object of at most 64 KiB):
   start: {"box": [x, y, w, h], "track_id": "cam-1.a_2", "normalized": false, "request_id": "r1"}
   stop:  {"track_id": "cam-1.a_2"} or {"all": true}, each with an optional "request_id"
-Optional fields may be omitted or null. A box partly outside the frame is kept as sent: SiamMask
-pads its crops with the mean colour, and clipping would move the centre of a target that is
-entering the view; a box with no pixel inside the frame, or larger than the frame, is rejected.
+Both take an optional "sent_at" (unix seconds, when the sender sent it): the service rejects a
+command older than its limit as stale. Optional fields may be omitted or null. A box partly
+outside the frame is kept as sent: SiamMask pads its crops with the mean colour, and clipping
+would move the centre of a target that is entering the view; a box with no pixel inside the
+frame, or larger than the frame, is rejected.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -39,8 +41,8 @@ TIMESTAMP_DECIMALS = 3
 LATENCY_DECIMALS = 1
 MS_PER_S = 1000.0
 
-START_FIELDS = ("box", "track_id", "normalized", "request_id")
-STOP_FIELDS = ("track_id", "all", "request_id")
+START_FIELDS = ("box", "track_id", "normalized", "request_id", "sent_at")
+STOP_FIELDS = ("track_id", "all", "request_id", "sent_at")
 _MAX_NAMED_FIELDS = 5
 _MAX_QUOTED_CHARS = 40
 
@@ -67,6 +69,8 @@ class StartCommand:
     box_xywh: BoxXYWH
     track_id: str | None
     request_id: str | None
+    sent_at: float | None = None
+    """Unix seconds when the sender sent it, None when it did not say."""
 
 
 @dataclass(frozen=True)
@@ -75,11 +79,29 @@ class StopCommand:
 
     track_id: str | None
     request_id: str | None
+    sent_at: float | None = None
+    """Unix seconds when the sender sent it, None when it did not say."""
 
     @property
     def stops_all(self) -> bool:
         """True for `{"all": true}`."""
         return self.track_id is None
+
+
+class StaleCommandError(CommandError):
+    """A command whose `sent_at` is too old, or too far in the future, to be carried out."""
+
+
+class DuplicateCommandError(CommandError):
+    """A command whose request_id was taken already (a QoS 1 redelivery): not run again."""
+
+
+class DroppedCommandError(CommandError):
+    """A command the service never got to: the queue overflowed, or its message expired."""
+
+    def __init__(self, reason: str, request_id: str | None, *, expired: bool = False) -> None:
+        super().__init__(reason, request_id)
+        self.expired = expired
 
 
 class _RejectedError(Exception):
@@ -275,6 +297,45 @@ def _pixel_box(
     return x, y, w, h
 
 
+def _optional_sent_at(data: dict[str, Any], request_id: str | None) -> float | None:
+    value = data.get("sent_at")
+    if value is None:
+        return None
+    sent_at = _number(value, "field 'sent_at' (unix seconds)", request_id)
+    if sent_at <= 0:
+        raise CommandError(
+            f"field 'sent_at' must be unix seconds (positive), got {sent_at:g}", request_id
+        )
+    return sent_at
+
+
+def check_command_age(
+    sent_at: float | None,
+    request_id: str | None,
+    *,
+    now: float,
+    max_age_s: float | None,
+    clock_skew_s: float,
+) -> None:
+    """StaleCommandError naming the age when `sent_at` is more than `max_age_s` before `now`
+    or more than `clock_skew_s` after it; nothing when either is None (no limit, not said)."""
+    if sent_at is None or max_age_s is None:
+        return
+    age_s = now - sent_at
+    if age_s > max_age_s:
+        raise StaleCommandError(
+            f"stale: sent {age_s:.1f} s ago (sent_at {sent_at:.3f}); commands older than "
+            f"{max_age_s:g} s are not carried out",
+            request_id,
+        )
+    if -age_s > clock_skew_s:
+        raise StaleCommandError(
+            f"sent_at {sent_at:.3f} is {-age_s:.1f} s in the future (more than the "
+            f"{clock_skew_s:g} s allowed for clock skew): check the sender's clock",
+            request_id,
+        )
+
+
 def parse_start(payload: bytes, frame_wh: tuple[int, int] | None) -> StartCommand:
     """Validate a start command; frame_wh: the current frame size, None before the first frame.
 
@@ -288,7 +349,10 @@ def parse_start(payload: bytes, frame_wh: tuple[int, int] | None) -> StartComman
     box = _box(data["box"], request_id)
     normalized = _optional_bool(data, "normalized", request_id)
     track_id = _optional_track_id(data, request_id)
-    return StartCommand(_pixel_box(box, normalized, frame_wh, request_id), track_id, request_id)
+    sent_at = _optional_sent_at(data, request_id)
+    return StartCommand(
+        _pixel_box(box, normalized, frame_wh, request_id), track_id, request_id, sent_at
+    )
 
 
 def parse_stop(payload: bytes) -> StopCommand:
@@ -302,7 +366,7 @@ def parse_stop(payload: bytes) -> StopCommand:
         raise CommandError('a stop command needs "track_id" or "all": true', request_id)
     if track_id is not None and stop_all:
         raise CommandError('a stop command takes "track_id" or "all": true, not both', request_id)
-    return StopCommand(track_id, request_id)
+    return StopCommand(track_id, request_id, _optional_sent_at(data, request_id))
 
 
 def parse_command(
@@ -443,14 +507,17 @@ class StatusReport:
 
 
 def status_message(
-    report: StatusReport, commands_dropped: int = 0, now: float | None = None
+    report: StatusReport,
+    commands_dropped: int = 0,
+    now: float | None = None,
+    commands: Mapping[str, int] | None = None,
 ) -> JsonObject:
     """The retained `online` status.
 
     `{"online": true, "version", "model", "provider", "source": {"description", "open",
     "error", "width", "height"}, "fps", "dropped_frames", "active_tracks": n, "track_ids",
     "max_tracks", "mask_encoding", "commands_dropped", "uptime_s", "frame", "frame_timestamp",
-    "timestamp"}`
+    "timestamp"}`, plus `"commands": {outcome: count}` when `commands` is given.
     """
     width, height = report.source.frame_wh if report.source.frame_wh else (None, None)
     return {
@@ -478,14 +545,17 @@ def status_message(
         if report.frame_timestamp is None
         else round(report.frame_timestamp, TIMESTAMP_DECIMALS),
         "timestamp": round(time.time() if now is None else now, TIMESTAMP_DECIMALS),
-    }
+    } | ({} if commands is None else {"commands": {k: int(v) for k, v in commands.items()}})
 
 
 def encode_status(
-    report: StatusReport, commands_dropped: int = 0, now: float | None = None
+    report: StatusReport,
+    commands_dropped: int = 0,
+    now: float | None = None,
+    commands: Mapping[str, int] | None = None,
 ) -> bytes:
     """status_message as a JSON payload."""
-    return dumps(status_message(report, commands_dropped, now))
+    return dumps(status_message(report, commands_dropped, now, commands))
 
 
 def encode_online(version: str = __version__) -> bytes:
@@ -521,6 +591,28 @@ def error_message(error: CommandError, topic: str, payload: bytes) -> JsonObject
 def encode_error(error: CommandError, topic: str, payload: bytes) -> bytes:
     """error_message as a JSON payload."""
     return dumps(error_message(error, topic, payload))
+
+
+def error_summary_message(count: int, replies_per_s: float) -> JsonObject:
+    """The error message standing for `count` commands whose own error replies were held back
+    by the rate limit: `{"reason": "K more commands dropped ...", "request_id": null,
+    "topic": null, "payload_excerpt": null, "count": K}`."""
+    return {
+        "reason": (
+            f"{count} more commands dropped or rejected without a reply of their own "
+            f"(error replies are limited to {replies_per_s:g} per second; the counts by "
+            "reason are in the status)"
+        ),
+        "request_id": None,
+        "topic": None,
+        "payload_excerpt": None,
+        "count": int(count),
+    }
+
+
+def encode_error_summary(count: int, replies_per_s: float) -> bytes:
+    """error_summary_message as a JSON payload."""
+    return dumps(error_summary_message(count, replies_per_s))
 
 
 def ack_message(kind: CommandKind, track_id: str | None, request_id: str | None) -> JsonObject:
