@@ -267,6 +267,11 @@ class MqttSettings(_Section):
         return self
 
 
+ANY_HOST = "*"
+"""In web.allowed_hosts: answer to any Host header (turns the DNS-rebinding check off)."""
+_ALLOWED_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?")
+
+
 class WebSettings(_Section):
     """The optional live web view and HTTP API inside the daemon."""
 
@@ -290,6 +295,23 @@ class WebSettings(_Section):
     """A client that sends nothing, or reads nothing of a stream, for this long is dropped."""
     command_timeout_s: float = Field(default=5.0, gt=0)
     """How long a command waits for the service (a frame) before the answer is 503."""
+    allowed_hosts: list[str] = []
+    """Host names (`name` for any port, `name:port`) browsers may use to reach the view, e.g.
+    `siamedge.example.com` behind a reverse proxy; others get 421 (DNS rebinding). Always
+    allowed besides: on a loopback host, localhost and loopback addresses with the view's port;
+    on any other host, every address literal and this machine's name (and `name.local`). `*`
+    turns the check off."""
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry != ANY_HOST and not _ALLOWED_HOST.fullmatch(entry):
+                raise ValueError(
+                    f"{entry!r} is not a host name or address with an optional :port "
+                    "(no scheme, no path), nor '*'"
+                )
+        return value
 
     @model_validator(mode="after")
     def _limits(self) -> WebSettings:

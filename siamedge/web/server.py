@@ -12,17 +12,21 @@ Routes (JSON unless noted; errors are `{"reason", ...}`):
   POST   /api/tracks        start, body as on track/start -> 201 ack | 400 | 409 | 503
   DELETE /api/tracks        stop all -> 200 ack
   DELETE /api/tracks/{id}   stop one -> 200 ack | 400 | 404
+Before the token: a Host header that is not the view's own name gets 421 (DNS rebinding), an
+Origin header that is not the view's own gets 403 (another site's request; see guard.py).
 With a token configured, every request needs `Authorization: Bearer <token>`; GET requests may
 carry it as `?token=` instead, because an <img> (the stream) cannot send a header and a link to
 the page should work. Commands never take it from the URL, so a link cannot steer the tracker.
+The request line and headers are bounded (414, 431) before http.server parses them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import ipaddress
+import io
 import logging
+import re
 import socket
 import socketserver
 import sys
@@ -57,6 +61,7 @@ from siamedge.web.api import (
 )
 from siamedge.web.auth import bearer_token, resolve_token, token_matches
 from siamedge.web.commands import InboxFullError, WebInbox
+from siamedge.web.guard import HostPolicy, host_refusal, is_loopback_name, origin_refusal
 from siamedge.web.preview import PreviewHub
 
 log = logging.getLogger(__name__)
@@ -87,6 +92,15 @@ CONTENT_SECURITY_POLICY = (
     "img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'"
 )
 """The page loads nothing from elsewhere (no CDN: the device may be offline)."""
+MAX_REQUEST_LINE_BYTES = 8 * 1024
+"""Longer request lines get 414: the API's URLs are short (a token in `?token=` included)."""
+MAX_HEADER_BYTES = 32 * 1024
+MAX_HEADER_LINES = 64
+"""More header bytes or lines get 431. A browser sends about 1 KiB in 20 lines; cookies of other
+applications on the same host name count too, hence the room. (http.server alone would take
+100 lines of 64 KiB each.)"""
+_TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s'\"]*", re.IGNORECASE)
+"""A `token=` query parameter inside text that may quote a request line."""
 _QUIET_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 """A client that went away or stalled: not worth a traceback."""
 
@@ -96,13 +110,9 @@ def load_page() -> bytes:
     return resources.files("siamedge.web").joinpath("page.html").read_bytes()
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def redact_token(text: str) -> str:
+    """`text` with the value of every `token=` parameter replaced by `***`."""
+    return _TOKEN_IN_TEXT.sub(r"\1***", text)
 
 
 class _App:
@@ -141,6 +151,7 @@ class _HttpServer(HTTPServer):
         host, port = self.server_address[:2]
         self.server_name = str(host)
         self.server_port = int(port)
+        self.host_policy = HostPolicy.from_settings(self.app.settings, self.server_port)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
@@ -233,7 +244,86 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("web %s %s %s -> %s", self.client_address[0], self.command, path, code)
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("web %s: %s", self.client_address[0], format % args)
+        # http.server quotes a malformed request line, query string and all.
+        log.debug("web %s: %s", self.client_address[0], redact_token(format % args))
+
+    # ---- reading the request: bounded before http.server parses it -----------------------------
+
+    def handle_one_request(self) -> None:
+        try:
+            self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE_BYTES + 1)
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            if len(self.raw_requestline) > MAX_REQUEST_LINE_BYTES:
+                self._refuse_unparsed(
+                    HTTPStatus.REQUEST_URI_TOO_LONG,
+                    f"request line over {MAX_REQUEST_LINE_BYTES} bytes",
+                )
+                return
+            head = self._read_head()
+            if head is None:
+                return
+            # parse_request reads the headers from self.rfile: give it the block read above,
+            # and keep the socket's file for the body.
+            rfile, self.rfile = self.rfile, io.BytesIO(head)
+            try:
+                parsed = self.parse_request()
+            finally:
+                self.rfile = rfile
+            if not parsed:
+                return
+            handler = getattr(self, f"do_{self.command}", None)
+            if handler is None:
+                self.send_error(HTTPStatus.NOT_IMPLEMENTED, f"unsupported method {self.command!r}")
+                return
+            handler()
+            self.wfile.flush()
+        except TimeoutError as exc:
+            self.log_error("request timed out: %r", exc)
+            self.close_connection = True
+
+    def _read_head(self) -> bytes | None:
+        """The header lines up to and including the empty one, or None after answering 431."""
+        lines: list[bytes] = []
+        size = 0
+        while True:
+            line = self.rfile.readline(MAX_HEADER_BYTES - size + 1)
+            size += len(line)
+            if size > MAX_HEADER_BYTES:
+                reason = f"request headers over {MAX_HEADER_BYTES} bytes"
+            elif len(lines) >= MAX_HEADER_LINES and line not in (b"\r\n", b"\n", b""):
+                reason = f"more than {MAX_HEADER_LINES} header lines"
+            else:
+                lines.append(line)
+                if line in (b"\r\n", b"\n", b""):
+                    return b"".join(lines)
+                continue
+            self._refuse_unparsed(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, reason)
+            return None
+
+    def _refuse_unparsed(self, status: HTTPStatus, reason: str) -> None:
+        """Answer a request that was not parsed, then drop what else it sends (see _drain)."""
+        self.requestline = ""
+        self.request_version = self.protocol_version
+        self.command = ""
+        self.close_connection = True
+        log.debug("web %s: %d %s", self.client_address[0], status, reason)
+        self._send_json(status, reason_document(reason))
+        self.wfile.flush()
+        self._drain(None)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's errors (bad request line, unknown method) as JSON like every other
+        answer; its reason may quote the request line, so any token in it is masked."""
+        status = HTTPStatus(code)
+        reason = redact_token(message or status.phrase)
+        self.log_error("code %d, message %s", code, reason)
+        self.close_connection = True
+        if not self.request_version.startswith("HTTP/1."):
+            # A request line that was not understood leaves "HTTP/0.9": no status line at all.
+            self.request_version = self.protocol_version
+        self._send_json(status, reason_document(reason), {"Connection": "close"})
 
     # ---- dispatch -----------------------------------------------------------------------------
 
@@ -249,6 +339,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
         query = parse_qs(url.query)
+        if not self._same_origin():
+            return
         if not self._authorized(method, query):
             self._send_json(
                 HTTPStatus.UNAUTHORIZED,
@@ -287,6 +379,21 @@ class _Handler(BaseHTTPRequestHandler):
             return
         handler()
 
+    def _same_origin(self) -> bool:
+        """Whether the Host and Origin headers are the view's own; else answers 421 or 403.
+        Checked before the token, so a rebound or cross-site request learns nothing more."""
+        policy = self.server.host_policy
+        host = self.headers.get("Host")
+        refusal = host_refusal(host, policy)
+        if refusal is not None:
+            self._send_json(HTTPStatus.MISDIRECTED_REQUEST, reason_document(refusal))
+            return False
+        refusal = origin_refusal(self.headers.get("Origin"), host, policy)
+        if refusal is not None:
+            self._send_json(HTTPStatus.FORBIDDEN, reason_document(refusal))
+            return False
+        return True
+
     def _authorized(self, method: str, query: dict[str, list[str]]) -> bool:
         expected = self.server.app.token
         if expected is None:
@@ -310,6 +417,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
+        # A page or stream opened with ?token= must not hand its address on to another site.
+        self.send_header("Referrer-Policy", "no-referrer")
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
@@ -334,7 +443,7 @@ class _Handler(BaseHTTPRequestHandler):
             HTTPStatus.OK,
             "text/html; charset=utf-8",
             self.server.app.page,
-            {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "Referrer-Policy": "no-referrer"},
+            {"Content-Security-Policy": CONTENT_SECURITY_POLICY},
         )
 
     def _status(self) -> None:
@@ -372,6 +481,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
             self.send_header("Cache-Control", "no-store")
             self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Referrer-Policy", "no-referrer")
             self.end_headers()
             seq = 0
             while True:
@@ -557,7 +667,7 @@ class WebServer:
         )
         self._thread.start()
         log.info("web view on %s%s", self.url, " (token required)" if self._app.token else "")
-        if self._app.token is None and not _is_loopback(settings.host):
+        if self._app.token is None and not is_loopback_name(settings.host.lower()):
             log.warning(
                 "web view on %s has no token: anyone who can reach it can steer the tracker "
                 "(set web.token_file or web.token_env)",
