@@ -1,0 +1,341 @@
+"""No command lost across a disconnect, none run twice, none run stale: the daemon subprocess on
+a real mosquitto, stopped and restarted, cut off behind a TCP proxy, flooded."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fixtures.daemon import Daemon, daemon_config, unique_prefix, wait_online
+from fixtures.mosquitto import WAIT_TIMEOUT_S, Broker, MqttCollector
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+DaemonFactory = Callable[..., Daemon]
+CollectorFactory = Callable[..., MqttCollector]
+
+REPLY_TIMEOUT_S = 30.0
+"""Generous: a restarted daemon loads the model before it takes the queued commands."""
+FLOOD = 300
+FLOOD_QUEUE_SIZE = 4
+FLOOD_REPLIES_PER_S = 20.0
+BOX = [200, 150, 120, 90]
+
+
+def persistent_config(broker: Broker, **mqtt: Any) -> dict[str, Any]:
+    """A daemon config with its own client id, so its broker session is its own."""
+    config = daemon_config(broker, unique_prefix())
+    config["mqtt"].update({"client_id": f"siamedge-test-{uuid.uuid4().hex[:8]}", **mqtt})
+    return config
+
+
+def payloads(collector: MqttCollector, topic: str) -> list[dict[str, Any]]:
+    return [json.loads(message.payload) for message in collector.messages(topic)]
+
+
+def with_request(request_id: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: m.get("request_id") == request_id
+
+
+def ack(collector: MqttCollector, daemon: Daemon, request_id: str) -> dict[str, Any]:
+    message = collector.wait_for(
+        daemon.topic("status"),
+        where=lambda m: bool(m.get("ack")) and m.get("request_id") == request_id,
+        timeout_s=REPLY_TIMEOUT_S,
+    )[0]
+    payload: dict[str, Any] = json.loads(message.payload)
+    return payload
+
+
+def error(collector: MqttCollector, daemon: Daemon, request_id: str) -> str:
+    message = collector.wait_for(
+        daemon.topic("errors"), where=with_request(request_id), timeout_s=REPLY_TIMEOUT_S
+    )[0]
+    reason: str = json.loads(message.payload)["reason"]
+    return reason
+
+
+def counters(collector: MqttCollector, daemon: Daemon, total: int) -> dict[str, int]:
+    """The status counters once `total` commands have an outcome."""
+    message = collector.wait_for(
+        daemon.topic("status"),
+        where=lambda m: sum(m.get("commands", {}).values()) >= total,
+        timeout_s=REPLY_TIMEOUT_S,
+    )[0]
+    counts: dict[str, int] = json.loads(message.payload)["commands"]
+    return counts
+
+
+def track_results(
+    collector: MqttCollector, daemon: Daemon, track_id: str, count: int = 3
+) -> list[Any]:
+    return collector.wait_for(
+        daemon.topic("results"),
+        count,
+        where=lambda m: any(t["track_id"] == track_id for t in m["tracks"]),
+        timeout_s=REPLY_TIMEOUT_S,
+    )
+
+
+def start_command(request_id: str, **fields: Any) -> str:
+    return json.dumps({"box": BOX, "request_id": request_id, **fields})
+
+
+def test_a_start_sent_while_the_daemon_is_stopped_runs_after_the_restart(
+    mosquitto: Broker, daemon_factory: DaemonFactory, mqtt_collector: CollectorFactory
+) -> None:
+    config = persistent_config(mosquitto)
+    daemon = daemon_factory(config)
+    collector = mqtt_collector(mosquitto, daemon.topics)
+    wait_online(collector, daemon)
+    assert daemon.stop() == 0  # SIGTERM, as systemd does
+
+    collector.publish(daemon.topic("start"), start_command("while-away", track_id="back"))
+    again = daemon_factory(config)  # same client id: the broker hands over the session
+    assert ack(collector, again, "while-away") == {
+        "ack": "start",
+        "track_id": "back",
+        "request_id": "while-away",
+    }
+    track_results(collector, again, "back")
+    assert "MQTT session resumed" in again.log
+    assert counters(collector, again, 1)["accepted"] == 1
+
+
+class CuttableProxy:
+    """A TCP proxy to the broker on loopback; cut() drops every connection (the broker sees
+    the daemon go) and refuses new ones until restore()."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._target = (broker.host, broker.port)
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._server.getsockname()[1]
+        self._cut = threading.Event()
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            if self._cut.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self._target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        while True:
+            try:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+            except OSError:
+                break
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self._cut.set()
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def restore(self) -> None:
+        self._cut.clear()
+
+    def close(self) -> None:
+        self._server.close()
+        self.cut()
+
+
+@pytest.fixture
+def proxy(mosquitto: Broker) -> Iterator[CuttableProxy]:
+    running = CuttableProxy(mosquitto)
+    yield running
+    running.close()
+
+
+def test_a_start_sent_while_the_connection_is_down_runs_after_the_reconnect(
+    mosquitto: Broker,
+    proxy: CuttableProxy,
+    daemon_factory: DaemonFactory,
+    mqtt_collector: CollectorFactory,
+) -> None:
+    config = persistent_config(mosquitto, port=proxy.port)
+    daemon = daemon_factory(config)
+    collector = mqtt_collector(mosquitto, daemon.topics)  # straight to the broker
+    wait_online(collector, daemon)
+
+    proxy.cut()
+    # the broker published the last will: it has noticed, and keeps the session
+    collector.wait_for(
+        daemon.topic("status"),
+        where=lambda m: m.get("reason") == "connection lost",
+        timeout_s=REPLY_TIMEOUT_S,
+    )
+    collector.publish(daemon.topic("start"), start_command("while-cut", track_id="cut"))
+    proxy.restore()
+    assert ack(collector, daemon, "while-cut")["track_id"] == "cut"
+    track_results(collector, daemon, "cut")
+    assert daemon.process.poll() is None
+
+
+def test_old_and_future_sent_at_are_rejected_and_never_start_a_track(
+    mosquitto: Broker, daemon_factory: DaemonFactory, mqtt_collector: CollectorFactory
+) -> None:
+    daemon = daemon_factory(persistent_config(mosquitto))
+    collector = mqtt_collector(mosquitto, daemon.topics)
+    wait_online(collector, daemon)
+    now = time.time()
+    collector.publish(daemon.topic("start"), start_command("old", track_id="old", sent_at=now - 60))
+    collector.publish(
+        daemon.topic("start"), start_command("ahead", track_id="ahead", sent_at=now + 60)
+    )
+    collector.publish(daemon.topic("start"), start_command("fresh", track_id="fresh", sent_at=now))
+    assert ack(collector, daemon, "fresh")["track_id"] == "fresh"
+
+    old = error(collector, daemon, "old")
+    assert old.startswith("stale: sent 6") and "s ago" in old
+    assert "older than 10 s are not carried out" in old
+    ahead = error(collector, daemon, "ahead")
+    assert "s in the future" in ahead and "clock skew" in ahead
+    counts = counters(collector, daemon, 3)
+    assert (counts["stale"], counts["accepted"], sum(counts.values())) == (2, 1, 3)
+    # commands are taken in order: the stale ones were done with before "fresh" started
+    for message in track_results(collector, daemon, "fresh"):
+        assert {t["track_id"] for t in json.loads(message.payload)["tracks"]} == {"fresh"}
+    acks = [m for m in payloads(collector, daemon.topic("status")) if m.get("ack")]
+    assert [m["request_id"] for m in acks] == ["fresh"]
+
+
+def test_a_command_whose_message_expiry_passed_while_away_never_arrives(
+    mosquitto: Broker, daemon_factory: DaemonFactory, mqtt_collector: CollectorFactory
+) -> None:
+    config = persistent_config(mosquitto)
+    daemon = daemon_factory(config)
+    collector = mqtt_collector(mosquitto, daemon.topics)
+    wait_online(collector, daemon)
+    assert daemon.stop() == 0
+
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.MessageExpiryInterval = 1
+    info = collector.client.publish(
+        daemon.topic("start"),
+        start_command("expiring", track_id="expiring"),
+        qos=1,
+        properties=properties,
+    )
+    info.wait_for_publish(WAIT_TIMEOUT_S)
+    time.sleep(1.5)  # not readiness: the message's expiry interval has to run out
+    collector.publish(daemon.topic("start"), start_command("kept", track_id="kept"))
+
+    again = daemon_factory(config)
+    assert ack(collector, again, "kept")["track_id"] == "kept"
+    # the broker keeps the order: "expiring" would have come before "kept"
+    counts = counters(collector, again, 1)
+    assert (counts["accepted"], sum(counts.values())) == (1, 1)
+    replies = payloads(collector, again.topic("status")) + payloads(
+        collector, again.topic("errors")
+    )
+    assert not [m for m in replies if m.get("request_id") == "expiring"]
+
+
+def test_a_duplicate_request_id_runs_once(
+    mosquitto: Broker, daemon_factory: DaemonFactory, mqtt_collector: CollectorFactory
+) -> None:
+    daemon = daemon_factory(persistent_config(mosquitto))
+    collector = mqtt_collector(mosquitto, daemon.topics)
+    wait_online(collector, daemon)
+    # no track_id: run twice, it would start two tracks (t1, t2)
+    for _ in range(2):
+        collector.publish(daemon.topic("start"), start_command("dup"))
+    collector.publish(daemon.topic("start"), start_command("after", track_id="after"))
+    ack(collector, daemon, "after")
+
+    acks = [m for m in payloads(collector, daemon.topic("status")) if m.get("ack")]
+    assert [m["request_id"] for m in acks] == ["dup", "after"]
+    assert error(collector, daemon, "dup").startswith("duplicate: request_id 'dup'")
+    counts = counters(collector, daemon, 3)
+    assert (counts["accepted"], counts["duplicate"], sum(counts.values())) == (2, 1, 3)
+    status = collector.wait_for(
+        daemon.topic("status"),
+        where=lambda m: "commands" in m and m["active_tracks"] == 2,
+        timeout_s=REPLY_TIMEOUT_S,
+    )[0]
+    assert set(json.loads(status.payload)["track_ids"]) == {acks[0]["track_id"], "after"}
+
+
+def test_a_flood_gets_a_reply_or_a_summary_for_every_command_and_tracking_goes_on(
+    mosquitto: Broker, daemon_factory: DaemonFactory, mqtt_collector: CollectorFactory
+) -> None:
+    daemon = daemon_factory(
+        persistent_config(
+            mosquitto,
+            command_queue_size=FLOOD_QUEUE_SIZE,
+            error_replies_per_s=FLOOD_REPLIES_PER_S,
+        )
+    )
+    collector = mqtt_collector(mosquitto, daemon.topics)
+    wait_online(collector, daemon)
+    collector.publish(daemon.topic("start"), start_command("keep", track_id="keep"))
+    ack(collector, daemon, "keep")
+
+    # stops of a track that does not exist: each one is rejected, if it is not dropped first
+    flood_ids = {f"f{index}" for index in range(FLOOD)}
+    infos = [
+        collector.client.publish(
+            daemon.topic("stop"), json.dumps({"track_id": "nope", "request_id": rid}), qos=1
+        )
+        for rid in sorted(flood_ids)
+    ]
+    for info in infos:
+        info.wait_for_publish(WAIT_TIMEOUT_S)
+
+    counts = counters(collector, daemon, 1 + FLOOD)
+    assert sum(counts.values()) == 1 + FLOOD
+    assert counts["accepted"] == 1
+    assert counts["dropped_queue_full"] > 0
+    assert counts["rejected"] + counts["dropped_queue_full"] == FLOOD
+
+    def answered() -> tuple[int, int]:
+        errors = payloads(collector, daemon.topic("errors"))
+        alone = sum(1 for e in errors if e.get("request_id") in flood_ids)
+        summed = sum(e.get("count", 0) for e in errors if e.get("request_id") is None)
+        return alone, summed
+
+    while sum(answered()) < FLOOD:  # the summary of the last held-back replies is on its way
+        more = len(collector.messages(daemon.topic("errors"))) + 1
+        collector.wait_for(daemon.topic("errors"), more, timeout_s=REPLY_TIMEOUT_S)
+    alone, summed = answered()
+    assert alone + summed == FLOOD
+    assert summed > 0, "the flood should have gone over the reply budget"
+    summaries = [e for e in payloads(collector, daemon.topic("errors")) if "count" in e]
+    assert all(s["reason"].startswith(f"{s['count']} more commands dropped") for s in summaries)
+
+    seen = len(collector.messages(daemon.topic("results")))
+    track_results(collector, daemon, "keep", seen + 10)
+    assert daemon.process.poll() is None
