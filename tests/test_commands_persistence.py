@@ -88,10 +88,14 @@ def start_command(request_id: str, **fields: Any) -> str:
     return json.dumps({"box": BOX, "request_id": request_id, **fields})
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_a_start_sent_while_the_daemon_is_stopped_runs_after_the_restart(
-    mosquitto: Broker, daemon_factory: DaemonFactory, mqtt_collector: CollectorFactory
+    mosquitto: Broker,
+    daemon_factory: DaemonFactory,
+    mqtt_collector: CollectorFactory,
+    protocol: str,
 ) -> None:
-    config = persistent_config(mosquitto)
+    config = persistent_config(mosquitto, protocol=protocol)
     daemon = daemon_factory(config)
     collector = mqtt_collector(mosquitto, daemon.topics)
     wait_online(collector, daemon)
@@ -107,6 +111,30 @@ def test_a_start_sent_while_the_daemon_is_stopped_runs_after_the_restart(
     track_results(collector, again, "back")
     assert "MQTT session resumed" in again.log
     assert counters(collector, again, 1)["accepted"] == 1
+
+
+def test_with_session_expiry_0_a_start_sent_while_stopped_is_lost(
+    mosquitto: Broker, daemon_factory: DaemonFactory, mqtt_collector: CollectorFactory
+) -> None:
+    config = persistent_config(mosquitto, session_expiry_s=0)
+    daemon = daemon_factory(config)
+    collector = mqtt_collector(mosquitto, daemon.topics)
+    wait_online(collector, daemon)
+    assert daemon.stop() == 0
+    collector.publish(daemon.topic("start"), start_command("while-away"))
+
+    def online(m: dict[str, Any]) -> bool:
+        return bool(m.get("online")) and "model" in m
+
+    reports = sum(1 for m in payloads(collector, daemon.topic("status")) if online(m))
+    again = daemon_factory(config)
+    # the first report of the new daemon: it is subscribed
+    collector.wait_for(again.topic("status"), reports + 1, where=online, timeout_s=REPLY_TIMEOUT_S)
+    collector.publish(again.topic("start"), start_command("after", track_id="after"))
+    ack(collector, again, "after")
+    acks = [m for m in payloads(collector, again.topic("status")) if m.get("ack")]
+    assert [m["request_id"] for m in acks] == ["after"]
+    assert "MQTT session" not in again.log  # clean sessions: nothing to resume
 
 
 class CuttableProxy:
