@@ -143,6 +143,15 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _encodable(text: str) -> bool:
+    """Whether `text` can be written as UTF-8 (a JSON string may hold lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _guess_request_id(text: str) -> str | None:
     """A request_id found in a payload that is not valid JSON, so even that error carries it."""
     match = _REQUEST_ID_IN_TEXT.search(text)
@@ -195,6 +204,12 @@ def _request_id(data: dict[str, Any]) -> str | None:
         raise CommandError(
             f"field 'request_id' must be a string of 1..{REQUEST_ID_MAX_CHARS} characters, "
             f"got {got}"
+        )
+    if not _encodable(value):
+        # JSON may escape a lone surrogate (\ud800) that no UTF-8 reply can carry back.
+        raise CommandError(
+            f"field 'request_id' must be Unicode text; got {_quote(value)}, which holds a lone "
+            "surrogate (an unpaired \\uD800-\\uDFFF escape)"
         )
     return value
 
