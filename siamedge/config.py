@@ -17,7 +17,9 @@ from siamedge.errors import ConfigError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or infinity anywhere: an infinite timeout or rate passes `gt=0` and then raises
+    # OverflowError in the thread that waits on it.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 ProviderName = Literal["tensorrt", "cuda", "cpu"]
@@ -372,8 +374,14 @@ def load_settings(path: Path | None) -> Settings:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     return settings_from_mapping(data, str(path))
