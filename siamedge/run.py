@@ -1,17 +1,23 @@
 """`siamedge run`: load the configuration, apply command-line overrides, start the service.
 
-Never holds defaults of its own: every value not given comes from siamedge/config.py.
+The daemon's composition root: the only module that knows both the service and its front ends
+(they meet through siamedge.frontend). Never holds defaults of its own: every value not given
+comes from siamedge/config.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any
 
 from siamedge.config import Settings, load_settings, settings_from_mapping
-from siamedge.service import run_service
+from siamedge.frontend import FrontEnd, FrontEndFactory, ServicePort
+from siamedge.service import Service
 from siamedge.systemd import configure_logging
+
+log = logging.getLogger(__name__)
 
 # option dest -> (section, key) in the configuration
 OVERRIDES: dict[str, tuple[str, str]] = {
@@ -58,6 +64,30 @@ def apply_overrides(settings: Settings, args: argparse.Namespace, origin: str) -
             value = [name.strip() for name in value.split(",")]
         data[section][key] = value
     return settings_from_mapping(data, f"{origin} with command-line options")
+
+
+def front_ends(settings: Settings) -> list[FrontEndFactory]:
+    """The front ends the settings enable: the web view when web.enabled."""
+    factories: list[FrontEndFactory] = []
+    if settings.web.enabled:
+        web_settings = settings.web
+
+        def web_view(service: ServicePort) -> FrontEnd:
+            # Imported here: a daemon without the web view never loads it.
+            from siamedge.web.server import WebServer  # noqa: PLC0415
+
+            return WebServer(service, web_settings)
+
+        factories.append(web_view)
+    return factories
+
+
+def run_service(settings: Settings, config_path: Path | None) -> int:
+    """Run the daemon with its front ends and signal handling; returns the exit status."""
+    service = Service(settings, front_ends=front_ends(settings))
+    service.install_signal_handlers()
+    log.info("configuration: %s", config_path or "embedded defaults")
+    return service.run()
 
 
 def run(args: argparse.Namespace) -> int:

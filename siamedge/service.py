@@ -10,16 +10,25 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from types import FrameType
-from typing import TYPE_CHECKING, Protocol
 
 from siamedge import __version__
 from siamedge.config import Settings
 from siamedge.engine import Engine
 from siamedge.errors import CommandError, ConfigError, ModelError, SourceError
+from siamedge.fps import FpsMeter
+from siamedge.frontend import (
+    CommandDrain,
+    FrameListener,
+    FrameReport,
+    FrontEnd,
+    FrontEndFactory,
+    Request,
+    Responder,
+    StatusSnapshot,
+)
 from siamedge.messaging.client import ConnectionState, IncomingCommand, MqttClient
 from siamedge.messaging.ledger import RecentRequestIds
 from siamedge.messaging.protocol import (
@@ -30,7 +39,6 @@ from siamedge.messaging.protocol import (
     check_command_age,
     parse_command,
 )
-from siamedge.messaging.topics import CommandKind
 from siamedge.models import resolve_model_path
 from siamedge.sources.base import Frame
 from siamedge.sources.capture import CaptureThread, SourceState
@@ -41,9 +49,6 @@ from siamedge.tracking.result import TrackResult
 from siamedge.tracking.tracker import TrackerParams
 from siamedge.tracks import TrackManager
 
-if TYPE_CHECKING:
-    from siamedge.web.server import WebServer
-
 log = logging.getLogger(__name__)
 
 LOOP_WAIT_S = 0.25
@@ -53,24 +58,6 @@ READY_WAIT_S = 5.0
 MODEL_LOAD_WINDOW_S = 90.0
 """EXTEND_TIMEOUT_USEC step while the model loads (TensorRT may build engines for minutes)."""
 MAX_PENDING_STARTS = 16
-FPS_WINDOW = 30
-
-
-class Responder(Protocol):
-    """Answers the sender of one command (MQTT ack/error topics, or an HTTP reply)."""
-
-    def accepted(self, track_id: str | None, request_id: str | None) -> None: ...
-
-    def rejected(self, error: CommandError) -> None: ...
-
-
-@dataclass(frozen=True)
-class Request:
-    """A command from any channel, not validated yet."""
-
-    kind: CommandKind
-    payload: bytes
-    responder: Responder
 
 
 @dataclass(frozen=True)
@@ -86,42 +73,9 @@ class _MqttResponder:
 
 
 @dataclass(frozen=True)
-class FrameReport:
-    """One processed frame and its tracks, for listeners (e.g. a live view).
-
-    tracks: (track_id, result, slot) with slot a small stable number per track (colours).
-    latency_ms: capture -> results published (None when nothing was published).
-    """
-
-    frame: Frame
-    tracks: tuple[tuple[str, TrackResult, int], ...]
-    latency_ms: float | None
-
-
-FrameListener = Callable[[FrameReport], None]
-
-
-@dataclass(frozen=True)
 class _PendingStart:
     command: StartCommand
     responder: Responder
-
-
-class FpsMeter:
-    """Frames per second over the last FPS_WINDOW frames."""
-
-    def __init__(self) -> None:
-        self._times: deque[float] = deque(maxlen=FPS_WINDOW)
-
-    def tick(self, now: float) -> None:
-        self._times.append(now)
-
-    @property
-    def fps(self) -> float:
-        if len(self._times) < 2:
-            return 0.0
-        span = self._times[-1] - self._times[0]
-        return (len(self._times) - 1) / span if span > 0 else 0.0
 
 
 class ModelSlot:
@@ -173,11 +127,23 @@ class ModelSlot:
 
 
 class Service:
-    """The long-running tracker service. run() blocks until stop() or SIGTERM/SIGINT."""
+    """The long-running tracker service. run() blocks until stop() or SIGTERM/SIGINT.
 
-    def __init__(self, settings: Settings, notifier: Notifier | None = None) -> None:
+    Implements siamedge.frontend.ServicePort. front_ends: one factory per front end to run
+    (the composition root, siamedge/run.py, picks them from the settings); each is built on this
+    service and started in run(), and closed at shutdown.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        notifier: Notifier | None = None,
+        *,
+        front_ends: Sequence[FrontEndFactory] = (),
+    ) -> None:
         self._settings = settings
         self._notifier = notifier or Notifier()
+        self._front_end_factories = tuple(front_ends)
         self._stop = threading.Event()
         self._status_due = threading.Event()
         self._started = time.monotonic()
@@ -186,12 +152,13 @@ class Service:
         self._last_frame: tuple[int, float] | None = None
         self._pending: deque[_PendingStart] = deque()
         self._recent_requests = RecentRequestIds()
-        self._inboxes: list[Callable[[], list[Request]]] = []
+        self._inboxes: list[CommandDrain] = []
         self._frame_listeners: list[FrameListener] = []
         self._published_tracks = False
-        self._status_lock = threading.Lock()
-        self._last_status: StatusReport | None = None
-        self._broker = ConnectionState(False, "not connected yet", time.time())
+        self._snapshot_lock = threading.Lock()
+        self._snapshot = StatusSnapshot(
+            None, ConnectionState(False, "not connected yet", time.time())
+        )
 
     @property
     def stop_event(self) -> threading.Event:
@@ -202,7 +169,7 @@ class Service:
         """Ask run() to finish (thread- and signal-safe)."""
         self._stop.set()
 
-    def add_inbox(self, drain: Callable[[], list[Request]]) -> None:
+    def add_inbox(self, drain: CommandDrain) -> None:
         """Another command channel (e.g. HTTP): drain() returns its queued requests."""
         self._inboxes.append(drain)
 
@@ -210,16 +177,11 @@ class Service:
         """Called on the main loop after every processed frame; it must return at once."""
         self._frame_listeners.append(listener)
 
-    @property
-    def status(self) -> StatusReport | None:
-        """The latest status report (None before start-up finished); any thread."""
-        with self._status_lock:
-            return self._last_status
-
-    @property
-    def broker(self) -> ConnectionState:
-        """The broker connection as last reported; any thread."""
-        return self._broker
+    def snapshot(self) -> StatusSnapshot:
+        """The latest status report (None before start-up finished) and broker state; any
+        thread."""
+        with self._snapshot_lock:
+            return self._snapshot
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT set the stop event; nothing else happens in the handler."""
@@ -245,9 +207,9 @@ class Service:
         model.load()
         capture.start()
         mqtt.start()
-        web: WebServer | None = None
+        front_ends: list[FrontEnd] = []
         try:
-            web = self._start_web()
+            self._start_front_ends(front_ends)
             self._wait_for_first_attempts(capture, mqtt)
             self._publish_status(model, capture, mqtt)
             self._notifier.ready(self._status_line(model, capture, mqtt))
@@ -259,23 +221,19 @@ class Service:
         finally:
             self._notifier.stopping("shutting down")
             log.info("shutting down")
-            if web is not None:
-                web.close()
+            for front_end in reversed(front_ends):
+                front_end.close()
             capture.stop()
             mqtt.close()
         return 0
 
-    def _start_web(self) -> WebServer | None:
-        """The web view when web.enabled (ConfigError when its address cannot be had)."""
-        if not self._settings.web.enabled:
-            return None
-        # Imported here: the web package builds on this module's types, and a daemon without
-        # the web view never loads it.
-        from siamedge.web.server import WebServer  # noqa: PLC0415
-
-        web = WebServer(self, self._settings.web)
-        web.start()
-        return web
+    def _start_front_ends(self, started: list[FrontEnd]) -> None:
+        """Build and start each front end, appending it to `started` once it runs (so that
+        shutdown closes it); ConfigError when one cannot start (e.g. a taken port)."""
+        for factory in self._front_end_factories:
+            front_end = factory(self)
+            front_end.start()
+            started.append(front_end)
 
     def _wait_for_first_attempts(self, capture: CaptureThread, mqtt: MqttClient) -> None:
         deadline = time.monotonic() + READY_WAIT_S
@@ -409,13 +367,14 @@ class Service:
         self._status_due.set()
 
     def _on_broker_state(self, state: ConnectionState) -> None:
-        self._broker = state
+        with self._snapshot_lock:
+            self._snapshot = replace(self._snapshot, broker=state)
         self._status_due.set()
 
     def _publish_status(self, model: ModelSlot, capture: CaptureThread, mqtt: MqttClient) -> None:
         report = self.status_report(model, capture)
-        with self._status_lock:
-            self._last_status = report
+        with self._snapshot_lock:
+            self._snapshot = replace(self._snapshot, status=report)
         mqtt.publish_status(report)
         self._notifier.status(self._status_line(model, capture, mqtt))
 
@@ -451,11 +410,3 @@ class Service:
             f"{self._fps.fps:.1f} fps, {tracks} track(s), source {capture.status.state.value}, "
             f"broker {broker}, {model_state}"
         )
-
-
-def run_service(settings: Settings, config_path: Path | None) -> int:
-    """Run the daemon with signal handling; returns the exit status."""
-    service = Service(settings)
-    service.install_signal_handlers()
-    log.info("configuration: %s", config_path or "embedded defaults")
-    return service.run()

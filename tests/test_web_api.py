@@ -19,6 +19,7 @@ from fixtures.web import HOST, RunningService
 
 from siamedge.errors import ConfigError
 from siamedge.messaging.protocol import MAX_COMMAND_BYTES
+from siamedge.run import front_ends
 from siamedge.service import Service
 
 StartService = Callable[..., RunningService]
@@ -382,6 +383,6 @@ def test_a_start_without_frames_gets_503_and_is_not_queued(web_service: StartSer
 
 def test_a_taken_port_is_a_configuration_error(web_service: StartService) -> None:
     running = web_service()
-    second = Service(running.settings)  # same web.port
+    second = Service(running.settings, front_ends=front_ends(running.settings))  # same web.port
     with pytest.raises(ConfigError, match=r"web\.host/web\.port: cannot listen on"):
         second.run()

@@ -10,6 +10,7 @@ from typing import get_args
 
 from siamedge.config import MaskEncoding
 from siamedge.errors import CommandError
+from siamedge.frontend import FrameReport
 from siamedge.messaging.client import ConnectionState
 from siamedge.messaging.masks import JsonObject
 from siamedge.messaging.protocol import (
@@ -23,7 +24,6 @@ from siamedge.messaging.protocol import (
 )
 from siamedge.messaging.topics import CommandKind
 from siamedge.overlay import track_color
-from siamedge.service import FrameReport
 from siamedge.web.preview import ViewStats
 
 HTTP_TOPIC = "http"

@@ -1,7 +1,8 @@
 """HTTP commands on their way to the service's main loop, and their answers on the way back.
 
-The main loop drains the inbox (Service.add_inbox) exactly like the MQTT queue, so a command
-from the web is validated and applied by the same code; this module never touches a tracker.
+The main loop drains the inbox (ServicePort.add_inbox in siamedge.frontend) exactly like the MQTT
+queue, so a command from the web is validated and applied by the same code; this module never
+touches a tracker.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from siamedge.errors import CommandError
+from siamedge.frontend import Request
 from siamedge.messaging.topics import CommandKind
-from siamedge.service import Request
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from siamedge.config import WebSettings
+from siamedge.fps import FpsMeter
+from siamedge.frontend import FrameReport
 from siamedge.overlay import draw_track
-from siamedge.service import FpsMeter, FrameReport
 
 log = logging.getLogger(__name__)
 

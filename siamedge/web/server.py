@@ -41,6 +41,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from siamedge import __version__
 from siamedge.config import WebSettings
 from siamedge.errors import CommandError, ConfigError
+from siamedge.frontend import ServicePort
 from siamedge.messaging.masks import JsonObject
 from siamedge.messaging.protocol import (
     check_command_length,
@@ -49,7 +50,6 @@ from siamedge.messaging.protocol import (
     parse_stop,
 )
 from siamedge.messaging.topics import CommandKind
-from siamedge.service import Service
 from siamedge.web.api import (
     ack_document,
     error_document,
@@ -118,7 +118,7 @@ def redact_token(text: str) -> str:
 class _App:
     """What the request handlers share: settings, token, preview hub, inbox, the service."""
 
-    def __init__(self, service: Service, settings: WebSettings, token: str | None) -> None:
+    def __init__(self, service: ServicePort, settings: WebSettings, token: str | None) -> None:
         self.service = service
         self.settings = settings
         self.token = token
@@ -448,7 +448,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _status(self) -> None:
         app = self.server.app
-        document = status_document(app.service.status, app.service.broker, app.hub.stats())
+        snapshot = app.service.snapshot()
+        document = status_document(snapshot.status, snapshot.broker, app.hub.stats())
         self._send_json(HTTPStatus.OK, document)
 
     def _tracks(self, query: dict[str, list[str]]) -> None:
@@ -592,7 +593,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _submit(self, kind: CommandKind, payload: bytes) -> None:
         app = self.server.app
-        status = app.service.status
+        status = app.service.snapshot().status
         if status is not None and status.provider == "none":
             self._unavailable(f"model {status.model}")
             return
@@ -632,10 +633,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class WebServer:
-    """The web view of one Service: registers its frame listener and command inbox on it;
-    start() listens, close() ends every stream and connection."""
+    """The web view of one service (a siamedge.frontend.FrontEnd): registers its frame listener
+    and command inbox on it; start() listens, close() ends every stream and connection."""
 
-    def __init__(self, service: Service, settings: WebSettings) -> None:
+    def __init__(self, service: ServicePort, settings: WebSettings) -> None:
         self._settings = settings
         self._app = _App(service, settings, resolve_token(settings))
         self._http: _HttpServer | None = None
