@@ -12,6 +12,7 @@ from siamedge import __version__
 from siamedge.errors import CommandError
 from siamedge.messaging.protocol import (
     MAX_COMMAND_BYTES,
+    PROTOCOL_VERSION,
     SourceStatus,
     StartCommand,
     StatusReport,
@@ -209,6 +210,7 @@ def test_results_message_shape_and_rounding() -> None:
         12, 1000.5, (4, 4), [("a", track(mask=mask))], mask_encoding="rle", publish_time=1000.5205
     )
     assert message == {
+        "protocol": PROTOCOL_VERSION,
         "frame": 12,
         "timestamp": 1000.5,
         "latency_ms": 20.5,
@@ -256,6 +258,7 @@ def test_status_message_shape() -> None:
     )
     assert status_message(report, commands_dropped=1, now=5.0) == {
         "online": True,
+        "protocol": PROTOCOL_VERSION,
         "version": __version__,
         "model": "builtin",
         "provider": "CPUExecutionProvider",

@@ -29,6 +29,10 @@ from siamedge.messaging.masks import JsonObject, encode_mask
 from siamedge.messaging.topics import CommandKind
 from siamedge.tracking.result import BoxXYWH, TrackResult
 
+PROTOCOL_VERSION = 1
+"""The `protocol` field of status and results messages: raised when a field is removed, renamed
+or changes meaning; fields added within a version are compatible (readers ignore unknown ones)."""
+
 MAX_COMMAND_BYTES = 64 * 1024
 TRACK_ID_MAX_CHARS = 64
 REQUEST_ID_MAX_CHARS = 128
@@ -451,6 +455,7 @@ def results_message(
     now = time.time() if publish_time is None else publish_time
     width, height = frame_wh
     return {
+        "protocol": PROTOCOL_VERSION,
         "frame": int(frame_index),
         "timestamp": round(float(capture_time), TIMESTAMP_DECIMALS),
         "latency_ms": round((now - capture_time) * MS_PER_S, LATENCY_DECIMALS),
@@ -529,7 +534,7 @@ def status_message(
 ) -> JsonObject:
     """The retained `online` status.
 
-    `{"online": true, "version", "model", "provider", "source": {"description", "open",
+    `{"online": true, "protocol", "version", "model", "provider", "source": {"description", "open",
     "error", "width", "height"}, "fps", "dropped_frames", "active_tracks": n, "track_ids",
     "max_tracks", "mask_encoding", "commands_dropped", "uptime_s", "frame", "frame_timestamp",
     "timestamp"}`, plus `"commands": {outcome: count}` when `commands` is given.
@@ -537,6 +542,7 @@ def status_message(
     width, height = report.source.frame_wh if report.source.frame_wh else (None, None)
     return {
         "online": True,
+        "protocol": PROTOCOL_VERSION,
         "version": report.version,
         "model": report.model,
         "provider": report.provider,
