@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run a clip on every execution provider and compare it with the CPU provider",
     ),
     "watch": ("siamedge.watch", "show the live tracks of a running service (from MQTT)"),
+    "schema": ("siamedge.schema", "print the JSON Schema of an MQTT payload (no NAME: the list)"),
     "export": (
         "siamedge.export.command",
         "export a SiamMask VOT PyTorch checkpoint to the contract ONNX model",

@@ -21,6 +21,7 @@ from paho.mqtt.properties import Properties
 DaemonFactory = Callable[..., Daemon]
 CollectorFactory = Callable[..., MqttCollector]
 
+pytestmark = pytest.mark.usefixtures("mqtt_schema_check")
 REPLY_TIMEOUT_S = 30.0
 """Generous: a restarted daemon loads the model before it takes the queued commands."""
 FLOOD = 300

@@ -33,7 +33,7 @@ from siamedge.messaging.homeassistant import (
 from siamedge.messaging.protocol import SourceStatus, StatusReport
 from siamedge.messaging.topics import Topics
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("mqtt_schema_check")]
 
 Collect = Callable[..., MqttCollector]
 ENTITIES = {

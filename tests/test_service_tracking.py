@@ -26,6 +26,7 @@ from fixtures.daemon import (
 )
 from fixtures.mosquitto import Broker, MqttCollector
 
+pytestmark = pytest.mark.usefixtures("mqtt_schema_check")
 MIN_MEAN_IOU = 0.7
 TRACKED_FRAMES = 60
 MAX_TRACKS = 2
