@@ -6,7 +6,8 @@ and never imports a front end. The composition root (`siamedge/run.py`) hands th
 after the source and the broker client, and closes it at shutdown.
 
 What a front end gets, and nothing more:
-- a status snapshot: `ServicePort.snapshot()` -> `StatusSnapshot` (any thread);
+- a status snapshot: `ServicePort.snapshot()` -> `StatusSnapshot` (any thread), with the running
+  totals of `ServiceCounters` read at the time of the call (for metrics);
 - a frame listener: `ServicePort.add_frame_listener(listener)`, called with a `FrameReport`
   (the latest frame and its track results) on the main loop after every processed frame;
 - a command inbox: `ServicePort.add_inbox(drain)`; the main loop calls `drain()` and validates
@@ -16,12 +17,13 @@ What a front end gets, and nothing more:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from siamedge.errors import CommandError
 from siamedge.messaging.client import ConnectionState
+from siamedge.messaging.ledger import OUTCOMES
 from siamedge.messaging.protocol import StatusReport
 from siamedge.messaging.topics import CommandKind
 from siamedge.sources.base import Frame
@@ -29,15 +31,35 @@ from siamedge.tracking.result import TrackResult
 
 
 @dataclass(frozen=True)
+class ServiceCounters:
+    """Running totals since start, read when the snapshot is taken (all zero before run()).
+
+    frames_captured / frames_dropped: frames the capture thread read / replaced before the
+    tracker took them. commands: `{outcome: count}` of MQTT commands, every outcome of
+    siamedge.messaging.ledger.OUTCOMES. broker_reconnects: connections after the first one.
+    source_reopenings: times the source failed or ended and was scheduled to reopen.
+    source_state: the capture thread's state (`starting`, `streaming`, `retrying`, `stopped`).
+    """
+
+    frames_captured: int = 0
+    frames_dropped: int = 0
+    commands: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    broker_reconnects: int = 0
+    source_reopenings: int = 0
+    source_state: str = "starting"
+
+
+@dataclass(frozen=True)
 class StatusSnapshot:
     """What the service last published about itself.
 
     status: the latest status report, as on the retained status topic (None before start-up
-    finished). broker: the broker connection as last reported.
+    finished). broker: the broker connection as last reported. counters: running totals.
     """
 
     status: StatusReport | None
     broker: ConnectionState
+    counters: ServiceCounters = field(default_factory=ServiceCounters)
 
 
 @dataclass(frozen=True)
@@ -46,11 +68,14 @@ class FrameReport:
 
     tracks: (track_id, result, slot) with slot a small stable number per track (colours).
     latency_ms: capture -> results published (None when nothing was published).
+    step_ms: the model step for this frame, all tracks in one batch (None when no track was
+    stepped).
     """
 
     frame: Frame
     tracks: tuple[tuple[str, TrackResult, int], ...]
     latency_ms: float | None
+    step_ms: float | None = None
 
 
 FrameListener = Callable[[FrameReport], None]

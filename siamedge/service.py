@@ -27,6 +27,7 @@ from siamedge.frontend import (
     FrontEndFactory,
     Request,
     Responder,
+    ServiceCounters,
     StatusSnapshot,
 )
 from siamedge.messaging.client import ConnectionState, IncomingCommand, MqttClient
@@ -159,6 +160,10 @@ class Service:
         self._snapshot = StatusSnapshot(
             None, ConnectionState(False, "not connected yet", time.time())
         )
+        # Read by snapshot() on any thread; set once in run().
+        self._running: tuple[CaptureThread, MqttClient] | None = None
+        self._broker_connections = 0
+        self._source_reopenings = 0
 
     @property
     def stop_event(self) -> threading.Event:
@@ -178,10 +183,24 @@ class Service:
         self._frame_listeners.append(listener)
 
     def snapshot(self) -> StatusSnapshot:
-        """The latest status report (None before start-up finished) and broker state; any
-        thread."""
+        """The latest status report (None before start-up finished), broker state and the
+        running totals as of now; any thread."""
         with self._snapshot_lock:
-            return self._snapshot
+            snapshot = self._snapshot
+        running = self._running
+        if running is None:
+            return snapshot
+        capture, mqtt = running
+        stats = capture.stats()
+        counters = ServiceCounters(
+            frames_captured=stats.captured,
+            frames_dropped=stats.dropped,
+            commands=mqtt.command_counts,
+            broker_reconnects=max(0, self._broker_connections - 1),
+            source_reopenings=self._source_reopenings,
+            source_state=capture.status.state.value,
+        )
+        return replace(snapshot, counters=counters)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT set the stop event; nothing else happens in the handler."""
@@ -203,6 +222,7 @@ class Service:
         except SourceError as exc:
             # Nothing to retry: the configured uri names no kind of source.
             raise ConfigError(f"source.uri: {exc}") from None
+        self._running = (capture, mqtt)
         model = ModelSlot(settings, self._notifier)
         model.load()
         capture.start()
@@ -324,7 +344,9 @@ class Service:
             self._report(FrameReport(frame, (), None))
             return
         started = self._start_pending(manager, frame)
+        step_started = time.perf_counter()
         stepped, dropped = manager.step(frame)
+        step_ms = (time.perf_counter() - step_started) * 1000.0 if stepped else None
         if dropped:
             self._status_due.set()
         tracks = stepped + started
@@ -336,7 +358,7 @@ class Service:
         slotted = tuple(
             (track_id, result, manager.slot_of(track_id)) for track_id, result in tracks
         )
-        self._report(FrameReport(frame, slotted, latency_ms))
+        self._report(FrameReport(frame, slotted, latency_ms, step_ms))
 
     def _start_pending(self, manager: TrackManager, frame: Frame) -> list[tuple[str, TrackResult]]:
         """Apply the start commands waiting for this frame; their init results."""
@@ -363,11 +385,14 @@ class Service:
 
     def _on_source_state(self, status: CaptureStatus) -> None:
         if status.state is SourceState.RETRYING:
+            self._source_reopenings += 1
             log.warning("source %s: %s (retrying)", status.source, status.error)
         self._status_due.set()
 
     def _on_broker_state(self, state: ConnectionState) -> None:
         with self._snapshot_lock:
+            if state.connected and not self._snapshot.broker.connected:
+                self._broker_connections += 1
             self._snapshot = replace(self._snapshot, broker=state)
         self._status_due.set()
 
