@@ -327,6 +327,15 @@ class WebSettings(_Section):
         return self
 
 
+class MetricsSettings(_Section):
+    """The optional Prometheus endpoint (`GET /metrics`, extra `metrics`), on its own port."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    """Listen address; 0.0.0.0 lets a Prometheus server on another machine scrape it."""
+    port: int = Field(default=9108, ge=1, le=65535)
+
+
 class ServiceSettings(_Section):
     """The daemon's own behaviour."""
 
@@ -347,6 +356,7 @@ class Settings(_Section):
     mqtt: MqttSettings = MqttSettings()
     service: ServiceSettings = ServiceSettings()
     web: WebSettings = WebSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

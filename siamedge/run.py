@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from siamedge.config import Settings, load_settings, settings_from_mapping
+from siamedge.errors import ConfigError
 from siamedge.frontend import FrontEnd, FrontEndFactory, ServicePort
 from siamedge.service import Service
 from siamedge.systemd import configure_logging
@@ -67,7 +68,8 @@ def apply_overrides(settings: Settings, args: argparse.Namespace, origin: str) -
 
 
 def front_ends(settings: Settings) -> list[FrontEndFactory]:
-    """The front ends the settings enable: the web view when web.enabled."""
+    """The front ends the settings enable: the web view when web.enabled, the Prometheus
+    endpoint when metrics.enabled."""
     factories: list[FrontEndFactory] = []
     if settings.web.enabled:
         web_settings = settings.web
@@ -79,7 +81,29 @@ def front_ends(settings: Settings) -> list[FrontEndFactory]:
             return WebServer(service, web_settings)
 
         factories.append(web_view)
+    if settings.metrics.enabled:
+        factories.append(metrics_endpoint_factory(settings))
     return factories
+
+
+def metrics_endpoint_factory(settings: Settings) -> FrontEndFactory:
+    """The Prometheus endpoint's factory; ConfigError naming the extra when prometheus_client
+    is not installed (checked now, before the service starts)."""
+    try:
+        # Imported here: a daemon without metrics never loads prometheus_client.
+        from siamedge.metrics import MetricsEndpoint  # noqa: PLC0415
+    except ImportError as exc:
+        if exc.name is None or not exc.name.startswith("prometheus_client"):
+            raise
+        raise ConfigError(
+            "metrics.enabled needs prometheus_client: pip install 'siamedge[metrics]'"
+        ) from None
+    metrics_settings = settings.metrics
+
+    def metrics_endpoint(service: ServicePort) -> FrontEnd:
+        return MetricsEndpoint(service, metrics_settings)
+
+    return metrics_endpoint
 
 
 def run_service(settings: Settings, config_path: Path | None) -> int:

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from siamedge.config import (
     HomeAssistantSettings,
+    MetricsSettings,
     ModelSettings,
     MqttSettings,
     ServiceSettings,
@@ -53,6 +54,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "mqtt.homeassistant": HomeAssistantSettings,
     "service": ServiceSettings,
     "web": WebSettings,
+    "metrics": MetricsSettings,
 }
 
 TEXT = st.text(st.characters(codec="utf-8"), max_size=30)

@@ -1,6 +1,7 @@
 """One-way dependencies between the service and its front ends (STYLE.md, "Seams worth keeping
 clean"): front ends import siamedge.frontend, never siamedge.service; the service and the
-interface module never import a front end; only the composition root (siamedge/run.py) knows both.
+interface module never import a front end (the web view, the metrics endpoint); only the
+composition root (siamedge/run.py) knows both. prometheus_client has one owner: siamedge.metrics.
 
 Every import statement counts, at module level or inside a function or `if TYPE_CHECKING:`.
 """
@@ -19,6 +20,8 @@ COMPOSITION_ROOT = "siamedge.run"
 SERVICE = "siamedge.service"
 INTERFACE = "siamedge.frontend"
 WEB = "siamedge.web"
+METRICS = "siamedge.metrics"
+PROMETHEUS = "prometheus_client"
 
 
 def module_name(path: Path) -> str:
@@ -80,6 +83,33 @@ def test_only_the_composition_root_and_the_web_package_import_the_web_package() 
     assert offenders == {}, f"only {COMPOSITION_ROOT} wires the web view: {offenders}"
 
 
+def test_only_the_composition_root_imports_the_metrics_endpoint() -> None:
+    offenders = {
+        module: sorted(names_module(imports, METRICS))
+        for module, imports in package_modules().items()
+        if module not in {METRICS, COMPOSITION_ROOT} and names_module(imports, METRICS)
+    }
+    assert offenders == {}, f"only {COMPOSITION_ROOT} wires the metrics endpoint: {offenders}"
+
+
+def test_the_metrics_endpoint_is_a_front_end() -> None:
+    """It reaches the service through the interface only, and knows nothing of the web view."""
+    imports = imported_modules(PACKAGE / "metrics.py")
+    assert INTERFACE in imports
+    assert names_module(imports, SERVICE) == set()
+    assert names_module(imports, WEB) == set()
+    assert names_module(imports, COMPOSITION_ROOT) == set()
+
+
+def test_only_the_metrics_endpoint_imports_prometheus_client() -> None:
+    offenders = {
+        module: sorted(names_module(imports, PROMETHEUS))
+        for module, imports in package_modules().items()
+        if module != METRICS and names_module(imports, PROMETHEUS)
+    }
+    assert offenders == {}, f"one owner per outside library: {offenders}"
+
+
 def test_the_interface_imports_neither_side() -> None:
     imports = imported_modules(PACKAGE / "frontend.py")
     assert names_module(imports, SERVICE) == set()
@@ -114,6 +144,11 @@ def test_the_checker_sees_every_kind_of_import() -> None:
         ("siamedge.frontend", SERVICE),
         ("siamedge.service", WEB),
         ("siamedge.frontend", WEB),
+        ("siamedge.metrics", SERVICE),
+        ("siamedge.metrics", WEB),
+        ("siamedge.service", METRICS),
+        ("siamedge.service", PROMETHEUS),
+        ("siamedge.web.server", METRICS),
     ],
 )
 def test_loading_one_side_does_not_load_the_other(imported: str, absent: str) -> None:
