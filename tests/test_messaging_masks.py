@@ -15,6 +15,10 @@ from numpy.typing import NDArray
 from pycocotools import mask as coco_mask
 
 from siamedge.messaging.masks import (
+    decode_mask,
+    decode_png,
+    decode_polygon,
+    decode_rle,
     encode_mask,
     encode_png,
     encode_polygon,
@@ -22,6 +26,7 @@ from siamedge.messaging.masks import (
     rle_counts,
     rle_string,
 )
+from siamedge.tracking.mask import largest_contour
 from siamedge.tracking.result import MaskWindow
 
 NO_CONTOUR = np.zeros((0, 2), dtype=np.int32)
@@ -141,18 +146,6 @@ def test_polygon_lists_the_contour_points() -> None:
     assert encode_polygon(mask) == {"format": "polygon", "points": [[10, 20], [30, 20], [30, 40]]}
 
 
-def decode_png(encoded: dict[str, object]) -> NDArray[np.bool_]:
-    """A consumer's decoding of the png encoding into the full-frame mask."""
-    data = base64.b64decode(str(encoded["data"]))
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-    height, width = encoded["size"]  # type: ignore[misc]
-    x0, y0 = encoded["origin"]  # type: ignore[misc]
-    full = np.zeros((height, width), dtype=np.bool_)
-    h, w = image.shape
-    full[y0 : y0 + h, x0 : x0 + w] = image > 0
-    return full
-
-
 @settings(max_examples=100)
 @given(mask_windows())
 def test_png_decodes_to_the_full_mask(mask: MaskWindow) -> None:
@@ -176,3 +169,83 @@ def test_encode_mask_selects_the_encoding() -> None:
         encoded = encode_mask(mask, encoding)
         assert encoded is not None
         assert encoded["format"] == encoding
+
+
+@settings(max_examples=400)
+@given(mask_windows())
+def test_rle_decoder_inverts_the_encoder_like_pycocotools(mask: MaskWindow) -> None:
+    encoded = encode_rle(mask)
+    decoded = decode_rle(encoded)
+    assert decoded.dtype == np.bool_
+    np.testing.assert_array_equal(decoded, mask.to_full())
+    np.testing.assert_array_equal(decoded, coco_decode(encoded))
+
+
+@settings(max_examples=200)
+@given(arrays(np.bool_, st.tuples(st.integers(1, 40), st.integers(1, 40))))
+def test_rle_decoder_reads_what_pycocotools_writes(full: NDArray[np.bool_]) -> None:
+    encoded = coco_mask.encode(np.asfortranarray(full.astype(np.uint8)))
+    mask = {"format": "rle", "size": list(encoded["size"]), "counts": encoded["counts"].decode()}
+    np.testing.assert_array_equal(decode_rle(mask), full)
+
+
+def test_rle_decoder_handles_long_runs_in_a_4k_frame() -> None:
+    bits = np.zeros((300, 500), np.bool_)
+    bits[10:290, 20:480] = True
+    mask = window(bits, (3000, 1500), (3840, 2160))
+    np.testing.assert_array_equal(decode_rle(encode_rle(mask)), mask.to_full())
+
+
+@pytest.mark.parametrize(
+    ("counts", "size", "reason"),
+    [
+        ("5", [2, 2], "cover 5 pixels"),
+        ("0" + chr(48 + 32), [1, 1], "middle of a number"),
+        ("~~", [1, 1], "alphabet"),
+    ],
+)
+def test_malformed_rle_is_a_value_error(counts: str, size: list[int], reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        decode_rle({"format": "rle", "size": size, "counts": counts})
+
+
+@pytest.mark.parametrize(
+    "shape",
+    ["rectangle", "disc", "L"],
+)
+def test_polygon_decoder_fills_the_contour_of_a_solid_shape(shape: str) -> None:
+    bits = np.zeros((40, 50), np.uint8)
+    if shape == "rectangle":
+        bits[5:30, 8:45] = 1
+    elif shape == "disc":
+        cv2.circle(bits, (25, 20), 15, 1, thickness=-1)
+    else:
+        bits[5:35, 5:15] = 1
+        bits[25:35, 5:40] = 1
+    mask = MaskWindow(bits.astype(np.bool_), (7, 9), (80, 60), largest_contour(bits, (7, 9))[0])
+    decoded = decode_polygon(encode_polygon(mask), (60, 80))
+    np.testing.assert_array_equal(decoded, mask.to_full())
+
+
+def test_polygon_decoder_of_no_points_is_empty() -> None:
+    decoded = decode_polygon({"format": "polygon", "points": []}, (3, 4))
+    assert decoded.shape == (3, 4)
+    assert not decoded.any()
+
+
+def test_decode_mask_selects_the_decoder() -> None:
+    bits = np.zeros((3, 3), np.uint8)
+    bits[1:3, 0:2] = 1
+    mask = MaskWindow(bits.astype(np.bool_), (1, 1), (4, 5), largest_contour(bits, (1, 1))[0])
+    for encoding in ("rle", "polygon", "png"):
+        encoded = encode_mask(mask, encoding)
+        assert encoded is not None
+        np.testing.assert_array_equal(decode_mask(encoded, (5, 4)), mask.to_full())
+    with pytest.raises(ValueError, match="unknown mask format 'jpeg'"):
+        decode_mask({"format": "jpeg"}, (5, 4))
+
+
+def test_png_decoder_rejects_what_is_not_png() -> None:
+    data = base64.b64encode(b"not a png").decode()
+    with pytest.raises(ValueError, match="not a PNG"):
+        decode_png({"format": "png", "origin": [0, 0], "size": [2, 2], "data": data})

@@ -137,3 +137,96 @@ def encode_mask(window: MaskWindow | None, encoding: MaskEncoding) -> JsonObject
     if encoding == "polygon":
         return encode_polygon(window)
     return encode_png(window)
+
+
+# ---- decoders (for clients: the inverse of the encoders, without pycocotools) ----------------
+
+
+def rle_decode_counts(text: str) -> NDArray[np.int64]:
+    """The run lengths of pycocotools' compressed `counts` string (the inverse of rle_string)."""
+    if not text:
+        return np.zeros(0, dtype=np.int64)
+    chars = np.frombuffer(text.encode("ascii"), dtype=np.uint8).astype(np.int64) - _CHAR_OFFSET
+    if chars.min() < 0 or chars.max() > _MORE_BIT | _CHUNK_MASK:
+        raise ValueError("RLE counts hold a character outside pycocotools' alphabet")
+    more = (chars & _MORE_BIT) != 0
+    if more[-1]:
+        raise ValueError("RLE counts end in the middle of a number")
+    # Number i is made of the chunks after the (i-1)-th chunk without the "more" bit.
+    number = np.concatenate(([0], np.cumsum(~more)[:-1]))
+    first = np.flatnonzero(np.concatenate(([True], ~more[:-1])))
+    position = np.arange(chars.size) - first[number]
+    digits = chars & _CHUNK_MASK
+    values = np.zeros(first.size, dtype=np.int64)
+    np.add.at(values, number, digits << (position * _CHUNK_BITS))
+    last = np.flatnonzero(~more)
+    negative = (digits[last] & _SIGN_BIT) != 0
+    widths = (position[last] + 1) * _CHUNK_BITS
+    values[negative] -= np.left_shift(1, widths[negative])
+    # Undo the differences: from the fourth on, each count adds the one two places back.
+    counts = values.copy()
+    counts[1::2] = np.cumsum(values[1::2])
+    counts[2::2] = np.cumsum(values[2::2])
+    if (counts < 0).any():
+        raise ValueError("RLE counts decode to a negative run length")
+    return counts
+
+
+def decode_rle(mask: JsonObject) -> NDArray[np.bool_]:
+    """The (H, W) bool mask of `{"format": "rle", "size": [H, W], "counts": str}`."""
+    height, width = (int(side) for side in mask["size"])
+    counts = rle_decode_counts(str(mask["counts"]))
+    if int(counts.sum()) != height * width:
+        raise ValueError(
+            f"RLE runs cover {int(counts.sum())} pixels, not the {height}x{width} frame"
+        )
+    # Runs alternate background/foreground, column by column (column-major).
+    flat = np.repeat(np.arange(counts.size) % 2 == 1, counts)
+    decoded: NDArray[np.bool_] = flat.reshape(width, height).T
+    return np.ascontiguousarray(decoded)
+
+
+def decode_polygon(mask: JsonObject, size_hw: tuple[int, int]) -> NDArray[np.bool_]:
+    """The (H, W) bool mask inside `{"format": "polygon", "points": [[x, y], ...]}` (the contour
+    and the pixels it encloses); the message's frame size gives (H, W)."""
+    height, width = size_hw
+    canvas = np.zeros((height, width), dtype=np.uint8)
+    points = np.asarray(mask["points"], dtype=np.int32).reshape(-1, 2)
+    if points.size:
+        cv2.fillPoly(canvas, [points], 1)
+    decoded: NDArray[np.bool_] = canvas.astype(np.bool_)
+    return decoded
+
+
+def decode_png(mask: JsonObject) -> NDArray[np.bool_]:
+    """The (H, W) bool mask of `{"format": "png", "origin": [x, y], "size": [H, W], "data"}`."""
+    height, width = (int(side) for side in mask["size"])
+    x0, y0 = (int(value) for value in mask["origin"])
+    png = np.frombuffer(base64.b64decode(str(mask["data"]), validate=True), dtype=np.uint8)
+    image = cv2.imdecode(png, cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise ValueError("the mask's PNG data is not a PNG image")
+    h, w = image.shape
+    if x0 < 0 or y0 < 0 or x0 + w > width or y0 + h > height:
+        raise ValueError(
+            f"PNG window {w}x{h} at ({x0}, {y0}) is outside the {width}x{height} frame"
+        )
+    decoded = np.zeros((height, width), dtype=np.bool_)
+    decoded[y0 : y0 + h, x0 : x0 + w] = image > 0
+    return decoded
+
+
+def decode_mask(mask: JsonObject, size_hw: tuple[int, int]) -> NDArray[np.bool_]:
+    """The (H, W) bool full-frame mask of a track's `mask` value in any encoding.
+
+    size_hw: the results message's (height, width), needed by polygons only.
+    Raises ValueError for an unknown format or a malformed mask.
+    """
+    encoding = mask.get("format")
+    if encoding == "rle":
+        return decode_rle(mask)
+    if encoding == "polygon":
+        return decode_polygon(mask, size_hw)
+    if encoding == "png":
+        return decode_png(mask)
+    raise ValueError(f"unknown mask format {encoding!r}")
