@@ -164,7 +164,7 @@ def rle_decode_counts(text: str) -> NDArray[np.int64]:
     widths = (position[last] + 1) * _CHUNK_BITS
     values[negative] -= np.left_shift(1, widths[negative])
     # Undo the differences: from the fourth on, each count adds the one two places back.
-    counts = values.copy()
+    counts: NDArray[np.int64] = values.copy()
     counts[1::2] = np.cumsum(values[1::2])
     counts[2::2] = np.cumsum(values[2::2])
     if (counts < 0).any():
