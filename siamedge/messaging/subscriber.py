@@ -1,7 +1,8 @@
-"""A read-only MQTT subscriber for tools (`siamedge watch`): the results and status of one
-siamedge instance, queued for the tool's own thread.
+"""A read-only MQTT subscriber for tools (`siamedge watch`, siamedge.client): the results and
+status of one siamedge instance, queued for the tool's own thread.
 
-Never publishes, never sends commands and leaves no last will; paho's thread only queues.
+Never publishes (commands are messaging.commander's) and leaves no last will; paho's thread
+only queues.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class Subscriber:
     the caller's thread. Raises ConfigError at construction for bad password or TLS settings.
     """
 
-    def __init__(self, settings: MqttSettings) -> None:
+    def __init__(self, settings: MqttSettings, *, client_id_prefix: str = CLIENT_ID_PREFIX) -> None:
         self._settings = settings
         self._topics = Topics.for_prefix(settings.topic_prefix)
         self._lock = threading.Condition()
@@ -55,7 +56,7 @@ class Subscriber:
         self._subscribed = threading.Event()
         self._ever_subscribed = False
         self._state = "connecting"
-        client = paho_client(settings, f"{CLIENT_ID_PREFIX}{uuid.uuid4().hex[:8]}")
+        client = paho_client(settings, f"{client_id_prefix}{uuid.uuid4().hex[:8]}")
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -114,9 +115,11 @@ class Subscriber:
         if reason_code.is_failure:
             self._state = f"broker refused the connection: {reason_code}"
             return
-        client.subscribe(
-            [(self._topics.results, SUBSCRIBE_QOS), (self._topics.status, SUBSCRIBE_QOS)]
-        )
+        client.subscribe(self._subscriptions())
+
+    def _subscriptions(self) -> list[tuple[str, int]]:
+        """(topic, QoS) pairs subscribed on every connect."""
+        return [(self._topics.results, SUBSCRIBE_QOS), (self._topics.status, SUBSCRIBE_QOS)]
 
     def _on_connect_fail(self, client: Client, userdata: object) -> None:
         # paho calls this inside its `except OSError:`, so the error says why.

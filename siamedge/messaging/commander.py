@@ -1,0 +1,101 @@
+"""Sends start/stop commands for tools (siamedge.client) and waits for the daemon's reply to each:
+the subscriber's results and status, plus the acks and errors matched by request_id.
+
+Never replies to anything and never retains a command; paho's thread only queues and matches.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from paho.mqtt.client import Client, MQTTMessage
+
+from siamedge.config import MqttSettings
+from siamedge.messaging.subscriber import Subscriber
+from siamedge.messaging.topics import CommandKind
+
+COMMAND_QOS = 1
+"""The daemon wants commands at QoS 1 (README: MQTT protocol)."""
+REPLY_QOS = 1
+CLIENT_ID_PREFIX = "siamedge-client-"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The daemon's answer to one command: its ack (`accepted`) or its error, as JSON."""
+
+    accepted: bool
+    message: dict[str, Any]
+
+
+class Commander(Subscriber):
+    """A Subscriber that also publishes commands, each with its own request_id, and hands back
+    the ack (on the status topic) or error (on the errors topic) carrying that id."""
+
+    def __init__(self, settings: MqttSettings) -> None:
+        self._replies = threading.Condition()
+        self._pending: dict[str, Reply | None] = {}
+        super().__init__(settings, client_id_prefix=CLIENT_ID_PREFIX)
+
+    def request(
+        self, kind: CommandKind, command: dict[str, Any], timeout_s: float
+    ) -> tuple[str, Reply | None]:
+        """Publish `command` (request_id and sent_at added) on the start or stop topic and wait
+        up to timeout_s for its reply; (request_id, None) when none came."""
+        request_id = f"{CLIENT_ID_PREFIX}{uuid.uuid4().hex}"
+        payload = json.dumps({**command, "request_id": request_id, "sent_at": time.time()})
+        topic = self.topics.start if kind == "start" else self.topics.stop
+        deadline = time.monotonic() + timeout_s
+        with self._replies:
+            self._pending[request_id] = None  # before publishing: the reply may come at once
+        try:
+            self._client.publish(topic, payload, qos=COMMAND_QOS)
+            with self._replies:
+                while self._pending[request_id] is None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._replies.wait(left)
+                return request_id, self._pending[request_id]
+        finally:
+            with self._replies:
+                del self._pending[request_id]
+
+    def _subscriptions(self) -> list[tuple[str, int]]:
+        return [
+            (self.topics.results, 0),
+            (self.topics.status, REPLY_QOS),
+            (self.topics.errors, REPLY_QOS),
+        ]
+
+    def _on_message(self, client: Client, userdata: object, message: MQTTMessage) -> None:
+        is_error = message.topic == self.topics.errors
+        if is_error or message.topic == self.topics.status:
+            reply = _reply_of(bytes(message.payload), is_error)
+            if reply is not None:
+                request_id = reply.message.get("request_id")
+                with self._replies:
+                    if isinstance(request_id, str) and request_id in self._pending:
+                        self._pending[request_id] = reply
+                        self._replies.notify_all()
+                return  # acks and errors are answers, not status reports
+        if not is_error:
+            super()._on_message(client, userdata, message)
+
+
+def _reply_of(payload: bytes, is_error: bool) -> Reply | None:
+    """The reply in a status/errors payload; None for a status report (or malformed JSON)."""
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    if is_error:
+        return Reply(accepted=False, message=data)
+    return Reply(accepted=True, message=data) if "ack" in data else None

@@ -1,0 +1,177 @@
+"""siamedge.client against the real daemon on a real mosquitto: start returns the id and results
+arrive typed (masks decoded), bad commands raise with the daemon's reason, stop works, and a
+missing daemon or broker raises a timeout error; plus parsing of results without a daemon."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from fixtures.coco import coco_decode
+from fixtures.daemon import (
+    TEST_CLIP,
+    Daemon,
+    box_iou,
+    current_frame,
+    daemon_config,
+    start_daemon,
+    truth_box,
+    unique_prefix,
+)
+from fixtures.mosquitto import Broker, free_port
+
+from siamedge.client import (
+    Client,
+    ClientError,
+    ClientTimeoutError,
+    Frame,
+    Status,
+    parse_results,
+)
+from siamedge.config import MqttSettings
+from siamedge.messaging.protocol import encode_results
+from siamedge.tracking.result import MaskWindow, TrackResult, TrackState
+
+pytestmark = pytest.mark.timeout(120)
+ONLINE_TIMEOUT_S = 60.0
+RESULTS_IDLE_S = 10.0
+TRACKED_FRAMES = 30
+MIN_MEAN_IOU = 0.7
+
+
+@pytest.fixture(scope="module")
+def daemon(mosquitto: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    config = daemon_config(mosquitto, unique_prefix(), tracker={"max_tracks": 2})
+    running = start_daemon(tmp_path_factory.mktemp("daemon"), config)
+    yield running
+    assert running.stop() == 0
+
+
+@pytest.fixture
+def client(daemon: Daemon, mosquitto: Broker) -> Iterator[Client]:
+    settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, topic_prefix=daemon.prefix)
+    with Client(settings) as connected:
+        try:
+            connected.wait_online(ONLINE_TIMEOUT_S)
+        except ClientTimeoutError as exc:
+            raise AssertionError(f"{exc}\ndaemon log:\n{daemon.log[-3000:]}") from None
+        yield connected
+        connected.stop()  # every test leaves the daemon with no track
+
+
+def coming_box(client: Client) -> tuple[int, int, int, int]:
+    """The object's true box of the frame after the daemon's current one."""
+    assert client.status is not None
+    return truth_box(current_frame(dict(client.status.report)) + 1)
+
+
+def test_start_returns_the_id_and_results_arrive_typed(client: Client) -> None:
+    assert client.start(coming_box(client), "car") == "car"
+    frames: list[Frame] = []
+    for frame in client.results(idle_timeout_s=RESULTS_IDLE_S):
+        if frame.tracks:
+            frames.append(frame)
+        if len(frames) == TRACKED_FRAMES:
+            break
+    assert len(frames) == TRACKED_FRAMES
+    ious = []
+    for frame in frames:
+        assert (frame.width, frame.height) == (TEST_CLIP.width, TEST_CLIP.height)
+        assert frame.protocol == 1
+        (track,) = frame.tracks
+        assert track.track_id == "car"
+        assert track.state in {"tracking", "lost"}
+        assert all(math.isfinite(value) for value in (*track.center, *track.size))
+        assert len(track.rotated_box) == 4
+        ious.append(box_iou(track.bbox, truth_box(frame.frame)))
+    assert float(np.mean(ious)) > MIN_MEAN_IOU
+    mask = frames[-1].tracks[0].mask
+    assert mask is not None
+    assert mask.format == "rle"
+    decoded = mask.to_array()
+    assert decoded.shape == (TEST_CLIP.height, TEST_CLIP.width)
+    assert decoded.dtype == np.bool_
+    assert decoded.any()
+    np.testing.assert_array_equal(decoded, coco_decode(dict(mask.encoded)))
+
+
+def test_stop_ends_the_track(client: Client) -> None:
+    track_id = client.start(coming_box(client))
+    assert track_id.startswith("t")
+    next(frame for frame in client.results(RESULTS_IDLE_S) if frame.tracks)
+    client.stop(track_id)
+    # The daemon sends one empty results message after the last track stops.
+    after = next(frame for frame in client.results(RESULTS_IDLE_S) if not frame.tracks)
+    assert after.tracks == ()
+
+
+def test_a_bad_box_raises_with_the_daemons_reason(client: Client) -> None:
+    with pytest.raises(ClientError) as raised:
+        client.start((5000, 5000, 10, 10))
+    assert not isinstance(raised.value, ClientTimeoutError)
+    assert raised.value.reason == (
+        "box [5000, 5000, 10, 10] lies entirely outside the "
+        f"{TEST_CLIP.width}x{TEST_CLIP.height} frame"
+    )
+    assert raised.value.request_id is not None
+    with pytest.raises(ClientError, match="width and height must be positive"):
+        client.start((10, 10, 0, 50))
+
+
+def test_stopping_an_unknown_track_raises(client: Client) -> None:
+    with pytest.raises(ClientError, match="no track 'nope'"):
+        client.stop("nope")
+
+
+def test_no_daemon_is_a_timeout(mosquitto: Broker) -> None:
+    settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, topic_prefix=unique_prefix())
+    with Client(settings) as client:
+        with pytest.raises(ClientTimeoutError, match="no reply to start from siamedge within"):
+            client.start((1, 2, 3, 4), timeout_s=0.5)
+        with pytest.raises(ClientTimeoutError, match="did not come online"):
+            client.wait_online(0.5)
+
+
+def test_no_broker_is_a_timeout() -> None:
+    settings = MqttSettings(port=free_port(), reconnect_min_s=0.2, reconnect_max_s=0.5)
+    client = Client(settings)
+    try:
+        with pytest.raises(ClientTimeoutError, match="no connection to the MQTT broker"):
+            client.connect(timeout_s=0.5)
+        assert not client.ever_connected
+    finally:
+        client.close()
+
+
+def test_results_parse_into_dataclasses() -> None:
+    bits = np.ones((2, 3), np.bool_)
+    track = TrackResult(
+        center_xy=(5.5, float("nan")),
+        size_wh=(3.0, 2.0),
+        bbox_xywh=(4.0, 3.0, 3.0, 2.0),
+        rotated_box=((4.0, 3.0), (7.0, 3.0), (7.0, 5.0), (4.0, 5.0)),
+        score=None,
+        state=TrackState.TRACKING,
+        mask=MaskWindow(bits, (4, 3), (10, 8), np.zeros((0, 2), np.int32)),
+    )
+    data = json.loads(encode_results(12, 100.0, (10, 8), [("a", track)], publish_time=100.01))
+    frame = parse_results(data)
+    assert (frame.frame, frame.width, frame.height, frame.timestamp) == (12, 10, 8, 100.0)
+    (parsed,) = frame.tracks
+    assert parsed.center[0] == 5.5
+    assert math.isnan(parsed.center[1])  # null in the message
+    assert parsed.score is None
+    assert parsed.mask is not None
+    expected = np.zeros((8, 10), np.bool_)
+    expected[3:5, 4:7] = True
+    np.testing.assert_array_equal(parsed.mask.to_array(), expected)
+    with pytest.raises(KeyError):
+        parse_results({**data, "tracks": [{"track_id": "a"}]})
+
+
+def test_status_keeps_the_report() -> None:
+    status = Status(online=True, report={"version": "1.2.3", "fps": 30.0})
+    assert status.version == "1.2.3"
