@@ -7,7 +7,6 @@ per track. Only reads from the broker: never sends a command.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -15,8 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from siamedge.client import Client, Event, Frame, Status, Track
 from siamedge.config import MqttSettings, load_settings, settings_from_mapping
-from siamedge.messaging.subscriber import Received, Subscriber
 
 EX_UNAVAILABLE = 69
 """sysexits.h EX_UNAVAILABLE: the broker could not be reached in the time given."""
@@ -35,12 +34,11 @@ _WIDTHS = (12, 9, 16, 15, 6, 10)
 
 @dataclass(frozen=True)
 class View:
-    """What the table shows: the last results message and the last status message (JSON)."""
+    """What the table shows: the last results message and the last status report."""
 
-    results: dict[str, Any] | None = None
-    status: dict[str, Any] | None = None
+    results: Frame | None = None
+    status: Status | None = None
     results_seen: int = 0
-    ignored: int = 0
 
 
 def _num(value: Any, digits: int) -> str:
@@ -49,36 +47,31 @@ def _num(value: Any, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
-def _pair(values: Any, digits: int, separator: str) -> str:
-    if not isinstance(values, list) or len(values) != 2:
-        return "-"
+def _pair(values: tuple[float, float], digits: int, separator: str) -> str:
     return separator.join(_num(value, digits) for value in values)
 
 
-def track_cells(track: dict[str, Any], latency_ms: Any) -> tuple[str, ...]:
+def track_cells(track: Track, latency_ms: float) -> tuple[str, ...]:
     """(track id, state, centre `x, y`, size `w x h`, score, latency `N ms`) of one track."""
     latency = _num(latency_ms, 1)
     return (
-        str(track.get("track_id", "?")),
-        str(track.get("state", "?")),
-        _pair(track.get("center"), 1, ", "),
-        _pair(track.get("size"), 1, " x "),
-        _num(track.get("score"), 3),
+        track.track_id,
+        track.state,
+        _pair(track.center, 1, ", "),
+        _pair(track.size, 1, " x "),
+        _num(track.score, 3),
         "-" if latency == "-" else f"{latency} ms",
     )
 
 
-def plain_lines(results: dict[str, Any]) -> list[str]:
+def plain_lines(results: Frame) -> list[str]:
     """One line per track of a results message (`frame N (no tracks)` when it has none)."""
-    frame = results.get("frame", "?")
-    tracks = results.get("tracks") or []
-    if not tracks:
+    frame = results.frame
+    if not results.tracks:
         return [f"frame {frame} (no tracks)"]
     lines = []
-    for track in tracks:
-        track_id, state, center, size, score, latency = track_cells(
-            track, results.get("latency_ms")
-        )
+    for track in results.tracks:
+        track_id, state, center, size, score, latency = track_cells(track, results.latency_ms)
         lines.append(
             f"frame {frame} {track_id} {state} center={center.replace(' ', '')} "
             f"size={size.replace(' ', '')} score={score} latency={latency.replace(' ', '')}"
@@ -86,22 +79,23 @@ def plain_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def status_line(status: dict[str, Any] | None, connection: str) -> str:
+def status_line(status: Status | None, connection: str) -> str:
     """`siamedge 0.1.0 online · CPUExecutionProvider · 30.0 fps · 1/4 tracks` or why not."""
     if connection != "subscribed":
         return f"broker: {connection}"
     if status is None:
         return "waiting for the service's status ..."
-    version = status.get("version", "?")
-    if not status.get("online", False):
-        return f"siamedge {version} offline ({status.get('reason', 'no reason given')})"
+    version = status.version or "?"
+    if not status.online:
+        return f"siamedge {version} offline ({status.report.get('reason', 'no reason given')})"
+    report = status.report
     parts = [f"siamedge {version} online"]
-    if "provider" in status:
-        parts.append(str(status["provider"]))
-    if "fps" in status:
-        parts.append(f"{_num(status['fps'], 1)} fps")
-    if "active_tracks" in status:
-        parts.append(f"{status['active_tracks']}/{status.get('max_tracks', '?')} tracks")
+    if "provider" in report:
+        parts.append(str(report["provider"]))
+    if "fps" in report:
+        parts.append(f"{_num(report['fps'], 1)} fps")
+    if "active_tracks" in report:
+        parts.append(f"{report['active_tracks']}/{report.get('max_tracks', '?')} tracks")
     return " · ".join(parts)
 
 
@@ -112,39 +106,25 @@ def table_lines(view: View, connection: str) -> list[str]:
     if results is None:
         lines.append("no results yet")
         return lines
-    lines.append(
-        f"frame {results.get('frame', '?')}  latency {_num(results.get('latency_ms'), 1)} ms"
-    )
+    lines.append(f"frame {results.frame}  latency {_num(results.latency_ms, 1)} ms")
     lines.append(
         "  ".join(name.ljust(width) for name, width in zip(_COLUMNS, _WIDTHS, strict=True))
     )
-    tracks = results.get("tracks") or []
-    if not tracks:
+    if not results.tracks:
         lines.append("(no tracks)")
-    for track in tracks:
-        cells = track_cells(track, results.get("latency_ms"))
+    for track in results.tracks:
+        cells = track_cells(track, results.latency_ms)
         lines.append(
             "  ".join(cell.ljust(width) for cell, width in zip(cells, _WIDTHS, strict=True))
         )
     return lines
 
 
-def _decode(payload: bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(payload)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def apply(view: View, message: Received) -> View:
-    """The view after one message (acks on the status topic and malformed JSON are ignored)."""
-    data = _decode(message.payload)
-    if data is None or (message.kind == "status" and "ack" in data):
-        return replace(view, ignored=view.ignored + 1)
-    if message.kind == "status":
-        return replace(view, status=data)
-    return replace(view, results=data, results_seen=view.results_seen + 1)
+def apply(view: View, event: Event) -> View:
+    """The view after one results frame or status report."""
+    if isinstance(event, Status):
+        return replace(view, status=event)
+    return replace(view, results=event, results_seen=view.results_seen + 1)
 
 
 class _Screen:
@@ -158,9 +138,9 @@ class _Screen:
         if tty:
             out.write(_HIDE_CURSOR)
 
-    def show(self, view: View, connection: str, message: Received | None, force: bool) -> None:
+    def show(self, view: View, connection: str, event: Event | None, force: bool) -> None:
         if not self._tty:
-            if message is not None and message.kind == "results" and view.results is not None:
+            if isinstance(event, Frame) and view.results is not None:
                 for line in plain_lines(view.results):
                     self._out.write(line + "\n")
                 self._out.flush()
@@ -215,39 +195,39 @@ def watch(
     seconds: float | None = None,
 ) -> int:
     """Show results until `count` results messages, `seconds`, or Ctrl-C; the exit status."""
-    subscriber = Subscriber(settings)
+    client = Client(settings)
     screen = _Screen(out, tty)
     deadline = None if seconds is None else time.monotonic() + seconds
     started = time.monotonic()
     view = View()
     warned = False
     interrupted = False
-    subscriber.start()
+    client.connect(timeout_s=None)
     try:
-        screen.show(view, subscriber.state, None, force=True)
+        screen.show(view, client.state, None, force=True)
         while count is None or view.results_seen < count:
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            message = subscriber.get(POLL_S)
-            if message is not None:
-                view = apply(view, message)
-            screen.show(view, subscriber.state, message, force=False)
+            event = client.poll(POLL_S)
+            if event is not None:
+                view = apply(view, event)
+            screen.show(view, client.state, event, force=False)
             waited = time.monotonic() - started
-            if not warned and subscriber.state != "subscribed" and waited > CONNECT_WARNING_S:
+            if not warned and client.state != "subscribed" and waited > CONNECT_WARNING_S:
                 warned = True
                 print(
-                    f"siamedge watch: {settings.host}:{settings.port}: {subscriber.state}",
+                    f"siamedge watch: {settings.host}:{settings.port}: {client.state}",
                     file=sys.stderr,
                 )
-        screen.show(view, subscriber.state, None, force=True)
+        screen.show(view, client.state, None, force=True)
     except KeyboardInterrupt:
         interrupted = True  # the normal way to leave
     finally:
         screen.close()
-        subscriber.close()
-    if not interrupted and not subscriber.ever_subscribed:
+        client.close()
+    if not interrupted and not client.ever_connected:
         print(
-            f"siamedge watch: no connection to {settings.host}:{settings.port}: {subscriber.state}",
+            f"siamedge watch: no connection to {settings.host}:{settings.port}: {client.state}",
             file=sys.stderr,
         )
         return EX_UNAVAILABLE

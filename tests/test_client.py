@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -21,7 +21,7 @@ from fixtures.daemon import (
     truth_box,
     unique_prefix,
 )
-from fixtures.mosquitto import Broker, free_port
+from fixtures.mosquitto import Broker, MqttCollector, free_port
 
 from siamedge.client import (
     Client,
@@ -33,6 +33,7 @@ from siamedge.client import (
 )
 from siamedge.config import MqttSettings
 from siamedge.messaging.protocol import encode_results
+from siamedge.messaging.topics import Topics
 from siamedge.tracking.result import MaskWindow, TrackResult, TrackState
 
 pytestmark = pytest.mark.timeout(120)
@@ -175,3 +176,31 @@ def test_results_parse_into_dataclasses() -> None:
 def test_status_keeps_the_report() -> None:
     status = Status(online=True, report={"version": "1.2.3", "fps": 30.0})
     assert status.version == "1.2.3"
+
+
+def test_acks_and_malformed_messages_are_not_events(
+    mosquitto: Broker, mqtt_collector: Callable[..., MqttCollector]
+) -> None:
+    prefix = unique_prefix()
+    topics = Topics.for_prefix(prefix)
+    publisher = mqtt_collector(mosquitto, [])
+    settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, topic_prefix=prefix)
+    empty_frame = encode_results(4, 100.0, (10, 8), [], publish_time=100.01)
+    with Client(settings) as client:
+        # In order on each topic: the malformed ones come before the valid one.
+        publisher.publish(topics.results, b"not json")
+        publisher.publish(topics.results, json.dumps({"frame": 3}))  # no tracks etc.
+        publisher.publish(topics.results, empty_frame)
+        frame = next(client.results(RESULTS_IDLE_S))
+        assert frame.frame == 4
+        assert client.ignored == 2
+        publisher.publish(topics.status, json.dumps({"ack": "stop", "track_id": "t1"}))
+        publisher.publish(topics.status, json.dumps({"online": False, "reason": "shutdown"}))
+        event = client.poll(RESULTS_IDLE_S)
+        while event is None:
+            event = client.poll(RESULTS_IDLE_S)
+        assert isinstance(event, Status)  # the ack is an answer, not a status report
+        assert event.online is False
+        assert event.report["reason"] == "shutdown"
+        assert client.status == event
+        assert client.ignored == 2

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from fixtures.mosquitto import Broker, MqttCollector, free_port
 
+from siamedge.client import Status, parse_results
 from siamedge.messaging.protocol import encode_results, encode_status
-from siamedge.messaging.subscriber import Received
 from siamedge.messaging.topics import Topics
 from siamedge.tracking.result import MaskWindow, TrackResult, TrackState
 from siamedge.watch import EX_UNAVAILABLE, View, apply, plain_lines, status_line, table_lines
@@ -247,15 +247,17 @@ def test_an_unreachable_broker_is_reported(mqtt_prefix: str, repo_root: Path) ->
     assert f"no connection to 127.0.0.1:{port}" in done.stderr.decode()
 
 
-def test_status_acks_and_malformed_messages() -> None:
+def status_of(payload: bytes) -> Status:
+    report = json.loads(payload)
+    return Status(online=report["online"], report=report)
+
+
+def test_status_and_results_lines() -> None:
+    # Acks and malformed messages never reach the view: siamedge.client drops them
+    # (tests/test_client.py).
     view = View()
-    ack = Received("status", json.dumps({"ack": "stop", "track_id": "t1"}).encode())
-    view = apply(view, ack)
-    assert view.status is None and view.ignored == 1
-    view = apply(view, Received("results", b"not json"))
-    assert view.results is None and view.ignored == 2
     offline = json.dumps({"online": False, "version": "1.2", "reason": "shutdown"}).encode()
-    view = apply(view, Received("status", offline))
+    view = apply(view, status_of(offline))
     assert status_line(view.status, "subscribed") == "siamedge 1.2 offline (shutdown)"
     assert status_line(view.status, "cannot connect: refused") == "broker: cannot connect: refused"
     assert table_lines(view, "subscribed")[1] == "no results yet"
@@ -265,16 +267,14 @@ def test_status_acks_and_malformed_messages() -> None:
     report = StatusReport(
         "m", "CPUExecutionProvider", SourceStatus("s", True), 29.97, 0, ("t1",), 4, "rle", 1.0
     )
-    view = apply(view, Received("status", encode_status(report)))
+    view = apply(view, status_of(encode_status(report)))
     assert status_line(view.status, "subscribed").endswith(
         "CPUExecutionProvider · 30.0 fps · 1/4 tracks"
     )
-    view = apply(view, Received("results", results_payload(7)))
+    view = apply(view, parse_results(json.loads(results_payload(7))))
     assert view.results_seen == 1
-    assert plain_lines(view.results or {}) == EXPECTED_LINES
-    empty = json.loads(encode_results(8, CAPTURE_TIME, (640, 360), []))
+    assert view.results is not None
+    assert plain_lines(view.results) == EXPECTED_LINES
+    empty = parse_results(json.loads(encode_results(8, CAPTURE_TIME, (640, 360), [])))
     assert plain_lines(empty) == ["frame 8 (no tracks)"]
-    assert (
-        table_lines(apply(view, Received("results", json.dumps(empty).encode())), "subscribed")[-1]
-        == "(no tracks)"
-    )
+    assert table_lines(apply(view, empty), "subscribed")[-1] == "(no tracks)"
