@@ -28,9 +28,8 @@ import contextlib
 import math
 import statistics
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -38,7 +37,7 @@ from typing import TextIO
 import numpy as np
 from numpy.typing import NDArray
 
-from siamedge import providers
+from siamedge import periodic, providers
 from siamedge.config import ModelSettings, SyntheticSettings, TrackerSettings, load_settings
 from siamedge.contract import ModelContract
 from siamedge.engine import Engine, describe_layout, import_onnxruntime
@@ -420,23 +419,16 @@ def _engine_files(folder: Path) -> set[Path]:
     return set(folder.glob(f"*{TRT_ENGINE_SUFFIX}")) if folder.is_dir() else set()
 
 
-@contextlib.contextmanager
-def _progress(label: str, out: TextIO, interval_s: float) -> Iterator[None]:
-    """Print `label: ... N s` every interval_s while the block runs (a joined helper thread)."""
-    stop = threading.Event()
+def _progress(
+    label: str, out: TextIO, interval_s: float
+) -> contextlib.AbstractContextManager[None]:
+    """Print `label: ... N s` every interval_s while the block runs."""
     started = time.monotonic()
 
     def tick() -> None:
-        while not stop.wait(interval_s):
-            print(f"{label}: ... {time.monotonic() - started:.0f} s", file=out, flush=True)
+        print(f"{label}: ... {time.monotonic() - started:.0f} s", file=out, flush=True)
 
-    thread = threading.Thread(target=tick, name="check-progress", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+    return periodic.every(interval_s, tick, "check-progress")
 
 
 def engine_opener(model: str, settings: ModelSettings, max_batch: int, out: TextIO) -> OpenModel:

@@ -12,11 +12,12 @@ import logging
 import os
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Literal, TextIO
+
+from siamedge import periodic
 
 _sd_daemon: ModuleType | None
 _sd_journal: ModuleType | None
@@ -324,25 +325,15 @@ def extended_timeout(
         yield
         return
     started = time.monotonic()
-    stop = threading.Event()
 
     def announce() -> None:
         notifier.extend_timeout(window_s)
         if status is not None:
             notifier.status(f"{status} ({time.monotonic() - started:.0f} s)")
 
-    def keep_extending() -> None:
-        while not stop.wait(window_s * EXTEND_REFRESH_FRACTION):
-            announce()
-
     announce()
-    thread = threading.Thread(target=keep_extending, name="siamedge-extend-timeout", daemon=True)
-    thread.start()
-    try:
+    with periodic.every(window_s * EXTEND_REFRESH_FRACTION, announce, "siamedge-extend-timeout"):
         yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def stream_is_journal(stream: TextIO) -> bool:
