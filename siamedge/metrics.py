@@ -15,8 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from siamedge import listener
 from siamedge.config import MetricsSettings
-from siamedge.errors import ConfigError
 from siamedge.fps import FpsMeter
 from siamedge.frontend import FrameReport, ServicePort
 from siamedge.tracking.result import TrackState
@@ -225,7 +225,7 @@ class MetricsEndpoint:
         host, port = self._settings.host, self._settings.port
         if self._http is not None:
             port = self._http.server_address[1]
-        return f"http://{host}:{port}{METRICS_PATH}"
+        return listener.url(host, port, METRICS_PATH)
 
     def on_frame(self, report: FrameReport) -> None:
         """Frame listener: record the frame (main loop)."""
@@ -238,20 +238,13 @@ class MetricsEndpoint:
     def start(self) -> None:
         """Listen on metrics.host:metrics.port; ConfigError when that address cannot be had."""
         settings = self._settings
-        try:
-            self._http = _MetricsHttpServer((settings.host, settings.port), self.registry)
-        except OSError as exc:
-            raise ConfigError(
-                f"metrics.host/metrics.port: cannot listen on {settings.host}:{settings.port}: "
-                f"{exc.strerror or exc}"
-            ) from None
-        self._thread = threading.Thread(
-            target=self._http.serve_forever,
-            args=(SERVE_POLL_S,),
-            name="metrics-server",
-            daemon=True,
+        self._http = listener.bind(
+            lambda address: _MetricsHttpServer(address, self.registry),
+            settings.host,
+            settings.port,
+            "metrics",
         )
-        self._thread.start()
+        self._thread = listener.serve(self._http, SERVE_POLL_S, "metrics-server")
         log.info("Prometheus metrics on %s", self.url)
 
     def close(self) -> None:

@@ -38,9 +38,9 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from siamedge import __version__
+from siamedge import __version__, listener
 from siamedge.config import WebSettings
-from siamedge.errors import CommandError, ConfigError
+from siamedge.errors import CommandError
 from siamedge.frontend import ServicePort
 from siamedge.messaging.masks import JsonObject
 from siamedge.messaging.protocol import (
@@ -650,23 +650,15 @@ class WebServer:
         host, port = self._settings.host, self._settings.port
         if self._http is not None:
             port = self._http.server_address[1]
-        shown = f"[{host}]" if ":" in host else host
-        return f"http://{shown}:{port}/"
+        return listener.url(host, port, "/")
 
     def start(self) -> None:
         """Listen on web.host:web.port; ConfigError when that address cannot be had."""
         settings = self._settings
-        try:
-            self._http = _HttpServer((settings.host, settings.port), self._app)
-        except OSError as exc:
-            raise ConfigError(
-                f"web.host/web.port: cannot listen on {settings.host}:{settings.port}: "
-                f"{exc.strerror or exc}"
-            ) from None
-        self._thread = threading.Thread(
-            target=self._http.serve_forever, args=(SERVE_POLL_S,), name="web-server", daemon=True
+        self._http = listener.bind(
+            lambda address: _HttpServer(address, self._app), settings.host, settings.port, "web"
         )
-        self._thread.start()
+        self._thread = listener.serve(self._http, SERVE_POLL_S, "web-server")
         log.info("web view on %s%s", self.url, " (token required)" if self._app.token else "")
         if self._app.token is None and not is_loopback_name(settings.host.lower()):
             log.warning(
