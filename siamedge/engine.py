@@ -263,7 +263,7 @@ class Engine:
             outputs = self._run(self._session, self._outputs, feeds, on_device.value)
             steps.append(self._batch_step(outputs, rows.stop - rows.start))
         self._features_on_device = kept
-        return steps[0] if len(steps) == 1 else _concatenate(steps)
+        return steps[0] if len(steps) == 1 else BatchStep.concatenate(steps)
 
     def warm_up(self, max_batch: int = 1) -> float:
         """Run both branches for one target and for max_batch targets (TensorRT builds or loads
@@ -532,19 +532,6 @@ def _padded(value: NDArray[Any], batch: int | None) -> NDArray[Any]:
     if batch is None or value.ndim == 0 or len(value) >= batch:
         return value
     return np.concatenate([value, np.repeat(value[-1:], batch - len(value), axis=0)])
-
-
-def _concatenate(steps: Sequence[BatchStep]) -> BatchStep:
-    scores = [step.score for step in steps]
-    return BatchStep(
-        mask_probs=np.concatenate([step.mask_probs for step in steps]),
-        center_xy=np.concatenate([step.center_xy for step in steps]),
-        size_wh=np.concatenate([step.size_wh for step in steps]),
-        best_cell_yx=np.concatenate([step.best_cell_yx for step in steps]),
-        score=None
-        if any(score is None for score in scores)
-        else np.concatenate([s for s in scores if s is not None]),
-    )
 
 
 def describe_layout(contract: c.ModelContract) -> str:

@@ -73,6 +73,21 @@ class BatchStep:
             score=None if any(score is None for score in scores) else np.array(scores, np.float32),
         )
 
+    @classmethod
+    def concatenate(cls, batches: Sequence[BatchStep]) -> BatchStep:
+        """Batches one after another, rows in order (at least one batch); no score unless
+        every batch has one."""
+        scores = [batch.score for batch in batches]
+        return cls(
+            mask_probs=np.concatenate([batch.mask_probs for batch in batches]),
+            center_xy=np.concatenate([batch.center_xy for batch in batches]),
+            size_wh=np.concatenate([batch.size_wh for batch in batches]),
+            best_cell_yx=np.concatenate([batch.best_cell_yx for batch in batches]),
+            score=None
+            if any(score is None for score in scores)
+            else np.concatenate([score for score in scores if score is not None]),
+        )
+
 
 class StepModel(Protocol):
     """Runs the two branches of a contract model for N targets at once on uint8 HWC crops.
