@@ -13,6 +13,7 @@ pytest_plugins = [
     "fixtures.toy_models",
     "fixtures.mosquitto",
     "fixtures.notify_socket",
+    "fixtures.netlab",
     "fixtures.media",
     "fixtures.export_models",
     "fixtures.daemon",
