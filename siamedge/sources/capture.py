@@ -2,6 +2,7 @@
 
 Never lets an exception escape the thread and never builds a backlog: a failed or ended source
 is closed and reopened with bounded exponential backoff, and an unread frame is overwritten.
+A read blocked longer than the stall timeout is reported as `stalled` by a watchdog thread.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class SourceState(str, enum.Enum):
     """Frames arrive."""
     RETRYING = "retrying"
     """The source failed or ended; it is closed and will be reopened at `next_retry_at`."""
+    STALLED = "stalled"
+    """A read has been blocked longer than the stall timeout (connection open, no data); the
+    source is reopened as soon as that read fails, or goes on streaming if a frame comes."""
     STOPPED = "stopped"
     """The thread has ended (stop() or the stop event)."""
 
@@ -42,7 +46,8 @@ class SourceState(str, enum.Enum):
 class SourceStatus:
     """A snapshot of the capture state, for logs and the status topic.
 
-    source: the source's description. error: why the last attempt failed (RETRYING only).
+    source: the source's description. error: why the last attempt failed (RETRYING), or how long
+    the blocked read has waited (STALLED).
     next_retry_at: unix seconds of the next reopen (RETRYING only).
     failures: consecutive failed attempts since the last delivered frame.
     """
@@ -93,9 +98,13 @@ class CaptureThread:
     reopen_min_s / reopen_max_s: backoff bounds for reopening a failed or ended source.
     pace_fps: deliver at most this many frames per second (files, folders, synthetic clips,
         so they play in real time); None reads as fast as the source gives frames.
+    stall_timeout_s: a read blocked this long is reported as `stalled` (on_state, status) while
+        it goes on blocking; None: never. A source's own read timeout should end that read soon
+        after (then it is reopened): a read cannot be interrupted from another thread.
     stop_event: shared with the rest of the service; one is made when None.
-    on_state: called with the new SourceStatus on every state change, on the capture thread;
-        it must return quickly, and an exception in it is logged, not raised.
+    on_state: called with the new SourceStatus on every state change, on the capture thread (on
+        the stall watchdog's thread for `stalled`); it must return quickly, and an exception in
+        it is logged, not raised.
 
     Frames handed out are re-indexed 0, 1, 2, ... in capture order, across reopenings;
     their timestamps are the source's capture times (unix seconds).
@@ -108,11 +117,14 @@ class CaptureThread:
         reopen_min_s: float,
         reopen_max_s: float,
         pace_fps: float | None = None,
+        stall_timeout_s: float | None = None,
         stop_event: threading.Event | None = None,
         on_state: StateCallback | None = None,
     ) -> None:
         if pace_fps is not None and pace_fps <= 0:
             raise ValueError(f"pace_fps must be > 0, got {pace_fps}")
+        if stall_timeout_s is not None and stall_timeout_s <= 0:
+            raise ValueError(f"stall_timeout_s must be > 0, got {stall_timeout_s}")
         self._source = source
         self._backoff = Backoff(reopen_min_s, reopen_max_s)
         self._period_s = None if pace_fps is None else 1.0 / pace_fps
@@ -126,8 +138,20 @@ class CaptureThread:
         self._status = SourceStatus(SourceState.STARTING, source.description)
         self._source_held = False
         self._next_due: float | None = None
+        self._read_since: float | None = None
+        """Monotonic start of the read in progress; None between reads."""
         self._thread = threading.Thread(
             target=self._run, name=f"capture {source.description}", daemon=True
+        )
+        self._watchdog = (
+            None
+            if stall_timeout_s is None
+            else threading.Thread(
+                target=self._watch_stalls,
+                args=(stall_timeout_s,),
+                name=f"stall watchdog {source.description}",
+                daemon=True,
+            )
         )
 
     @property
@@ -154,6 +178,8 @@ class CaptureThread:
         """Start the thread (once); reports the `starting` state to on_state first."""
         self._notify(self.status)
         self._thread.start()
+        if self._watchdog is not None:
+            self._watchdog.start()
 
     def get(self, timeout: float) -> Frame | None:
         """The newest frame not handed out yet, waiting up to timeout seconds for one.
@@ -185,6 +211,8 @@ class CaptureThread:
                 self._set_status(SourceStatus(SourceState.STOPPED, self._source.description))
             return True
         self._thread.join(timeout_s)
+        if self._watchdog is not None and self._watchdog.ident is not None:
+            self._watchdog.join(timeout_s)
         if self._thread.is_alive():
             log.warning(
                 "%s: capture thread still blocked in read() after %g s; leaving it to end",
@@ -237,17 +265,52 @@ class CaptureThread:
     def _try_read(self) -> Frame | None:
         if not self._wait_for_pace():
             return None
+        with self._lock:
+            self._read_since = time.monotonic()
         try:
             frame = self._source.read()
         except Exception as exc:
             self._retry_after(_reason(exc))
             return None
+        finally:
+            with self._lock:
+                self._read_since = None
         if frame is None:
             # A finite source that does not loop: expected, so not a warning.
             self._retry_after(f"{self._source.description}: ended", level=logging.INFO)
             return None
         self._schedule_next(time.monotonic())
         return frame
+
+    def _watch_stalls(self, timeout_s: float) -> None:
+        """The stall watchdog's loop: report each read blocked for timeout_s, once."""
+        reported: float | None = None
+        while True:
+            with self._lock:
+                since = self._read_since
+                status = self._status
+                blocked_s = 0.0 if since is None else time.monotonic() - since
+                stalled = since is not None and since != reported and blocked_s >= timeout_s
+                if stalled:
+                    reported = since
+                    status = SourceStatus(
+                        SourceState.STALLED,
+                        self._source.description,
+                        error=(
+                            f"{self._source.description}: stalled: no frame for "
+                            f"{blocked_s:.1f} s (the read is blocked: connection open, no data)"
+                        ),
+                        failures=status.failures,
+                    )
+                    self._status = status
+            if stalled:
+                log.warning("%s", status.error)
+                self._notify(status)
+            # A read starting now is due to be reported timeout_s later, or sooner for the
+            # read in progress; reads end and start many times a second meanwhile.
+            wait_s = timeout_s if since is None or since == reported else timeout_s - blocked_s
+            if self._stop_event.wait(wait_s) or not self._thread.is_alive():
+                return
 
     def _wait_for_pace(self) -> bool:
         """Wait until the next frame is due; False when stopped meanwhile."""

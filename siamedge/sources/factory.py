@@ -145,6 +145,7 @@ def create_capture(
         reopen_min_s=settings.reopen_min_s,
         reopen_max_s=settings.reopen_max_s,
         pace_fps=playback_fps(settings),
+        stall_timeout_s=settings.read_timeout_s,
         stop_event=stop_event,
         on_state=on_state,
     )

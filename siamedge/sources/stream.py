@@ -4,37 +4,50 @@ Never waits without a bound (open and read timeouts) and never logs a URL's pass
 
 RTSP goes over UDP by default in FFmpeg; behind NAT or on lossy links set
 `OPENCV_FFMPEG_CAPTURE_OPTIONS=rtsp_transport;tcp` in the service environment.
+
+Why a read that outlasts read_timeout_s fails even when it brings a frame: OpenCV's read timeout
+(an FFmpeg interrupt callback, restarted by every read) ends a silent read after read_timeout_s,
+but FFmpeg's decoder still holds the last one or two frames it was sent (frame threading), and
+each further read hands out one of those after another full timeout. A frozen server was thus
+reported only after three timeouts (6 s with read_timeout_s 2), whatever the transport (UDP or
+TCP). A read that took read_timeout_s is the silence itself, so it fails at once.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 
 from siamedge.errors import SourceError
+from siamedge.sources.base import Frame
 from siamedge.sources.videocapture import VideoCaptureSource, log_opened, open_video_capture
 
 log = logging.getLogger(__name__)
 
 MS_PER_S = 1000
 REDACTED = "***"
+_USERINFO_PASSWORD = re.compile(r"(://[^/@:]*:)[^/]*@")
 
 
 def redact_url(url: str) -> str:
     """The URL with its password (if any) replaced by ***, for logs, status and errors."""
     try:
         parts = urlsplit(url)
+        port_number = parts.port
     except ValueError:
-        return url
+        # Unparsable (bad port, bad IPv6 literal): hide whatever sits between `user:` and `@`.
+        return _USERINFO_PASSWORD.sub(rf"\1{REDACTED}@", url)
     if parts.password is None:
         return url
     user = parts.username or ""
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    port = f":{parts.port}" if parts.port is not None else ""
+    port = f":{port_number}" if port_number is not None else ""
     netloc = f"{user}:{REDACTED}@{host}{port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
@@ -55,14 +68,34 @@ def timeout_params(open_timeout_s: float, read_timeout_s: float) -> list[int]:
 class StreamSource(VideoCaptureSource):
     """A live network stream; a stream that stops delivering raises SourceError (reopen it).
 
-    open_timeout_s / read_timeout_s: seconds before opening or one read counts as failed.
+    open_timeout_s / read_timeout_s: seconds before opening or one read counts as failed; a
+    read that took read_timeout_s or longer fails (SourceError saying `stalled`) even when the
+    backend then gave a frame: that frame is stale (see the module docstring).
     """
 
     def __init__(self, url: str, *, open_timeout_s: float, read_timeout_s: float) -> None:
         super().__init__(f"stream {redact_url(url)}")
         self._url = url
         self._open_timeout_s = open_timeout_s
+        self._read_timeout_s = read_timeout_s
         self._params = timeout_params(open_timeout_s, read_timeout_s)
+
+    @property
+    def read_timeout_s(self) -> float:
+        """Seconds without a frame before a read fails."""
+        return self._read_timeout_s
+
+    def read(self) -> Frame | None:
+        """The next frame; SourceError when the stream is lost or stalled for read_timeout_s."""
+        started = time.monotonic()
+        frame = super().read()
+        waited_s = time.monotonic() - started
+        if waited_s >= self._read_timeout_s:
+            raise SourceError(
+                f"{self.description}: stalled: no data for {waited_s:.1f} s "
+                f"(read_timeout_s {self._read_timeout_s:g}; connection open, server silent)"
+            )
+        return frame
 
     def _open_capture(self) -> cv2.VideoCapture:
         try:
