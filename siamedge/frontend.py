@@ -38,7 +38,8 @@ class ServiceCounters:
     tracker took them. commands: `{outcome: count}` of MQTT commands, every outcome of
     siamedge.messaging.ledger.OUTCOMES. broker_reconnects: connections after the first one.
     source_reopenings: times the source failed or ended and was scheduled to reopen.
-    source_state: the capture thread's state (`starting`, `streaming`, `retrying`, `stopped`).
+    source_state: the capture thread's state (`starting`, `streaming`, `stalled`,
+    `retrying`, `stopped`).
     """
 
     frames_captured: int = 0

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "siamedge"
 METRICS_PATH = "/metrics"
-SOURCE_STATES = ("starting", "streaming", "retrying", "stopped")
+SOURCE_STATES = ("starting", "streaming", "stalled", "retrying", "stopped")
 """Every value of siamedge.sources.capture.SourceState (each one a series of source_state)."""
 STEP_BUCKETS_S = (0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 """Model step time: a few ms on a GPU to a second on a small CPU."""

@@ -416,6 +416,7 @@ class Service:
                 open=source.state is SourceState.STREAMING,
                 error=source.error,
                 frame_wh=self._frame_wh,
+                state=source.state.value,
             ),
             fps=round(self._fps.fps, 1),
             dropped_frames=capture.stats().dropped,

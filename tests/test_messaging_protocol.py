@@ -266,6 +266,7 @@ def test_status_message_shape() -> None:
             "description": "camera /dev/video0",
             "open": True,
             "error": None,
+            "state": None,
             "width": 1280,
             "height": 720,
         },

@@ -492,13 +492,15 @@ class SourceStatus:
     """The frame source as the status message shows it.
 
     description: `camera /dev/video0`; open: frames are arriving; error: the last failure while
-    it is being reopened; frame_wh: the size of the last frame, None before the first.
+    it is being reopened, or the stall; frame_wh: the size of the last frame, None before the
+    first; state: the capture state (`starting`, `streaming`, `stalled`, `retrying`, `stopped`).
     """
 
     description: str
     open: bool
     error: str | None = None
     frame_wh: tuple[int, int] | None = None
+    state: str | None = None
 
 
 @dataclass(frozen=True)
@@ -535,7 +537,7 @@ def status_message(
     """The retained `online` status.
 
     `{"online": true, "protocol", "version", "model", "provider", "source": {"description", "open",
-    "error", "width", "height"}, "fps", "dropped_frames", "active_tracks": n, "track_ids",
+    "error", "state", "width", "height"}, "fps", "dropped_frames", "active_tracks": n, "track_ids",
     "max_tracks", "mask_encoding", "commands_dropped", "uptime_s", "frame", "frame_timestamp",
     "timestamp"}`, plus `"commands": {outcome: count}` when `commands` is given.
     """
@@ -550,6 +552,7 @@ def status_message(
             "description": report.source.description,
             "open": report.source.open,
             "error": report.source.error,
+            "state": report.source.state,
             "width": width,
             "height": height,
         },
