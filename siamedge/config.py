@@ -120,7 +120,19 @@ class TrackerSettings(_Section):
     lost_frames: int = Field(default=10, ge=1)
 
 
-SourceKind = Literal["auto", "camera", "gstreamer", "stream", "file", "images", "synthetic"]
+SourceKind = Literal[
+    "auto", "camera", "gstreamer", "stream", "file", "images", "synthetic", "csi", "rtsp"
+]
+RtspDecoder = Literal["avdec", "nvv4l2decoder"]
+RtspCodec = Literal["h264", "h265"]
+RtspTransport = Literal["tcp", "udp"]
+FLIP_METHODS = (
+    "0 none, 1 rotate 90 degrees counter-clockwise, 2 rotate 180 degrees, 3 rotate 90 degrees "
+    "clockwise, 4 horizontal flip, 5 upper-right diagonal flip, 6 vertical flip, "
+    "7 upper-left diagonal flip"
+)
+"""nvvidconv's flip-method values (NVIDIA's Accelerated GStreamer guide)."""
+MAX_FLIP_METHOD = 7
 
 
 class SyntheticSettings(_Section):
@@ -156,6 +168,39 @@ class SourceSettings(_Section):
     read_timeout_s: float = Field(default=5.0, gt=0)
     """Streams: no frame for this long -> the stream is lost (reopened)."""
     synthetic: SyntheticSettings = SyntheticSettings()
+    sensor_id: int = Field(default=0, ge=0)
+    """csi: which camera nvarguscamerasrc opens (sensor-id; 0 and 1 on two-camera boards)."""
+    sensor_mode: int | None = Field(default=None, ge=0)
+    """csi: the sensor mode (sensor-mode); None: Argus picks the mode matching width, height
+    and fps. `uri` is not used by csi."""
+    flip: int = 0
+    """csi: nvvidconv flip-method, 0-7 (2 turns a camera mounted upside down)."""
+    decoder: RtspDecoder = "avdec"
+    """rtsp: `nvv4l2decoder` (Jetson hardware decoder) or `avdec` (libav, software, anywhere)."""
+    codec: RtspCodec = "h264"
+    """rtsp: what the camera sends (rtph264depay/h264parse or rtph265depay/h265parse)."""
+    latency_ms: int = Field(default=200, ge=0)
+    """rtsp: rtspsrc jitter buffer in ms (rtspsrc's own default of 2000 lags behind live)."""
+    transport: RtspTransport = "tcp"
+    """rtsp: `tcp` (interleaved in the RTSP connection: through NAT, no lost packets) or
+    `udp` (lower latency on a clean LAN). width, height and fps are not used by rtsp."""
+
+    @field_validator("flip")
+    @classmethod
+    def _flip_method(cls, value: int) -> int:
+        if not 0 <= value <= MAX_FLIP_METHOD:
+            raise ValueError(f"must be 0-{MAX_FLIP_METHOD} (nvvidconv flip-method: {FLIP_METHODS})")
+        return value
+
+    @model_validator(mode="after")
+    def _rtsp_url(self) -> SourceSettings:
+        scheme = self.uri.strip().partition("://")[0].lower()
+        if self.kind == "rtsp" and scheme not in {"rtsp", "rtsps"}:
+            raise ValueError(
+                "source.kind rtsp needs source.uri to be an rtsp:// or rtsps:// URL, e.g. "
+                "rtsp://user:password@192.168.1.20:554/stream1"
+            )
+        return self
 
     @model_validator(mode="after")
     def _backoff_order(self) -> SourceSettings:

@@ -19,11 +19,14 @@ from siamedge.sources.capture import CaptureThread, StateCallback
 from siamedge.sources.file import VideoFileSource, probe_fps
 from siamedge.sources.gstreamer import PIPELINE_SEPARATOR, GStreamerSource, ends_in_appsink
 from siamedge.sources.images import ImageFolderSource
+from siamedge.sources.presets import preset_pipeline, redact_pipeline
 from siamedge.sources.stream import StreamSource, redact_url
 
 log = logging.getLogger(__name__)
 
-ConcreteKind = Literal["camera", "gstreamer", "stream", "file", "images", "synthetic"]
+ConcreteKind = Literal[
+    "camera", "gstreamer", "stream", "file", "images", "synthetic", "csi", "rtsp"
+]
 
 SYNTHETIC_URI = "synthetic"
 CAMERA_PATH_PREFIX = "/dev/video"
@@ -32,7 +35,7 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpe
 """A uri ending like this names a video file even before the file exists (it is retried)."""
 FALLBACK_PLAYBACK_FPS = 30.0
 """Playback rate of image folders, synthetic clips and files without a rate (see config `fps`)."""
-LIVE_KINDS: tuple[ConcreteKind, ...] = ("camera", "gstreamer", "stream")
+LIVE_KINDS: tuple[ConcreteKind, ...] = ("camera", "gstreamer", "stream", "csi", "rtsp")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
@@ -94,6 +97,9 @@ def create_source(settings: SourceSettings) -> FrameSource:
         )
     if kind == "gstreamer":
         return GStreamerSource(uri)
+    if kind in ("csi", "rtsp"):
+        pipeline = preset_pipeline(kind, settings)
+        return GStreamerSource(pipeline, description=f"{kind} `{redact_pipeline(pipeline)}`")
     if kind == "stream":
         return StreamSource(
             uri, open_timeout_s=settings.open_timeout_s, read_timeout_s=settings.read_timeout_s

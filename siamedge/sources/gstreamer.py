@@ -65,11 +65,14 @@ def ends_in_appsink(pipeline: str) -> bool:
 
 
 class GStreamerSource(VideoCaptureSource):
-    """Frames from `pipeline`, a gst-launch style description whose last element is appsink."""
+    """Frames from `pipeline`, a gst-launch style description whose last element is appsink.
 
-    def __init__(self, pipeline: str) -> None:
+    description: for logs and status instead of the pipeline (one holding a password).
+    """
+
+    def __init__(self, pipeline: str, *, description: str | None = None) -> None:
         self._pipeline = " ".join(pipeline.split())
-        super().__init__(f"gstreamer `{self._pipeline}`")
+        super().__init__(description or f"gstreamer `{self._pipeline}`")
 
     @property
     def pipeline(self) -> str:
