@@ -12,10 +12,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from siamedge.config import Settings, load_settings, settings_from_mapping
-from siamedge.errors import ConfigError
+from siamedge.config import Settings, SourceSettings, load_settings, settings_from_mapping
+from siamedge.errors import ConfigError, SourceError
 from siamedge.frontend import FrontEnd, FrontEndFactory, ServicePort
 from siamedge.service import Service
+from siamedge.sources.factory import create_source, resolve_kind
+from siamedge.sources.gstreamer import GStreamerSource
+from siamedge.sources.presets import redact_pipeline
 from siamedge.systemd import configure_logging
 
 log = logging.getLogger(__name__)
@@ -36,7 +39,7 @@ OVERRIDES: dict[str, tuple[str, str]] = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `siamedge run`."""
-    parser.add_argument("--config", type=Path, help="YAML configuration (default: built-in)")
+    parser.add_argument("-c", "--config", type=Path, help="YAML configuration (default: built-in)")
     parser.add_argument("--model", help="ONNX model file or `builtin` (model.path)")
     parser.add_argument(
         "--providers", help="`auto` or a comma list of tensorrt,cuda,cpu (model.providers)"
@@ -51,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tracks", type=int, help="tracker.max_tracks")
     parser.add_argument(
         "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="service.log_level"
+    )
+    parser.add_argument(
+        "--print-pipeline",
+        action="store_true",
+        help="print the GStreamer pipeline the source settings give (passwords hidden) and exit",
     )
 
 
@@ -118,5 +126,21 @@ def run(args: argparse.Namespace) -> int:
     """Start the daemon; a bad configuration raises ConfigError (exit status 78)."""
     origin = str(args.config) if args.config else "embedded defaults"
     settings = apply_overrides(load_settings(args.config), args, origin)
+    if args.print_pipeline:
+        print(source_pipeline_text(settings.source))
+        return 0
     configure_logging(settings.service.log_level)
     return run_service(settings, args.config)
+
+
+def source_pipeline_text(settings: SourceSettings) -> str:
+    """The pipeline the source settings run (redacted), or what the source is when it is not
+    a GStreamer pipeline; ConfigError naming source.uri when the settings name no source."""
+    try:
+        kind = resolve_kind(settings)
+        source = create_source(settings)
+    except SourceError as exc:
+        raise ConfigError(f"source.uri: {exc}") from None
+    if isinstance(source, GStreamerSource):
+        return redact_pipeline(source.pipeline)
+    return f"{source.description}: a {kind} source, not a GStreamer pipeline"
