@@ -1,4 +1,5 @@
-"""The `siamedge` command: run (the service), track, inspect, check, export, install-service, watch.
+"""The `siamedge` command: run (the service), track, inspect, check, watch, sources, schema, export,
+install-service.
 
 Parses arguments and maps errors to exit codes; the work lives in the modules it dispatches to.
 """
@@ -41,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run a clip on every execution provider and compare it with the CPU provider",
     ),
     "watch": ("siamedge.watch", "show the live tracks of a running service (from MQTT)"),
+    "sources": ("siamedge.devices", "list the /dev/video* cameras and the formats they offer"),
     "schema": ("siamedge.schema", "print the JSON Schema of an MQTT payload (no NAME: the list)"),
     "export": (
         "siamedge.export.command",
