@@ -121,7 +121,7 @@ class TrackerSettings(_Section):
 
 
 SourceKind = Literal[
-    "auto", "camera", "gstreamer", "stream", "file", "images", "synthetic", "csi", "rtsp"
+    "auto", "camera", "gstreamer", "stream", "mjpeg", "file", "images", "synthetic", "csi", "rtsp"
 ]
 RtspDecoder = Literal["avdec", "nvv4l2decoder"]
 RtspCodec = Literal["h264", "h265"]

@@ -18,14 +18,17 @@ from siamedge.sources.camera import CameraSource
 from siamedge.sources.capture import CaptureThread, StateCallback
 from siamedge.sources.file import VideoFileSource, probe_fps
 from siamedge.sources.gstreamer import PIPELINE_SEPARATOR, GStreamerSource, ends_in_appsink
+from siamedge.sources.http_auto import HttpAutoSource
+from siamedge.sources.http_get import is_http_url
 from siamedge.sources.images import ImageFolderSource
+from siamedge.sources.mjpeg import MjpegSource
 from siamedge.sources.presets import preset_pipeline, redact_pipeline
 from siamedge.sources.stream import StreamSource, redact_url
 
 log = logging.getLogger(__name__)
 
 ConcreteKind = Literal[
-    "camera", "gstreamer", "stream", "file", "images", "synthetic", "csi", "rtsp"
+    "camera", "gstreamer", "stream", "mjpeg", "file", "images", "synthetic", "csi", "rtsp"
 ]
 
 SYNTHETIC_URI = "synthetic"
@@ -35,7 +38,7 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpe
 """A uri ending like this names a video file even before the file exists (it is retried)."""
 FALLBACK_PLAYBACK_FPS = 30.0
 """Playback rate of image folders, synthetic clips and files without a rate (see config `fps`)."""
-LIVE_KINDS: tuple[ConcreteKind, ...] = ("camera", "gstreamer", "stream", "csi", "rtsp")
+LIVE_KINDS: tuple[ConcreteKind, ...] = ("camera", "gstreamer", "stream", "mjpeg", "csi", "rtsp")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
@@ -45,6 +48,7 @@ def infer_kind(uri: str) -> ConcreteKind:
     `synthetic`; a digit string or /dev/video* -> camera; rtsp://, rtmp://, http(s):// and other
     stream URLs -> stream; an existing folder -> images; an existing file, or a name ending in a
     video suffix -> file; a gst-launch pipeline (with `!`, or ending in appsink) -> gstreamer.
+    An http(s) `stream` is read as MJPEG when it answers multipart/x-mixed-replace (create_source).
     """
     text = uri.strip()
     if text.lower() == SYNTHETIC_URI:
@@ -100,6 +104,15 @@ def create_source(settings: SourceSettings) -> FrameSource:
     if kind in ("csi", "rtsp"):
         pipeline = preset_pipeline(kind, settings)
         return GStreamerSource(pipeline, description=f"{kind} `{redact_pipeline(pipeline)}`")
+    if kind == "mjpeg":
+        return MjpegSource(
+            uri, open_timeout_s=settings.open_timeout_s, read_timeout_s=settings.read_timeout_s
+        )
+    if kind == "stream" and settings.kind == "auto" and is_http_url(uri):
+        # MJPEG (multipart/x-mixed-replace) is read directly, anything else by FFmpeg.
+        return HttpAutoSource(
+            uri, open_timeout_s=settings.open_timeout_s, read_timeout_s=settings.read_timeout_s
+        )
     if kind == "stream":
         return StreamSource(
             uri, open_timeout_s=settings.open_timeout_s, read_timeout_s=settings.read_timeout_s

@@ -84,7 +84,7 @@ class PartReader:
         self._skip_to_boundary_line()
         while len(self._buffer) < len(JPEG_SOI):
             if not self._more():
-                raise self._error("the server closed the connection after a boundary line")
+                raise self._error("the server ended the stream (after a boundary line)")
         arrived_at = self._arrival_of(self._offset)
         headers = {} if self._buffer.startswith(JPEG_SOI) else self._headers()
         length = _content_length(headers)
@@ -137,26 +137,31 @@ class PartReader:
     def _body_to_boundary(self) -> bytes:
         marker = b"\n" + (self._delimiter or b"--" + self._core)
         searched = 0
+        ended = False
         while True:
             end = self._buffer.find(marker, searched)
-            after = end + len(marker)
-            if end >= 0 and len(self._buffer) >= after + 2:
-                if _ends_boundary_line(bytes(self._buffer[after : after + 2])):
+            if end >= 0:
+                after = end + len(marker)
+                verdict = _ends_boundary_line(bytes(self._buffer[after : after + 2]))
+                if verdict or (verdict is None and ended):
                     body = self._take(end)
                     return body.removesuffix(b"\r")  # the CRLF before a boundary is its own
-                searched = end + 1  # the marker's bytes inside the body, not a boundary line
-                continue
-            searched = end if end >= 0 else max(0, len(self._buffer) - len(marker) + 1)
+                if verdict is False:
+                    searched = end + 1  # the marker's bytes inside the body: no boundary line
+                    continue
+            else:
+                searched = max(0, len(self._buffer) - len(marker) + 1)
+            if ended:
+                raise self._error(
+                    "the server closed the connection in the middle of a part "
+                    f"(got {len(self._buffer)} bytes, no Content-Length)"
+                )
             if len(self._buffer) > self._max_part_bytes:
                 raise self._error(
                     f"no boundary line within {self._max_part_bytes} bytes of a part without "
                     "Content-Length (a part over the limit, or the wrong boundary)"
                 )
-            if not self._more():
-                raise self._error(
-                    "the server closed the connection in the middle of a part "
-                    f"(got {len(self._buffer)} bytes, no Content-Length)"
-                )
+            ended = not self._more()
 
     def _error(self, reason: str) -> SourceError:
         return SourceError(f"{self._description}: {reason}")
@@ -206,9 +211,14 @@ class PartReader:
         raise AssertionError(f"byte {offset} is not in the buffer")
 
 
-def _ends_boundary_line(after: bytes) -> bool:
-    """True when these two bytes may follow the boundary in a boundary line (`--` closes)."""
-    return after[:1] in _LINE_END or after == b"--"
+def _ends_boundary_line(after: bytes) -> bool | None:
+    """Whether the (up to) two bytes after a boundary found in a body make it a boundary line
+    (a line end, or the `--` of the closing one); None when too few bytes arrived to tell."""
+    if after[:1] in _LINE_END or after == b"--":
+        return True
+    if after in (b"", b"-"):
+        return None
+    return False
 
 
 def _content_length(headers: dict[str, str]) -> int | None:
