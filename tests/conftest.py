@@ -19,6 +19,7 @@ pytest_plugins = [
     "fixtures.daemon",
     "fixtures.web",
     "fixtures.browser",
+    "fixtures.mjpeg_server",
     "fixtures.rtsp",
 ]
 
