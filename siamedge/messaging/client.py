@@ -5,6 +5,8 @@ blocks, parses a box or touches a tracker. The service drains the queue between 
 The session is persistent (mqtt.session_expiry_s): the broker keeps the QoS 1 commands sent
 while we are away (reconnecting, restarting) under our stable client id. Every command ends in
 one counted outcome, and every one not carried out gets an error reply or a place in a summary.
+Results are never queued for long: dropped while disconnected, and while a slow or dead link
+does not take them they wait in a small outbox that drops the oldest; every drop is counted.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from paho.mqtt.client import (
     ConnectFlags,
     DisconnectFlags,
     MQTTMessage,
+    MQTTMessageInfo,
 )
 from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -32,9 +35,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from siamedge.config import MqttSettings
 from siamedge.errors import CommandError
-from siamedge.messaging.connection import PROTOCOLS, paho_client
+from siamedge.messaging.connection import PROTOCOLS, paho_client, paho_keepalive
 from siamedge.messaging.homeassistant import DISCOVERY_QOS, DiscoveryMessage, discovery_messages
 from siamedge.messaging.ledger import CommandCounters, ErrorBudget, Outcome
+from siamedge.messaging.outbox import Outbox
 from siamedge.messaging.protocol import (
     OFFLINE_CONNECTION_LOST,
     OFFLINE_SHUTDOWN,
@@ -63,6 +67,12 @@ ERRORS_QOS = 1
 ACK_QOS = 1
 MAX_QUEUED_OUTGOING = 256
 """paho keeps QoS>0 messages while offline; bounded so an outage cannot grow memory."""
+RESULTS_WAITING = 20
+"""Results kept while the link cannot take them (a second of frames at 20 fps); when more
+come, the oldest are dropped: the newest is what a client wants after an outage."""
+RESULTS_IN_FLIGHT = 20
+"""Results handed to paho and not yet written to the socket (QoS 0) or acknowledged (QoS 1):
+paho's own queue never holds more of them, so it keeps room for acks, errors and status."""
 CLOSE_TIMEOUT_S = 2.0
 """How long close() waits for the broker to take the `offline` status."""
 
@@ -175,6 +185,13 @@ class MqttClient:
             else ()
         )
 
+        self._results: Outbox[bytes] = Outbox(RESULTS_WAITING)
+        self._results_lock = threading.Lock()  # one thread at a time hands results to paho
+        self._results_in_flight: list[MQTTMessageInfo] = []
+        self._results_lost = 0  # queued in paho when the connection broke (QoS 0: never sent)
+        self._results_reported = (0, 0)  # (dropped, lost) in the last log line
+        self._dropping_results = False
+
         self._mqtt5 = PROTOCOLS[settings.protocol] == MQTTProtocolVersion.MQTTv5
         self._persistent = settings.session_expiry_s > 0
         client = paho_client(settings, self._client_id, persistent=self._persistent)
@@ -234,7 +251,7 @@ class MqttClient:
         self._client.connect_async(
             self._settings.host,
             self._settings.port,
-            keepalive=self._settings.keepalive_s,
+            keepalive=paho_keepalive(self._settings.keepalive_s),
             # Never clean when persistent, not even on the first connect: that one may follow a
             # restart, and the broker holds the commands sent meanwhile. (3.1.1 ignores this and
             # uses the client's clean_session.)
@@ -547,9 +564,14 @@ class MqttClient:
     ) -> bool:
         """Encode (with the configured mask encoding) and publish one frame's results.
 
-        Returns False without encoding while disconnected: stale results are not queued.
+        While disconnected they are dropped without encoding, with whatever was waiting; while
+        a slow or dead link (one paho still calls connected) does not take them they wait in
+        the outbox, which keeps the newest RESULTS_WAITING. Every drop is counted.
+        Returns True when this frame's results went to paho now.
         """
         if not self._client.is_connected():
+            self._results.drop(1 + self._results.clear())
+            self._warn_dropping()
             return False
         payload = encode_results(
             frame_index,
@@ -558,7 +580,65 @@ class MqttClient:
             tracks,
             mask_encoding=self._settings.mask_encoding,
         )
-        return self._publish(self._topics.results, payload, self._settings.results_qos)
+        if not self._results.put(payload):
+            self._warn_dropping()
+        return self._send_results()
+
+    def _warn_dropping(self) -> None:
+        if not self._dropping_results:
+            self._dropping_results = True
+            log.warning(
+                "MQTT results are being dropped (the oldest first, %d at most wait) until the "
+                "broker takes them again",
+                RESULTS_WAITING,
+            )
+
+    @property
+    def dropped_results(self) -> int:
+        """Results never sent since start: dropped oldest first while waiting for the link,
+        or queued in paho when the connection broke."""
+        return self._results.dropped + self._results_lost
+
+    def _send_results(self) -> bool:
+        """Hand waiting results to paho while it has room; True when none is left waiting.
+
+        Any thread."""
+        qos = self._settings.results_qos
+        with self._results_lock:
+            in_flight: list[MQTTMessageInfo] = []
+            for info in self._results_in_flight:
+                if info.rc == MQTTErrorCode.MQTT_ERR_CONN_LOST:
+                    self._results_lost += 1
+                elif info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS and not info.is_published():
+                    in_flight.append(info)
+            self._results_in_flight = in_flight
+            while self._client.is_connected() and len(in_flight) < RESULTS_IN_FLIGHT:
+                payload = self._results.take()
+                if payload is None:
+                    break
+                info = self._client.publish(self._topics.results, payload, qos=qos)
+                if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos == 0:
+                    self._results.put_back(payload)  # the link went just now
+                    break
+                if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                    self._results.drop()  # paho's queue is full of acks and errors
+                    continue
+                in_flight.append(info)  # QoS 1 and 2: paho keeps it for the reconnect
+            all_sent = len(self._results) == 0
+            dropped, lost = self._results.dropped, self._results_lost
+            reported_dropped, reported_lost = self._results_reported
+            if all_sent:
+                self._results_reported = (dropped, lost)
+                self._dropping_results = False
+        if all_sent and (dropped, lost) != (reported_dropped, reported_lost):
+            log.info(
+                "MQTT results flowing again: %d dropped (oldest first) and %d lost with the "
+                "broken connection while the broker could not take them (%d since start)",
+                dropped - reported_dropped,
+                lost - reported_lost,
+                dropped + lost,
+            )
+        return all_sent
 
     def publish_status(self, report: StatusReport) -> None:
         """Publish the retained `online` status; it is also re-sent after every reconnect."""

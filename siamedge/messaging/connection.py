@@ -5,6 +5,8 @@ Shared by the service's client and the read-only subscriber; never connects by i
 
 from __future__ import annotations
 
+import math
+
 from paho.mqtt.client import Client
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
@@ -12,6 +14,18 @@ from siamedge.config import MqttSettings
 from siamedge.messaging.credentials import resolve_password, tls_context
 
 PROTOCOLS = {"5": MQTTProtocolVersion.MQTTv5, "3.1.1": MQTTProtocolVersion.MQTTv311}
+
+
+def paho_keepalive(keepalive_s: int) -> int:
+    """The keepalive to give paho so that a dead link is noticed within 1.5 x `keepalive_s`.
+
+    paho pings after a keepalive without a byte from the broker and gives up only after a
+    second one (measured: 10 s for a half-open link at keepalive 5), so it gets half of it,
+    rounded up; its loop checks once a second, and 2 x ceil(k / 2) + 1 <= 1.5 x k for k >= 4.
+    The broker is told that half too: it expects a packet that often and cuts a silent client
+    after 1.5 x that, sooner than keepalive_s.
+    """
+    return max(1, math.ceil(keepalive_s / 2))
 
 
 def paho_client(settings: MqttSettings, client_id: str, *, persistent: bool = False) -> Client:
