@@ -34,6 +34,7 @@ from siamedge.messaging.client import ConnectionState, IncomingCommand, MqttClie
 from siamedge.messaging.ledger import RecentRequestIds
 from siamedge.messaging.protocol import (
     DuplicateCommandError,
+    SourceMode,
     SourceStatus,
     StartCommand,
     StatusReport,
@@ -41,7 +42,8 @@ from siamedge.messaging.protocol import (
     parse_command,
 )
 from siamedge.models import resolve_model_path
-from siamedge.sources.base import Frame
+from siamedge.sources.base import Frame, FrameSource
+from siamedge.sources.camera import CameraMode
 from siamedge.sources.capture import CaptureThread, SourceState
 from siamedge.sources.capture import SourceStatus as CaptureStatus
 from siamedge.sources.factory import create_capture
@@ -77,6 +79,15 @@ class _MqttResponder:
 class _PendingStart:
     command: StartCommand
     responder: Responder
+
+
+def delivered_mode(source: FrameSource) -> SourceMode | None:
+    """What a camera delivers (the `mode` it negotiated at its last opening) for the status;
+    None for sources without a negotiated mode, and before the first opening."""
+    mode = getattr(source, "mode", None)
+    if not isinstance(mode, CameraMode):
+        return None
+    return SourceMode(mode.width, mode.height, mode.fps, mode.fourcc)
 
 
 class ModelSlot:
@@ -417,6 +428,7 @@ class Service:
                 error=source.error,
                 frame_wh=self._frame_wh,
                 state=source.state.value,
+                mode=delivered_mode(capture.source),
             ),
             fps=round(self._fps.fps, 1),
             dropped_frames=capture.stats().dropped,

@@ -13,6 +13,7 @@ from siamedge.errors import CommandError
 from siamedge.messaging.protocol import (
     MAX_COMMAND_BYTES,
     PROTOCOL_VERSION,
+    SourceMode,
     SourceStatus,
     StartCommand,
     StatusReport,
@@ -246,7 +247,13 @@ def test_status_message_shape() -> None:
     report = StatusReport(
         model="builtin",
         provider="CPUExecutionProvider",
-        source=SourceStatus("camera /dev/video0", True, None, (1280, 720)),
+        source=SourceStatus(
+            "camera /dev/video0",
+            True,
+            None,
+            (1280, 720),
+            mode=SourceMode(1280, 720, 30000 / 1001, "MJPG"),
+        ),
         fps=29.971,
         dropped_frames=3,
         track_ids=("a", "b"),
@@ -269,6 +276,7 @@ def test_status_message_shape() -> None:
             "state": None,
             "width": 1280,
             "height": 720,
+            "mode": {"width": 1280, "height": 720, "fps": 29.97, "fourcc": "MJPG"},
         },
         "fps": 29.97,
         "dropped_frames": 3,

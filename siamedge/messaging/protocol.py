@@ -43,6 +43,8 @@ PIXEL_DECIMALS = 2
 SCORE_DECIMALS = 4
 TIMESTAMP_DECIMALS = 3
 LATENCY_DECIMALS = 1
+RATE_DECIMALS = 3
+"""A negotiated camera rate such as 29.97 (30000/1001) fps."""
 MS_PER_S = 1000.0
 
 START_FIELDS = ("box", "track_id", "normalized", "request_id", "sent_at")
@@ -488,12 +490,24 @@ def encode_results(
 
 
 @dataclass(frozen=True)
+class SourceMode:
+    """What a camera delivers after negotiating with its driver, which may differ from what the
+    configuration asked: size, rate, and FOURCC (`MJPG`, `YUYV`; empty when none is reported)."""
+
+    width: int
+    height: int
+    fps: float
+    fourcc: str
+
+
+@dataclass(frozen=True)
 class SourceStatus:
     """The frame source as the status message shows it.
 
     description: `camera /dev/video0`; open: frames are arriving; error: the last failure while
     it is being reopened, or the stall; frame_wh: the size of the last frame, None before the
-    first; state: the capture state (`starting`, `streaming`, `stalled`, `retrying`, `stopped`).
+    first; state: the capture state (`starting`, `streaming`, `stalled`, `retrying`, `stopped`);
+    mode: what a camera delivers (negotiated at its last opening), None for other sources.
     """
 
     description: str
@@ -501,6 +515,7 @@ class SourceStatus:
     error: str | None = None
     frame_wh: tuple[int, int] | None = None
     state: str | None = None
+    mode: SourceMode | None = None
 
 
 @dataclass(frozen=True)
@@ -537,7 +552,8 @@ def status_message(
     """The retained `online` status.
 
     `{"online": true, "protocol", "version", "model", "provider", "source": {"description", "open",
-    "error", "state", "width", "height"}, "fps", "dropped_frames", "active_tracks": n, "track_ids",
+    "error", "state", "width", "height", "mode": {"width", "height", "fps", "fourcc"} | null},
+    "fps", "dropped_frames", "active_tracks": n, "track_ids",
     "max_tracks", "mask_encoding", "commands_dropped", "uptime_s", "frame", "frame_timestamp",
     "timestamp"}`, plus `"commands": {outcome: count}` when `commands` is given.
     """
@@ -555,6 +571,7 @@ def status_message(
             "state": report.source.state,
             "width": width,
             "height": height,
+            "mode": _mode_message(report.source.mode),
         },
         "fps": round(float(report.fps), PIXEL_DECIMALS),
         "dropped_frames": int(report.dropped_frames),
@@ -570,6 +587,17 @@ def status_message(
         else round(report.frame_timestamp, TIMESTAMP_DECIMALS),
         "timestamp": round(time.time() if now is None else now, TIMESTAMP_DECIMALS),
     } | ({} if commands is None else {"commands": {k: int(v) for k, v in commands.items()}})
+
+
+def _mode_message(mode: SourceMode | None) -> JsonObject | None:
+    if mode is None:
+        return None
+    return {
+        "width": int(mode.width),
+        "height": int(mode.height),
+        "fps": round(float(mode.fps), RATE_DECIMALS),
+        "fourcc": mode.fourcc,
+    }
 
 
 def encode_status(

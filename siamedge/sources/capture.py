@@ -160,6 +160,12 @@ class CaptureThread:
         return self._stop_event
 
     @property
+    def source(self) -> FrameSource:
+        """The source it reads; opened and read on the capture thread only (read attributes such
+        as a camera's `mode` from elsewhere, never call it)."""
+        return self._source
+
+    @property
     def status(self) -> SourceStatus:
         """The current state; safe to read from any thread at any time."""
         with self._lock:
