@@ -1,5 +1,6 @@
 """The csi and rtsp presets: the pipeline strings, their config keys, and real GStreamer reading
-them back (parse) and playing the avdec one from a real RTSP server with basic authentication.
+them back (parse) and playing the avdec one from a real RTSP server with basic authentication,
+also through GStreamerSource under Debian's OpenCV (the venv's OpenCV wheel has no GStreamer).
 
 The NVIDIA elements (nvarguscamerasrc, nvvidconv, nvv4l2decoder) exist only on a Jetson, so
 their part is checked as strings and, with stand-ins for those elements, by gst_parse_launch.
@@ -33,6 +34,7 @@ from siamedge.sources.presets import (
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 CHECK_SCRIPT = Path(__file__).parent / "fixtures" / "gst_pipeline_check.py"
+REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_S = 60.0
 USER = "adm@in"
 PASSWORD = 'p"a\\ss! @w:%/?#'
@@ -342,6 +344,9 @@ def rtsp_server_with_auth() -> Iterator[tuple[subprocess.Popen[str], int]]:
     finally:
         process.kill()
         process.wait()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def play_once(process: subprocess.Popen[str], pipeline: str) -> dict[str, Any]:
@@ -374,3 +379,46 @@ def test_a_wrong_password_is_refused_by_the_same_server(
 
     assert result["caps"] is None
     assert result["error"] == "Unauthorized"
+
+
+# Run under Debian's Python, whose OpenCV has GStreamer: the source siamedge builds for kind rtsp
+# opens the pipeline and reads a frame.
+READ_THROUGH_OPENCV = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+try:
+    from siamedge.sources.gstreamer import GStreamerSource, gstreamer_available
+except ImportError as exc:
+    print(json.dumps({"skip": f"Debian's Python cannot import siamedge.sources: {exc}"}))
+    sys.exit(0)
+if not gstreamer_available():
+    print(json.dumps({"skip": "Debian's OpenCV (python3-opencv) has no GStreamer here"}))
+    sys.exit(0)
+source = GStreamerSource(sys.argv[2], description="rtsp test")
+source.open()
+frame = source.read()
+source.close()
+print(json.dumps({"shape": list(frame.image.shape), "index": frame.index}))
+"""
+
+
+def test_the_rtsp_source_reads_frames_through_opencvs_gstreamer_backend(
+    rtsp_server_with_auth: tuple[subprocess.Popen[str], int],
+) -> None:
+    _, port = rtsp_server_with_auth
+    source = create_source(rtsp_settings(credentials_url(f"127.0.0.1:{port}")))
+    assert isinstance(source, GStreamerSource)
+
+    done = subprocess.run(
+        [SYSTEM_PYTHON, "-c", READ_THROUGH_OPENCV, str(REPO_ROOT), source.pipeline],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=RUN_TIMEOUT_S,
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    if "skip" in result:
+        pytest.skip(result["skip"])
+    assert result == {"shape": [240, 320, 3], "index": 0}
