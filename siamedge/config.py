@@ -133,6 +133,8 @@ FLIP_METHODS = (
 )
 """nvvidconv's flip-method values (NVIDIA's Accelerated GStreamer guide)."""
 MAX_FLIP_METHOD = 7
+RTSP_SCHEMES = ("rtsp", "rtsps")
+"""URL schemes `kind: rtsp` takes (rtsps: RTSP over TLS)."""
 
 
 class SyntheticSettings(_Section):
@@ -195,7 +197,7 @@ class SourceSettings(_Section):
     @model_validator(mode="after")
     def _rtsp_url(self) -> SourceSettings:
         scheme = self.uri.strip().partition("://")[0].lower()
-        if self.kind == "rtsp" and scheme not in {"rtsp", "rtsps"}:
+        if self.kind == "rtsp" and scheme not in RTSP_SCHEMES:
             raise ValueError(
                 "source.kind rtsp needs source.uri to be an rtsp:// or rtsps:// URL, e.g. "
                 "rtsp://user:password@192.168.1.20:554/stream1"

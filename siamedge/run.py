@@ -12,7 +12,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from siamedge.config import Settings, SourceSettings, load_settings, settings_from_mapping
+from siamedge.config import (
+    RTSP_SCHEMES,
+    Settings,
+    SourceSettings,
+    load_settings,
+    settings_from_mapping,
+)
 from siamedge.errors import ConfigError, SourceError
 from siamedge.frontend import FrontEnd, FrontEndFactory, ServicePort
 from siamedge.service import Service
@@ -22,6 +28,11 @@ from siamedge.sources.presets import redact_pipeline
 from siamedge.systemd import configure_logging
 
 log = logging.getLogger(__name__)
+
+RTSP_HINT = (
+    "source.kind rtsp decodes it with GStreamer instead of FFmpeg "
+    "(decoder: nvv4l2decoder uses a Jetson's hardware decoder)"
+)
 
 # option dest -> (section, key) in the configuration
 OVERRIDES: dict[str, tuple[str, str]] = {
@@ -143,4 +154,8 @@ def source_pipeline_text(settings: SourceSettings) -> str:
         raise ConfigError(f"source.uri: {exc}") from None
     if isinstance(source, GStreamerSource):
         return redact_pipeline(source.pipeline)
-    return f"{source.description}: a {kind} source, not a GStreamer pipeline"
+    text = f"{source.description}: a {kind} source, not a GStreamer pipeline"
+    scheme = settings.uri.strip().partition("://")[0].lower()
+    if kind == "stream" and scheme in RTSP_SCHEMES:
+        text += f"; {RTSP_HINT}"
+    return text

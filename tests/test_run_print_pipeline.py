@@ -11,6 +11,7 @@ import pytest
 
 from siamedge.cli import EX_CONFIG, main
 from siamedge.config import SourceSettings
+from siamedge.run import RTSP_HINT
 from siamedge.sources.presets import csi_pipeline
 
 RUN_TIMEOUT_S = 60.0
@@ -84,7 +85,8 @@ def test_a_users_own_pipeline_is_printed_redacted(
         ),
         (
             ["--source", "rtsp://admin:s3cret@cam/live"],
-            "stream rtsp://admin:***@cam/live: a stream source, not a GStreamer pipeline",
+            "stream rtsp://admin:***@cam/live: a stream source, not a GStreamer pipeline; "
+            + RTSP_HINT,
         ),
     ],
 )

@@ -19,7 +19,7 @@ from fractions import Fraction
 from typing import Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from siamedge.config import SourceSettings
+from siamedge.config import RTSP_SCHEMES, SourceSettings
 from siamedge.errors import SourceError
 from siamedge.sources.stream import REDACTED, redact_url
 
@@ -33,7 +33,6 @@ CSI_SOURCE = "nvarguscamerasrc"
 CSI_CAPS = "video/x-raw(memory:NVMM)"
 CSI_FORMAT = "NV12"
 RTSP_SOURCE = "rtspsrc"
-RTSP_SCHEMES = ("rtsp", "rtsps")
 FRAMERATE_MAX_DENOMINATOR = 1001
 """Enough for the NTSC rates (30000/1001 fps) a float from the YAML stands for."""
 
@@ -44,7 +43,8 @@ CODEC_ELEMENTS: dict[str, tuple[str, str, str]] = {
 }
 HARDWARE_DECODER = "nvv4l2decoder"
 
-_QUOTED_VALUE = re.compile(r'(user-pw=)"(?:[^"\\]|\\.)*"')
+_QUOTED_PASSWORD = re.compile(r'(user-pw=)"(?:[^"\\]|\\.)*"')
+_UNQUOTED_PASSWORD = re.compile(r'(user-pw=)(?!")\S+')
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"!]+")
 
 
@@ -130,6 +130,6 @@ def preset_pipeline(kind: PresetKind, settings: SourceSettings) -> str:
 def redact_pipeline(pipeline: str) -> str:
     """The pipeline with user-pw values and the passwords of URLs in it replaced by ***, for
     logs, status, errors and `siamedge run --print-pipeline`."""
-    hidden = _QUOTED_VALUE.sub(rf'\1"{REDACTED}"', pipeline)
-    hidden = re.sub(r"(user-pw=)(?!\")\S+", rf"\1{REDACTED}", hidden)
+    hidden = _QUOTED_PASSWORD.sub(rf'\1"{REDACTED}"', pipeline)
+    hidden = _UNQUOTED_PASSWORD.sub(rf"\1{REDACTED}", hidden)
     return _URL.sub(lambda match: redact_url(match.group(0)), hidden)
