@@ -7,10 +7,13 @@ Never follows redirects, never retries, and never puts a password or a `token=` 
 from __future__ import annotations
 
 import base64
+import fcntl
 import http.client
 import re
 import socket
 import ssl
+import sys
+import termios
 import time
 from urllib.parse import unquote, urlsplit
 
@@ -28,6 +31,8 @@ _SECRET_QUERY = re.compile(
 )
 """Query parameters that carry a secret (the web view's `?token=`, camera `pwd=`)."""
 _LOST = (ConnectionError, ssl.SSLError)
+_INT_BYTES = 4
+"""FIONREAD answers a C int."""
 
 
 def redact_http_url(url: str) -> str:
@@ -84,6 +89,15 @@ class HttpBody:
             raise SourceError(f"{self._description}: connection lost: {exc}") from None
         except (OSError, http.client.HTTPException) as exc:
             raise SourceError(f"{self._description}: reading failed: {exc}") from None
+
+    def waiting_bytes(self) -> int:
+        """Bytes that have arrived and wait to be read (0 where the system cannot tell)."""
+        try:
+            queued = fcntl.ioctl(self._sock.fileno(), termios.FIONREAD, bytes(_INT_BYTES))
+        except (OSError, ValueError):
+            return 0
+        decrypted = self._sock.pending() if isinstance(self._sock, ssl.SSLSocket) else 0
+        return int.from_bytes(queued, sys.byteorder, signed=True) + decrypted
 
     def close(self) -> None:
         """Close the connection; safe to call twice."""

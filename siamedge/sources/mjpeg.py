@@ -8,7 +8,9 @@ Chosen by `source.kind: mjpeg`, or by `kind: auto` for an http(s) URL that answe
 multipart/x-mixed-replace (see http_auto.py). A frame's timestamp is the time the first bytes
 of its part arrived, before decoding: the closest to the camera a plain MJPEG stream allows.
 A part that does not decode (a truncated JPEG, no end-of-image marker, not a JPEG) is skipped,
-counted and logged; read() fails only when no part decodes within read_timeout_s.
+counted and logged; read() fails only when no part decodes within read_timeout_s. A part is not
+decoded either when the bytes of a newer one have already arrived: a decoder slower than the
+camera then drops frames instead of falling further and further behind.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from siamedge.sources.http_get import HttpBody, is_http_url, open_get, redact_ht
 from siamedge.sources.mjpeg_parts import (
     JPEG_SOI,
     MJPEG_CONTENT_TYPE,
+    Part,
     PartReader,
     media_type,
     parse_boundary,
@@ -36,6 +39,13 @@ log = logging.getLogger(__name__)
 MAX_PART_BYTES = 16 * 1024 * 1024
 """A part larger than this is an error: a 4K JPEG is a few MiB."""
 JPEG_EOI = b"\xff\xd9"
+MAX_FRAME_PIXELS = 7680 * 4320
+"""A JPEG announcing more pixels (8K) is refused before decoding: a few bytes can ask for
+gigabytes."""
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+"""Start-of-frame markers (DHT, JPG and DAC share the range); they carry the image size."""
+_SOS, _TEM = 0xDA, 0x01
+_RST_MARKERS = range(0xD0, 0xD8)
 SKIP_LOG_EVERY_S = 10.0
 """Skipped parts are logged at most this often (with the count), so a broken camera at 30 fps
 does not flood the journal."""
@@ -48,16 +58,40 @@ def is_mjpeg(content_type: str) -> bool:
     return media_type(content_type) == MJPEG_CONTENT_TYPE
 
 
+def jpeg_size_wh(body: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's start-of-frame header; None when it cannot be found."""
+    pos = len(JPEG_SOI)
+    while pos + 4 <= len(body) and body[pos] == 0xFF:
+        marker = body[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker in _SOF_MARKERS:
+            header = body[pos + 5 : pos + 9]
+            if len(header) < 4:
+                return None
+            return int.from_bytes(header[2:], "big"), int.from_bytes(header[:2], "big")
+        elif marker == _SOS:
+            return None
+        elif marker in _RST_MARKERS or marker == _TEM:
+            pos += 2
+        else:
+            pos += 2 + int.from_bytes(body[pos + 2 : pos + 4], "big")
+    return None
+
+
 def decode_jpeg(body: bytes) -> tuple[NDArray[np.uint8] | None, str]:
     """(image, ``) for a whole JPEG: (H, W, 3) uint8 BGR; (None, why) when it cannot be used.
 
-    A JPEG without its end-of-image marker is refused before decoding: libjpeg would return
-    the missing rows grey with only a warning.
+    A JPEG without its end-of-image marker is refused before decoding (libjpeg would return
+    the missing rows grey with only a warning), and so is one over MAX_FRAME_PIXELS.
     """
     if not body.startswith(JPEG_SOI):
         return None, f"not a JPEG ({len(body)} bytes starting {body[:4].hex()})"
     if not body.rstrip(_JPEG_TRAILER_PADDING).endswith(JPEG_EOI):
         return None, f"truncated JPEG ({len(body)} bytes, no end-of-image marker)"
+    size = jpeg_size_wh(body)
+    if size is not None and size[0] * size[1] > MAX_FRAME_PIXELS:
+        return None, f"a JPEG of {size[0]}x{size[1]} pixels (over {MAX_FRAME_PIXELS})"
     try:
         image = cv2.imdecode(np.frombuffer(body, dtype=np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as exc:
@@ -98,6 +132,7 @@ class MjpegSource:
         self._parts: PartReader | None = None
         self._next_index = 0
         self._skipped = 0
+        self._stale = 0
         self._skipped_since_frame = 0
         self._last_skip_reason = ""
         self._last_skip_log = -SKIP_LOG_EVERY_S
@@ -113,6 +148,11 @@ class MjpegSource:
     def skipped_parts(self) -> int:
         """Parts that did not decode (truncated, not a JPEG), since this object was made."""
         return self._skipped
+
+    @property
+    def stale_parts(self) -> int:
+        """Parts left undecoded because a newer one had already arrived, since this was made."""
+        return self._stale
 
     def open(self) -> None:
         """Connect and check the answer is an MJPEG stream; SourceError with the reason."""
@@ -160,6 +200,9 @@ class MjpegSource:
         self._deadline = time.monotonic() + self._read_timeout_s
         while True:
             part = self._parts.next_part()
+            if self._newer_part_arrived(part):
+                self._stale += 1
+                continue
             image, problem = decode_jpeg(part.body)
             if image is not None:
                 self._skipped_since_frame = 0
@@ -173,6 +216,14 @@ class MjpegSource:
         body, self._body, self._parts = self._body, None, None
         if body is not None:
             body.close()
+
+    def _newer_part_arrived(self, part: Part) -> bool:
+        """True when a newer part that could be read whole waits behind this one: more bytes
+        than this part's body (parts of one stream are of similar size), twice as many for
+        parts without Content-Length (the next one ends only with the boundary after it)."""
+        assert self._body is not None and self._parts is not None
+        waiting = self._parts.buffered_bytes + self._body.waiting_bytes()
+        return waiting > len(part.body) * (1 if part.has_length else 2)
 
     def _fill(self) -> bytes:
         """The next bytes for the part reader, within the deadline of this read()."""

@@ -29,13 +29,15 @@ Fill = Callable[[], bytes]
 
 @dataclass(frozen=True)
 class Part:
-    """One part: its body, its headers (lower-case names) and when its first byte arrived
-    (unix seconds, after the boundary line: some servers send that line right after the
-    previous part, a frame interval early)."""
+    """One part: its body, its headers (lower-case names), when its first byte arrived (unix
+    seconds, after the boundary line: some servers send that line right after the previous
+    part, a frame interval early) and whether a Content-Length delimited it (else its end
+    was known only when the next boundary line arrived, with the next part)."""
 
     body: bytes
     headers: dict[str, str]
     arrived_at: float
+    has_length: bool
 
 
 def media_type(content_type: str) -> str:
@@ -79,6 +81,11 @@ class PartReader:
         self._delimiter: bytes | None = None
         """The boundary line exactly as this server writes it (dashes included), once seen."""
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes read from the stream that no part returned so far holds."""
+        return len(self._buffer)
+
     def next_part(self) -> Part:
         """The next part; SourceError naming what went wrong when there is none."""
         self._skip_to_boundary_line()
@@ -89,7 +96,7 @@ class PartReader:
         headers = {} if self._buffer.startswith(JPEG_SOI) else self._headers()
         length = _content_length(headers)
         body = self._body_of_length(length) if length is not None else self._body_to_boundary()
-        return Part(body, headers, arrived_at)
+        return Part(body, headers, arrived_at, has_length=length is not None)
 
     # ---- framing ------------------------------------------------------------------------------
 
