@@ -34,7 +34,8 @@ from siamedge.sources.capture import CaptureThread, SourceState, SourceStatus
 from siamedge.sources.factory import create_capture, create_source
 from siamedge.sources.http_auto import HttpAutoSource
 from siamedge.sources.http_get import redact_http_url
-from siamedge.sources.mjpeg import MjpegSource, decode_jpeg, jpeg_size_wh
+from siamedge.sources.mjpeg import MjpegSource
+from siamedge.sources.mjpeg_decode import decode_jpeg, jpeg_size_wh
 from siamedge.sources.mjpeg_parts import Part, PartReader, parse_boundary
 from siamedge.sources.stream import StreamSource
 from siamedge.sources.synthetic import SyntheticClip

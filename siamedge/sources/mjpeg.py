@@ -1,5 +1,5 @@
 """MJPEG over HTTP (multipart/x-mixed-replace: ESP32-CAM, mjpg-streamer, IP cameras, the web
-view's /stream.mjpeg) read with the standard library and decoded with cv2.imdecode.
+view's /stream.mjpeg): http_get.py fetches, mjpeg_parts.py frames, mjpeg_decode.py decodes.
 
 Never waits without a bound (open and read timeouts), never reads ahead of the part it decodes
 (the capture thread keeps the newest frame), and never logs a password or a `token=`.
@@ -18,15 +18,11 @@ from __future__ import annotations
 import logging
 import time
 
-import cv2
-import numpy as np
-from numpy.typing import NDArray
-
 from siamedge.errors import SourceError
 from siamedge.sources.base import Frame
 from siamedge.sources.http_get import HttpBody, is_http_url, open_get, redact_http_url
+from siamedge.sources.mjpeg_decode import decode_jpeg
 from siamedge.sources.mjpeg_parts import (
-    JPEG_SOI,
     MJPEG_CONTENT_TYPE,
     Part,
     PartReader,
@@ -38,67 +34,15 @@ log = logging.getLogger(__name__)
 
 MAX_PART_BYTES = 16 * 1024 * 1024
 """A part larger than this is an error: a 4K JPEG is a few MiB."""
-JPEG_EOI = b"\xff\xd9"
-MAX_FRAME_PIXELS = 7680 * 4320
-"""A JPEG announcing more pixels (8K) is refused before decoding: a few bytes can ask for
-gigabytes."""
-_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-"""Start-of-frame markers (DHT, JPG and DAC share the range); they carry the image size."""
-_SOS, _TEM = 0xDA, 0x01
-_RST_MARKERS = range(0xD0, 0xD8)
 SKIP_LOG_EVERY_S = 10.0
 """Skipped parts are logged at most this often (with the count), so a broken camera at 30 fps
 does not flood the journal."""
 ACCEPT = f"{MJPEG_CONTENT_TYPE}, image/jpeg;q=0.9, */*;q=0.1"
-_JPEG_TRAILER_PADDING = b"\r\n\t \0"
 
 
 def is_mjpeg(content_type: str) -> bool:
     """True when a Content-Type header announces an MJPEG stream."""
     return media_type(content_type) == MJPEG_CONTENT_TYPE
-
-
-def jpeg_size_wh(body: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's start-of-frame header; None when it cannot be found."""
-    pos = len(JPEG_SOI)
-    while pos + 4 <= len(body) and body[pos] == 0xFF:
-        marker = body[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-        elif marker in _SOF_MARKERS:
-            header = body[pos + 5 : pos + 9]
-            if len(header) < 4:
-                return None
-            return int.from_bytes(header[2:], "big"), int.from_bytes(header[:2], "big")
-        elif marker == _SOS:
-            return None
-        elif marker in _RST_MARKERS or marker == _TEM:
-            pos += 2
-        else:
-            pos += 2 + int.from_bytes(body[pos + 2 : pos + 4], "big")
-    return None
-
-
-def decode_jpeg(body: bytes) -> tuple[NDArray[np.uint8] | None, str]:
-    """(image, ``) for a whole JPEG: (H, W, 3) uint8 BGR; (None, why) when it cannot be used.
-
-    A JPEG without its end-of-image marker is refused before decoding (libjpeg would return
-    the missing rows grey with only a warning), and so is one over MAX_FRAME_PIXELS.
-    """
-    if not body.startswith(JPEG_SOI):
-        return None, f"not a JPEG ({len(body)} bytes starting {body[:4].hex()})"
-    if not body.rstrip(_JPEG_TRAILER_PADDING).endswith(JPEG_EOI):
-        return None, f"truncated JPEG ({len(body)} bytes, no end-of-image marker)"
-    size = jpeg_size_wh(body)
-    if size is not None and size[0] * size[1] > MAX_FRAME_PIXELS:
-        return None, f"a JPEG of {size[0]}x{size[1]} pixels (over {MAX_FRAME_PIXELS})"
-    try:
-        image = cv2.imdecode(np.frombuffer(body, dtype=np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error as exc:
-        return None, f"JPEG does not decode: {exc}"
-    if image is None or image.size == 0:
-        return None, f"JPEG does not decode ({len(body)} bytes)"
-    return np.asarray(image, dtype=np.uint8), ""
 
 
 class MjpegSource:
