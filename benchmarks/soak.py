@@ -1,27 +1,29 @@
 """Soak: the daemon for N minutes under commands, broker restarts and a viewer; RSS, fds, threads,
-results/s and latency every few seconds, a table, a PNG plot and a JSON of the samples.
+CPU, results/s and latency every few seconds, as a table, a PNG plot (cv2) and a JSON.
 
-Starts its own mosquitto (persistence on, so sessions survive its restarts) on a free loopback
-port and `siamedge run` (synthetic 1280x720 clip paced at 30 fps, builtin model on the CPU, 4
-tracks, the web view with a bearer token) as subprocesses. While it runs:
+Never uses the system's broker or a fixed port: it starts its own mosquitto (persistence on, so
+sessions survive its restarts) on a free loopback port and `siamedge run` (synthetic 1280x720
+clip paced at 30 fps, builtin model on the CPU, 4 tracks, the web view with a bearer token) as
+subprocesses, and stops both at the end. While the daemon runs:
   - 4 tracks are started at the beginning and started again whenever one goes missing;
   - a command stream sends one command every --command-interval-s: valid stop/start pairs that
-    cycle through the 4 tracks, and invalid ones (malformed JSON, wrong types, unknown track ids,
-    a box of negative size, an unknown field, a payload that is not an object), each with a
-    request_id so its error reply can be matched;
+    cycle through the 4 tracks, and invalid ones (malformed JSON, wrong types, a stop of an
+    unknown track, a box of negative size, an unknown field, a track id that is a number), each
+    with a request_id so its error reply can be matched;
   - one MJPEG viewer reads /stream.mjpeg (token in the Authorization header), reconnecting if cut;
   - the broker is stopped and started again on the same port every --broker-restart-s.
-Every --sample-s: the daemon's RSS (VmRSS), open descriptors, threads, results messages per
-second, latency p50/p99 (receive time - the frame's capture timestamp) and replies received.
+Every --sample-s: the daemon's RSS (VmRSS), open descriptors, threads and CPU use, results
+messages per second, latency p50/p99 (receive time - the frame's capture timestamp), replies.
 
-Goals (a goal that does not apply is printed, not checked):
+Goals (one that does not apply is printed as info, not checked):
   always: the daemon stays alive and exits 0 on SIGTERM; results arrive again after every broker
-    restart; open fds and threads flat after the warm-up (equal in every sample not taken right
-    after a broker restart); every command gets its reply (an ack for valid ones, an error naming
-    it for invalid ones); the PNG and JSON are written.
-  runs of LONG_RUN_MIN minutes or more only: RSS grows by less than 2 MB after the warm-up, and
-    results/s of the last window is within 2 % of the first. A short run cannot tell a leak from
-    the allocator settling, and its speed on a shared machine is noise: both are printed only.
+    restart; open fds and threads flat after the warm-up (equal in every sample whose interval
+    holds no broker restart or reconnection); every command gets its reply (an ack for the
+    valid ones, an error for the invalid ones); the PNG and JSON are written.
+  runs of 30 minutes or more only: RSS grows by less than 2 MB after the warm-up (the minute
+    after it against the last minute), and results/s of the last window is within 2 % of the
+    first (samples with a broker restart left out). A short run cannot tell a leak from the
+    allocator settling, and its speed on a shared machine is noise: both are printed only.
 The warm-up (and the first and last windows) is 5 minutes, or 20 % of a run shorter than 25.
 Exit status 1 when the daemon died or a goal that applies failed.
 
