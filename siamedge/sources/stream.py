@@ -2,15 +2,17 @@
 
 Never waits without a bound (open and read timeouts) and never logs a URL's password.
 
-RTSP goes over UDP by default in FFmpeg; behind NAT or on lossy links set
-`OPENCV_FFMPEG_CAPTURE_OPTIONS=rtsp_transport;tcp` in the service environment.
+OpenCV asks FFmpeg for RTSP over TCP unless `OPENCV_FFMPEG_CAPTURE_OPTIONS` is set in the
+service environment; that variable replaces OpenCV's options, so `rtsp_transport;udp` picks UDP
+(lower latency on a clean link, damaged frames on a lossy one) and any other option list should
+name `rtsp_transport;tcp` itself to keep TCP.
 
 Why a read that outlasts read_timeout_s fails even when it brings a frame: OpenCV's read timeout
 (an FFmpeg interrupt callback, restarted by every read) ends a silent read after read_timeout_s,
 but FFmpeg's decoder still holds the last one or two frames it was sent (frame threading), and
 each further read hands out one of those after another full timeout. A frozen server was thus
-reported only after three timeouts (6 s with read_timeout_s 2), whatever the transport (UDP or
-TCP). A read that took read_timeout_s is the silence itself, so it fails at once.
+reported only after three timeouts over TCP (6 s with read_timeout_s 2), two over UDP. A read
+that took read_timeout_s is the silence itself, so it fails at once.
 """
 
 from __future__ import annotations
