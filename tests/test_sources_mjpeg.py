@@ -269,6 +269,7 @@ SERVER_FRAMINGS = {
     ),
     "dashes in the header": Framing(header_boundary='"--myboundary"', line_boundary="--myboundary"),
     "no length, padded": Framing(content_length=False, padding=b"\r\n\r\n", extra_headers=True),
+    "chunked": Framing(chunked=True),
 }
 
 
@@ -359,8 +360,11 @@ def test_nothing_decoding_is_an_error_within_the_read_timeout(mjpeg_server: Star
     source.close()
 
 
-def test_a_server_closing_mid_frame_is_an_error_naming_it(mjpeg_server: StartServer) -> None:
-    server = mjpeg_server(fps=20)
+@pytest.mark.parametrize("framing", ["web view", "chunked"])
+def test_a_server_closing_mid_frame_is_an_error_naming_it(
+    mjpeg_server: StartServer, framing: str
+) -> None:
+    server = mjpeg_server(fps=20, framing=SERVER_FRAMINGS[framing])
     source = mjpeg(server.url)
     source.open()
     source.read()
