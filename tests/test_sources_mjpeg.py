@@ -43,6 +43,8 @@ from siamedge.sources.synthetic import SyntheticClip
 StartServer = Callable[..., MjpegServer]
 READ_TIMEOUT_S = 0.5
 """The bound under test for stalls and undecodable streams."""
+LIVE_READ_TIMEOUT_S = 5.0
+"""Where the read timeout is not under test (generous: a loaded machine must not fail it)."""
 OPEN_TIMEOUT_S = 5.0
 """For servers that answer (generous: a loaded machine must not fail it)."""
 SHORT_TIMEOUT_S = 0.3
@@ -55,7 +57,7 @@ DESCRIPTION = "mjpeg test"
 JPEG = cv2.imencode(".jpg", numbered_frame(5))[1].tobytes()
 
 
-def mjpeg(url: str, read_timeout_s: float = READ_TIMEOUT_S, **kwargs: Any) -> MjpegSource:
+def mjpeg(url: str, read_timeout_s: float = LIVE_READ_TIMEOUT_S, **kwargs: Any) -> MjpegSource:
     return MjpegSource(url, open_timeout_s=OPEN_TIMEOUT_S, read_timeout_s=read_timeout_s, **kwargs)
 
 
@@ -345,7 +347,7 @@ def test_a_slow_reader_gets_the_newest_part_not_the_oldest(
 
 def test_nothing_decoding_is_an_error_within_the_read_timeout(mjpeg_server: StartServer) -> None:
     server = mjpeg_server(fps=20)
-    source = mjpeg(server.url)
+    source = mjpeg(server.url, READ_TIMEOUT_S)
     source.open()
     source.read()
     server.inject(PartFault.TRUNCATED, count=1000)
@@ -381,13 +383,13 @@ def test_a_server_closing_mid_frame_is_an_error_naming_it(
 
 def test_a_stall_is_an_error_after_the_read_timeout(mjpeg_server: StartServer) -> None:
     server = mjpeg_server(fps=20)
-    source = mjpeg(server.url)
+    source = mjpeg(server.url, READ_TIMEOUT_S)
     source.open()
     source.read()
     server.inject(PartFault.STALL)
     started = time.monotonic()
 
-    with pytest.raises(SourceError, match=r"no data for 0\.\d+ s \(the stream stalled\)"):
+    with pytest.raises(SourceError, match=r"no data for [\d.]+ s \(the stream stalled\)"):
         source.read()
     elapsed = time.monotonic() - started
     source.close()
@@ -526,11 +528,11 @@ def test_the_capture_thread_reopens_after_a_fault_and_frames_resume(
     with capture:
         before = next_number(capture)
         server.inject(fault, count=1 if fault is not PartFault.TRUNCATED else 25)
-        until(lambda: any(s.state is SourceState.RETRYING for s in states), "retrying")
+        until(lambda: any(error in (s.error or "") for s in states), f"retrying after {error!r}")
         server.clear_faults()
-        retrying = next(s for s in states if s.state is SourceState.RETRYING)
-        assert retrying.error is not None and error in retrying.error, retrying
-        assert retrying.error.startswith(f"mjpeg {server.url}: ")
+        retrying = next(s for s in states if error in (s.error or ""))
+        assert retrying.state is SourceState.RETRYING
+        assert retrying.error is not None and retrying.error.startswith(f"mjpeg {server.url}: ")
         until(lambda: capture.status.state is SourceState.STREAMING, "streaming again")
         after = next_number(capture)
         assert after > before
