@@ -9,8 +9,10 @@ results are dropped oldest first and counted. Each test prints what it measured 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -373,6 +375,99 @@ def check(fault: Fault, measured: Measured, daemon: Daemon, inside: InsideClient
     # Oldest first: what comes after the reconnect is recent, not the backlog of the fault.
     first_after = inside.messages(results, with_track("a", measured.healed_at))[0]
     assert first_after.payload["timestamp"] > measured.healed_at - fault.duration_s / 2
+
+
+_ECHO_SERVER = r"""
+import socket, sys, threading
+server = socket.create_server((sys.argv[1], 0))
+port = server.getsockname()[1]
+datagrams = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+datagrams.bind((sys.argv[1], port))
+
+def echo_datagrams():
+    while True:
+        data, sender = datagrams.recvfrom(64)
+        datagrams.sendto(data, sender)
+
+threading.Thread(target=echo_datagrams, daemon=True).start()
+print(port, flush=True)
+connection, _ = server.accept()
+while data := connection.recv(4096):
+    connection.sendall(data)
+"""
+NETLAB_DELAY_MS = 200.0
+NETLAB_SILENCE_S = 1.0
+NETLAB_DATAGRAMS = 200
+"""Fewer than a default socket receive buffer holds (256 small datagrams), so only the fault
+loses them."""
+NETLAB_LOSS_PERCENT = 20.0
+"""Each way: 36 % of the echoed datagrams are lost, 72 of 200 expected, sigma about 7."""
+
+
+def datagrams_echoed(address: str, port: int) -> int:
+    """Send NETLAB_DATAGRAMS to the echo server; how many come back."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for index in range(NETLAB_DATAGRAMS):
+            sender.sendto(index.to_bytes(4, "big"), (address, port))
+        echoed: set[bytes] = set()
+        sender.settimeout(NETLAB_SILENCE_S)
+        with contextlib.suppress(TimeoutError):
+            while len(echoed) < NETLAB_DATAGRAMS:
+                echoed.add(sender.recv(64))
+        return len(echoed)
+
+
+def test_netlab_faults_reach_a_tcp_connection_and_leave_nothing_behind(netns: Namespace) -> None:
+    """The tool itself: each fault changes what a UDP and a TCP echo across the pair do, and
+    heal() and close() undo everything."""
+    server = netns.popen(
+        [sys.executable, "-c", _ECHO_SERVER, netns.address], stdout=subprocess.PIPE, text=True
+    )
+    assert server.stdout is not None
+    port = int(server.stdout.readline())
+    with socket.create_connection((netns.address, port), timeout=SETTLE_TIMEOUT_S) as echo:
+
+        def round_trip_s() -> float:
+            started = time.monotonic()
+            echo.sendall(b"x")
+            assert echo.recv(1) == b"x"
+            return time.monotonic() - started
+
+        round_trip_s()
+        netns.impair(loss_percent=NETLAB_LOSS_PERCENT)
+        lost = NETLAB_DATAGRAMS - datagrams_echoed(netns.address, port)
+        assert 30 < lost < 115, lost
+        netns.impair(delay_ms=NETLAB_DELAY_MS)
+        assert round_trip_s() >= 2 * NETLAB_DELAY_MS / 1000.0  # each way
+        netns.drop_all()
+        echo.settimeout(NETLAB_SILENCE_S)
+        echo.sendall(b"y")
+        with pytest.raises(TimeoutError):  # silence, no RST: a half-open connection
+            echo.recv(1)
+        netns.heal()
+        echo.settimeout(SETTLE_TIMEOUT_S)
+        assert echo.recv(1) == b"y"  # TCP retransmitted it once the link was back
+        netns.link_down()
+        echo.settimeout(NETLAB_SILENCE_S)
+        echo.sendall(b"z")
+        with pytest.raises(TimeoutError):
+            echo.recv(1)
+        netns.link_up()
+        echo.settimeout(SETTLE_TIMEOUT_S)
+        assert echo.recv(1) == b"z"
+    server.wait(SETTLE_TIMEOUT_S)
+    server.stdout.close()
+    netns.impair(delay_ms=NETLAB_DELAY_MS, loss_percent=50.0)  # close() also ends these
+    netns.close()
+    assert (
+        netns.name
+        not in subprocess.run(
+            ["ip", "netns", "list"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True)
+    assert netns.host_interface not in links.stdout
+    assert netns.host_interface[:-1] not in links.stdout  # the host's delay-line tap too
 
 
 def test_a_60_s_partition(
