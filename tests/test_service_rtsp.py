@@ -5,11 +5,14 @@ client from frame 0, so the daemon's frame n is clip frame n (modulo its length)
 fixtures.daemon.truth_box applies. The server is killed and restarted, or frozen (SIGSTOP), under
 a running track: the status topic reports the loss within read_timeout_s + 1 s, no frame steps
 the track while the source is down, the same track goes on within 5 s of the server coming
-back, and the daemon (the same process) leaks neither threads nor descriptors.
+back, and the daemon (the same process) leaks neither threads nor descriptors. Behind a lossy
+link (the server in a network namespace, tests/fixtures/netlab.py) the track goes on or the
+status says the source is down, and the test prints what got through.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -32,6 +35,7 @@ from fixtures.daemon import (
     wait_online,
 )
 from fixtures.mosquitto import Broker, MqttCollector
+from fixtures.netlab import Namespace
 from fixtures.rtsp import RtspServer
 from paho.mqtt.client import MQTTMessage
 
@@ -52,6 +56,9 @@ MIN_MEAN_IOU = 0.7
 SETTLED_FRAMES = int(3 * TEST_FPS)
 """Frames in real time from here on (a new RTSP client first gets a burst)."""
 CYCLES = 10
+LOSS_PERCENT = 20.0
+LOSSY_S = 10.0
+"""How long the link loses packets."""
 LEAK_TOLERANCE = 2
 """Threads or descriptors that may come and go between two samples; a leak of one per outage
 would exceed it after CYCLES outages."""
@@ -75,6 +82,21 @@ def clip_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def clip_server(rtsp_server_factory: Callable[..., RtspServer], clip_file: Path) -> RtspServer:
     return rtsp_server_factory("--file", str(clip_file), "--fps", str(int(TEST_FPS)))
+
+
+@pytest.fixture
+def clip_server_in_namespace(
+    netns: Namespace, rtsp_server_factory: Callable[..., RtspServer], clip_file: Path
+) -> RtspServer:
+    return rtsp_server_factory(
+        "--file",
+        str(clip_file),
+        "--fps",
+        str(int(TEST_FPS)),
+        "--address",
+        netns.address,
+        prefix=netns.exec_prefix,
+    )
 
 
 def rtsp_config(mosquitto: Broker, uri: str) -> dict[str, Any]:
@@ -234,10 +256,16 @@ def test_server_killed_and_restarted_ten_times_under_a_track(
         wait_message(collector, results_topic, with_track("obj", resumed.timestamp), WAIT_S)
         counts.append(counts_of(pid))
 
+    threads, descriptors = zip(*counts, strict=True)
+    print(
+        f"\n{CYCLES} kills: loss reported after {min(lost_after):.2f}..{max(lost_after):.2f} s",
+        f"(bound {READ_TIMEOUT_S + REPORT_MARGIN_S:g} s), the track back",
+        f"{min(back_after):.2f}..{max(back_after):.2f} s after the server (bound {BACK_WITHIN_S:g}",
+        f"s); threads {threads}, descriptors {descriptors}",
+    )
     assert daemon.process.poll() is None and daemon.process.pid == pid  # never restarted
     assert max(lost_after) <= READ_TIMEOUT_S + REPORT_MARGIN_S, lost_after
     assert max(back_after) <= BACK_WITHIN_S, back_after
-    threads, descriptors = zip(*counts, strict=True)
     assert threads[-1] <= threads[0] + LEAK_TOLERANCE, threads
     assert descriptors[-1] <= descriptors[0] + LEAK_TOLERANCE, descriptors
 
@@ -257,10 +285,57 @@ def test_frozen_server_is_reported_stalled_and_the_track_goes_on_after(
     thawed_at = time.monotonic()
     resumed = wait_message(collector, results_topic, with_track("obj", thawed_at), WAIT_S)
 
+    print(
+        f"\nfrozen: reported {lost.timestamp - frozen_at:.2f} s after SIGSTOP",
+        f"(bound {READ_TIMEOUT_S + REPORT_MARGIN_S:g} s) as {payload_of(lost)['source']['state']};",
+        f"the track back {resumed.timestamp - thawed_at:.2f} s after SIGCONT",
+    )
     assert lost.timestamp - frozen_at <= READ_TIMEOUT_S + REPORT_MARGIN_S
     source = payload_of(lost)["source"]
     assert source["state"] in ("stalled", "retrying")
     assert "stalled" in source["error"]
     assert payload_of(lost)["track_ids"] == ["obj"]
     assert payload_of(resumed)["frame"] > payload_of(lost)["frame"]
+    assert daemon.process.poll() is None
+
+
+def test_lossy_link_keeps_the_track_going_or_reports_the_source_down(
+    running: Callable[[str], tuple[Daemon, MqttCollector]],
+    clip_server_in_namespace: RtspServer,
+    netns: Namespace,
+) -> None:
+    daemon, collector = running(clip_server_in_namespace.url)
+    start_track(collector, daemon, "obj")
+    status_topic, results_topic = daemon.topic("status"), daemon.topic("results")
+    wait_message(collector, results_topic, with_track("obj"), WAIT_S)
+
+    netns.impair(loss_percent=LOSS_PERCENT)
+    impaired_at = time.monotonic()
+    while time.monotonic() - impaired_at < LOSSY_S:  # what it publishes is read afterwards
+        assert daemon.process.poll() is None, daemon.log[-3000:]
+        time.sleep(0.1)
+    netns.heal()
+    healed_at = time.monotonic()
+    resumed = wait_message(collector, results_topic, with_track("obj", healed_at), WAIT_S)
+
+    during = [m for m in collector.messages(results_topic) if impaired_at < m.timestamp < healed_at]
+    arrivals = [impaired_at] + [m.timestamp for m in during if with_track("obj")(m)] + [healed_at]
+    down = [
+        m
+        for m in collector.messages(status_topic)
+        if source_lost(impaired_at)(m) and m.timestamp < healed_at
+    ]
+    frames = [payload_of(m)["frame"] for m in during]
+    longest_gap_s = max(b - a for a, b in itertools.pairwise(arrivals))
+    print(
+        f"\ndaemon on RTSP over TCP, {LOSS_PERCENT:g} % loss each way for {LOSSY_S:g} s:",
+        f"{len(during) / LOSSY_S:.1f} results/s with the track (clip {TEST_FPS:g} fps),",
+        f"{(frames[-1] - frames[0] + 1 - len(frames)) if frames else 0} frames skipped by the",
+        f"tracker, longest gap {longest_gap_s:.2f} s, {len(down)} status reports of the source",
+        f"down; results again {resumed.timestamp - healed_at:.2f} s after healing",
+    )
+    # Never silent without saying so: a gap longer than the bound is covered by a report.
+    for before, after in itertools.pairwise(arrivals):
+        if after - before > READ_TIMEOUT_S + REPORT_MARGIN_S:
+            assert any(before < m.timestamp < after for m in down), (before, after)
     assert daemon.process.poll() is None
