@@ -168,7 +168,8 @@ class SourceSettings(_Section):
     open_timeout_s: float = Field(default=10.0, gt=0)
     """Streams: opening the URL takes longer than this -> the attempt failed (retried)."""
     read_timeout_s: float = Field(default=5.0, gt=0)
-    """Streams: no frame for this long -> the stream is lost (reopened)."""
+    """Streams: no frame for this long -> the stream is lost (reopened). Any source: a read
+    blocked this long is reported `stalled` on the status topic while it lasts."""
     synthetic: SyntheticSettings = SyntheticSettings()
     sensor_id: int = Field(default=0, ge=0)
     """csi: which camera nvarguscamerasrc opens (sensor-id; 0 and 1 on two-camera boards)."""
