@@ -39,7 +39,7 @@ class ServiceCounters:
     siamedge.messaging.ledger.OUTCOMES. broker_reconnects: connections after the first one.
     source_reopenings: times the source failed or ended and was scheduled to reopen.
     source_state: the capture thread's state (`starting`, `streaming`, `stalled`,
-    `retrying`, `stopped`).
+    `retrying`, `stopped`). results_dropped: results never sent (broker unreachable or slow).
     """
 
     frames_captured: int = 0
@@ -48,6 +48,7 @@ class ServiceCounters:
     broker_reconnects: int = 0
     source_reopenings: int = 0
     source_state: str = "starting"
+    results_dropped: int = 0
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ METRICS: dict[str, str] = {
     "broker_reconnects_total": "Connections to the broker after the first one.",
     "source_state": "1 for the source's current state, 0 for the others.",
     "source_reopenings_total": "Times the source failed or ended and was reopened.",
+    "results_dropped_total": "Results never sent: the broker was unreachable or did not take "
+    "them (dropped oldest first).",
     "provider_info": "The onnxruntime execution provider in use (label provider).",
 }
 
@@ -156,6 +158,7 @@ class _ServiceCollector(Collector):
             source_state.add_metric([state], 1.0 if counters.source_state == state else 0.0)
         yield source_state
         yield counter("source_reopenings_total", counters.source_reopenings)
+        yield counter("results_dropped_total", counters.results_dropped)
         provider = GaugeMetricFamily(
             _name("provider_info"), _help("provider_info"), labels=["provider"]
         )

@@ -210,6 +210,7 @@ class Service:
             broker_reconnects=max(0, self._broker_connections - 1),
             source_reopenings=self._source_reopenings,
             source_state=capture.status.state.value,
+            results_dropped=mqtt.dropped_results,
         )
         return replace(snapshot, counters=counters)
 

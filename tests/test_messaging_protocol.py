@@ -263,7 +263,7 @@ def test_status_message_shape() -> None:
         frame=41,
         frame_timestamp=1700000000.12345,
     )
-    assert status_message(report, commands_dropped=1, now=5.0) == {
+    assert status_message(report, commands_dropped=1, now=5.0, results_dropped=7) == {
         "online": True,
         "protocol": PROTOCOL_VERSION,
         "version": __version__,
@@ -285,6 +285,7 @@ def test_status_message_shape() -> None:
         "max_tracks": 4,
         "mask_encoding": "rle",
         "commands_dropped": 1,
+        "results_dropped": 7,
         "uptime_s": 12.3,
         "frame": 41,
         "frame_timestamp": 1700000000.123,

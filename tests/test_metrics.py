@@ -133,6 +133,7 @@ def test_the_endpoint_reads_the_snapshot_and_the_frame_reports(
         broker_reconnects=1,
         source_reopenings=2,
         source_state="streaming",
+        results_dropped=5,
     )
     port.current = StatusSnapshot(status, ConnectionState(True, "connected", 0.0), counters)
     (listener,) = port.listeners
@@ -156,6 +157,7 @@ def test_the_endpoint_reads_the_snapshot_and_the_frame_reports(
     assert value(after, "siamedge_source_state", state="streaming") == 1
     assert value(after, "siamedge_source_state", state="starting") == 0
     assert value(after, "siamedge_source_reopenings_total") == 2
+    assert value(after, "siamedge_results_dropped_total") == 5
     assert value(after, "siamedge_provider_info", provider="CPUExecutionProvider") == 1
     assert value(after, "siamedge_model_step_seconds_count") == 3
     assert value(after, "siamedge_model_step_seconds_sum") == pytest.approx(0.036)

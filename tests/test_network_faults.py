@@ -372,6 +372,7 @@ def check(fault: Fault, measured: Measured, daemon: Daemon, inside: InsideClient
     assert will[0].payload["reason"] == "connection lost"
     assert measured.rss_peak_mib - measured.rss_before_mib <= RSS_GROWTH_BOUND_MIB
     assert dropped > 0, "the results dropped while the broker was unreachable are counted"
+    assert final.payload["results_dropped"] > 0, "and the status topic says so"
     # Oldest first: what comes after the reconnect is recent, not the backlog of the fault.
     first_after = inside.messages(results, with_track("a", measured.healed_at))[0]
     assert first_after.payload["timestamp"] > measured.healed_at - fault.duration_s / 2

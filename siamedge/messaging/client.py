@@ -644,7 +644,10 @@ class MqttClient:
         """Publish the retained `online` status; it is also re-sent after every reconnect."""
         counts = self._counters.snapshot()
         payload = encode_status(
-            report, commands_dropped=counts["dropped_queue_full"], commands=counts
+            report,
+            commands_dropped=counts["dropped_queue_full"],
+            commands=counts,
+            results_dropped=self.dropped_results,
         )
         with self._lock:
             self._status_payload = payload

@@ -548,14 +548,17 @@ def status_message(
     commands_dropped: int = 0,
     now: float | None = None,
     commands: Mapping[str, int] | None = None,
+    results_dropped: int = 0,
 ) -> JsonObject:
     """The retained `online` status.
 
     `{"online": true, "protocol", "version", "model", "provider", "source": {"description", "open",
     "error", "state", "width", "height", "mode": {"width", "height", "fps", "fourcc"} | null},
     "fps", "dropped_frames", "active_tracks": n, "track_ids",
-    "max_tracks", "mask_encoding", "commands_dropped", "uptime_s", "frame", "frame_timestamp",
-    "timestamp"}`, plus `"commands": {outcome: count}` when `commands` is given.
+    "max_tracks", "mask_encoding", "commands_dropped", "results_dropped", "uptime_s", "frame",
+    "frame_timestamp", "timestamp"}`, plus `"commands": {outcome: count}` when `commands` is
+    given. results_dropped: results never sent since start (the broker was unreachable or did not
+    take them; dropped oldest first).
     """
     width, height = report.source.frame_wh if report.source.frame_wh else (None, None)
     return {
@@ -580,6 +583,7 @@ def status_message(
         "max_tracks": int(report.max_tracks),
         "mask_encoding": report.mask_encoding,
         "commands_dropped": int(commands_dropped),
+        "results_dropped": int(results_dropped),
         "uptime_s": round(float(report.uptime_s), LATENCY_DECIMALS),
         "frame": report.frame,
         "frame_timestamp": None
@@ -605,9 +609,10 @@ def encode_status(
     commands_dropped: int = 0,
     now: float | None = None,
     commands: Mapping[str, int] | None = None,
+    results_dropped: int = 0,
 ) -> bytes:
     """status_message as a JSON payload."""
-    return dumps(status_message(report, commands_dropped, now, commands))
+    return dumps(status_message(report, commands_dropped, now, commands, results_dropped))
 
 
 def encode_online(version: str = __version__) -> bytes:

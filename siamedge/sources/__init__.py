@@ -1,4 +1,5 @@
-"""Frame sources: cameras, GStreamer pipelines, streams, files, image folders, synthetic clips.
+"""Frame sources: cameras, CSI and custom GStreamer pipelines, RTSP and other streams, HTTP MJPEG
+cameras, files, image folders, synthetic clips; the capture thread that reads them.
 
-The only package that opens cv2.VideoCapture.
+The only package that opens cv2.VideoCapture or a camera's HTTP connection.
 """
