@@ -268,6 +268,8 @@ class MqttSettings(_Section):
     the same across restarts and unique per daemon on one broker."""
     protocol: Literal["5", "3.1.1"] = "5"
     keepalive_s: int = Field(default=30, ge=5)
+    """A dead or half-open link to the broker is noticed within 1.5 x this (the client pings
+    every keepalive_s / 2); the broker cuts a silent daemon after about 0.75 x this."""
     username: str | None = None
     password_file: str | None = None
     password_env: str | None = None
