@@ -5,16 +5,13 @@ view's own stream, and a daemon tracking through an MJPEG camera.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import cv2
@@ -568,26 +565,8 @@ def auto(url: str) -> HttpAutoSource:
     return source
 
 
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def file_server(video_file: Path) -> Iterator[str]:
-    """http://127.0.0.1:<port>/ serving the folder of video_file (an MJPG .avi)."""
-    handler = functools.partial(QuietHandler, directory=str(video_file.parent))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(POLL_S,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
 def test_kind_auto_reads_mjpeg_itself_and_other_http_video_with_ffmpeg(
-    mjpeg_server: StartServer, file_server: str, video_file: Path
+    mjpeg_server: StartServer, video_file_url: str
 ) -> None:
     server = mjpeg_server(fps=20)
     live = auto(server.url)
@@ -598,7 +577,7 @@ def test_kind_auto_reads_mjpeg_itself_and_other_http_video_with_ffmpeg(
     live.close()
     assert server.connections == 1  # the probing connection is the one read
 
-    clip = auto(file_server + video_file.name)
+    clip = auto(video_file_url)
     clip.open()
     assert isinstance(clip.reader, StreamSource)
     frames = [clip.read() for _ in range(CLIP_FRAMES)]

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import socket
-import threading
-from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
 
 import pytest
 from fixtures.media import CLIP_FRAMES, frame_number
@@ -23,24 +17,6 @@ LOCAL_TIMEOUT_S = 5.0
 POLL_S = 0.02
 
 
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def http_base(video_file: Path) -> Iterator[str]:
-    """http://127.0.0.1:<port>/ serving the folder of video_file."""
-    handler = functools.partial(QuietHandler, directory=str(video_file.parent))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(POLL_S,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -52,9 +28,9 @@ def stream(url: str, timeout_s: float = SHORT_TIMEOUT_S) -> StreamSource:
 
 
 def test_reads_a_clip_over_http_then_reports_the_end_as_lost(
-    http_base: str, video_file: Path
+    video_file_url: str,
 ) -> None:
-    source = stream(http_base + video_file.name, LOCAL_TIMEOUT_S)
+    source = stream(video_file_url, LOCAL_TIMEOUT_S)
     source.open()
     frames = [source.read() for _ in range(CLIP_FRAMES)]
 
