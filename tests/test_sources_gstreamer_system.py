@@ -2,17 +2,24 @@
 
 The venv's OpenCV wheel has no GStreamer, so these tests run siamedge/sources/gstreamer.py in a
 /usr/bin/python3 subprocess (python3-opencv; the repository on sys.path) on `videotestsrc` and
-on an RTSP pipeline (rtspsrc ! rtph264depay ! avdec_h264) against the real RTSP server. Skipped,
-naming the package, only where Debian's OpenCV with GStreamer is not installed.
+on an RTSP pipeline (rtspsrc ! rtph264depay ! avdec_h264) against the real RTSP server, also
+inside the capture thread while the server is frozen (a GStreamer read has no timeout of its
+own: the stall watchdog is what reports it). Skipped, naming the package, only where Debian's
+OpenCV with GStreamer is not installed.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
+import queue
 import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from fixtures.rtsp import SYSTEM_PYTHON, RtspServer
@@ -46,6 +53,42 @@ finally:
     source.close()
 print(json.dumps(report))
 """
+
+
+CAPTURE = """
+import json, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from siamedge.sources.capture import CaptureThread
+from siamedge.sources.gstreamer import GStreamerSource
+
+lock = threading.Lock()
+
+def say(**event):
+    # Two threads speak (states on the capture thread, frames here): one write per line.
+    with lock:
+        sys.stdout.write(json.dumps({"at": time.monotonic(), **event}) + "\\n")
+        sys.stdout.flush()
+
+capture = CaptureThread(
+    GStreamerSource(sys.argv[2]), reopen_min_s=0.2, reopen_max_s=1.0,
+    stall_timeout_s=float(sys.argv[3]),
+    on_state=lambda s: say(state=s.state.value, error=s.error),
+)
+capture.start()
+threading.Thread(target=lambda: (sys.stdin.read(), capture.stop_event.set()), daemon=True).start()
+while not capture.stop_event.is_set():
+    frame = capture.get(0.1)
+    if frame is not None:
+        say(frame=frame.index)
+capture.stop()
+"""
+"""Runs a capture thread on a pipeline (argv: repository, pipeline, stall timeout) and prints
+each state change and frame as a JSON line with its time.monotonic() (one clock for all
+processes on Linux), until stdin closes."""
+STALL_TIMEOUT_S = 1.0
+REPORT_MARGIN_S = 1.0
+"""Issue 10: a stall is reported within read_timeout_s + 1 s."""
+WAIT_S = 30.0
 
 
 @functools.cache
@@ -134,3 +177,87 @@ def test_unreachable_rtsp_server_is_a_clear_open_error(
     assert f"gstreamer `rtspsrc location={rtsp_server.url}" in report["error"]
     assert "cannot open it" in report["error"]
     assert "gst-launch-1.0" in report["error"]
+
+
+class Events:
+    """The JSON lines of a CAPTURE subprocess, read on a thread, waited for with a deadline."""
+
+    def __init__(self, process: subprocess.Popen[str], log_path: Path) -> None:
+        self._log_path = log_path
+        self._lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        assert process.stdout is not None
+        threading.Thread(target=self._read, args=(process.stdout,), daemon=True).start()
+
+    def _read(self, stdout: IO[str]) -> None:
+        for line in stdout:
+            self._lines.put(json.loads(line))
+
+    def wait_for(self, where: Callable[[dict[str, Any]], bool], timeout_s: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                event = self._lines.get(timeout=remaining)
+            except queue.Empty:
+                break
+            self.seen.append(event)
+            if where(event):
+                return event
+        log = self._log_path.read_text(errors="replace")[-3000:]
+        pytest.fail(f"no matching event within {timeout_s} s; saw {self.seen[-20:]}\n{log}")
+
+
+@pytest.fixture
+def capture_process(repo_root: Path, tmp_path: Path) -> Iterator[Callable[[str], Events]]:
+    """`capture_process(pipeline)`: a CAPTURE subprocess and its events; ended after the test."""
+    processes: list[subprocess.Popen[str]] = []
+
+    def start(pipeline: str) -> Events:
+        log_path = tmp_path / f"capture-{len(processes)}.log"
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                [SYSTEM_PYTHON, "-c", CAPTURE, str(repo_root), pipeline, str(STALL_TIMEOUT_S)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env={**os.environ, "GST_DEBUG": "rtspsrc:4"},
+            )
+        processes.append(process)
+        return Events(process, log_path)
+
+    yield start
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.close()
+        try:
+            process.wait(RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def test_frozen_rtsp_server_is_reported_stalled_and_frames_go_on_after(
+    capture_process: Callable[[str], Events], rtsp_server: RtspServer
+) -> None:
+    events = capture_process(
+        f"rtspsrc location={rtsp_server.url} protocols=tcp latency=100 ! rtph264depay "
+        "! avdec_h264 ! videoconvert ! video/x-raw,format=BGR ! appsink max-buffers=1 drop=true"
+    )
+    events.wait_for(lambda e: e.get("state") == "streaming", WAIT_S)
+    events.wait_for(lambda e: e.get("frame", 0) >= 10, WAIT_S)
+
+    rtsp_server.freeze()
+    frozen_at = time.monotonic()
+    stalled = events.wait_for(lambda e: e.get("state") == "stalled", WAIT_S)
+    rtsp_server.thaw()
+    thawed_at = time.monotonic()
+    streaming = events.wait_for(lambda e: e.get("state") == "streaming", WAIT_S)
+    frame = events.wait_for(lambda e: "frame" in e, WAIT_S)
+
+    assert stalled["at"] - frozen_at <= STALL_TIMEOUT_S + REPORT_MARGIN_S, stalled
+    assert "stalled: no frame for" in stalled["error"]
+    assert streaming["at"] >= thawed_at
+    assert frame["at"] >= thawed_at
