@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -347,3 +348,39 @@ def test_stop_before_start_is_a_clean_stop() -> None:
 def test_bad_pace_is_rejected() -> None:
     with pytest.raises(ValueError, match="pace_fps must be > 0"):
         capture_of(FakeSource(), pace_fps=0.0)
+
+
+def test_a_blocked_read_is_reported_stalled_then_streaming_when_it_returns() -> None:
+    tokens = threading.Semaphore(0)
+    recorder = Recorder()
+    capture = CaptureThread(
+        FakeSource(read_tokens=tokens),
+        reopen_min_s=FAST_MIN_S,
+        reopen_max_s=FAST_MAX_S,
+        stall_timeout_s=0.05,
+        on_state=recorder,
+    )
+    capture.start()
+    # Waiting for the callback, not the status: both threads call it, each outside the lock.
+    wait_until(lambda: SourceState.STALLED in recorder.states(), "the stall report")
+    stalled = recorder.statuses[-1]
+
+    tokens.release()
+    frame = capture.get(timeout=WAIT_S)
+    tokens.release(1000)  # the reads after it, so stop() does not wait on a blocked one
+    assert capture.stop()
+    assert frame is not None
+    assert recorder.states()[:3] == [
+        SourceState.STARTING,
+        SourceState.STALLED,
+        SourceState.STREAMING,
+    ]
+    assert stalled.error is not None
+    assert re.fullmatch(
+        r"fake: stalled: no frame for \d+\.\d s \(the read is blocked.*", stalled.error
+    )
+
+
+def test_bad_stall_timeout_is_rejected() -> None:
+    with pytest.raises(ValueError, match="stall_timeout_s must be > 0"):
+        CaptureThread(FakeSource(), reopen_min_s=0.1, reopen_max_s=0.1, stall_timeout_s=0.0)
