@@ -384,3 +384,22 @@ def test_a_blocked_read_is_reported_stalled_then_streaming_when_it_returns() -> 
 def test_bad_stall_timeout_is_rejected() -> None:
     with pytest.raises(ValueError, match="stall_timeout_s must be > 0"):
         CaptureThread(FakeSource(), reopen_min_s=0.1, reopen_max_s=0.1, stall_timeout_s=0.0)
+
+
+def test_a_backoff_longer_than_the_stall_timeout_stays_retrying() -> None:
+    recorder = Recorder()
+    source = FakeSource(frames_per_open=0, end_error=SourceError("fake: lost"))
+    stall_timeout_s = 0.02
+    capture = CaptureThread(
+        source,
+        reopen_min_s=stall_timeout_s * 10,
+        reopen_max_s=stall_timeout_s * 10,
+        stall_timeout_s=stall_timeout_s,
+        on_state=recorder,
+    )
+    capture.start()
+    wait_until(lambda: source.opens >= 2, "a second attempt after the backoff")
+    assert capture.stop()
+
+    assert SourceState.RETRYING in recorder.states()
+    assert SourceState.STALLED not in recorder.states()

@@ -271,22 +271,27 @@ class CaptureThread:
     def _try_read(self) -> Frame | None:
         if not self._wait_for_pace():
             return None
-        with self._lock:
-            self._read_since = time.monotonic()
         try:
-            frame = self._source.read()
+            frame = self._watched_read()
         except Exception as exc:
             self._retry_after(_reason(exc))
             return None
-        finally:
-            with self._lock:
-                self._read_since = None
         if frame is None:
             # A finite source that does not loop: expected, so not a warning.
             self._retry_after(f"{self._source.description}: ended", level=logging.INFO)
             return None
         self._schedule_next(time.monotonic())
         return frame
+
+    def _watched_read(self) -> Frame | None:
+        """source.read(), its start time visible to the stall watchdog while it blocks."""
+        with self._lock:
+            self._read_since = time.monotonic()
+        try:
+            return self._source.read()
+        finally:
+            with self._lock:
+                self._read_since = None
 
     def _watch_stalls(self, timeout_s: float) -> None:
         """The stall watchdog's loop: report each read blocked for timeout_s, once."""
