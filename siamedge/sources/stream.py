@@ -6,8 +6,9 @@ OpenCV asks FFmpeg for RTSP over TCP unless `OPENCV_FFMPEG_CAPTURE_OPTIONS` is s
 service environment; that variable replaces OpenCV's options, so `rtsp_transport;udp` picks UDP
 (lower latency on a clean link, damaged frames on a lossy one) and any other option list should
 name `rtsp_transport;tcp` itself to keep TCP. Opening an RTSP stream takes about 1.4 s of
-FFmpeg's stream analysis (whose frames then come out at once); `rtsp_transport;tcp|analyzeduration;
-300000` opened the test server's H.264 in 0.4 s instead, so a lost camera is back sooner.
+FFmpeg's stream analysis (whose frames then come out at once); with
+`rtsp_transport;tcp|analyzeduration;300000` the test server's H.264 opened in 0.4 s, so a lost
+camera is back sooner.
 
 Why a read that outlasts read_timeout_s fails even when it brings a frame: OpenCV's read timeout
 (an FFmpeg interrupt callback, restarted by every read) ends a silent read after read_timeout_s,
