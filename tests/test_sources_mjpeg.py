@@ -30,10 +30,10 @@ from siamedge.errors import SourceError
 from siamedge.sources.capture import CaptureThread, SourceState, SourceStatus
 from siamedge.sources.factory import create_capture, create_source
 from siamedge.sources.http_auto import HttpAutoSource
-from siamedge.sources.http_get import redact_http_url
 from siamedge.sources.mjpeg import MjpegSource
 from siamedge.sources.mjpeg_decode import decode_jpeg, jpeg_size_wh
 from siamedge.sources.mjpeg_parts import Part, PartReader, parse_boundary
+from siamedge.sources.redact import redact_url
 from siamedge.sources.stream import StreamSource
 from siamedge.sources.synthetic import SyntheticClip
 
@@ -439,7 +439,7 @@ def test_basic_auth_from_the_url_and_401_without_it(
     ],
 )
 def test_descriptions_hide_passwords_and_tokens(url: str, redacted: str) -> None:
-    assert redact_http_url(url) == redacted
+    assert redact_url(url) == redacted
 
 
 def test_unreachable_and_wrong_urls_are_errors_naming_the_reason(

@@ -8,7 +8,8 @@ import pytest
 from fixtures.media import CLIP_FRAMES, frame_number
 
 from siamedge.errors import SourceError
-from siamedge.sources.stream import StreamSource, redact_url, timeout_params
+from siamedge.sources.redact import redact_url
+from siamedge.sources.stream import StreamSource, timeout_params
 
 SHORT_TIMEOUT_S = 0.3
 """For connections that must fail: refused or silent servers."""
@@ -74,6 +75,12 @@ def test_password_never_appears_in_description_or_errors() -> None:
         ("rtsp://cam.local/s", "rtsp://cam.local/s"),
         ("http://u@cam.local/s", "http://u@cam.local/s"),
         ("rtsp://u:p@[::1]:8554/s", "rtsp://u:***@[::1]:8554/s"),
+        # Cameras that take credentials in the query (and the web view's token).
+        (
+            "rtsp://cam/live?user=admin&password=s3cret&channel=1",
+            "rtsp://cam/live?user=admin&password=***&channel=1",
+        ),
+        ("http://cam/stream.mjpeg?token=abc", "http://cam/stream.mjpeg?token=***"),
     ],
 )
 def test_redact_url(url: str, shown: str) -> None:

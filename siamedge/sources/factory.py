@@ -23,7 +23,8 @@ from siamedge.sources.http_get import is_http_url
 from siamedge.sources.images import ImageFolderSource
 from siamedge.sources.mjpeg import MjpegSource
 from siamedge.sources.presets import preset_pipeline, redact_pipeline
-from siamedge.sources.stream import StreamSource, redact_url
+from siamedge.sources.redact import redact_url
+from siamedge.sources.stream import StreamSource
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,10 @@ import logging
 
 from siamedge.errors import SourceError
 from siamedge.sources.base import Frame, FrameSource
-from siamedge.sources.http_get import open_get, redact_http_url
+from siamedge.sources.http_get import open_get
 from siamedge.sources.mjpeg import ACCEPT, MjpegSource, is_mjpeg
 from siamedge.sources.mjpeg_parts import media_type
+from siamedge.sources.redact import redact_url
 from siamedge.sources.stream import StreamSource
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ class HttpAutoSource:
 
     def __init__(self, url: str, *, open_timeout_s: float, read_timeout_s: float) -> None:
         self._url = url
-        self._description = f"stream {redact_http_url(url)}"
+        self._description = f"stream {redact_url(url)}"
         self._open_timeout_s = open_timeout_s
         self._mjpeg = MjpegSource(url, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s)
         self._ffmpeg = StreamSource(

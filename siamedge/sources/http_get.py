@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import fcntl
 import http.client
-import re
 import socket
 import ssl
 import sys
@@ -19,25 +18,16 @@ from urllib.parse import unquote, urlsplit
 
 from siamedge import __version__
 from siamedge.errors import SourceError
-from siamedge.sources.stream import REDACTED, redact_url
+from siamedge.sources.redact import redact_url
 
 CHUNK_BYTES = 64 * 1024
 """The most one read takes off the socket: a part of a frame, never several frames of backlog."""
 HTTP_SCHEMES = ("http", "https")
 USER_AGENT = f"siamedge/{__version__}"
-_SECRET_QUERY = re.compile(
-    r"((?:^|[?&;])(?:token|access_token|password|passwd|pwd|key|api_key|apikey|auth)=)[^&;#]*",
-    re.IGNORECASE,
-)
 """Query parameters that carry a secret (the web view's `?token=`, camera `pwd=`)."""
 _LOST = (ConnectionError, ssl.SSLError)
 _INT_BYTES = 4
 """FIONREAD answers a C int."""
-
-
-def redact_http_url(url: str) -> str:
-    """The URL with its password and secret query values (`token=`, `pwd=`, ...) as ***."""
-    return _SECRET_QUERY.sub(rf"\1{REDACTED}", redact_url(url))
 
 
 def is_http_url(uri: str) -> bool:
@@ -205,6 +195,6 @@ def _status_failure(response: http.client.HTTPResponse) -> str:
         return f"{status}: credentials missing or wrong (give them as http://user:password@host/)"
     if 300 <= response.status < 400:
         location = response.getheader("Location")
-        where = f" to {redact_http_url(location)}" if location else ""
+        where = f" to {redact_url(location)}" if location else ""
         return f"{status}: redirected{where}; use that URL"
     return status

@@ -20,7 +20,7 @@ import time
 
 from siamedge.errors import SourceError
 from siamedge.sources.base import Frame
-from siamedge.sources.http_get import HttpBody, is_http_url, open_get, redact_http_url
+from siamedge.sources.http_get import HttpBody, is_http_url, open_get
 from siamedge.sources.mjpeg_decode import decode_jpeg
 from siamedge.sources.mjpeg_parts import (
     MJPEG_CONTENT_TYPE,
@@ -29,6 +29,7 @@ from siamedge.sources.mjpeg_parts import (
     media_type,
     parse_boundary,
 )
+from siamedge.sources.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +65,10 @@ class MjpegSource:
     ) -> None:
         if not is_http_url(url):
             raise SourceError(
-                f"source uri {redact_http_url(url)!r}: an MJPEG stream needs an http:// or "
-                "https:// URL"
+                f"source uri {redact_url(url)!r}: an MJPEG stream needs an http:// or https:// URL"
             )
         self._url = url
-        self._description = f"mjpeg {redact_http_url(url)}"
+        self._description = f"mjpeg {redact_url(url)}"
         self._open_timeout_s = open_timeout_s
         self._read_timeout_s = read_timeout_s
         self._max_part_bytes = max_part_bytes

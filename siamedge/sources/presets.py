@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from siamedge.config import RTSP_SCHEMES, SourceSettings
 from siamedge.errors import SourceError
-from siamedge.sources.stream import REDACTED, redact_url
+from siamedge.sources.redact import REDACTED, redact_url
 
 PresetKind = Literal["csi", "rtsp"]
 

@@ -21,40 +21,18 @@ that took read_timeout_s is the silence itself, so it fails at once.
 from __future__ import annotations
 
 import logging
-import re
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 
 from siamedge.errors import SourceError
 from siamedge.sources.base import Frame
+from siamedge.sources.redact import redact_url
 from siamedge.sources.videocapture import VideoCaptureSource, log_opened, open_video_capture
 
 log = logging.getLogger(__name__)
 
 MS_PER_S = 1000
-REDACTED = "***"
-_USERINFO_PASSWORD = re.compile(r"(://[^/@:]*:)[^/]*@")
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password (if any) replaced by ***, for logs, status and errors."""
-    try:
-        parts = urlsplit(url)
-        port_number = parts.port
-    except ValueError:
-        # Unparsable (bad port, bad IPv6 literal): hide whatever sits between `user:` and `@`.
-        return _USERINFO_PASSWORD.sub(rf"\1{REDACTED}@", url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{port_number}" if port_number is not None else ""
-    netloc = f"{user}:{REDACTED}@{host}{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def timeout_params(open_timeout_s: float, read_timeout_s: float) -> list[int]:
