@@ -365,12 +365,15 @@ def test_results_are_published_only_while_connected(
 ) -> None:
     client = MqttClient(settings_for(mosquitto, mqtt_prefix, mask_encoding="polygon"))
     assert client.publish_results(0, time.time(), FRAME_WH, [("t1", a_track())]) is False
+    assert client.publish_results(1, time.time(), FRAME_WH, [("t1", a_track())]) is False
+    assert client.dropped_results == 2  # each counted once
     collector = mqtt_collector(mosquitto, [client.topics.results])
     with client:
         connected(client)
         assert client.publish_results(7, time.time(), FRAME_WH, [("t1", a_track())]) is True
         message = payload_of(collector.wait_for(client.topics.results)[0])
     assert message["frame"] == 7
+    assert client.dropped_results == 2
     assert (message["width"], message["height"]) == FRAME_WH
     assert message["tracks"][0]["mask"]["points"][0] == [105, 55]
     assert message["latency_ms"] >= 0

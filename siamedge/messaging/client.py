@@ -570,7 +570,8 @@ class MqttClient:
         Returns True when this frame's results went to paho now.
         """
         if not self._client.is_connected():
-            self._results.drop(1 + self._results.clear())
+            self._results.clear()  # counts what was waiting
+            self._results.drop()  # and this frame's results
             self._warn_dropping()
             return False
         payload = encode_results(
