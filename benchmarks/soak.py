@@ -254,6 +254,10 @@ class SoakClient:
         self.all_latencies_ms: list[float] = []
         self.commands: dict[str, Command] = {}
         self.unmatched_errors: list[dict[str, Any]] = []
+        """Errors naming no command that was sent."""
+        self.redelivered_replies: list[tuple[Command, str, str | None]] = []
+        """Second replies to a command already answered (a QoS 1 redelivery): (command, reply,
+        reason)."""
         self.error_summaries = 0
         self.latest_frame: tuple[int, float] | None = None
         """(frame, capture time) of the latest results or status message with a frame."""
@@ -314,9 +318,14 @@ class SoakClient:
 
     def _answer(self, request_id: str | None, reply: str, data: dict[str, Any]) -> None:
         command = self.commands.get(request_id or "")
-        if command is None or command.reply is not None:
+        if command is None:
             if reply == "error":
                 self.unmatched_errors.append(data)
+            return
+        if command.reply is not None:
+            # QoS 1 is at-least-once: a command the broker delivers again after a restart is
+            # answered again, `duplicate: ...` or its first rejection; never carried out twice.
+            self.redelivered_replies.append((command, reply, data.get("reason")))
             return
         command.reply = reply
         command.reason = data.get("reason")
@@ -558,12 +567,24 @@ class RunRecord:
     unanswered: list[str] = field(default_factory=list)
     wrong_replies: list[str] = field(default_factory=list)
     unmatched_errors: int = 0
+    redelivered: int = 0
+    """Commands answered a second time after a redelivery, as `duplicate` or their first error."""
+    redelivered_wrong: list[str] = field(default_factory=list)
+    """Second replies that were neither: an ack (carried out twice) or another error."""
     error_summaries: int = 0
     track_restarts: int = 0
     viewer_connections: int = 0
     viewer_status: int | None = None
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
+
+
+def is_expected_second_reply(command: Command, reply: str, reason: str | None) -> bool:
+    """A redelivered command is refused as a duplicate, or rejected again for its first
+    reason; an ack would mean it was carried out twice."""
+    if reply != "error" or reason is None:
+        return False
+    return reason.startswith("duplicate:") or reason == command.reason
 
 
 def run_soak(args: argparse.Namespace, out: Path) -> RunRecord:
@@ -641,6 +662,12 @@ def run_soak(args: argparse.Namespace, out: Path) -> RunRecord:
                 restart.recovery_s = received_at - started - restart.t_s
         summarise_commands(record, list(client.commands.values()))
         record.unmatched_errors = len(client.unmatched_errors)
+        record.redelivered = len(client.redelivered_replies)
+        record.redelivered_wrong = [
+            f"{command.request_id}: {reply} {reason!r} after {command.reply} {command.reason!r}"
+            for command, reply, reason in client.redelivered_replies
+            if not is_expected_second_reply(command, reply, reason)
+        ]
         record.error_summaries = client.error_summaries
         record.latency_p50_ms = percentile(client.all_latencies_ms, 0.5)
         record.latency_p99_ms = percentile(client.all_latencies_ms, 0.99)
@@ -788,9 +815,16 @@ def check_goals(record: RunRecord, out: Path) -> list[Goal]:
         Goal(
             "every command answered as expected",
             True,
-            unanswered == 0 and wrong == 0 and record.error_summaries == 0,
+            unanswered == 0
+            and wrong == 0
+            and record.error_summaries == 0
+            and record.unmatched_errors == 0
+            and not record.redelivered_wrong,
             f"{sum(c['sent'] for c in record.commands.values())} sent, {unanswered} unanswered, "
-            f"{wrong} wrong replies, {record.error_summaries} errors only summarised",
+            f"{wrong} wrong replies, {record.error_summaries} errors only summarised, "
+            f"{record.unmatched_errors} errors for no command sent, {record.redelivered} "
+            f"redelivered after a broker restart and answered again "
+            f"({len(record.redelivered_wrong)} of them wrongly)",
         )
     )
     # RSS: the minute after the warm-up against the last minute (10 % of a short run each)
