@@ -16,53 +16,42 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-from numpy.typing import NDArray
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from fixtures.freshness import (
+    SIZE_WH,
     Freshness,
     PlaybackClock,
     measure,
     measure_gstreamer,
+    stamped_now,
+    stamped_rtsp_args,
     write_stamped_video,
 )
 from fixtures.mjpeg_server import MjpegServer
 from fixtures.rtsp import RtspServer, rtsp_server_missing
 
 from siamedge.config import SourceSettings
-from siamedge.sources.clock_stamp import stamped_frame
 from siamedge.sources.factory import create_source
 from siamedge.sources.file import VideoFileSource
 from siamedge.sources.presets import rtsp_pipeline
 
-SIZE_WH = (640, 480)
 MS = 1000.0
 Measurement = Callable[[], Freshness]
 
 
 @contextmanager
 def rtsp_server(fps: int, folder: Path) -> Iterator[RtspServer]:
-    width, height = SIZE_WH
-    server = RtspServer(
-        ["--pattern", "stamped", "--width", str(width), "--height", str(height), "--fps", str(fps)],
-        folder / "rtsp-server.log",
-    )
+    server = RtspServer(stamped_rtsp_args(fps), folder / "rtsp-server.log")
     server.start()
     try:
         yield server
     finally:
         server.kill()
-
-
-def stamped_now(number: int) -> NDArray[np.uint8]:
-    return stamped_frame(*SIZE_WH, time.time(), number)
 
 
 def run(kind: str, fps: int, measurement: Measurement) -> tuple[str, int, Freshness | str]:

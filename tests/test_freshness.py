@@ -8,25 +8,23 @@ in real time, the time each frame was due).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 from fixtures.freshness import (
     Freshness,
     PlaybackClock,
     measure,
     measure_gstreamer,
+    stamped_now,
+    stamped_rtsp_args,
     write_stamped_video,
 )
 from fixtures.mjpeg_server import MjpegServer
 from fixtures.rtsp import RtspServer
-from numpy.typing import NDArray
 
 from siamedge.config import SourceSettings
 from siamedge.sources.base import FrameSource
-from siamedge.sources.clock_stamp import stamped_frame
 from siamedge.sources.factory import create_source
 from siamedge.sources.file import VideoFileSource
 from siamedge.sources.presets import rtsp_pipeline
@@ -42,11 +40,6 @@ STARVED_SLACK_S = 0.1
 def live_source(url: str) -> FrameSource:
     """The source the service would make for url (kind auto, default timeouts)."""
     return create_source(SourceSettings(uri=url))
-
-
-def stamped_now(number: int) -> NDArray[np.uint8]:
-    """A 640x480 frame stamped with the time it is made (the camera's capture)."""
-    return stamped_frame(640, 480, time.time(), number)
 
 
 def report(kind: str, result: Freshness) -> None:
@@ -100,9 +93,7 @@ def test_rtsp_frames_are_never_older_than_one_interval_plus_decoding(
     rtsp_server_factory: Callable[..., RtspServer],
 ) -> None:
     fps = 25
-    server = rtsp_server_factory(
-        "--pattern", "stamped", "--width", "640", "--height", "480", "--fps", str(fps)
-    )
+    server = rtsp_server_factory(*stamped_rtsp_args(fps))
 
     result = measure(live_source(server.url), seconds=MEASURE_S, work_s=SLOW_MODEL_S)
 
@@ -126,9 +117,7 @@ def test_rtsp_through_the_gstreamer_preset_is_as_fresh(
     rtsp_server_factory: Callable[..., RtspServer],
 ) -> None:
     fps = 25
-    server = rtsp_server_factory(
-        "--pattern", "stamped", "--width", "640", "--height", "480", "--fps", str(fps)
-    )
+    server = rtsp_server_factory(*stamped_rtsp_args(fps))
     pipeline = rtsp_pipeline(SourceSettings(kind="rtsp", uri=server.url, latency_ms=0))
 
     result = measure_gstreamer(pipeline, seconds=MEASURE_S, work_s=SLOW_MODEL_S)
