@@ -65,6 +65,8 @@ GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 SPREAD_MARGIN = 0.2
 """The other targets' centres stay this fraction of the frame away from its edges."""
 P90 = 90
+LAYOUT_WIDTH = 20
+"""The table's layout column is at least this wide, and as wide as its longest entry."""
 NOT_OFFERED = "not offered"
 MS = 1000.0
 
@@ -366,8 +368,9 @@ def verdicts(reports: Sequence[ProviderReport], tolerance: Tolerance) -> list[st
 def table(reports: Sequence[ProviderReport]) -> list[str]:
     """The providers side by side: layout, ms per step (median, p90), the model call and the
     time around it (medians), and the worst differences from the CPU provider."""
+    width = max([LAYOUT_WIDTH, *(len(report.layout or "") for report in reports)])
     header = (
-        f"{'provider':<9} {'layout':<20} {'step ms':>8} {'p90':>7} {'model ms':>8} "
+        f"{'provider':<9} {'layout':<{width}} {'step ms':>8} {'p90':>7} {'model ms':>8} "
         f"{'around':>7} | {'centre px':>9} {'size px':>9} {'mask IoU':>8}"
     )
     lines = [header, "-" * len(header)]
@@ -389,7 +392,7 @@ def table(reports: Sequence[ProviderReport]) -> list[str]:
             if found is None
             else f"{found.center_px:9.2g} {found.size_px:9.2g} {found.mask_iou:8.4f}"
         )
-        lines.append(f"{short:<9} {report.layout or '':<20} {timing} | {compared}")
+        lines.append(f"{short:<9} {report.layout or '':<{width}} {timing} | {compared}")
     return lines
 
 

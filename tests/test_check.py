@@ -17,13 +17,16 @@ from numpy.typing import NDArray
 from siamedge import providers
 from siamedge.check import (
     CheckRequest,
+    ClipRun,
     Differences,
+    ProviderReport,
     TargetOutcome,
     Tolerance,
     compare_runs,
     mask_iou,
     run_check,
     start_boxes,
+    table,
 )
 from siamedge.cli import main
 from siamedge.config import ModelSettings
@@ -128,6 +131,24 @@ def public_layout_model(
 
 
 @pytest.mark.torch
+def test_table_columns_stay_aligned_under_a_long_layout_name() -> None:
+    run = ClipRun(outcomes=[], step_s=[0.010, 0.012], model_s=[0.008, 0.009])
+    reports = [
+        ProviderReport(
+            providers.CUDA,
+            True,
+            "batch of any size, two models (split)",
+            run,
+            Differences(0.001, 0.002, 0.999),
+        ),
+        ProviderReport(providers.CPU, False, "batch of any size", run),
+    ]
+    header, _, cuda, cpu = table(reports)
+    assert len({line.index("|") for line in (header, cuda, cpu)}) == 1
+    step_column_end = header.index("step ms") + len("step ms")
+    assert [line.index("11.00") + len("11.00") for line in (cuda, cpu)] == [step_column_end] * 2
+
+
 def test_an_exported_model_passes(
     exported_models: ExportedModels, capsys: pytest.CaptureFixture[str]
 ) -> None:
