@@ -28,11 +28,10 @@ from typing import Any
 import cv2
 import numpy as np
 import onnxruntime as ort
-from shared_reference import REFERENCE, seed0_checkpoint
+from shared_reference import REFERENCE, seed0_exports
 
 from siamedge import contract as c
 from siamedge.export.builder import ExportOptions
-from siamedge.export.exporter import export_checkpoint
 from siamedge.export.spec import TEMPLATE_FEATURE_SHAPE, init_model_path
 from siamedge.export.validate import init_rows, track_rows
 from siamedge.tracking.crop import mean_color
@@ -71,17 +70,6 @@ class Case:
     step: str
     targets: int
     call: Call
-
-
-def export_all(folder: Path) -> dict[str, Path]:
-    """The seed-0 checkpoint in every layout (exports the missing files only)."""
-    paths = {name: folder / f"{name}.onnx" for name in LAYOUTS}
-    missing = [name for name, path in paths.items() if not path.is_file()]
-    if missing:
-        checkpoint = seed0_checkpoint(folder)
-        for name in missing:
-            export_checkpoint(checkpoint, paths[name], LAYOUTS[name], validate=False)
-    return paths
 
 
 def open_session(path: Path, provider: str, threads: int) -> Any:
@@ -216,7 +204,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder: Path = args.models or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        paths = export_all(folder)
+        paths = seed0_exports(folder, LAYOUTS)
         print_sizes(paths)
         found = cases(paths, args.provider, args.threads)
         times = measure(found, args.runs)

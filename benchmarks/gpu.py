@@ -1,5 +1,6 @@
-"""Per-step time on a GPU: siamedge on the CUDA provider, siamedge on the CPU provider and the
-original PyTorch tracker on the same GPU, fp32 and fp16, 1 and 4 targets, 480p / 1080p / 4K.
+"""Per-step time on a GPU: siamedge on the CUDA provider (the one-model If layout, and the split
+layout replayed as a CUDA graph), siamedge on the CPU provider and the original PyTorch tracker on
+the same GPU, fp32 and fp16, 1 and 4 targets, 480p / 1080p / 4K.
 
 The frames are the tennis frames (854x480) resized (bilinear) to each size; the targets start on
 the reference init box (scaled) and, for 4 targets, three boxes of its size elsewhere in the
@@ -12,26 +13,28 @@ can only do. One table, median ms per frame after WARMUP_STEPS steps:
   around: step - run (what siamedge does around the model),
   /tgt:   step per target; n/1: the step of n targets over the step of one.
 The CUDA provider runs with siamedge's defaults (TF32 off, exhaustive cuDNN algorithm search);
---cuda-tf32 measures TF32 on.
+--cuda-tf32 measures TF32 on. The graph columns run the split layout's track model with
+model.cuda_graph (inputs and outputs bound once at 4 targets, so one target pays for four rows).
 
 Without a GPU (onnxruntime offers no CUDA provider and torch sees no CUDA device) it prints one
 line and exits 0; --cpu-only measures the CPU columns anyway (and the original on the CPU),
 which is how the script itself is tested on machines without one.
 
-    python benchmarks/gpu.py [--frames-dir DIR] [--checkpoint C.pth | --make-checkpoint PY]
-                             [--model fp32.onnx --model-fp16 fp16.onnx] [--frames 30]
-                             [--cpu-frames 10] [--sizes 480p,1080p,4k] [--targets 1,4]
+    python benchmarks/gpu.py [--frames-dir DIR] [--make-checkpoint PY] [--models DIR]
+                             [--frames 30] [--cpu-frames 10] [--sizes 480p,1080p,4k]
+                             [--targets 1,4] [--precisions fp32,fp16] [--skip-cpu]
+                             [--skip-graph] [--skip-torch] [--cuda-tf32]
 
 Paths: the tennis frames and make_checkpoint.py default to ../shared/reference; a machine
-without it takes --frames-dir and --checkpoint (or --make-checkpoint, the script that builds
-the seed-0 checkpoint). Models are exported from the checkpoint (needs onnx) unless given.
+without it takes --frames-dir and --make-checkpoint (the script that builds the seed-0
+checkpoint). The checkpoint and its exports (shared_reference.seed0_exports: fp32.onnx,
+fp16.onnx, fp32-split.onnx, fp16-split.onnx) are written into --models and reused from there.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import statistics
 import sys
 import tempfile
@@ -44,6 +47,7 @@ from typing import Any
 import cv2
 import numpy as np
 from numpy.typing import NDArray
+from shared_reference import EXPORTS, REFERENCE, SPLIT, seed0_checkpoint, seed0_exports
 from timed_session import TimedSession, timed
 
 from siamedge.check import start_boxes
@@ -54,7 +58,6 @@ from siamedge.providers import CUDA
 from siamedge.tracking.geometry import BoxXYWH
 from siamedge.tracking.tracker import Tracker, TrackerParams, step_together
 
-DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 SIZES = {"480p": (854, 480), "1080p": (1920, 1080), "4k": (3840, 2160)}
 SOURCE_WH = (854, 480)
 INIT_BOX = (300.0, 110.0, 165.0, 250.0)
@@ -174,43 +177,6 @@ def measure_original(
     return Timing(step_s[WARMUP_STEPS:], None)
 
 
-def load_module(path: Path, name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def build_checkpoint(make_checkpoint: Path, folder: Path) -> Path:
-    """make_checkpoint.py's seed-0 state dict saved as {'state_dict': ...} in folder."""
-    import torch
-
-    module = load_module(make_checkpoint, "make_checkpoint")
-    path = folder / "siammask_seed0.pth"
-    torch.save({"state_dict": module.make_state_dict(0)}, path)
-    return path
-
-
-def export_models(checkpoint: Path, folder: Path) -> dict[str, Path]:
-    """fp32 and fp16 exports of the checkpoint (the default layout: dynamic batch)."""
-    try:
-        from siamedge.export.builder import ExportOptions
-        from siamedge.export.exporter import export_checkpoint
-    except ImportError as exc:
-        raise SystemExit(
-            f"exporting needs torch and onnx ({exc.name} is missing): export elsewhere with "
-            "`siamedge export` (and --fp16) and pass --model and --model-fp16"
-        ) from None
-    models = {}
-    for precision in PRECISIONS:
-        out = folder / f"siammask_{precision}.onnx"
-        options = ExportOptions(fp16=precision == "fp16")
-        models[precision] = export_checkpoint(checkpoint, out, options, validate=False).path
-    return models
-
-
 @dataclass(frozen=True)
 class Row:
     """One table row: frame size, precision, targets and each runner's timing (None: not run,
@@ -220,6 +186,7 @@ class Row:
     precision: str
     targets: int
     cuda: Timing | str | None
+    cuda_graph: Timing | str | None
     cpu: Timing | str | None
     torch: Timing | str | None
 
@@ -287,6 +254,12 @@ def print_table(rows: Sequence[Row], torch_device: str) -> None:
             lambda row: row.cuda,
         ),
         Group(
+            "split layout, CUDA graph",
+            ("step", "run", "around", "n/1"),
+            (8, 7, 7, 5),
+            lambda row: row.cuda_graph,
+        ),
+        Group(
             "siamedge, CPU provider",
             ("step", "run", "around", "/tgt", "n/1"),
             (8, 8, 7, 8, 5),
@@ -343,15 +316,14 @@ def parse_list(text: str, allowed: Sequence[str]) -> list[str]:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--frames-dir", type=Path, help="tennis frames (default: ../shared)")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", type=Path, help="SiamMask VOT checkpoint (.pth)")
-    source.add_argument(
+    parser.add_argument(
         "--make-checkpoint",
         type=Path,
         help="make_checkpoint.py that builds the seed-0 checkpoint (default: ../shared)",
     )
-    parser.add_argument("--model", type=Path, help="fp32 export (default: export the checkpoint)")
-    parser.add_argument("--model-fp16", type=Path, help="fp16 export (default: export it)")
+    parser.add_argument(
+        "--models", type=Path, help="folder of the checkpoint and exports (default: a temporary)"
+    )
     parser.add_argument("--frames", type=int, default=30, help="frames per configuration")
     parser.add_argument("--cpu-frames", type=int, default=10, help="frames for the CPU provider")
     parser.add_argument(
@@ -370,6 +342,7 @@ def parse_args() -> argparse.Namespace:
         help="fp32,fp16",
     )
     parser.add_argument("--skip-cpu", action="store_true", help="leave out the CPU provider")
+    parser.add_argument("--skip-graph", action="store_true", help="leave out the CUDA graph")
     parser.add_argument("--skip-torch", action="store_true", help="leave out the original")
     parser.add_argument("--cuda-tf32", action="store_true", help="CUDA provider with TF32 on")
     parser.add_argument(
@@ -420,6 +393,7 @@ class Runners:
     """What runs each column, per precision: a timed engine or network, or why there is none."""
 
     cuda: dict[str, tuple[Engine, TimedSession] | str]
+    cuda_graph: dict[str, tuple[Engine, TimedSession] | str]
     cpu: dict[str, tuple[Engine, TimedSession] | str]
     torch: dict[str, Any | str]
     device: Any
@@ -428,30 +402,40 @@ class Runners:
 def open_runners(
     args: argparse.Namespace, ort_cuda: bool, torch_cuda: bool, folder: Path
 ) -> Runners:
-    """The checkpoint (given or built), the models (given or exported), their sessions on the
+    """The seed-0 checkpoint and its exports (built or reused in folder), their sessions on the
     CUDA and CPU providers and the original network."""
     import torch
 
-    checkpoint = args.checkpoint or build_checkpoint(
-        args.make_checkpoint or DEFAULT_REFERENCE / "make_checkpoint.py", folder
-    )
-    given = {"fp32": args.model, "fp16": args.model_fp16}
-    models = given
-    if not all(given[precision] for precision in args.precisions):
-        exported = export_models(checkpoint, folder)
-        models = {precision: given[precision] or exported[precision] for precision in PRECISIONS}
+    wanted = {
+        name: options
+        for name, options in EXPORTS.items()
+        if name.removesuffix(SPLIT) in args.precisions
+    }
+    if args.skip_graph or not ort_cuda:
+        wanted = {name: options for name, options in wanted.items() if SPLIT not in name}
+    models = seed0_exports(folder, wanted, args.make_checkpoint)
+    split_models = {
+        name.removesuffix(SPLIT): path for name, path in models.items() if SPLIT in name
+    }
     cuda_settings = ModelSettings(providers=["cuda"], cuda_tf32=args.cuda_tf32)
+    graph_settings = cuda_settings.model_copy(update={"cuda_graph": True})
     device = torch.device("cuda" if torch_cuda else "cpu")
+    no_cuda = dict.fromkeys(args.precisions, "no CUDA provider")
     return Runners(
-        cuda=open_engines(models, args.precisions, "cuda", cuda_settings)
+        cuda=open_engines(models, args.precisions, "cuda", cuda_settings) if ort_cuda else no_cuda,
+        cuda_graph=dict.fromkeys(args.precisions, "skipped")
+        if args.skip_graph
+        else open_engines(split_models, args.precisions, "cuda graph", graph_settings)
         if ort_cuda
-        else dict.fromkeys(args.precisions, "no CUDA provider"),
+        else no_cuda,
         cpu=dict.fromkeys(args.precisions, "skipped")
         if args.skip_cpu
         else open_engines(models, args.precisions, "cpu", ModelSettings(providers=["cpu"])),
         torch=dict.fromkeys(args.precisions, "skipped")
         if args.skip_torch
-        else torch_networks(checkpoint, args.precisions, device),
+        else torch_networks(
+            seed0_checkpoint(folder, args.make_checkpoint), args.precisions, device
+        ),
         device=device,
     )
 
@@ -460,7 +444,7 @@ def measure_rows(args: argparse.Namespace, runners: Runners) -> list[Row]:
     """Every size x precision x target count, each runner over the same frames and boxes."""
     import torch
 
-    frames_dir = args.frames_dir or DEFAULT_REFERENCE / "tennis"
+    frames_dir = args.frames_dir or REFERENCE / "tennis"
     rows = []
     for size in args.sizes:
         size_wh = SIZES[size]
@@ -482,6 +466,7 @@ def measure_rows(args: argparse.Namespace, runners: Runners) -> list[Row]:
                         precision,
                         targets,
                         _run(runners.cuda[precision], gpu_frames, boxes),
+                        _run(runners.cuda_graph[precision], gpu_frames, boxes),
                         _run(runners.cpu[precision], cpu_frames, boxes),
                         original,
                     )
@@ -502,8 +487,10 @@ def main() -> None:
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     cv2.setNumThreads(1)
-    with tempfile.TemporaryDirectory() as folder:
-        runners = open_runners(args, ort_cuda, torch_cuda, Path(folder))
+    with tempfile.TemporaryDirectory() as scratch:
+        folder: Path = args.models or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        runners = open_runners(args, ort_cuda, torch_cuda, folder)
         rows = measure_rows(args, runners)
     gpu_name = torch.cuda.get_device_name(0) if torch_cuda else "no GPU for torch"
     print(
@@ -520,9 +507,14 @@ def _run(
     frames: Sequence[NDArray[np.uint8]],
     boxes: Sequence[BoxXYWH],
 ) -> Timing | str:
+    """The engine's timing over the frames, or why there is none (not started, or failed)."""
     if isinstance(engine, str):
         return engine
-    return measure_siamedge(*engine, frames, boxes)
+    try:
+        return measure_siamedge(*engine, frames, boxes)
+    except SiamedgeError as exc:
+        print(f"failed: {exc}", file=sys.stderr)
+        return f"failed: {exc}"
 
 
 if __name__ == "__main__":

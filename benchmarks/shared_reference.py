@@ -1,26 +1,79 @@
-"""../shared/reference for the benchmarks: its path and the seed-0 checkpoint it describes.
+"""../shared/reference for the benchmarks: its path, the seed-0 checkpoint it describes and that
+checkpoint's exports.
 
-Reads the reference material in place; never copies it into the project.
+Reads the reference material in place; never copies it into the project. A machine without
+../shared (the GPU machine) passes the script it carried instead.
+
+    python benchmarks/shared_reference.py DIR [--make-checkpoint PY]
+
+writes the checkpoint and every export in EXPORTS into DIR (the GPU run's first step, so that
+`siamedge check` and the benchmarks share them).
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
+from siamedge.export.builder import ExportOptions
+from siamedge.export.exporter import export_checkpoint
+
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+CHECKPOINT_NAME = "siammask_seed0.pth"
+SPLIT = "-split"
+EXPORTS = {
+    "fp32": ExportOptions(),
+    "fp16": ExportOptions(fp16=True),
+    f"fp32{SPLIT}": ExportOptions(layout="split"),
+    f"fp16{SPLIT}": ExportOptions(fp16=True, layout="split"),
+}
+"""The GPU benchmarks' exports, by file stem: the batched If layout per precision, and the split
+layout (track model without If, for CUDA graphs)."""
 
 
-def seed0_checkpoint(folder: Path) -> Path:
-    """make_checkpoint.py --seed 0, written into folder (the checkpoint of the reference trace)."""
-    spec = importlib.util.spec_from_file_location(
-        "make_checkpoint", REFERENCE / "make_checkpoint.py"
-    )
-    assert spec is not None and spec.loader is not None
+def seed0_checkpoint(folder: Path, make_checkpoint: Path | None = None) -> Path:
+    """make_checkpoint.py --seed 0 (the checkpoint of the reference trace), written into folder
+    unless it is there already. make_checkpoint: the script (default: ../shared/reference's)."""
+    path = folder / CHECKPOINT_NAME
+    if path.is_file():
+        return path
+    script = make_checkpoint or REFERENCE / "make_checkpoint.py"
+    spec = importlib.util.spec_from_file_location("make_checkpoint", script)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot import {script}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    path = folder / "siammask_seed0.pth"
     torch.save({"state_dict": module.make_state_dict(0)}, path)
     return path
+
+
+def seed0_exports(
+    folder: Path, layouts: Mapping[str, ExportOptions], make_checkpoint: Path | None = None
+) -> dict[str, Path]:
+    """The seed-0 checkpoint exported as folder/<name>.onnx for every named layout (without
+    validation); files already there are reused, so several benchmarks can share one folder."""
+    paths = {name: folder / f"{name}.onnx" for name in layouts}
+    missing = [name for name, path in paths.items() if not path.is_file()]
+    if missing:
+        checkpoint = seed0_checkpoint(folder, make_checkpoint)
+        for name in missing:
+            export_checkpoint(checkpoint, paths[name], layouts[name], validate=False)
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="write the seed-0 checkpoint and its exports")
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--make-checkpoint", type=Path, help="make_checkpoint.py (seed-0)")
+    args = parser.parse_args()
+    args.folder.mkdir(parents=True, exist_ok=True)
+    for name, path in seed0_exports(args.folder, EXPORTS, args.make_checkpoint).items():
+        print(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The GPU run, on the GPU machine (the device tool's `run`, from the repo root) once
+# benchmarks/gpu_kit.sh's parts are gathered in PARTS: installs onnxruntime-gpu, writes the
+# seed-0 checkpoint and its exports once, then measures in order of priority, each step bounded
+# in time and logged to $OUT/<step>.log (what the device tool brings back):
+#   env     the GPU, onnxruntime's version and providers, torch
+#   models  the checkpoint and its exports (fp32 / fp16, If and split layouts)
+#   check   "$PY" -m siamedge.cli check --providers cuda --targets 4: the fp32 export with the defaults, the
+#           split export with model.cuda_graph, builtin
+#   gpu     benchmarks/gpu.py: the README's table
+#   drift   benchmarks/trace_drift.py: every configuration against the original's trace
+#   bash benchmarks/gpu_run.sh PARTS | --installed
+# --installed: onnxruntime (GPU or not) is importable already; how the script is tried on a
+# machine without a GPU (PYTHON=.venv/bin/python OUT=/tmp/x bash benchmarks/gpu_run.sh --installed).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-/tmp/gpu-run}"
+KIT="${KIT:-.gpu-parts/kit}"
+MODELS="${MODELS:-/tmp/gpu-models}"
+PY="${PYTHON:-python3}"
+mkdir -p "$OUT" "$MODELS"
+if [ "${1:-}" != "--installed" ]; then
+    exports=$(bash .gpu-parts/unpack.sh .gpu-parts "${1:-/tmp/parts}") || {
+        echo "unpacking onnxruntime-gpu failed"
+        exit 1
+    }
+    eval "$exports"
+fi
+export PYTHONUNBUFFERED=1
+
+step() { # step NAME LIMIT_S COMMAND...: run it bounded, appending to $OUT/NAME.log
+    local name=$1 limit=$2
+    shift 2
+    local started=$SECONDS
+    echo "== $name: ${*//$'\n'/; }" | tee -a "$OUT/$name.log"
+    timeout -k 5 "$limit" "$@" >>"$OUT/$name.log" 2>&1
+    echo "== $name: exit $? after $((SECONDS - started)) s" | tee -a "$OUT/$name.log"
+}
+
+ENV_PY='import onnxruntime as o, torch
+print("onnxruntime", o.__version__, o.get_available_providers())
+print("torch", torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")'
+printf 'model:\n  cuda_graph: true\n' >"$MODELS/cuda-graph.yaml"
+
+step env 20 nvidia-smi -L
+step env 60 "$PY" -c "$ENV_PY"
+step models 120 "$PY" benchmarks/shared_reference.py "$MODELS" \
+    --make-checkpoint "$KIT/make_checkpoint.py"
+step check 150 "$PY" -m siamedge.cli check --model "$MODELS/fp32.onnx" --providers cuda --targets 4
+step gpu 300 "$PY" benchmarks/gpu.py --models "$MODELS" --frames-dir "$KIT/tennis" \
+    --make-checkpoint "$KIT/make_checkpoint.py"
+step drift 200 "$PY" benchmarks/trace_drift.py --models "$MODELS" --reference "$KIT" \
+    --make-checkpoint "$KIT/make_checkpoint.py"
+step check 150 "$PY" -m siamedge.cli check --model "$MODELS/fp32-split.onnx" --providers cuda --targets 4 \
+    --config "$MODELS/cuda-graph.yaml"
+step check 100 "$PY" -m siamedge.cli check --model builtin --providers cuda --targets 4
+
+for name in env check gpu drift; do
+    echo "---- $name.log (end)"
+    grep -v '^== ' "$OUT/$name.log" | grep -v 'INFO\|^measured\|^ran ' | tail -n 30
+done
