@@ -134,6 +134,12 @@ FLIP_METHODS = (
 """nvvidconv's flip-method values (NVIDIA's Accelerated GStreamer guide)."""
 MAX_FLIP_METHOD = 7
 RTSP_SCHEMES = ("rtsp", "rtsps")
+KIND_SPECIFIC_KEYS = {
+    "csi": ("sensor_id", "sensor_mode", "flip"),
+    "rtsp": ("decoder", "codec", "latency_ms", "transport"),
+}
+"""source keys that only one kind reads: set to anything but the default under another kind,
+they would be ignored silently (e.g. decoder: nvv4l2decoder under kind auto decodes in software)."""
 """URL schemes `kind: rtsp` takes (rtsps: RTSP over TLS)."""
 
 
@@ -203,6 +209,21 @@ class SourceSettings(_Section):
                 "source.kind rtsp needs source.uri to be an rtsp:// or rtsps:// URL, e.g. "
                 "rtsp://user:password@192.168.1.20:554/stream1"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _keys_of_another_kind(self) -> SourceSettings:
+        for kind, keys in KIND_SPECIFIC_KEYS.items():
+            changed = [
+                key for key in keys if getattr(self, key) != type(self).model_fields[key].default
+            ]
+            if changed and self.kind != kind:
+                names = ", ".join(f"source.{key}" for key in changed)
+                raise ValueError(
+                    f"{names} set, but used by source.kind {kind} only (source.kind is "
+                    f"{self.kind}): set source.kind: {kind}, or leave "
+                    f"{'it' if len(changed) == 1 else 'them'} out"
+                )
         return self
 
     @model_validator(mode="after")

@@ -51,6 +51,17 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
         ),
         ("source:\n  reopen_min_s: 5\n  reopen_max_s: 1\n", r"reopen_max_s must be >="),
         ("model:\n  trt_dla_enable: true\n", r"model: Value error, trt_dla_enable needs trt_fp16"),
+        # A key only another kind reads would be ignored without a word (software decoding).
+        (
+            "source:\n  uri: rtsp://cam/x\n  decoder: nvv4l2decoder\n",
+            r"source: Value error, source\.decoder set, but used by source\.kind rtsp only "
+            r"\(source\.kind is auto\): set source\.kind: rtsp, or leave it out",
+        ),
+        (
+            "source:\n  kind: csi\n  latency_ms: 50\n  transport: udp\n",
+            r"source\.latency_ms, source\.transport set, .* is csi\): .* leave them out",
+        ),
+        ("source:\n  uri: /dev/video1\n  flip: 2\n", r"source\.flip set, .*set source\.kind: csi"),
         ("- just\n- a list\n", r"bad\.yaml: the top level must be a mapping"),
         ("mqtt: [\n", r"bad\.yaml: not valid YAML"),
     ],
