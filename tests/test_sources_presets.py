@@ -1,6 +1,7 @@
 """The csi and rtsp presets: the pipeline strings, their config keys, and real GStreamer reading
-them back (parse) and playing the avdec one from a real RTSP server with basic authentication,
-also through GStreamerSource under Debian's OpenCV (the venv's OpenCV wheel has no GStreamer).
+them back (parse) and playing the avdec one from the real RTSP server (fixtures/rtsp_server.py)
+behind basic authentication, also through GStreamerSource under Debian's OpenCV (the venv's
+OpenCV wheel has no GStreamer).
 
 The NVIDIA elements (nvarguscamerasrc, nvvidconv, nvv4l2decoder) exist only on a Jetson, so
 their part is checked as strings and, with stand-ins for those elements, by gst_parse_launch.
@@ -12,12 +13,13 @@ import json
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+from fixtures.rtsp import SYSTEM_PYTHON, RtspServer
 
 from siamedge.config import SourceSettings, settings_from_mapping
 from siamedge.errors import ConfigError, SourceError
@@ -32,7 +34,6 @@ from siamedge.sources.presets import (
     split_credentials,
 )
 
-SYSTEM_PYTHON = "/usr/bin/python3"
 CHECK_SCRIPT = Path(__file__).parent / "fixtures" / "gst_pipeline_check.py"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_S = 60.0
@@ -324,45 +325,32 @@ def test_nvidia_pipelines_parse_with_standins_for_the_jetson_elements(
 
 
 @pytest.fixture
-def rtsp_server_with_auth() -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """The check script serving H.264 behind basic authentication (USER, PASSWORD)."""
-    reason = _gstreamer_missing()
-    if reason:
-        pytest.skip(reason)
-    process = subprocess.Popen(
-        [SYSTEM_PYTHON, str(CHECK_SCRIPT), "rtsp", USER, PASSWORD],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+def rtsp_server_with_auth(rtsp_server_factory: Callable[..., RtspServer]) -> RtspServer:
+    """The RTSP server (H.264, 320x240, 127.0.0.1) behind basic authentication (USER, PASSWORD)."""
+    # `--option=value`: a password starting with a dash would otherwise read as an option.
+    return rtsp_server_factory(f"--user={USER}", f"--password={PASSWORD}")
+
+
+def play_once(pipeline: str) -> dict[str, Any]:
+    """Play the pipeline under Debian's Python; its first frame's caps or the error."""
+    done = subprocess.run(
+        [SYSTEM_PYTHON, str(CHECK_SCRIPT), "play"],
+        input=pipeline,
+        capture_output=True,
         text=True,
+        check=True,
+        timeout=RUN_TIMEOUT_S,
     )
-    try:
-        assert process.stdout is not None
-        ready = process.stdout.readline().split()
-        assert ready[:1] == ["READY"], ready
-        yield process, int(ready[1])
-    finally:
-        process.kill()
-        process.wait()
-        for pipe in (process.stdin, process.stdout):
-            if pipe is not None:
-                pipe.close()
-
-
-def play_once(process: subprocess.Popen[str], pipeline: str) -> dict[str, Any]:
-    """Hand the pipeline to the serving script; its first frame's caps or the error."""
-    output, _ = process.communicate(pipeline + "\n", timeout=RUN_TIMEOUT_S)
-    result: dict[str, Any] = json.loads(output)
+    result: dict[str, Any] = json.loads(done.stdout)
     return result
 
 
 def test_avdec_pipeline_plays_a_password_protected_rtsp_stream(
-    rtsp_server_with_auth: tuple[subprocess.Popen[str], int],
+    rtsp_server_with_auth: RtspServer,
 ) -> None:
-    process, port = rtsp_server_with_auth
-    settings = rtsp_settings(credentials_url(f"127.0.0.1:{port}"))
+    settings = rtsp_settings(credentials_url(f"127.0.0.1:{rtsp_server_with_auth.port}"))
 
-    result = play_once(process, rtsp_pipeline(settings))
+    result = play_once(rtsp_pipeline(settings))
 
     assert result["error"] is None
     assert result["caps"].startswith("video/x-raw, width=(int)320, height=(int)240")
@@ -370,12 +358,11 @@ def test_avdec_pipeline_plays_a_password_protected_rtsp_stream(
 
 
 def test_a_wrong_password_is_refused_by_the_same_server(
-    rtsp_server_with_auth: tuple[subprocess.Popen[str], int],
+    rtsp_server_with_auth: RtspServer,
 ) -> None:
-    process, port = rtsp_server_with_auth
-    settings = rtsp_settings(credentials_url(f"127.0.0.1:{port}", password=PASSWORD + "x"))
+    wrong = credentials_url(f"127.0.0.1:{rtsp_server_with_auth.port}", password=PASSWORD + "x")
 
-    result = play_once(process, rtsp_pipeline(settings))
+    result = play_once(rtsp_pipeline(rtsp_settings(wrong)))
 
     assert result["caps"] is None
     assert result["error"] == "Unauthorized"
@@ -403,10 +390,10 @@ print(json.dumps({"shape": list(frame.image.shape), "index": frame.index}))
 
 
 def test_the_rtsp_source_reads_frames_through_opencvs_gstreamer_backend(
-    rtsp_server_with_auth: tuple[subprocess.Popen[str], int],
+    rtsp_server_with_auth: RtspServer,
 ) -> None:
-    _, port = rtsp_server_with_auth
-    source = create_source(rtsp_settings(credentials_url(f"127.0.0.1:{port}")))
+    url = credentials_url(f"127.0.0.1:{rtsp_server_with_auth.port}")
+    source = create_source(rtsp_settings(url))
     assert isinstance(source, GStreamerSource)
 
     done = subprocess.run(
