@@ -35,11 +35,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import getpass
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import statistics
@@ -61,12 +59,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from fixtures.mosquitto import HOST, QUIET_LOG_TYPES, Broker, free_port
+
 from siamedge.config import SyntheticSettings
 from siamedge.sources.synthetic import SyntheticClip
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 SOURCE_FPS = 30.0
 CLIP = SyntheticSettings(width=1280, height=720, frames=3000, seed=0)
 """A 100 s loop at 30 fps: the object moves slowly enough for the builtin model to follow."""
@@ -82,6 +82,7 @@ RSS_GROWTH_LIMIT_MB = 2.0
 RSS_WINDOW_S = 60.0
 RESULTS_RATE_TOLERANCE = 0.02
 START_TIMEOUT_S = 90.0
+BROKER_START_TIMEOUT_S = 10.0
 RECOVERY_TIMEOUT_S = 30.0
 """A broker restart after which no results arrive for this long fails the recovery goal."""
 REPLY_TIMEOUT_S = 30.0
@@ -94,67 +95,12 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MS = 1000.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def warmup_seconds(duration_s: float) -> float:
     """5 minutes, or the first 20 % of a run shorter than 25 minutes."""
     return min(WARMUP_S, SHORT_RUN_WARMUP_FRACTION * duration_s)
 
 
 # ---- the processes ---------------------------------------------------------------------------
-
-
-class Broker:
-    """mosquitto with persistence in `folder`, restartable on the same port."""
-
-    def __init__(self, folder: Path, port: int) -> None:
-        self.port = port
-        self.log_path = folder / "mosquitto.log"
-        self.config_path = folder / "mosquitto.conf"
-        self.config_path.write_text(
-            f"listener {port} {HOST}\nallow_anonymous true\n"
-            f"persistence true\npersistence_location {folder}/\n"
-            # started as root, mosquitto would drop to a user that cannot write `folder`
-            f"user {getpass.getuser()}\n"
-            "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
-        )
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log_file:
-            self.process = subprocess.Popen(
-                [MOSQUITTO, "-c", str(self.config_path)],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mosquitto exited at start; see {self.log_path}")
-            try:
-                with socket.create_connection((HOST, self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("mosquitto did not accept connections in 10 s")
-
-    def stop(self) -> None:
-        """SIGTERM: mosquitto writes its persistence file (sessions, queued messages) and exits."""
-        process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def write_daemon_config(folder: Path, mqtt_port: int, web_port: int) -> Path:
@@ -590,9 +536,16 @@ def is_expected_second_reply(command: Command, reply: str, reason: str | None) -
 def run_soak(args: argparse.Namespace, out: Path) -> RunRecord:
     duration_s = args.minutes * 60.0
     record = RunRecord(args.minutes, args.sample_s, args.broker_restart_s)
-    mqtt_port, web_port = free_port(), free_port()
+    # persistence: the sessions (the daemon's subscriptions, queued commands) survive restarts
+    broker = Broker(
+        out,
+        persistence=True,
+        log_types=QUIET_LOG_TYPES,
+        start_timeout_s=BROKER_START_TIMEOUT_S,
+        stop_timeout_s=STOP_TIMEOUT_S,
+    )
+    mqtt_port, web_port = broker.port, free_port()
     token = secrets.token_urlsafe(16)
-    broker = Broker(out, mqtt_port)
     broker.start()
     daemon = start_daemon(write_daemon_config(out, mqtt_port, web_port), out / "daemon.log", token)
     stop = threading.Event()

@@ -21,11 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 from fixtures.daemon import Daemon, daemon_config, unique_prefix, wait_online
-from fixtures.mosquitto import Broker, MqttCollector
-from paho.mqtt.client import Client, ConnectFlags, MQTTMessage
+from fixtures.mosquitto import Broker, MqttCollector, Subscription
+from paho.mqtt.client import Client, MQTTMessage
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from siamedge.messaging.protocol import MAX_COMMAND_BYTES, request_id_of
 
@@ -164,30 +162,18 @@ class FuzzClient:
         self.frames: list[int] = []
         self.frames_without_keep: list[int] = []
         self.changed = threading.Condition()
-        self._subscribed = threading.Event()
         self.client = Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=f"fuzzer-{uuid.uuid4().hex[:8]}",
             protocol=MQTTProtocolVersion.MQTTv5,
         )
         self.client.max_inflight_messages_set(WINDOW)
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = lambda *args: self._subscribed.set()
         self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port, keepalive=30)
-        self.client.loop_start()
-        assert self._subscribed.wait(10.0), "fuzz client could not subscribe"
-
-    def _on_connect(
-        self,
-        client: Client,
-        userdata: object,
-        flags: ConnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        topics = ("status", "errors", "results")
-        client.subscribe([(self.daemon.topic(name), 1) for name in topics])
+        topics = [daemon.topic(name) for name in ("status", "errors", "results")]
+        subscription = Subscription(self.client, topics)
+        assert subscription.connect(broker, keepalive=30, timeout_s=10.0), (
+            "fuzz client could not subscribe"
+        )
 
     def _on_message(self, client: Client, userdata: object, message: MQTTMessage) -> None:
         data = json.loads(message.payload)
