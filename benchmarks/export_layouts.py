@@ -28,14 +28,14 @@ from typing import Any
 import cv2
 import numpy as np
 import onnxruntime as ort
-from shared_reference import REFERENCE, seed0_exports
+from shared_reference import REFERENCE, TENNIS_BOXES_XYWH, seed0_exports
 
 from siamedge import contract as c
 from siamedge.export.builder import ExportOptions
 from siamedge.export.spec import TEMPLATE_FEATURE_SHAPE, init_model_path
 from siamedge.export.validate import init_rows, track_rows
 from siamedge.tracking.crop import mean_color
-from siamedge.tracking.geometry import BoxXYWH, CropGeometry
+from siamedge.tracking.geometry import CropGeometry
 
 MS = 1000.0
 MEGABYTE = 1e6
@@ -50,13 +50,6 @@ LAYOUTS = {
 }
 GEOMETRY = CropGeometry(
     c.EXEMPLAR_SIZE, c.INSTANCE_SIZE, c.TOTAL_STRIDE, c.BASE_SIZE, c.CONTEXT_AMOUNT
-)
-# Four targets of the first tennis frame: the player, then three places elsewhere.
-BOXES_XYWH: tuple[BoxXYWH, ...] = (
-    (300.0, 110.0, 165.0, 250.0),
-    (40.0, 40.0, 80.0, 60.0),
-    (600.0, 300.0, 120.0, 140.0),
-    (700.0, 20.0, 50.0, 50.0),
 )
 Feeds = dict[str, Any]
 Call = Callable[[], None]
@@ -89,7 +82,7 @@ def batched_feeds(targets: int) -> tuple[Feeds, Feeds]:
     boxes: exemplars from frame 0, search crops of frame 1 around the same boxes."""
     first = cv2.imread(str(REFERENCE / "tennis" / "00000.jpg"))
     second = cv2.imread(str(REFERENCE / "tennis" / "00001.jpg"))
-    boxes = BOXES_XYWH[:targets]
+    boxes = TENNIS_BOXES_XYWH[:targets]
     init = init_rows(first, boxes, GEOMETRY)
     states = [((x + w / 2, y + h / 2), (w, h)) for x, y, w, h in boxes]
     # Template features come from each model's own init step (cases()).

@@ -47,7 +47,14 @@ from typing import Any
 import cv2
 import numpy as np
 from numpy.typing import NDArray
-from shared_reference import EXPORTS, REFERENCE, SPLIT, seed0_checkpoint, seed0_exports
+from shared_reference import (
+    EXPORTS,
+    REFERENCE,
+    SPLIT,
+    TENNIS_BOXES_XYWH,
+    seed0_checkpoint,
+    seed0_exports,
+)
 from timed_session import TimedSession, timed
 
 from siamedge.check import start_boxes
@@ -60,8 +67,6 @@ from siamedge.tracking.tracker import Tracker, TrackerParams, step_together
 
 SIZES = {"480p": (854, 480), "1080p": (1920, 1080), "4k": (3840, 2160)}
 SOURCE_WH = (854, 480)
-INIT_BOX = (300.0, 110.0, 165.0, 250.0)
-"""The tennis reference trace's init box in the 854x480 frames."""
 PRECISIONS = ("fp32", "fp16")
 WARMUP_STEPS = 3
 """Steps left out of the medians: cuDNN autotuning and lazy kernel loading of the first calls."""
@@ -116,7 +121,7 @@ def load_frames(folder: Path, size_wh: tuple[int, int], count: int) -> list[NDAr
 def target_boxes(size_wh: tuple[int, int], count: int) -> list[BoxXYWH]:
     """The reference init box scaled to the frame size, then count - 1 boxes of its size."""
     factor = size_wh[0] / SOURCE_WH[0]
-    x, y, w, h = (value * factor for value in INIT_BOX)
+    x, y, w, h = (value * factor for value in TENNIS_BOXES_XYWH[0])
     return start_boxes((x, y, w, h), size_wh, count)
 
 

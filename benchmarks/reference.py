@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 from original_tracker import OriginalTracker
-from shared_reference import REFERENCE, seed0_checkpoint
+from shared_reference import REFERENCE, TENNIS_BOXES_XYWH, seed0_checkpoint
 from timed_session import timed
 
 from siamedge.config import ModelSettings, TrackerSettings
@@ -38,7 +38,6 @@ from siamedge.export.network import SiamMaskVOT
 from siamedge.export.spec import HyperParameters
 from siamedge.tracking.tracker import Tracker, TrackerParams
 
-INIT_BOX = (300.0, 110.0, 165.0, 250.0)
 SIZES = ((854, 480), (1920, 1080))
 MS = 1000.0
 
@@ -59,7 +58,7 @@ def measure(
 ) -> dict[str, float]:
     frames = frames_at(size_wh, count)
     factor = size_wh[0] / 854
-    box = tuple(v * factor for v in INIT_BOX)
+    box = tuple(v * factor for v in TENNIS_BOXES_XYWH[0])
 
     engine = Engine.load(str(model), ModelSettings(providers=["cpu"], intra_op_threads=threads))
     session = timed(engine)

@@ -21,9 +21,18 @@ import torch
 
 from siamedge.export.builder import ExportOptions
 from siamedge.export.exporter import export_checkpoint
+from siamedge.tracking.geometry import BoxXYWH
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 CHECKPOINT_NAME = "siammask_seed0.pth"
+TENNIS_BOXES_XYWH: tuple[BoxXYWH, ...] = (
+    (300.0, 110.0, 165.0, 250.0),
+    (40.0, 40.0, 80.0, 60.0),
+    (600.0, 300.0, 120.0, 140.0),
+    (700.0, 20.0, 50.0, 50.0),
+)
+"""Targets in the 854x480 tennis frames: the reference trace's init box (the player), then three
+places elsewhere (top left, bottom right, top right), as the parity tests place them."""
 SPLIT = "-split"
 EXPORTS = {
     "fp32": ExportOptions(),

@@ -34,13 +34,12 @@ from typing import Any
 import cv2
 import numpy as np
 from numpy.typing import NDArray
-from shared_reference import EXPORTS, REFERENCE, SPLIT, seed0_exports
+from shared_reference import EXPORTS, REFERENCE, SPLIT, TENNIS_BOXES_XYWH, seed0_exports
 
 from siamedge.config import ModelSettings, TrackerSettings
 from siamedge.engine import Engine, import_onnxruntime
 from siamedge.errors import SiamedgeError
 from siamedge.providers import CPU, CUDA
-from siamedge.tracking.geometry import BoxXYWH
 from siamedge.tracking.tracker import StepOutcome, Tracker, TrackerParams, step_together
 
 
@@ -64,13 +63,8 @@ CONFIGS = {
     "cuda-graph": Config(f"fp32{SPLIT}", CUDA_DEFAULTS.model_copy(update={"cuda_graph": True})),
     "cuda-fp16": Config("fp16", CUDA_DEFAULTS),
 }
-OTHER_TARGETS_XYWH: tuple[BoxXYWH, ...] = (
-    (40.0, 40.0, 80.0, 60.0),
-    (600.0, 300.0, 120.0, 140.0),
-    (700.0, 20.0, 50.0, 50.0),
-)
-"""The batch's three other targets (top left, bottom right, top right), as in the parity tests."""
-BATCH = 1 + len(OTHER_TARGETS_XYWH)
+BATCH = len(TENNIS_BOXES_XYWH)
+"""The tennis target and the three others of TENNIS_BOXES_XYWH."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +93,7 @@ def free_run(
 ) -> Drift:
     """Track the trace's init box over its free-run frames (in a batch of BATCH: as row 0)."""
     params = TrackerParams.from_settings(TrackerSettings(), engine.contract)
-    boxes = [tuple(trace["init_box_xywh"]), *(OTHER_TARGETS_XYWH if batched else ())]
+    boxes = [tuple(trace["init_box_xywh"]), *(TENNIS_BOXES_XYWH[1:] if batched else ())]
     trackers = [Tracker(engine, params) for _ in boxes]
     for tracker, box in zip(trackers, boxes, strict=True):
         tracker.start(frames["00000.jpg"], box)
