@@ -5,11 +5,13 @@
 # in time and logged to $OUT/<step>.log (what the device tool brings back):
 #   env     the GPU, onnxruntime's version and providers, torch
 #   models  the checkpoint and its exports (fp32 / fp16, If and split layouts)
-#   check   "$PY" -m siamedge.cli check --providers cuda --targets 4: the fp32 export with the defaults, the
-#           split export with model.cuda_graph, builtin
+#   check   siamedge check --providers cuda --targets 4: the fp32 export with the defaults (then
+#           with TF32 on), the fp16 export, the split export with model.cuda_graph, builtin
 #   gpu     benchmarks/gpu.py: the README's table
 #   drift   benchmarks/trace_drift.py: every configuration against the original's trace
-#   bash benchmarks/gpu_run.sh PARTS | --installed
+#   [STEPS="check gpu"] bash benchmarks/gpu_run.sh PARTS | --installed
+# STEPS: the measuring steps to run, in this order (default: check gpu drift); env and models
+# always run.
 # --installed: onnxruntime (GPU or not) is importable already; how the script is tried on a
 # machine without a GPU (PYTHON=.venv/bin/python OUT=/tmp/x bash benchmarks/gpu_run.sh --installed).
 set -uo pipefail
@@ -41,21 +43,35 @@ ENV_PY='import onnxruntime as o, torch
 print("onnxruntime", o.__version__, o.get_available_providers())
 print("torch", torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")'
 printf 'model:\n  cuda_graph: true\n' >"$MODELS/cuda-graph.yaml"
+printf 'model:\n  cuda_tf32: true\n' >"$MODELS/tf32.yaml"
+STEPS=" ${STEPS:-check gpu drift} "
+wanted() { [[ "$STEPS" == *" $1 "* ]]; }
+check() { # check MODEL [ARGS...]: siamedge check on CUDA, 4 targets in one call
+    local model=$1
+    shift
+    step check 150 "$PY" -m siamedge.cli check --model "$model" --providers cuda --targets 4 "$@"
+}
 
 step env 20 nvidia-smi -L
 step env 60 "$PY" -c "$ENV_PY"
 step models 120 "$PY" benchmarks/shared_reference.py "$MODELS" \
     --make-checkpoint "$KIT/make_checkpoint.py"
-step check 150 "$PY" -m siamedge.cli check --model "$MODELS/fp32.onnx" --providers cuda --targets 4
-step gpu 300 "$PY" benchmarks/gpu.py --models "$MODELS" --frames-dir "$KIT/tennis" \
+if wanted check; then
+    check "$MODELS/fp32.onnx"
+    check "$MODELS/fp32.onnx" --config "$MODELS/tf32.yaml"
+    check "$MODELS/fp16.onnx"
+fi
+wanted gpu && step gpu 300 "$PY" benchmarks/gpu.py --models "$MODELS" --frames-dir "$KIT/tennis" \
     --make-checkpoint "$KIT/make_checkpoint.py"
-step drift 200 "$PY" benchmarks/trace_drift.py --models "$MODELS" --reference "$KIT" \
+wanted drift && step drift 200 "$PY" benchmarks/trace_drift.py --models "$MODELS" --reference "$KIT" \
     --make-checkpoint "$KIT/make_checkpoint.py"
-step check 150 "$PY" -m siamedge.cli check --model "$MODELS/fp32-split.onnx" --providers cuda --targets 4 \
-    --config "$MODELS/cuda-graph.yaml"
-step check 100 "$PY" -m siamedge.cli check --model builtin --providers cuda --targets 4
+if wanted check; then
+    check "$MODELS/fp32-split.onnx" --config "$MODELS/cuda-graph.yaml"
+    check builtin
+fi
 
 for name in env check gpu drift; do
+    [ -f "$OUT/$name.log" ] || continue
     echo "---- $name.log (end)"
-    grep -v '^== ' "$OUT/$name.log" | grep -v 'INFO\|^measured\|^ran ' | tail -n 30
+    grep -v '^== \|INFO\|^measured\|^ran \|cudnn_frontend' "$OUT/$name.log" | tail -n 30
 done

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,18 +39,30 @@ from siamedge.tracking.result import MaskWindow
 CPU_ONE_THREAD = ModelSettings(providers=["cpu"], intra_op_threads=1)
 GPU_OFFERS = [providers.TENSORRT, providers.CUDA, providers.CPU]
 SHIFT_PX = 2.0
+FLIP_JUMP_PX = 12.0
 FRAMES = 4
 NO_CONTOUR = np.zeros((0, 2), np.int32)
 FRAME_WH = (100, 80)
 
 
 class Perturbed:
-    """Stands in for a GPU session: a real CPU Engine whose track outputs come out changed."""
+    """Stands in for a GPU session: a real CPU Engine whose track outputs come out changed.
 
-    def __init__(self, shift_px: float = 0.0, invert_masks: bool = False) -> None:
+    flip_calls: the track calls (0-based) in which target 0 takes the next anchor cell and
+    lands FLIP_JUMP_PX away, as a tie between two cells broken the other way would.
+    """
+
+    def __init__(
+        self,
+        shift_px: float = 0.0,
+        invert_masks: bool = False,
+        flip_calls: Container[int] = (),
+    ) -> None:
         self._engine = Engine.load("builtin", CPU_ONE_THREAD)
         self._shift_px = shift_px
         self._invert_masks = invert_masks
+        self._flip_calls = flip_calls
+        self._calls = 0
 
     @property
     def contract(self) -> ModelContract:
@@ -74,10 +86,13 @@ class Perturbed:
     ) -> BatchStep:
         step = self._engine.track(searches, centers_xy, sizes_wh, scales_x, features)
         probs = 1.0 - step.mask_probs if self._invert_masks else step.mask_probs
+        center, cell = step.center_xy + np.float32(self._shift_px), step.best_cell_yx.copy()
+        if self._calls in self._flip_calls:
+            cell[0, 1] += 1
+            center[0, 0] += FLIP_JUMP_PX
+        self._calls += 1
         return replace(
-            step,
-            center_xy=step.center_xy + np.float32(self._shift_px),
-            mask_probs=probs.astype(np.float32),
+            step, center_xy=center, best_cell_yx=cell, mask_probs=probs.astype(np.float32)
         )
 
 
@@ -86,6 +101,7 @@ def check_with(
     asked: tuple[str, ...] | None = (providers.CUDA,),
     offered: Sequence[str] = tuple(GPU_OFFERS),
     targets: int = 1,
+    frames: int = FRAMES,
 ) -> tuple[int, str]:
     """run_check with a factory that hands out a real CPU engine for the CPU provider and
     `gpu` for the others (None: they fail to start); exit status and printed report."""
@@ -98,7 +114,7 @@ def check_with(
         return gpu
 
     out = io.StringIO()
-    request = CheckRequest(providers=asked, frames=FRAMES, targets=targets)
+    request = CheckRequest(providers=asked, frames=frames, targets=targets)
     return run_check(request, open_model, offered, out), out.getvalue()
 
 
@@ -189,6 +205,29 @@ def test_float32_sized_differences_pass() -> None:
     status, out = check_with(Perturbed(shift_px=1e-4))
     assert status == 0, out
     assert out.rstrip().endswith("check passed")
+
+
+def _cuda_row(out: str) -> list[str]:
+    """The CUDA row's comparison columns: centre, size, mask IoU, cells off."""
+    return next(line for line in out.splitlines() if line.startswith("cuda ")).split("|")[1].split()
+
+
+def test_a_tie_broken_the_other_way_once_is_counted_and_does_not_carry_on() -> None:
+    status, out = check_with(Perturbed(flip_calls={5}), frames=30)
+    assert status == 0, out
+    centre, size, iou, cells_off = _cuda_row(out)
+    assert cells_off == "1/30"
+    # Every step starts from the CPU provider's state: the 12 px jump stays in its own step.
+    assert float(centre) < 1e-3
+    assert float(size) < 1e-3
+    assert float(iou) > 0.999
+
+
+def test_another_cell_on_many_steps_fails() -> None:
+    status, out = check_with(Perturbed(flip_calls=range(0, 30, 3)), frames=30, targets=2)
+    assert status == 1
+    assert _cuda_row(out)[3] == "10/60"
+    assert "FAIL cuda: differs from cpu: best cell differs in 10 of 60 target steps > 5%" in out
 
 
 def test_a_provider_asked_for_that_is_not_offered_fails() -> None:
@@ -283,7 +322,12 @@ def test_compare_runs_finds_the_worst_differences() -> None:
     assert found.center_px == pytest.approx(0.3)
     assert found.size_px == pytest.approx(1.5)
     assert found.mask_iou == pytest.approx(0.5)
-    assert compare_runs(reference, reference) == Differences(0.0, 0.0, 1.0)
+    assert (found.cells_off, found.steps) == (0, 4)
+    assert compare_runs(reference, reference) == Differences(0.0, 0.0, 1.0, 0, 4)
+    # A step at another anchor cell is counted, not compared.
+    elsewhere = TargetOutcome((90.0, 90.0), (3.0, 3.0), half, best_cell_yx=(12, 13))
+    found = compare_runs(reference, [other[0], [elsewhere, other[1][1]]])
+    assert found == Differences(pytest.approx(0.3), 0.0, 1.0, 1, 4)
     with pytest.raises(ValueError, match="frames"):
         compare_runs(reference, other[:1])
     with pytest.raises(ValueError, match="targets"):
@@ -299,6 +343,10 @@ def test_tolerance_names_what_exceeds_it() -> None:
         "mask IoU 0.800 < 0.9",
     ]
     assert len(tolerance.problems(Differences(math.nan, 0.0, math.nan))) == 2
+    assert tolerance.problems(Differences(0.0, 0.0, 1.0, cells_off=1, steps=20)) == []
+    assert tolerance.problems(Differences(0.0, 0.0, 1.0, cells_off=2, steps=20)) == [
+        "best cell differs in 2 of 20 target steps > 5%"
+    ]
 
 
 def test_start_boxes_keep_the_truth_box_first_and_stay_inside_the_frame() -> None:
