@@ -122,7 +122,7 @@ class Engine:
                 outputs=self._outputs,
             )
         )
-        self._shapes_run: set[tuple[int, int]] = set()
+        self._run_capture = ort_log.RunCapture()
         self.calls = 0
         """Model calls made so far (session runs, both branches)."""
 
@@ -393,17 +393,12 @@ class Engine:
         return self._fixed.run(self._session, feeds, features)
 
     def _counted(self, session: Any, rows: int, run: Callable[[], list[Any]]) -> list[Any]:
-        """Count a model call and name its failure; the first call of each batch size goes
-        through onnxruntime's log capture (cuDNN picks its algorithms then, and may say so)."""
+        """Count a model call and name its failure; the first calls of each batch size go
+        through onnxruntime's log capture (cuDNN picks its algorithms then, and may say so;
+        see ort_log.RunCapture)."""
         self.calls += 1
-        shape = (id(session), rows)
         try:
-            if shape in self._shapes_run:
-                return run()
-            with ort_log.captured():
-                outputs = run()
-            self._shapes_run.add(shape)
-            return outputs
+            return self._run_capture.run((id(session), rows), run)
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"{self.path}: inference failed: {_short_error(exc)}") from exc
 

@@ -13,11 +13,12 @@ import re
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger("siamedge.onnxruntime")
+T = TypeVar("T")
 
 SEVERITY_BY_NAME: Mapping[str, int] = {"verbose": 0, "info": 1, "warning": 2, "error": 3}
 """onnxruntime's severity numbers (SessionOptions.log_severity_level) by config name."""
@@ -163,7 +164,7 @@ def apply_severity(ort: Any, options: Any, name: str) -> None:
 
 
 @contextlib.contextmanager
-def captured() -> Iterator[CapturedOutput]:
+def captured(reported: set[str] | None = None) -> Iterator[CapturedOutput]:
     """Route what onnxruntime writes during the block through the `siamedge.onnxruntime` logger.
 
     fd 2 goes to a temporary file and sys.stdout to a buffer while the block runs; afterwards
@@ -173,6 +174,9 @@ def captured() -> Iterator[CapturedOutput]:
     libraries' output) is written to the real stderr / stdout unchanged and in order. fd 2 and
     sys.stdout are restored however the block ends. Blocks in several threads run one at a
     time (fd 2 is one per process); nested blocks in one thread work.
+
+    reported: the repeated (cuDNN) messages already logged by earlier blocks of the same
+    caller; those come out at DEBUG, the others at their level and are added to it.
     """
     output = CapturedOutput()
     with _capture_lock:
@@ -197,13 +201,49 @@ def captured() -> Iterator[CapturedOutput]:
                 os.close(saved_fd)
                 sink.seek(0)
                 written = sink.read().decode("utf-8", errors="replace")
-                _route(written, buffer.getvalue(), output)
+                _route(written, buffer.getvalue(), output, reported)
 
 
-def _route(stderr_text: str, stdout_text: str, output: CapturedOutput) -> None:
+class RunCapture:
+    """Keeps onnxruntime's run-time output of one session owner off stderr, cheaply.
+
+    The first RUNS_WATCHED runs of each key (a session and batch size) go through captured();
+    later runs go straight through unless the last watched run still printed repeated (cuDNN)
+    messages: the CUDA provider retries a convolution's failing cuDNN plan on every run of some
+    float16 models, one error line per frame. Such keys stay captured, and each kind of
+    repeated message is logged once at its level, then at DEBUG.
+    """
+
+    RUNS_WATCHED = 2
+
+    def __init__(self) -> None:
+        self._runs: dict[Hashable, int] = {}
+        self._noisy: set[Hashable] = set()
+        self._reported: set[str] = set()
+
+    def run(self, key: Hashable, call: Callable[[], T]) -> T:
+        """call(), captured while its key is watched or noisy."""
+        runs = self._runs.get(key, 0)
+        if runs >= self.RUNS_WATCHED and key not in self._noisy:
+            return call()
+        self._runs[key] = runs + 1
+        with captured(self._reported) as output:
+            result = call()
+        if runs + 1 == self.RUNS_WATCHED and any(_collapse_key(line) for line in output.lines):
+            self._noisy.add(key)
+        return result
+
+    def is_noisy(self, key: Hashable) -> bool:
+        """Whether the key's runs stay captured (its watched runs kept printing repeats)."""
+        return key in self._noisy
+
+
+def _route(
+    stderr_text: str, stdout_text: str, output: CapturedOutput, reported: set[str] | None
+) -> None:
     events = _parse_stderr(stderr_text)
     output.lines.extend(event for event in events if isinstance(event, OrtLine))
-    _emit(events)
+    _emit(events, reported)
     rest = stdout_text
     for found in _PYTHON_FALLBACK.finditer(stdout_text):
         fallback = PythonFallback(found["error"].strip(), found["requested"], found["fallback"])
@@ -256,7 +296,7 @@ def _append_text(events: list[OrtLine | str], text: str) -> None:
         events.append(text)
 
 
-def _emit(events: list[OrtLine | str]) -> None:
+def _emit(events: list[OrtLine | str], reported: set[str] | None) -> None:
     counts: dict[str, int] = {}
     for event in events:
         if isinstance(event, OrtLine) and (key := _collapse_key(event)):
@@ -271,15 +311,13 @@ def _emit(events: list[OrtLine | str]) -> None:
             if key in seen:
                 continue
             seen.add(key)
-            if counts[key] > 1:
-                log.log(
-                    event.level,
-                    "%s [%s] (%d such lines)",
-                    event.message,
-                    event.location,
-                    counts[key],
-                )
-                continue
+            level = event.level
+            if reported is not None:
+                level = logging.DEBUG if key in reported else level
+                reported.add(key)
+            repeats = f" ({counts[key]} such lines)" if counts[key] > 1 else ""
+            log.log(level, "%s [%s]%s", event.message, event.location, repeats)
+            continue
         level = logging.DEBUG if event.about_provider_start else event.level
         log.log(level, "%s [%s]", event.message, event.location)
 

@@ -238,3 +238,45 @@ def test_run_time_fallback_print_is_parsed_too(capfd: pytest.CaptureFixture[str]
     assert output.provider_problem("CUDAExecutionProvider") == (
         "CUDA failure 700: an illegal memory access"
     )
+
+
+def test_a_session_that_repeats_cudnn_lines_on_every_run_logs_them_once(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=ORT_LOGGER)
+    capture = ort_log.RunCapture()
+    runs = 5
+
+    def noisy_run() -> str:
+        os.write(2, cudnn_lines(1).encode())
+        return "outputs"
+
+    assert [capture.run(("session", 4), noisy_run) for _ in range(runs)] == ["outputs"] * runs
+    assert capfd.readouterr().err == ""
+    assert capture.is_noisy(("session", 4))
+    loud = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert [record.levelno for record in loud] == [logging.WARNING, logging.ERROR]
+    assert "running in Fallback mode" in loud[0].getMessage()
+    assert "No execution plans support the graph" in loud[1].getMessage()
+    quiet = [record for record in caplog.records if record.levelno == logging.DEBUG]
+    assert len(quiet) == 2 * (runs - 1)
+
+
+def test_a_session_that_goes_quiet_after_its_first_run_is_no_longer_captured(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=ORT_LOGGER)
+    capture = ort_log.RunCapture()
+    said = iter([cudnn_lines(3), "", "unrelated text after the watched runs\n"])
+
+    def run() -> None:
+        os.write(2, next(said).encode())
+
+    for _ in range(3):
+        capture.run(("session", 1), run)
+    assert not capture.is_noisy(("session", 1))
+    assert capfd.readouterr().err == "unrelated text after the watched runs\n"
+    assert len(ort_messages(caplog, logging.WARNING)) == 2
+    # Each key is watched on its own: another batch size starts over.
+    capture.run(("session", 4), lambda: os.write(2, cudnn_lines(1).encode()))
+    assert capfd.readouterr().err == ""
