@@ -445,10 +445,12 @@ def run_check(
 ) -> int:
     """Check, print the table and the verdict to `out`; exit status 0 (pass) or 1."""
     reports = check_providers(request, open_model, offered)
+    tolerance = request.tolerance
     print(
         f"synthetic clip {CLIP.width}x{CLIP.height}, {request.frames} frames, "
-        f"{request.targets} target(s) per model call; "
-        f"tolerance {request.tolerance.px:g} px, mask IoU {request.tolerance.mask_iou:g}",
+        f"{request.targets} target(s) per model call, each step from cpu's states; "
+        f"tolerance {tolerance.px:g} px, mask IoU {tolerance.mask_iou:g}, "
+        f"cells off {tolerance.cell_flips:.0%}",
         file=out,
     )
     print("\n".join(table(reports)), file=out)
