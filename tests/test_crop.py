@@ -1,14 +1,25 @@
-"""The O(crop) crop equals the naive 'pad the whole frame, then slice' crop, pixel for pixel."""
+"""The O(crop) crop equals the naive 'pad the whole frame, then slice' crop, pixel for pixel.
+
+Large regions straddling the frame edge are built with only the rows the resize reads; the tests
+fill the other rows with noise to show they are never read.
+"""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from siamedge.tracking.crop import crop_region, crop_resized, mean_color
+from siamedge.tracking.crop import (
+    SPARSE_MIN_SCALE,
+    crop_region,
+    crop_resized,
+    mean_color,
+    resize_read_rows,
+)
 from siamedge.tracking.geometry import crop_origin
 
 
@@ -64,6 +75,105 @@ def test_crop_resized_equals_naive_then_resize(
     naive = naive_crop(frame, (cx, cy), side, fill)
     expected = naive if side == out_size else cv2.resize(naive, (out_size, out_size))
     np.testing.assert_array_equal(fast, expected)
+
+
+def noise(seed: int, size: int) -> NDArray[np.uint8]:
+    return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8)
+
+
+def naive_resized(
+    frame: NDArray[np.uint8], center_xy: tuple[float, float], side: int, out_size: int
+) -> NDArray[np.uint8]:
+    """What crop_resized did before it built large regions row by row: pad, then resize."""
+    naive = naive_crop(frame, center_xy, side, FILL)
+    if side == out_size:
+        return naive
+    resized: NDArray[np.uint8] = cv2.resize(naive, (out_size, out_size))
+    return resized
+
+
+FILL = (7, 99, 201)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    out_size=st.integers(1, 300),
+    extra=st.integers(1, 5000),
+    seed=st.integers(0, 2**16),
+)
+def test_resize_reads_only_the_rows_it_is_said_to(out_size: int, extra: int, seed: int) -> None:
+    side = 2 * out_size + extra
+    rows = resize_read_rows(side, out_size)
+    image = noise(seed, side * 4 * 3).reshape(side, 4, 3)
+    other = noise(seed + 1, side * 4 * 3).reshape(side, 4, 3)
+    other[rows] = image[rows]
+    expected = cv2.resize(image, (4, out_size))
+    np.testing.assert_array_equal(cv2.resize(other, (4, out_size)), expected)
+    assert np.all(np.diff(rows) > 0)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    width=st.integers(1, 120),
+    height=st.integers(1, 120),
+    fx=st.floats(-1.5, 2.5, allow_nan=False),
+    fy=st.floats(-1.5, 2.5, allow_nan=False),
+    out_size=st.integers(1, 40),
+    scale=st.floats(1.0, 12.0),
+    seed=st.integers(0, 2**16),
+)
+def test_large_straddling_crop_equals_naive_whatever_the_scratch_holds(
+    width: int, height: int, fx: float, fy: float, out_size: int, scale: float, seed: int
+) -> None:
+    side = max(1, round(out_size * scale))
+    frame = random_frame(seed, width, height)
+    center = (fx * width, fy * height)
+    expected = naive_resized(frame, center, side, out_size)
+    for salt in (1, 2):
+        scratch = noise(seed + salt, side * side * 3 + salt)
+        got = crop_resized(frame, center, side, out_size, FILL, scratch=scratch)
+        np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(crop_resized(frame, center, side, out_size, FILL), expected)
+
+
+@pytest.mark.parametrize(
+    ("center", "side", "out_size"),
+    [
+        ((-20.0, 60.0), 400, 31),  # straddles the left edge
+        ((180.0, 60.0), 400, 31),  # the right edge
+        ((80.0, -30.0), 350, 31),  # the top
+        ((80.0, 150.0), 350, 31),  # the bottom
+        ((0.0, 0.0), 700, 63),  # a corner
+        ((199.0, 119.0), 1000, 127),  # the opposite corner
+        ((100.0, 60.0), 2000, 255),  # larger than the frame on every side
+        ((100.0, 60.0), 255 * SPARSE_MIN_SCALE, 255),  # just below the row-by-row scale
+        ((100.0, 60.0), 255 * SPARSE_MIN_SCALE + 1, 255),  # just above it
+        ((10.0, 10.0), 62, 31),  # exactly 2x: OpenCV averages instead
+        ((10.0, 10.0), 20, 31),  # upscaling
+        ((0.0, 0.0), 1, 2),  # tiny
+        ((100.0, 60.0), 7, 1),  # one output pixel
+        ((-5000.0, 60.0), 900, 31),  # misses the frame
+    ],
+)
+def test_crop_resized_geometries(center: tuple[float, float], side: int, out_size: int) -> None:
+    frame = random_frame(3, 200, 120)
+    scratch = noise(4, side * side * 3)
+    got = crop_resized(frame, center, side, out_size, FILL, scratch=scratch)
+    np.testing.assert_array_equal(got, naive_resized(frame, center, side, out_size))
+
+
+def test_large_straddling_crop_writes_only_the_rows_resize_reads() -> None:
+    """The 1080p tennis search window (1697 px, off the bottom and left edges): about two rows per
+    output row are written into the scratch; the others keep what it held."""
+    frame = random_frame(5, 1920, 1080)
+    side, out_size = 1697, 255
+    scratch = noise(6, side * side * 3)
+    before = scratch.copy().reshape(side, side, 3)
+    crop_resized(frame, (837.5, 910.5), side, out_size, FILL, scratch=scratch)
+    written = np.flatnonzero((scratch.reshape(side, side, 3) != before).any(axis=(1, 2)))
+    rows = resize_read_rows(side, out_size)
+    assert set(written.tolist()) <= set(rows.tolist())
+    assert 2 * out_size <= written.size <= rows.size < 2.1 * out_size
 
 
 def test_crop_inside_is_a_view_not_a_copy() -> None:
