@@ -10,7 +10,16 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from siamedge.tracking.geometry import MaskPlacement
-from siamedge.tracking.mask import mask_bbox, project_mask, rotated_box_of, warp_window
+from siamedge.tracking.mask import (
+    HULL_FILTER_MIN_POINTS,
+    hull_candidates,
+    largest_contour,
+    mask_bbox,
+    project_mask,
+    rotated_box_of,
+    warp_window,
+)
+from siamedge.tracking.result import MaskWindow
 
 MAP = 127
 THRESHOLD = 0.35
@@ -142,3 +151,95 @@ def test_mask_bbox_in_frame_pixels() -> None:
     assert (x, y, w, h) == (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
     assert 125 <= x <= 131
     assert 85 <= y <= 91
+
+
+def random_shapes(seed: int) -> NDArray[np.uint8]:
+    """A mask of one kind: noisy blob, rotated rectangles, thin lines, polygon, speckle, boxes."""
+    rng = np.random.default_rng(seed)
+    height, width = (int(v) for v in rng.integers(3, 160, 2))
+    image = np.zeros((height, width), np.uint8)
+    kind = seed % 6
+    if kind == 0:
+        yy, xx = np.mgrid[0:height, 0:width]
+        radii = rng.uniform(1, (width, height))
+        inside = ((xx - rng.uniform(0, width)) / radii[0]) ** 2
+        inside = inside + ((yy - rng.uniform(0, height)) / radii[1]) ** 2
+        image[inside + rng.normal(0, rng.uniform(0, 0.8), inside.shape) < 1] = 1
+    elif kind == 1:
+        for _ in range(rng.integers(1, 4)):
+            center = (float(rng.uniform(0, width)), float(rng.uniform(0, height)))
+            size = (float(rng.uniform(1, width)), float(rng.uniform(1, height)))
+            angle = float(rng.choice([0.0, 45.0, 90.0, rng.uniform(0, 180)]))
+            corners = np.round(cv2.boxPoints((center, size, angle))).astype(np.int32)
+            cv2.fillPoly(image, [corners], 1)
+    elif kind == 2:
+        for _ in range(rng.integers(1, 5)):
+            ends = rng.integers(0, (width, height), (2, 2))
+            start, end = (int(ends[0, 0]), int(ends[0, 1])), (int(ends[1, 0]), int(ends[1, 1]))
+            cv2.line(image, start, end, 1, int(rng.integers(1, 3)))
+    elif kind == 3:
+        points = rng.integers(0, (width, height), (int(rng.integers(3, 12)), 2)).astype(np.int32)
+        cv2.fillPoly(image, [points], 1)
+    elif kind == 4:
+        image[rng.random((height, width)) < rng.uniform(0.05, 0.7)] = 1
+    else:
+        for _ in range(rng.integers(1, 6)):
+            x, y = (int(v) for v in rng.integers(0, (width, height)))
+            image[y : y + int(rng.integers(1, height)), x : x + int(rng.integers(1, width))] = 1
+    return image
+
+
+def all_contours(image: NDArray[np.uint8]) -> list[NDArray[np.int32]]:
+    contours, _ = cv2.findContours(image, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    return [contour.reshape(-1, 2).astype(np.int32) for contour in contours]
+
+
+@settings(max_examples=600, deadline=None)
+@given(seed=st.integers(0, 2**20))
+def test_hull_candidates_keep_the_hull_and_the_min_area_rect(seed: int) -> None:
+    for contour in all_contours(random_shapes(seed)):
+        thinned = hull_candidates(contour)
+        np.testing.assert_array_equal(cv2.convexHull(thinned), cv2.convexHull(contour))
+        assert cv2.minAreaRect(thinned) == cv2.minAreaRect(contour)
+
+
+def test_rotated_box_of_a_long_noisy_contour_is_min_area_rect_of_all_points() -> None:
+    probs = blob_map(7) + np.random.default_rng(7).normal(0, 0.3, (MAP, MAP)).astype(np.float32)
+    placement = MaskPlacement(x=0.0, y=0.0, side=MAP * 8.0)
+    mask, area = project_mask(probs, placement, (MAP * 8, MAP * 8), THRESHOLD)
+    assert len(mask.contour_xy) >= HULL_FILTER_MIN_POINTS
+    box = rotated_box_of(mask.contour_xy, area, 100.0)
+    expected = cv2.boxPoints(cv2.minAreaRect(mask.contour_xy))
+    assert box == tuple((float(x), float(y)) for x, y in expected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 2**20), copies=st.integers(0, 3))
+def test_largest_contour_is_the_first_of_greatest_area(seed: int, copies: int) -> None:
+    image = random_shapes(seed)
+    if copies:  # equal shapes side by side: ties go to the first found
+        image = np.hstack([np.pad(image, 1)] * (copies + 1))
+    contours, _ = cv2.findContours(image, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    contour, area = largest_contour(image, (3, 5))
+    if not contours:
+        assert contour.shape == (0, 2)
+        return
+    areas = [cv2.contourArea(c) for c in contours]
+    best = int(np.argmax(areas))
+    origin = np.array([3, 5], np.int32)
+    np.testing.assert_array_equal(contour, contours[best].reshape(-1, 2) + origin)
+    assert area == areas[best]
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 2**20), empty=st.booleans())
+def test_mask_bbox_spans_the_foreground(seed: int, empty: bool) -> None:
+    bits = random_shapes(seed).astype(np.bool_) & (not empty)
+    mask = MaskWindow(bits, (11, 4), (400, 300), np.zeros((0, 2), np.int32))
+    ys, xs = np.nonzero(bits)
+    if empty or xs.size == 0:
+        assert mask_bbox(mask) is None
+        return
+    x, y = int(xs.min()), int(ys.min())
+    w, h = int(xs.max()) - x + 1, int(ys.max()) - y + 1
+    assert mask_bbox(mask) == (11.0 + x, 4.0 + y, float(w), float(h))

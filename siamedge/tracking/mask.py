@@ -6,6 +6,7 @@ Everything happens inside the window the mask can cover; nothing is ever allocat
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -24,6 +25,14 @@ WINDOW_MARGIN_PX = 2
 and a zero border so contours traced in the window equal those traced in the full frame."""
 
 NO_CONTOUR = np.zeros((0, 2), dtype=np.int32)
+
+AREA_BOUND_DIVISOR = 6.0
+"""n^2 / 6 bounds the area inside a closed chain of n 8-neighbour points (isoperimetric, 2 pi > 6)
+and so skips contours that cannot be the largest."""
+
+HULL_FILTER_MIN_POINTS = 4096
+"""Contours this long are thinned to their possible hull vertices before minAreaRect (whose
+convex hull sorts every point); shorter ones cost less than the thinning."""
 
 
 @dataclass(frozen=True)
@@ -89,10 +98,26 @@ def largest_contour(
     )
     if not contours:
         return NO_CONTOUR, 0.0
-    areas = [cv2.contourArea(contour) for contour in contours]
-    best = int(np.argmax(areas))
+    best, area = _largest(contours)
     points: NDArray[np.int32] = contours[best].reshape(-1, 2).astype(np.int32, copy=False)
-    return points, float(areas[best])
+    return points, area
+
+
+def _largest(contours: Sequence[cv2.typing.MatLike]) -> tuple[int, float]:
+    """Index and area of the first contour of greatest area, as argmax over all areas.
+
+    Longest first: a closed curve of n 8-neighbour steps (length <= n * sqrt(2)) encloses at most
+    length^2 / (4 pi) < n^2 / 6, so once that is below the best area the rest cannot win.
+    """
+    lengths = [len(contour) for contour in contours]
+    best, best_area = 0, -1.0
+    for index in sorted(range(len(contours)), key=lengths.__getitem__, reverse=True):
+        if lengths[index] ** 2 / AREA_BOUND_DIVISOR < best_area:
+            break
+        area = float(cv2.contourArea(contours[index]))
+        if area > best_area or (area == best_area and index < best):
+            best, best_area = index, area
+    return best, best_area
 
 
 def project_mask(
@@ -120,23 +145,45 @@ def rotated_box_of(
     """Corners of the min-area rotated rectangle of a contour whose area exceeds min_area."""
     if contour_area <= min_area:
         return None
+    if len(contour_xy) >= HULL_FILTER_MIN_POINTS:
+        contour_xy = hull_candidates(contour_xy)
     corners = cv2.boxPoints(cv2.minAreaRect(contour_xy))
     p0, p1, p2, p3 = ((float(x), float(y)) for x, y in corners)
     return p0, p1, p2, p3
+
+
+def hull_candidates(contour_xy: NDArray[np.int32]) -> NDArray[np.int32]:
+    """The points of a (N, 2) int32 contour that can be convex-hull vertices, in contour order.
+
+    A vertex has the least or greatest x of the points in its row and the least or greatest y of
+    those in its column; any other point lies between two points on a line. Thinning keeps every
+    copy of a kept point and the order, so OpenCV's hull, and minAreaRect, come out the same
+    (tests/test_mask.py checks this on many shapes).
+    """
+    x = contour_xy[:, 0].astype(np.intp)
+    y = contour_xy[:, 1].astype(np.intp)
+    keep = _line_extremes(x, y) & _line_extremes(y, x)
+    return np.compress(keep, contour_xy, axis=0)
+
+
+def _line_extremes(value: NDArray[np.intp], line: NDArray[np.intp]) -> NDArray[np.bool_]:
+    """Which points have the least or greatest value among the points on their line."""
+    index = line - line.min()
+    count = int(index.max()) + 1
+    least = np.full(count, np.iinfo(np.intp).max, dtype=np.intp)
+    most = np.full(count, np.iinfo(np.intp).min, dtype=np.intp)
+    np.minimum.at(least, index, value)
+    np.maximum.at(most, index, value)
+    extreme: NDArray[np.bool_] = (value == least[index]) | (value == most[index])
+    return extreme
 
 
 def mask_bbox(mask: MaskWindow) -> tuple[float, float, float, float] | None:
     """(x, y, w, h) in frame pixels of the mask's foreground pixels; None when empty."""
     if mask.bits.size == 0:
         return None
-    rows = np.flatnonzero(mask.bits.any(axis=1))
-    if rows.size == 0:
+    x, y, w, h = cv2.boundingRect(mask.bits.view(np.uint8))
+    if w == 0:
         return None
-    cols = np.flatnonzero(mask.bits.any(axis=0))
     x0, y0 = mask.origin_xy
-    return (
-        float(x0 + cols[0]),
-        float(y0 + rows[0]),
-        float(cols[-1] - cols[0] + 1),
-        float(rows[-1] - rows[0] + 1),
-    )
+    return float(x0 + x), float(y0 + y), float(w), float(h)
