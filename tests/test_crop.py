@@ -163,13 +163,13 @@ def test_crop_resized_geometries(center: tuple[float, float], side: int, out_siz
 
 
 def test_large_straddling_crop_writes_only_the_rows_resize_reads() -> None:
-    """The 1080p tennis search window (1697 px, off the bottom and left edges): about two rows per
+    """The 4K tennis search window (3403 px, off the top and bottom edges): about two rows per
     output row are written into the scratch; the others keep what it held."""
-    frame = random_frame(5, 1920, 1080)
-    side, out_size = 1697, 255
+    frame = random_frame(5, 3840, 2160)
+    side, out_size = 3403, 255
     scratch = noise(6, side * side * 3)
     before = scratch.copy().reshape(side, side, 3)
-    crop_resized(frame, (837.5, 910.5), side, out_size, FILL, scratch=scratch)
+    crop_resized(frame, (1721.5, 1057.5), side, out_size, FILL, scratch=scratch)
     written = np.flatnonzero((scratch.reshape(side, side, 3) != before).any(axis=(1, 2)))
     rows = resize_read_rows(side, out_size)
     assert set(written.tolist()) <= set(rows.tolist())
