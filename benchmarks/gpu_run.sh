@@ -6,7 +6,8 @@
 #   env     the GPU, onnxruntime's version and providers, torch
 #   models  the checkpoint and its exports (fp32 / fp16, If and split layouts)
 #   check   siamedge check --providers cuda --targets 4: the fp32 export with the defaults (then
-#           with TF32 on), the fp16 export, the split export with model.cuda_graph, builtin
+#           with TF32 on), the fp16 export (then with HEURISTIC cuDNN algorithm search), the split
+#           export with model.cuda_graph, builtin
 #   gpu     benchmarks/gpu.py: the README's table
 #   drift   benchmarks/trace_drift.py: every configuration against the original's trace
 #   [STEPS="check gpu"] bash benchmarks/gpu_run.sh PARTS | --installed
@@ -44,6 +45,7 @@ print("onnxruntime", o.__version__, o.get_available_providers())
 print("torch", torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")'
 printf 'model:\n  cuda_graph: true\n' >"$MODELS/cuda-graph.yaml"
 printf 'model:\n  cuda_tf32: true\n' >"$MODELS/tf32.yaml"
+printf 'model:\n  cuda_conv_algo_search: HEURISTIC\n' >"$MODELS/heuristic.yaml"
 STEPS=" ${STEPS:-check gpu drift} "
 wanted() { [[ "$STEPS" == *" $1 "* ]]; }
 check() { # check MODEL [ARGS...]: siamedge check on CUDA, 4 targets in one call
@@ -60,6 +62,7 @@ if wanted check; then
     check "$MODELS/fp32.onnx"
     check "$MODELS/fp32.onnx" --config "$MODELS/tf32.yaml"
     check "$MODELS/fp16.onnx"
+    check "$MODELS/fp16.onnx" --config "$MODELS/heuristic.yaml"
 fi
 wanted gpu && step gpu 300 "$PY" benchmarks/gpu.py --models "$MODELS" --frames-dir "$KIT/tennis" \
     --make-checkpoint "$KIT/make_checkpoint.py"
