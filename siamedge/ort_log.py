@@ -207,11 +207,12 @@ def captured(reported: set[str] | None = None) -> Iterator[CapturedOutput]:
 class RunCapture:
     """Keeps onnxruntime's run-time output of one session owner off stderr, cheaply.
 
-    The first RUNS_WATCHED runs of each key (a session and batch size) go through captured();
-    later runs go straight through unless the last watched run still printed repeated (cuDNN)
-    messages: the CUDA provider retries a convolution's failing cuDNN plan on every run of some
-    float16 models, one error line per frame. Such keys stay captured, and each kind of
-    repeated message is logged once at its level, then at DEBUG.
+    The first RUNS_WATCHED runs of each key (a session and batch size) go through captured(), and
+    every run of a key for which one of them printed repeated (cuDNN) messages: the CUDA provider
+    retries a failing cuDNN plan now and then on some float16 models (on an H200 every frame, or
+    three lines when a new clip starts), not only on its first run. Other keys run uncaptured
+    (a captured block costs about 65 us here). Each kind of repeated message is logged once at
+    its level, then at DEBUG.
     """
 
     RUNS_WATCHED = 2
@@ -229,12 +230,12 @@ class RunCapture:
         self._runs[key] = runs + 1
         with captured(self._reported) as output:
             result = call()
-        if runs + 1 == self.RUNS_WATCHED and any(_collapse_key(line) for line in output.lines):
+        if any(_collapse_key(line) for line in output.lines):
             self._noisy.add(key)
         return result
 
     def is_noisy(self, key: Hashable) -> bool:
-        """Whether the key's runs stay captured (its watched runs kept printing repeats)."""
+        """Whether the key's runs stay captured (a watched run printed repeats)."""
         return key in self._noisy
 
 
