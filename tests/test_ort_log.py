@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import onnxruntime as ort
@@ -240,18 +240,24 @@ def test_run_time_fallback_print_is_parsed_too(capfd: pytest.CaptureFixture[str]
     )
 
 
+def speaking(*texts: str) -> Callable[[], None]:
+    """A model call that writes the next of `texts` to fd 2 each time it runs."""
+    said = iter(texts)
+
+    def run() -> None:
+        os.write(2, next(said).encode())
+
+    return run
+
+
 def test_a_session_that_repeats_cudnn_lines_on_every_run_logs_them_once(
     capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger=ORT_LOGGER)
     capture = ort_log.RunCapture()
     runs = 5
-
-    def noisy_run() -> str:
-        os.write(2, cudnn_lines(1).encode())
-        return "outputs"
-
-    assert [capture.run(("session", 4), noisy_run) for _ in range(runs)] == ["outputs"] * runs
+    run = speaking(*[cudnn_lines(1)] * runs)
+    assert [capture.run(("session", 4), run) for _ in range(runs)] == [None] * runs
     assert capfd.readouterr().err == ""
     assert capture.is_noisy(("session", 4))
     loud = [record for record in caplog.records if record.levelno >= logging.WARNING]
@@ -274,11 +280,7 @@ def test_a_session_without_cudnn_repeats_is_captured_only_on_its_first_runs(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger=ORT_LOGGER)
     capture = ort_log.RunCapture()
-    said = iter([SESSION_WARNING, "", "unrelated text after the watched runs\n"])
-
-    def run() -> None:
-        os.write(2, next(said).encode())
-
+    run = speaking(SESSION_WARNING, "", "unrelated text after the watched runs\n")
     for _ in range(3):
         capture.run(("session", 1), run)
     assert not capture.is_noisy(("session", 1))
@@ -296,17 +298,13 @@ def test_cudnn_repeats_in_a_first_run_keep_the_key_captured(
     capture = ort_log.RunCapture()
     # As on an H200 with the fp16 export: many lines on the first run, none on the second,
     # three again when another clip starts.
-    said = iter([cudnn_lines(9), "", "", cudnn_lines(3)])
-
-    def run() -> None:
-        os.write(2, next(said).encode())
-
+    run = speaking(cudnn_lines(9), "", "", cudnn_lines(3))
     for _ in range(4):
         capture.run(("session", 4), run)
     assert capture.is_noisy(("session", 4))
     assert capfd.readouterr().err == ""
     assert len(ort_messages(caplog, logging.WARNING)) == 2
     # Each key is watched on its own: another batch size starts over.
-    capture.run(("session", 1), lambda: os.write(2, b"not onnxruntime\n"))
+    capture.run(("session", 1), speaking("not onnxruntime\n"))
     assert not capture.is_noisy(("session", 1))
     assert capfd.readouterr().err == "not onnxruntime\n"
