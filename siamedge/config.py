@@ -134,13 +134,13 @@ FLIP_METHODS = (
 """nvvidconv's flip-method values (NVIDIA's Accelerated GStreamer guide)."""
 MAX_FLIP_METHOD = 7
 RTSP_SCHEMES = ("rtsp", "rtsps")
+"""URL schemes `kind: rtsp` takes (rtsps: RTSP over TLS)."""
 KIND_SPECIFIC_KEYS = {
     "csi": ("sensor_id", "sensor_mode", "flip"),
     "rtsp": ("decoder", "codec", "latency_ms", "transport"),
 }
 """source keys that only one kind reads: set to anything but the default under another kind,
 they would be ignored silently (e.g. decoder: nvv4l2decoder under kind auto decodes in software)."""
-"""URL schemes `kind: rtsp` takes (rtsps: RTSP over TLS)."""
 
 
 class SyntheticSettings(_Section):
