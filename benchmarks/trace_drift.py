@@ -5,8 +5,8 @@ by the original SiamMask with the seed-0 checkpoint) is tracked again by siamedg
 configuration below, the tennis target alone and as target 0 of a batch of 4 (three more targets
 elsewhere in the frame, one model call per frame). Prints, side by side, the largest difference
 in centre and size (px) from the trace over the run and the frames whose best anchor cell
-differs. The parity tests hold the CPU provider to 0.05 px; `siamedge check` fails a provider
-beyond 0.5 px from the CPU provider.
+differs. The parity tests hold the CPU provider to 0.05 px; `siamedge check` compares single
+steps instead (each from the CPU provider's state) and fails a provider beyond 0.5 px.
 
   cpu         the fp32 export on the CPU provider (the reference siamedge is tested with)
   cuda        the fp32 export on the CUDA provider with siamedge's defaults (TF32 off)
