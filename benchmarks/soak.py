@@ -19,7 +19,10 @@ Goals (one that does not apply is printed as info, not checked):
   always: the daemon stays alive and exits 0 on SIGTERM; results arrive again after every broker
     restart; open fds and threads flat after the warm-up (equal in every sample whose interval
     holds no broker restart or reconnection); every command gets its reply (an ack for the
-    valid ones, an error for the invalid ones); the PNG and JSON are written.
+    valid ones, an error for the invalid ones); every valid command is carried out once (the
+    daemon's log of starts and stops against the acks: QoS 1 is at least once, so after a
+    broker restart a command may reach the daemon twice, refused then as a duplicate, and a
+    reply may arrive twice); the PNG and JSON are written.
   runs of 30 minutes or more only: RSS grows by less than 2 MB after the warm-up (the minute
     after it against the last minute), and results/s of the last window is within 2 % of the
     first (samples with a broker restart left out). A short run cannot tell a leak from the
@@ -37,6 +40,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -169,15 +173,38 @@ def process_figures(pid: int) -> ProcessFigures:
 # ---- the MQTT side: results, replies, commands -------------------------------------------------
 
 
+DUPLICATE_PREFIX = "duplicate:"
+"""How the daemon's error reply to a command it took already (a QoS 1 redelivery) begins."""
+
+
 @dataclass
 class Command:
     request_id: str
     kind: str
     """`valid` (a reply should be an ack) or the name of the invalid case (an error)."""
+    action: str
+    """`start` or `stop`: the topic it was sent to."""
     sent_at: float
-    reply: str | None = None
-    """`ack` or `error` once answered."""
-    reason: str | None = None
+    replies: list[tuple[str, str | None]] = field(default_factory=list)
+    """(`ack` or `error`, reason) of every reply, in the order they arrived."""
+
+    @property
+    def outcome(self) -> tuple[str, str | None] | None:
+        """The reply to the command's first delivery: the first that is not a duplicate
+        refusal (QoS 1 may bring a redelivery's refusal first); None while unanswered."""
+        return next((r for r in self.replies if not is_duplicate_refusal(*r)), None)
+
+    @property
+    def reply(self) -> str | None:
+        return None if self.outcome is None else self.outcome[0]
+
+    @property
+    def reason(self) -> str | None:
+        return None if self.outcome is None else self.outcome[1]
+
+
+def is_duplicate_refusal(reply: str, reason: str | None) -> bool:
+    return reply == "error" and reason is not None and reason.startswith(DUPLICATE_PREFIX)
 
 
 @dataclass
@@ -201,9 +228,6 @@ class SoakClient:
         self.commands: dict[str, Command] = {}
         self.unmatched_errors: list[dict[str, Any]] = []
         """Errors naming no command that was sent."""
-        self.redelivered_replies: list[tuple[Command, str, str | None]] = []
-        """Second replies to a command already answered (a QoS 1 redelivery): (command, reply,
-        reason)."""
         self.error_summaries = 0
         self.latest_frame: tuple[int, float] | None = None
         """(frame, capture time) of the latest results or status message with a frame."""
@@ -268,13 +292,7 @@ class SoakClient:
             if reply == "error":
                 self.unmatched_errors.append(data)
             return
-        if command.reply is not None:
-            # QoS 1 is at-least-once: a command the broker delivers again after a restart is
-            # answered again, `duplicate: ...` or its first rejection; never carried out twice.
-            self.redelivered_replies.append((command, reply, data.get("reason")))
-            return
-        command.reply = reply
-        command.reason = data.get("reason")
+        command.replies.append((reply, data.get("reason")))
 
     def mark_restart(self) -> None:
         """The broker was restarted: the next results message is recorded as the recovery."""
@@ -289,7 +307,9 @@ class SoakClient:
     def send(self, topic: str, payload: bytes, request_id: str, kind: str) -> None:
         """Publish at QoS 1; paho keeps it while the broker is down and sends it on reconnect."""
         with self.lock:
-            self.commands[request_id] = Command(request_id, kind, time.monotonic())
+            self.commands[request_id] = Command(
+                request_id, kind, topic.rpartition("/")[2], time.monotonic()
+            )
         self.client.publish(topic, payload, qos=1)
 
     def unanswered(self) -> list[Command]:
@@ -514,9 +534,17 @@ class RunRecord:
     wrong_replies: list[str] = field(default_factory=list)
     unmatched_errors: int = 0
     redelivered: int = 0
-    """Commands answered a second time after a redelivery, as `duplicate` or their first error."""
+    """Replies refusing a command as a duplicate: the broker delivered it to the daemon again."""
+    repeated_replies: int = 0
+    """Replies equal to the command's first (the broker delivered the reply, or a rejected
+    command, again): QoS 1 is at least once; `executions` shows nothing ran twice."""
     redelivered_wrong: list[str] = field(default_factory=list)
-    """Second replies that were neither: an ack (carried out twice) or another error."""
+    """Further replies that were neither: an ack after an error, another error."""
+    acked: dict[str, int] = field(default_factory=dict)
+    """Valid commands acked, per action (start, stop)."""
+    executions: dict[str, int] = field(default_factory=dict)
+    """Starts and stops the daemon's log shows carried out; equal to `acked` when none ran
+    twice."""
     error_summaries: int = 0
     track_restarts: int = 0
     viewer_connections: int = 0
@@ -525,12 +553,30 @@ class RunRecord:
     latency_p99_ms: float | None = None
 
 
-def is_expected_second_reply(command: Command, reply: str, reason: str | None) -> bool:
-    """A redelivered command is refused as a duplicate, or rejected again for its first
-    reason; an ack would mean it was carried out twice."""
-    if reply != "error" or reason is None:
-        return False
-    return reason.startswith("duplicate:") or reason == command.reason
+def sort_further_replies(record: RunRecord, command: Command) -> None:
+    """Count the replies besides the command's outcome: a duplicate refusal (the command was
+    redelivered), the outcome again (the reply was), or wrong (anything else)."""
+    outcome = command.outcome
+    further = list(command.replies)
+    if outcome is not None:
+        further.remove(outcome)
+    for reply, reason in further:
+        if is_duplicate_refusal(reply, reason):
+            record.redelivered += 1
+        elif (reply, reason) == outcome:
+            record.repeated_replies += 1
+        else:
+            record.redelivered_wrong.append(
+                f"{command.request_id}: {reply} {reason!r} after {outcome}"
+            )
+
+
+def executions_in_log(log_text: str) -> dict[str, int]:
+    """Starts (and restarts) and stops of tracks, as siamedge.tracks logs each carried out."""
+    return {
+        "start": len(re.findall(r"siamedge\.tracks: (?:re)?started track ", log_text)),
+        "stop": len(re.findall(r"siamedge\.tracks: stopped track\(s\) ", log_text)),
+    }
 
 
 def run_soak(args: argparse.Namespace, out: Path) -> RunRecord:
@@ -615,16 +661,13 @@ def run_soak(args: argparse.Namespace, out: Path) -> RunRecord:
                 restart.recovery_s = received_at - started - restart.t_s
         summarise_commands(record, list(client.commands.values()))
         record.unmatched_errors = len(client.unmatched_errors)
-        record.redelivered = len(client.redelivered_replies)
-        record.redelivered_wrong = [
-            f"{command.request_id}: {reply} {reason!r} after {command.reply} {command.reason!r}"
-            for command, reply, reason in client.redelivered_replies
-            if not is_expected_second_reply(command, reply, reason)
-        ]
+        for command in client.commands.values():
+            sort_further_replies(record, command)
         record.error_summaries = client.error_summaries
         record.latency_p50_ms = percentile(client.all_latencies_ms, 0.5)
         record.latency_p99_ms = percentile(client.all_latencies_ms, 0.99)
     mark_restarts(record)
+    record.executions = executions_in_log((out / "daemon.log").read_text(errors="replace"))
     record.track_restarts = stream.track_restarts
     record.viewer_connections = viewer.connections
     record.viewer_status = viewer.status
@@ -692,6 +735,7 @@ def _rounded(value: float | None) -> float | None:
 
 
 def summarise_commands(record: RunRecord, commands: list[Command]) -> None:
+    record.acked = {"start": 0, "stop": 0}
     for command in commands:
         counts = record.commands.setdefault(command.kind, {"sent": 0, "ack": 0, "error": 0})
         counts["sent"] += 1
@@ -699,6 +743,8 @@ def summarise_commands(record: RunRecord, commands: list[Command]) -> None:
             record.unanswered.append(command.request_id)
             continue
         counts[command.reply] += 1
+        if command.kind == "valid" and command.reply == "ack":
+            record.acked[command.action] += 1
         expected = "ack" if command.kind == "valid" else "error"
         if command.reply != expected:
             record.wrong_replies.append(f"{command.request_id} ({command.kind}): {command.reason}")
@@ -775,9 +821,17 @@ def check_goals(record: RunRecord, out: Path) -> list[Goal]:
             and not record.redelivered_wrong,
             f"{sum(c['sent'] for c in record.commands.values())} sent, {unanswered} unanswered, "
             f"{wrong} wrong replies, {record.error_summaries} errors only summarised, "
-            f"{record.unmatched_errors} errors for no command sent, {record.redelivered} "
-            f"redelivered after a broker restart and answered again "
-            f"({len(record.redelivered_wrong)} of them wrongly)",
+            f"{record.unmatched_errors} errors for no command sent; after broker restarts "
+            f"{record.redelivered} refused as duplicates, {record.repeated_replies} replies "
+            f"delivered again, {len(record.redelivered_wrong)} wrong further replies",
+        )
+    )
+    goals.append(
+        Goal(
+            "every valid command carried out once",
+            True,
+            record.acked.get("start", 0) > 0 and record.executions == record.acked,
+            f"acked {record.acked}, carried out (daemon log) {record.executions}",
         )
     )
     # RSS: the minute after the warm-up against the last minute (10 % of a short run each)

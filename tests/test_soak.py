@@ -7,6 +7,7 @@ Never judges results/s or latency: on a shared 2-core runner they measure the ne
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -112,6 +113,8 @@ def test_soak_every_command_gets_its_reply(soak: tuple[Path, dict[str, Any]]) ->
     assert record["unmatched_errors"] == 0
     # A QoS 1 redelivery after a broker restart is answered again, never carried out twice.
     assert record["redelivered_wrong"] == []
+    assert record["executions"] == record["acked"]
+    assert record["acked"]["start"] >= 20 and record["acked"]["stop"] >= 20, record["acked"]
     assert record["error_summaries"] == 0
 
 
@@ -133,3 +136,54 @@ def test_soak_writes_its_plot_and_samples(soak: tuple[Path, dict[str, Any]]) -> 
         "RSS growth after warm-up < 2.0 MB",
         "results/s of the last window within 2% of the first",
     ]
+
+
+def _soak_module() -> Any:
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "soak.py"
+    spec = importlib.util.spec_from_file_location("soak_benchmark", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_further_replies_are_sorted_into_redeliveries_repeats_and_wrong_ones() -> None:
+    soak = _soak_module()
+    record = soak.RunRecord(minutes=1.0, sample_s=5.0, broker_restart_s=40.0)
+    duplicate = ("error", "duplicate: request_id 'r' was taken already; not carried out again")
+    replies = {
+        "refused-first": [duplicate, ("ack", None)],  # the redelivery's refusal came first
+        "ack-twice": [("ack", None), ("ack", None)],  # the broker delivered the ack again
+        "rejected-twice": [("error", "bad box"), ("error", "bad box")],
+        "ack-after-error": [("error", "bad box"), ("ack", None)],
+        "other-reason": [("error", "bad box"), ("error", "no track 'x'")],
+    }
+    commands = []
+    for request_id, received in replies.items():
+        command = soak.Command(request_id, "valid", "start", 0.0, list(received))
+        soak.sort_further_replies(record, command)
+        commands.append(command)
+    assert [c.reply for c in commands] == ["ack", "ack", "error", "error", "error"]
+    assert commands[0].reason is None and commands[2].reason == "bad box"
+    assert record.redelivered == 1
+    assert record.repeated_replies == 2
+    assert record.redelivered_wrong == [
+        "ack-after-error: ack None after ('error', 'bad box')",
+        "other-reason: error \"no track 'x'\" after ('error', 'bad box')",
+    ]
+
+
+def test_executions_are_counted_from_the_daemon_log() -> None:
+    soak = _soak_module()
+    log = "\n".join(
+        [
+            "2026-11-27 23:23:40,645 INFO    siamedge.tracks: stopped track(s) soak3",
+            "2026-11-27 23:23:40,958 INFO    siamedge.tracks: started track soak3 at box [1, 2]",
+            "2026-11-27 23:23:41,000 INFO    siamedge.tracks: restarted track soak1 at box [1, 2]",
+            "2026-11-27 23:23:41,244 INFO    siamedge.messaging.client: MQTT start command "
+            "rejected: started track soak9",  # quoted in a reason: not carried out
+            "2026-11-27 23:23:46,675 INFO    siamedge.service: shutting down",
+        ]
+    )
+    assert soak.executions_in_log(log) == {"start": 2, "stop": 1}
