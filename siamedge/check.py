@@ -55,6 +55,7 @@ from siamedge.engine import Engine, describe_layout, import_onnxruntime
 from siamedge.errors import ModelError
 from siamedge.models import resolve_model_path
 from siamedge.sources.synthetic import SyntheticClip
+from siamedge.tracking.crop import CropScratch
 from siamedge.tracking.geometry import BoxXYWH, PointXY
 from siamedge.tracking.model_io import BatchStep, StepModel
 from siamedge.tracking.result import MaskWindow
@@ -252,7 +253,8 @@ def run_clip(
     frame before (teacher forcing) instead of the trackers' own."""
     timed = TimedModel(model)
     first = clip.frame(0)
-    trackers = [Tracker(timed, params) for _ in boxes]
+    scratch = CropScratch()  # shared, as the daemon's trackers share one
+    trackers = [Tracker(timed, params, scratch) for _ in boxes]
     for tracker, box in zip(trackers, boxes, strict=True):
         tracker.start(first, box)
     outcomes: list[list[TargetOutcome]] = []

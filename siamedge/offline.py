@@ -28,6 +28,7 @@ from siamedge.messaging.protocol import results_message
 from siamedge.overlay import draw_track
 from siamedge.sources.base import Frame
 from siamedge.sources.factory import create_source
+from siamedge.tracking.crop import CropScratch
 from siamedge.tracking.geometry import BoxXYWH
 from siamedge.tracking.result import TrackResult
 from siamedge.tracking.tracker import StepOutcome, Tracker, TrackerParams, step_together
@@ -153,7 +154,8 @@ def run_track(job: TrackJob, progress: IO[str] | None = None) -> int:
     progress = progress or sys.stderr
     engine = Engine.load(job.model.path, job.model, max_batch=len(job.boxes_xywh))
     params = TrackerParams.from_settings(job.tracker, engine.contract)
-    trackers = [Tracker(engine, params) for _ in job.boxes_xywh]
+    scratch = CropScratch()  # shared: the crops of a step are made one after another
+    trackers = [Tracker(engine, params, scratch) for _ in job.boxes_xywh]
     ids = track_ids(len(trackers))
     with ExitStack() as stack:
         out = stack.enter_context(job.out.open("w", encoding="utf-8")) if job.out else None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from siamedge.errors import BoxError, CommandError
 from siamedge.sources.base import Frame
+from siamedge.tracking.crop import CropScratch
 from siamedge.tracking.geometry import BoxXYWH
 from siamedge.tracking.model_io import StepModel
 from siamedge.tracking.result import TrackResult
@@ -46,6 +47,7 @@ class TrackManager:
         self._model = model
         self._params = params
         self._max_tracks = max_tracks
+        self._scratch = CropScratch()  # one for all: the crops of a step are made in turn
         self._tracks: dict[str, ActiveTrack] = {}
         self._ids = (f"{TRACK_ID_PREFIX}{n}" for n in itertools.count(1))
 
@@ -75,7 +77,7 @@ class TrackManager:
                 f"({', '.join(self._tracks)}); stop one first",
                 request_id,
             )
-        tracker = Tracker(self._model, self._params)
+        tracker = Tracker(self._model, self._params, self._scratch)
         try:
             result = tracker.start(frame.image, box_xywh)
         except BoxError as exc:

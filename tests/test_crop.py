@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from siamedge.tracking.crop import (
+    SCRATCH_KEEP_MAX_BYTES,
     SPARSE_MIN_SCALE,
+    CropScratch,
     crop_region,
     crop_resized,
     mean_color,
@@ -131,7 +133,7 @@ def test_large_straddling_crop_equals_naive_whatever_the_scratch_holds(
     expected = naive_resized(frame, center, side, out_size)
     for salt in (1, 2):
         scratch = noise(seed + salt, side * side * 3 + salt)
-        got = crop_resized(frame, center, side, out_size, FILL, scratch=scratch)
+        got = crop_resized(frame, center, side, out_size, FILL, scratch=CropScratch(scratch))
         np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(crop_resized(frame, center, side, out_size, FILL), expected)
 
@@ -158,7 +160,7 @@ def test_large_straddling_crop_equals_naive_whatever_the_scratch_holds(
 def test_crop_resized_geometries(center: tuple[float, float], side: int, out_size: int) -> None:
     frame = random_frame(3, 200, 120)
     scratch = noise(4, side * side * 3)
-    got = crop_resized(frame, center, side, out_size, FILL, scratch=scratch)
+    got = crop_resized(frame, center, side, out_size, FILL, scratch=CropScratch(scratch))
     np.testing.assert_array_equal(got, naive_resized(frame, center, side, out_size))
 
 
@@ -169,7 +171,7 @@ def test_large_straddling_crop_writes_only_the_rows_resize_reads() -> None:
     side, out_size = 3403, 255
     scratch = noise(6, side * side * 3)
     before = scratch.copy().reshape(side, side, 3)
-    crop_resized(frame, (1721.5, 1057.5), side, out_size, FILL, scratch=scratch)
+    crop_resized(frame, (1721.5, 1057.5), side, out_size, FILL, scratch=CropScratch(scratch))
     written = np.flatnonzero((scratch.reshape(side, side, 3) != before).any(axis=(1, 2)))
     rows = resize_read_rows(side, out_size)
     assert set(written.tolist()) <= set(rows.tolist())
@@ -194,3 +196,29 @@ def test_mean_color_truncates_like_uint8_padding() -> None:
     frame = np.zeros((2, 2, 3), np.uint8)
     frame[0, 0] = (3, 5, 255)  # means 0.75, 1.25, 63.75
     assert mean_color(frame) == (0, 1, 63)
+
+
+def test_a_kept_scratch_serves_every_frame_and_region_size() -> None:
+    """One scratch for targets of changing size around the frame edge, as a tracker keeps it:
+    each crop equals padding and resizing, whatever the earlier crops left in the buffer."""
+    frame = random_frame(7, 640, 360)
+    scratch = CropScratch()
+    rng = np.random.default_rng(8)
+    for _ in range(40):
+        side = int(rng.integers(SPARSE_MIN_SCALE * 31 + 1, 40 * 31))
+        center = (float(rng.uniform(-200, 840)), float(rng.uniform(-200, 560)))
+        got = crop_resized(frame, center, side, 31, FILL, scratch=scratch)
+        np.testing.assert_array_equal(got, naive_resized(frame, center, side, 31))
+
+
+def test_scratch_keeps_its_buffer_up_to_the_limit() -> None:
+    scratch = CropScratch()
+    small = scratch.take(1000)
+    assert small.size == 1000 and not small.any()
+    assert scratch.take(600) is small  # a smaller region reuses it
+    larger = scratch.take(5000)
+    assert larger.size == 5000 and scratch.take(5000) is larger
+    huge = scratch.take(SCRATCH_KEEP_MAX_BYTES + 1)
+    assert huge.size == SCRATCH_KEEP_MAX_BYTES + 1
+    assert scratch.take(5000) is larger  # a region over the limit is not kept
+    assert scratch.take(SCRATCH_KEEP_MAX_BYTES + 1) is not huge

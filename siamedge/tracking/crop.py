@@ -17,16 +17,46 @@ from siamedge.tracking.geometry import PointXY, crop_origin
 
 BGR = tuple[int, int, int]
 
-SPARSE_MIN_SCALE = 12
+SPARSE_MIN_SCALE = 6
 """A region straddling the frame edge and more than this many times the output side is built
-with only the rows the resize reads (about 2 per output row): the 3403 px window of the tennis
-target upscaled to 4K, 4.4 instead of 7.6 ms. Below it, padding the whole region is as fast
-(1697 px at 1080p: 0.7 ms either way; measured in one run on this 2-core machine). Being over 2,
-it also keeps clear of OpenCV's exact-2x path."""
+with only the rows the resize reads (about 2 per output row) in a kept CropScratch. Median ms
+of crop and resize to 255 px on this 2-core machine, padding the whole region against the rows:
+about even from 4.9x to 5.3x (1245-1354 px at 1080p: 0.60-0.72 / 0.54-0.64), then the rows
+win: 1697 px 0.75-0.82 / 0.44-0.58, 2704 px 2.9 / 1.5 (`benchmarks/large_target.py`), 3000 px
+2.8 / 0.5. Being over 2, it also keeps clear of OpenCV's exact-2x path."""
+
+SCRATCH_KEEP_MAX_BYTES = 64 << 20
+"""The largest buffer a CropScratch keeps between frames (a 4729 px region); a larger region,
+which only a target of most of a 4K frame needs, gets fresh pages each time."""
 
 READ_ROW_MARGIN = 0.01
 """Rows this close (px) to a sample position also count as read: OpenCV rounds sample positions
 to float32 (off by under 0.008 px for regions under 131072 px)."""
+
+
+class CropScratch:
+    """A zeroed buffer kept from frame to frame for large regions straddling the frame edge.
+
+    Fresh pages cost a page fault each when first written: the 4K tennis search window took
+    5.7 ms with a new buffer every frame and 1.1 ms with a kept one (this 2-core VM). Only the
+    rows resize reads are ever written, and what the buffer holds never changes a crop. Trackers
+    whose crops are made one after another can share one.
+    """
+
+    def __init__(self, initial: NDArray[np.uint8] | None = None) -> None:
+        self._buffer = np.zeros(0, np.uint8) if initial is None else initial
+
+    def take(self, size: int) -> NDArray[np.uint8]:
+        """A flat uint8 buffer of at least `size` bytes, kept for the next call unless it is
+        over SCRATCH_KEEP_MAX_BYTES."""
+        if size <= self._buffer.size:
+            return self._buffer
+        # Zeros cost no more than empty memory here (fresh pages either way) and keep the rows
+        # resize should not read deterministic, whatever an OpenCV build reads.
+        buffer = np.zeros(size, np.uint8)
+        if size <= SCRATCH_KEEP_MAX_BYTES:
+            self._buffer = buffer
+        return buffer
 
 
 @dataclass(frozen=True)
@@ -156,12 +186,12 @@ def crop_resized(
     out_size: int,
     fill_bgr: BGR,
     *,
-    scratch: NDArray[np.uint8] | None = None,
+    scratch: CropScratch | None = None,
 ) -> NDArray[np.uint8]:
     """The side x side region resized (bilinear, as uint8) to (out_size, out_size, 3).
 
-    scratch: an optional flat uint8 buffer (>= side * side * 3 bytes) to build a large region
-    straddling the frame edge in; its contents never change the result.
+    scratch: where to build a large region straddling the frame edge (a new one when None);
+    its contents never change the result.
     """
     bounds = region_bounds(frame, center_xy, side)
     if side == out_size:
@@ -169,11 +199,8 @@ def crop_resized(
     if bounds.inside or bounds.misses or side <= SPARSE_MIN_SCALE * out_size:
         region = _region(frame, bounds, fill_bgr)
     else:
-        if scratch is None or scratch.size < side * side * 3:
-            # Zeros cost no more than empty memory here (fresh pages either way) and keep the
-            # rows resize should not read deterministic, whatever an OpenCV build reads.
-            scratch = np.zeros(side * side * 3, dtype=np.uint8)
+        buffer = (scratch or CropScratch()).take(side * side * 3)
         rows = resize_read_rows(side, out_size)
-        region = crop_region_rows(frame, bounds, fill_bgr, rows, scratch)
+        region = crop_region_rows(frame, bounds, fill_bgr, rows, buffer)
     resized = cv2.resize(region, (out_size, out_size), interpolation=cv2.INTER_LINEAR)
     return cast(NDArray[np.uint8], resized)

@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from siamedge.config import TrackerSettings
 from siamedge.contract import ModelContract
-from siamedge.tracking.crop import BGR, crop_resized, mean_color
+from siamedge.tracking.crop import BGR, CropScratch, crop_resized, mean_color
 from siamedge.tracking.geometry import (
     BoxXYWH,
     CropGeometry,
@@ -102,16 +102,29 @@ def _frame_wh(frame: NDArray[np.uint8]) -> tuple[int, int]:
 
 
 def prepare_search(
-    state: TargetState, frame: NDArray[np.uint8], geometry: CropGeometry
+    state: TargetState,
+    frame: NDArray[np.uint8],
+    geometry: CropGeometry,
+    scratch: CropScratch | None = None,
 ) -> SearchCrop:
-    """The search crop of a target in this frame (ValueError when the frame size changed)."""
+    """The search crop of a target in this frame (ValueError when the frame size changed).
+
+    scratch: where a large crop straddling the frame edge is built (see crop_resized).
+    """
     frame_wh = _frame_wh(frame)
     if frame_wh != state.frame_wh:
         raise ValueError(
             f"frame size changed from {state.frame_wh} to {frame_wh}; restart the target"
         )
     window = search_window(state.size_wh, geometry)
-    crop = crop_resized(frame, state.center_xy, window.side, geometry.instance_size, state.fill_bgr)
+    crop = crop_resized(
+        frame,
+        state.center_xy,
+        window.side,
+        geometry.instance_size,
+        state.fill_bgr,
+        scratch=scratch,
+    )
     return SearchCrop(crop, window)
 
 
@@ -154,11 +167,18 @@ def _low_score_steps(previous: int, score: float | None, lost_score: float) -> i
 
 
 class Tracker:
-    """Follows one target through frames of one size. Create one per target."""
+    """Follows one target through frames of one size. Create one per target.
 
-    def __init__(self, model: StepModel, params: TrackerParams) -> None:
+    scratch: a buffer for large crops straddling the frame edge, kept between frames; trackers
+    stepped together may share one (their crops are made one after another). Default: its own.
+    """
+
+    def __init__(
+        self, model: StepModel, params: TrackerParams, scratch: CropScratch | None = None
+    ) -> None:
         self._model = model
         self._params = params
+        self._scratch = scratch or CropScratch()
         self._geometry = CropGeometry.from_contract(model.contract)
         self._has_score = model.contract.has_score
         self._state: TargetState | None = None
@@ -185,7 +205,9 @@ class Tracker:
         size = (w, h)
         fill = mean_color(frame)
         side = exemplar_side(size, self._geometry.context_amount)
-        exemplar = crop_resized(frame, center, side, self._geometry.exemplar_size, fill)
+        exemplar = crop_resized(
+            frame, center, side, self._geometry.exemplar_size, fill, scratch=self._scratch
+        )
         features = self._model.template(
             exemplar[np.newaxis], np.array([center], np.float64), np.array([size], np.float64)
         )
@@ -211,7 +233,7 @@ class Tracker:
 
     def prepare(self, frame: NDArray[np.uint8]) -> SearchCrop:
         """This target's search crop in the frame (ValueError when the frame size changed)."""
-        return prepare_search(self.require_state(), frame, self._geometry)
+        return prepare_search(self.require_state(), frame, self._geometry, self._scratch)
 
     def finish(self, search: SearchCrop, out: ModelStep) -> StepOutcome:
         """Take this target's row of a track step: update the state, report the result."""

@@ -1,0 +1,146 @@
+"""Around the model for a target that grows with the frame: the tennis player at 480p, 1080p
+and 4K (the tennis frames resized, as benchmarks/gpu.py does), builtin model on the CPU.
+
+Its search window straddles the frame edge at every size (750 to 3400 px), so the crop is the
+part that changed. Per frame, on the tracker's own state, three ways to make the same crop
+(bit-identical results), side by side:
+  kept:  crop_resized with a CropScratch kept between frames (what a Tracker does),
+  fresh: crop_resized with a new scratch every frame (fresh pages, as before CropScratch),
+  pad:   the whole region padded then resized (what SiamMask does, and siamedge for regions
+         up to SPARSE_MIN_SCALE x the model input),
+then the tracker's finish (mask warp, threshold, contours, boxes) and the results message,
+median ms per frame. The model call itself is not timed.
+
+    python benchmarks/large_target.py [--frames-dir DIR] [--frames 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+from shared_reference import REFERENCE, TENNIS_BOXES_XYWH
+
+from siamedge.config import ModelSettings, TrackerSettings
+from siamedge.engine import Engine
+from siamedge.messaging.protocol import encode_results
+from siamedge.tracking.crop import BGR, CropScratch, crop_region, crop_resized
+from siamedge.tracking.geometry import CropGeometry, PointXY, search_window
+from siamedge.tracking.tracker import Tracker, TrackerParams
+
+SIZES = ((854, 480), (1920, 1080), (3840, 2160))
+SOURCE_WIDTH = 854
+MS = 1000.0
+REPEATS = 3
+
+
+def load_frames(folder: Path, size_wh: tuple[int, int], count: int) -> list[NDArray[np.uint8]]:
+    """The first `count` tennis frames resized to size_wh."""
+    names = sorted(folder.glob("*.jpg"))[:count]
+    if len(names) < count:
+        raise SystemExit(f"{folder}: {count} .jpg frames needed, found {len(names)}")
+    frames = []
+    for name in names:
+        image = cv2.imread(str(name))
+        if image is None:
+            raise SystemExit(f"{name}: not a readable image")
+        frames.append(cv2.resize(image, size_wh))
+    return frames
+
+
+def timed_ms(work: Callable[..., object], *args: Any, **kwargs: Any) -> float:
+    """ms that work(*args, **kwargs) took."""
+    started = time.perf_counter()
+    work(*args, **kwargs)
+    return (time.perf_counter() - started) * MS
+
+
+def padded_resize(
+    frame: NDArray[np.uint8], center: PointXY, side: int, out: int, fill: BGR
+) -> NDArray[np.uint8]:
+    """SiamMask's way: the whole region padded, then resized."""
+    resized: NDArray[np.uint8] = cv2.resize(crop_region(frame, center, side, fill), (out, out))
+    return resized
+
+
+def measure(engine: Engine, frames: list[NDArray[np.uint8]]) -> dict[str, float]:
+    """Median ms per frame of each crop way, the finish and the message; the search side."""
+    params = TrackerParams.from_settings(TrackerSettings(), engine.contract)
+    geometry = CropGeometry.from_contract(engine.contract)
+    tracker = Tracker(engine, params)
+    factor = frames[0].shape[1] / SOURCE_WIDTH
+    x, y, w, h = (value * factor for value in TENNIS_BOXES_XYWH[0])
+    tracker.start(frames[0], (x, y, w, h))
+    out = geometry.instance_size
+    kept = CropScratch()
+    figures: dict[str, list[float]] = {
+        name: [] for name in ("kept", "fresh", "pad", "finish", "message", "side")
+    }
+    for index, frame in enumerate(frames[1:], start=1):
+        state = tracker.require_state()
+        side = search_window(state.size_wh, geometry).side
+        center, fill = state.center_xy, state.fill_bgr
+        figures["side"].append(side)
+        crop = (frame, center, side, out, fill)
+        if not np.array_equal(crop_resized(*crop, scratch=kept), padded_resize(*crop)):
+            raise SystemExit(f"frame {index}: the crops differ (side {side}, centre {center})")
+        # Each way REPEATS times in turn, after the check above brought the frame into the
+        # caches: the first to read a frame would pay for all.
+        for _ in range(REPEATS):
+            figures["kept"].append(timed_ms(crop_resized, *crop, scratch=kept))
+            figures["fresh"].append(timed_ms(crop_resized, *crop))
+            figures["pad"].append(timed_ms(padded_resize, *crop))
+        search = tracker.prepare(frame)
+        batch = engine.track(
+            search.crop[np.newaxis],
+            np.array([state.center_xy]),
+            np.array([state.size_wh]),
+            np.array([search.window.scale_x]),
+            [state.features],
+        )
+        started = time.perf_counter()
+        outcome = tracker.finish(search, batch.row(0))
+        figures["finish"].append((time.perf_counter() - started) * MS)
+        size_wh = (frame.shape[1], frame.shape[0])
+        tracks = [("t1", outcome.result)]
+        figures["message"].append(timed_ms(encode_results, index, 0.0, size_wh, tracks))
+    return {name: statistics.median(values) for name, values in figures.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--frames-dir", type=Path, default=REFERENCE / "tennis")
+    parser.add_argument("--frames", type=int, default=30)
+    args = parser.parse_args()
+    engine = Engine.load("builtin", ModelSettings(providers=["cpu"]))
+    rows = [
+        (size, measure(engine, load_frames(args.frames_dir, size, args.frames + 1)))
+        for size in SIZES
+    ]
+    print(
+        f"median ms per frame, one target (the tennis player, scaled with the frame), "
+        f"builtin model on the CPU, OpenCV {cv2.getNumThreads()} thread(s)"
+    )
+    header = (
+        f"{'frame':>10} {'search px':>9} | {'kept':>6} {'fresh':>6} {'pad':>6} | "
+        f"{'finish':>6} {'message':>7} | {'kept+finish+message':>19}"
+    )
+    print(header)
+    print("-" * len(header))
+    for (width, height), t in rows:
+        total = t["kept"] + t["finish"] + t["message"]
+        print(
+            f"{width:>5}x{height:<4} {t['side']:9.0f} | {t['kept']:6.2f} {t['fresh']:6.2f} "
+            f"{t['pad']:6.2f} | {t['finish']:6.2f} {t['message']:7.2f} | {total:19.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
