@@ -12,11 +12,13 @@ from numpy.typing import NDArray
 from siamedge.tracking.geometry import MaskPlacement
 from siamedge.tracking.mask import (
     HULL_FILTER_MIN_POINTS,
+    hot_window,
     hull_candidates,
     largest_contour,
     mask_bbox,
     project_mask,
     rotated_box_of,
+    warp_probabilities,
     warp_window,
 )
 from siamedge.tracking.result import MaskWindow
@@ -243,3 +245,79 @@ def test_mask_bbox_spans_the_foreground(seed: int, empty: bool) -> None:
     x, y = int(xs.min()), int(ys.min())
     w, h = int(xs.max()) - x + 1, int(ys.max()) - y + 1
     assert mask_bbox(mask) == (11.0 + x, 4.0 + y, float(w), float(h))
+
+
+def whole_window_mask(
+    probs: NDArray[np.float32], placement: MaskPlacement, frame_wh: tuple[int, int]
+) -> NDArray[np.bool_]:
+    """The full-frame mask warped over the whole window the map covers (no hot window)."""
+    window = warp_window(placement, MAP, frame_wh)
+    full = np.zeros(frame_wh[::-1], np.bool_)
+    if window is not None:
+        bits = warp_probabilities(probs, window) > THRESHOLD
+        full[window.y0 : window.y0 + window.height, window.x0 : window.x0 + window.width] = bits
+    return full
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    side=st.floats(15, 3000),
+    fx=st.floats(-0.5, 0.9),
+    fy=st.floats(-0.5, 0.9),
+    seed=st.integers(0, 2**16),
+    spot=st.booleans(),
+)
+def test_hot_window_holds_every_pixel_over_the_threshold(
+    side: float, fx: float, fy: float, seed: int, spot: bool
+) -> None:
+    """Only the part of the window near map values over the threshold is warped: the mask is
+    the whole window's (up to warpAffine's fixed-point rounding, as for the window itself)."""
+    width, height = 1280, 720
+    if spot:  # one pixel over the threshold, anywhere on the map, edges included
+        probs = np.zeros((MAP, MAP), np.float32)
+        row, col = np.random.default_rng(seed).integers(0, MAP, 2)
+        probs[row, col] = 1.0
+    else:
+        probs = blob_map(seed)
+    placement = MaskPlacement(x=fx * width, y=fy * height, side=side)
+    expected = whole_window_mask(probs, placement, (width, height))
+
+    mask, _ = project_mask(probs, placement, (width, height), THRESHOLD)
+
+    got = mask.to_full() if mask.bits.size else np.zeros((height, width), np.bool_)
+    union = int(np.count_nonzero(got | expected))
+    assert int(np.count_nonzero(got != expected)) <= max(2, 0.002 * union)
+    if mask.bits.size:  # a zero border all round, where the frame allows
+        x0, y0 = mask.origin_xy
+        h, w = mask.bits.shape
+        assert not mask.bits[0].any() or y0 == 0
+        assert not mask.bits[-1].any() or y0 + h == height
+        assert not mask.bits[:, 0].any() or x0 == 0
+        assert not mask.bits[:, -1].any() or x0 + w == width
+
+
+def test_hot_window_is_the_blob_not_the_whole_window() -> None:
+    probs = np.zeros((MAP, MAP), np.float32)
+    probs[50:70, 40:90] = 1.0
+    placement = MaskPlacement(x=100.0, y=50.0, side=MAP * 4.0)  # 4 frame px per map px
+    window = warp_window(placement, MAP, (1920, 1080))
+    assert window is not None
+    hot = hot_window(probs, THRESHOLD, window)
+    assert hot is not None
+    # Map columns 40-89 and rows 50-69, one map pixel of reach and the margin either side.
+    assert 4 * 48 <= hot.width <= 4 * 52 + 2 * 3 + 1
+    assert 4 * 18 <= hot.height <= 4 * 22 + 2 * 3 + 1
+    assert hot.width * hot.height < 0.1 * window.width * window.height
+    mask, area = project_mask(probs, placement, (1920, 1080), THRESHOLD)
+    assert mask.origin_xy == (hot.x0, hot.y0)
+    assert area == pytest.approx(200 * 80, rel=0.05)
+
+
+def test_a_map_below_the_threshold_warps_nothing() -> None:
+    probs = np.full((MAP, MAP), THRESHOLD - 0.01, np.float32)
+    placement = MaskPlacement(x=100.0, y=50.0, side=300.0)
+    window = warp_window(placement, MAP, (640, 480))
+    assert window is not None
+    assert hot_window(probs, THRESHOLD, window) is None
+    mask, area = project_mask(probs, placement, (640, 480), THRESHOLD)
+    assert (mask.area, area, mask_bbox(mask), mask.contour_xy.shape) == (0, 0.0, None, (0, 2))

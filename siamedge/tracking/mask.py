@@ -1,6 +1,7 @@
 """Mask post-processing: warp the model's mask window into the frame, threshold, trace contours.
 
-Everything happens inside the window the mask can cover; nothing is ever allocated frame-sized.
+Everything happens inside the part of the frame where the warped mask can exceed the threshold;
+nothing is ever allocated frame-sized.
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ WINDOW_MARGIN_PX = 2
 and a zero border so contours traced in the window equal those traced in the full frame."""
 
 NO_CONTOUR = np.zeros((0, 2), dtype=np.int32)
+
+HOT_MARGIN = 1e-3
+"""Map values this far below the threshold still count as possibly above it once warped (the
+bilinear weights, in float, can sum to a little over 1)."""
+
+SAMPLE_ROUNDING_PX = 1.0 / 16
+"""How far warpAffine's fixed-point sample positions (1/32 map px) may lie from the exact ones,
+with room to spare."""
 
 AREA_BOUND_DIVISOR = 6.0
 """n^2 / 6 bounds the area inside a closed chain of n 8-neighbour points (isoperimetric, 2 pi > 6)
@@ -71,6 +80,35 @@ def warp_window(
         return None
     matrix = np.array([[a, 0.0, c - x_lo], [0.0, b, d - y_lo]], dtype=np.float64)
     return WarpWindow(x_lo, y_lo, x_hi - x_lo, y_hi - y_lo, matrix)
+
+
+def hot_window(
+    probs: NDArray[np.float32], threshold: float, window: WarpWindow
+) -> WarpWindow | None:
+    """The part of `window` where the warped (E, E) map can exceed `threshold`, with the same
+    map; None when no map pixel comes near it.
+
+    A window pixel samples the map at u = (x - tx) / a and blends pixels floor(u) and
+    floor(u) + 1, so only samples within one map pixel of the columns (and rows) holding
+    values above threshold - HOT_MARGIN can come out above the threshold. The margin of
+    WINDOW_MARGIN_PX around them keeps the zero border that contours need.
+    """
+    near = probs > threshold - HOT_MARGIN
+    cols = np.flatnonzero(near.any(axis=0))
+    rows = np.flatnonzero(near.any(axis=1))
+    if cols.size == 0:
+        return None
+    a, tx = float(window.matrix[0, 0]), float(window.matrix[0, 2])
+    b, ty = float(window.matrix[1, 1]), float(window.matrix[1, 2])
+    reach = 1.0 + SAMPLE_ROUNDING_PX
+    x_lo = max(0, math.floor(tx + a * (cols[0] - reach)) - WINDOW_MARGIN_PX)
+    y_lo = max(0, math.floor(ty + b * (rows[0] - reach)) - WINDOW_MARGIN_PX)
+    x_hi = min(window.width, math.ceil(tx + a * (cols[-1] + reach)) + WINDOW_MARGIN_PX + 1)
+    y_hi = min(window.height, math.ceil(ty + b * (rows[-1] + reach)) + WINDOW_MARGIN_PX + 1)
+    if x_lo >= x_hi or y_lo >= y_hi:
+        return None
+    matrix = np.array([[a, 0.0, tx - x_lo], [0.0, b, ty - y_lo]], dtype=np.float64)
+    return WarpWindow(window.x0 + x_lo, window.y0 + y_lo, x_hi - x_lo, y_hi - y_lo, matrix)
 
 
 def warp_probabilities(probs: NDArray[np.float32], window: WarpWindow) -> NDArray[np.float32]:
@@ -126,12 +164,15 @@ def project_mask(
     frame_wh: tuple[int, int],
     threshold: float,
 ) -> tuple[MaskWindow, float]:
-    """Threshold the model's (E, E) mask probabilities placed in the frame: a window mask.
+    """Threshold the model's (E, E) mask probabilities placed in the frame: a window mask,
+    warped and traced only around the map pixels near the threshold (hot_window).
 
     Returns the mask, whose contour is the largest external one (frame pixels; (0, 2) when the
     mask is empty), and that contour's area in px^2.
     """
     window = warp_window(placement, probs.shape[0], frame_wh)
+    if window is not None:
+        window = hot_window(probs, threshold, window)
     if window is None:
         return MaskWindow(np.zeros((0, 0), np.bool_), (0, 0), frame_wh, NO_CONTOUR), 0.0
     bits = warp_probabilities(probs, window) > threshold
