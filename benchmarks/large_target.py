@@ -28,8 +28,9 @@ from typing import Any
 
 import cv2
 import numpy as np
+from gpu import SIZES, load_frames, target_boxes
 from numpy.typing import NDArray
-from shared_reference import REFERENCE, TENNIS_BOXES_XYWH
+from shared_reference import REFERENCE
 
 from siamedge.config import ModelSettings, TrackerSettings
 from siamedge.engine import Engine
@@ -51,24 +52,8 @@ from siamedge.tracking.mask import (
 )
 from siamedge.tracking.tracker import Tracker, TrackerParams
 
-SIZES = ((854, 480), (1920, 1080), (3840, 2160))
-SOURCE_WIDTH = 854
 MS = 1000.0
 REPEATS = 3
-
-
-def load_frames(folder: Path, size_wh: tuple[int, int], count: int) -> list[NDArray[np.uint8]]:
-    """The first `count` tennis frames resized to size_wh."""
-    names = sorted(folder.glob("*.jpg"))[:count]
-    if len(names) < count:
-        raise SystemExit(f"{folder}: {count} .jpg frames needed, found {len(names)}")
-    frames = []
-    for name in names:
-        image = cv2.imread(str(name))
-        if image is None:
-            raise SystemExit(f"{name}: not a readable image")
-        frames.append(cv2.resize(image, size_wh))
-    return frames
 
 
 def timed_ms(work: Callable[..., object], *args: Any, **kwargs: Any) -> float:
@@ -117,9 +102,7 @@ def measure(engine: Engine, frames: list[NDArray[np.uint8]]) -> dict[str, float]
     params = TrackerParams.from_settings(TrackerSettings(), engine.contract)
     geometry = CropGeometry.from_contract(engine.contract)
     tracker = Tracker(engine, params)
-    factor = frames[0].shape[1] / SOURCE_WIDTH
-    x, y, w, h = (value * factor for value in TENNIS_BOXES_XYWH[0])
-    tracker.start(frames[0], (x, y, w, h))
+    tracker.start(frames[0], target_boxes((frames[0].shape[1], frames[0].shape[0]), 1)[0])
     out = geometry.instance_size
     kept = CropScratch()
     figures: dict[str, list[float]] = {
@@ -170,7 +153,7 @@ def main() -> None:
     engine = Engine.load("builtin", ModelSettings(providers=["cpu"]))
     rows = [
         (size, measure(engine, load_frames(args.frames_dir, size, args.frames + 1)))
-        for size in SIZES
+        for size in SIZES.values()
     ]
     print(
         f"median ms per frame, one target (the tennis player, scaled with the frame), "

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from siamedge.tracking.crop import (
+    SCRATCH_GROWTH,
     SCRATCH_KEEP_MAX_BYTES,
     SPARSE_MIN_SCALE,
     CropScratch,
@@ -214,11 +215,15 @@ def test_a_kept_scratch_serves_every_frame_and_region_size() -> None:
 def test_scratch_keeps_its_buffer_up_to_the_limit() -> None:
     scratch = CropScratch()
     small = scratch.take(1000)
-    assert small.size == 1000 and not small.any()
+    assert small.size == 1000 * SCRATCH_GROWTH and not small.any()
     assert scratch.take(600) is small  # a smaller region reuses it
+    assert scratch.take(1200) is small  # so does a slightly larger one: the room to grow
     larger = scratch.take(5000)
-    assert larger.size == 5000 and scratch.take(5000) is larger
+    assert larger.size == 5000 * SCRATCH_GROWTH and scratch.take(5000) is larger
+    near_limit = SCRATCH_KEEP_MAX_BYTES - 10
+    assert scratch.take(near_limit).size == SCRATCH_KEEP_MAX_BYTES  # the room stops at the limit
+    kept = scratch.take(near_limit)
     huge = scratch.take(SCRATCH_KEEP_MAX_BYTES + 1)
     assert huge.size == SCRATCH_KEEP_MAX_BYTES + 1
-    assert scratch.take(5000) is larger  # a region over the limit is not kept
+    assert scratch.take(5000) is kept  # a region over the limit is not kept
     assert scratch.take(SCRATCH_KEEP_MAX_BYTES + 1) is not huge

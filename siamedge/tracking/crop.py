@@ -29,6 +29,10 @@ SCRATCH_KEEP_MAX_BYTES = 64 << 20
 """The largest buffer a CropScratch keeps between frames (a 4729 px region); a larger region,
 which only a target of most of a 4K frame needs, gets fresh pages each time."""
 
+SCRATCH_GROWTH = 1.25
+"""A kept scratch is made this much larger than the region that needs it, so a target that
+grows by a few pixels per frame does not make a new one every frame."""
+
 READ_ROW_MARGIN = 0.01
 """Rows this close (px) to a sample position also count as read: OpenCV rounds sample positions
 to float32 (off by under 0.008 px for regions under 131072 px)."""
@@ -37,10 +41,11 @@ to float32 (off by under 0.008 px for regions under 131072 px)."""
 class CropScratch:
     """A zeroed buffer kept from frame to frame for large regions straddling the frame edge.
 
-    Fresh pages cost a page fault each when first written: the 4K tennis search window took
-    5.7 ms with a new buffer every frame and 1.1 ms with a kept one (this 2-core VM). Only the
-    rows resize reads are ever written, and what the buffer holds never changes a crop. Trackers
-    whose crops are made one after another can share one.
+    Fresh pages cost a page fault each when first written (the 4K tennis search window: 5.7 ms
+    with a new buffer every frame, 1.1 ms with a kept one, on this 2-core VM), and the rows
+    resize reads move with the region's size. So a kept buffer is written through once when
+    made, with SCRATCH_GROWTH room for a growing target. What it holds never changes a crop.
+    Trackers whose crops are made one after another can share one.
     """
 
     def __init__(self, initial: NDArray[np.uint8] | None = None) -> None:
@@ -51,12 +56,14 @@ class CropScratch:
         over SCRATCH_KEEP_MAX_BYTES."""
         if size <= self._buffer.size:
             return self._buffer
-        # Zeros cost no more than empty memory here (fresh pages either way) and keep the rows
-        # resize should not read deterministic, whatever an OpenCV build reads.
-        buffer = np.zeros(size, np.uint8)
-        if size <= SCRATCH_KEEP_MAX_BYTES:
-            self._buffer = buffer
-        return buffer
+        if size > SCRATCH_KEEP_MAX_BYTES:
+            # Lazily mapped zero pages: only the rows written cost memory. Zeros, not empty
+            # memory, keep the rows resize should not read deterministic, whatever an OpenCV
+            # build reads.
+            return np.zeros(size, np.uint8)
+        kept = min(max(size, int(size * SCRATCH_GROWTH)), SCRATCH_KEEP_MAX_BYTES)
+        self._buffer = np.full(kept, 0, np.uint8)  # every page touched now, not frame by frame
+        return self._buffer
 
 
 @dataclass(frozen=True)
