@@ -10,7 +10,9 @@ refine, the network in PyTorch, cuDNN autotuned, TF32 off) steps them one after 
 can only do. One table, median ms per frame after WARMUP_STEPS steps:
   step:   the whole per-frame step for all targets (crops, model, mask, state),
   run:    the session run alone (run_with_iobinding, inputs and outputs copied included),
-  around: step - run (what siamedge does around the model),
+  around: step - run (what siamedge does around the model), of which
+  crop:   the targets' search crops, and
+  finish: their mask, boxes and state (the rest: stacking the crops, the model's buffers),
   /tgt:   step per target; n/1: the step of n targets over the step of one.
 The CUDA provider runs with siamedge's defaults (TF32 off, exhaustive cuDNN algorithm search);
 --cuda-tf32 measures TF32 on. The graph columns run the split layout's track model with
@@ -62,8 +64,16 @@ from siamedge.config import ModelSettings, TrackerSettings
 from siamedge.engine import Engine, import_onnxruntime
 from siamedge.errors import SiamedgeError
 from siamedge.providers import CUDA
+from siamedge.tracking.crop import CropScratch
 from siamedge.tracking.geometry import BoxXYWH
-from siamedge.tracking.tracker import Tracker, TrackerParams, step_together
+from siamedge.tracking.model_io import ModelStep
+from siamedge.tracking.tracker import (
+    SearchCrop,
+    StepOutcome,
+    Tracker,
+    TrackerParams,
+    step_together,
+)
 
 SIZES = {"480p": (854, 480), "1080p": (1920, 1080), "4k": (3840, 2160)}
 SOURCE_WH = (854, 480)
@@ -85,6 +95,10 @@ class Timing:
 
     step_s: list[float]
     run_s: list[float] | None
+    crop_s: list[float] | None = None
+    """siamedge only: the targets' crops (Tracker.prepare) of each frame."""
+    finish_s: list[float] | None = None
+    """siamedge only: the targets' finishes (mask, boxes, state) of each frame."""
 
     def median_ms(self) -> float:
         return statistics.median(self.step_s) * MS
@@ -94,6 +108,12 @@ class Timing:
 
     def run_ms(self) -> float | None:
         return None if self.run_s is None else statistics.median(self.run_s) * MS
+
+    def crop_ms(self) -> float | None:
+        return None if self.crop_s is None else statistics.median(self.crop_s) * MS
+
+    def finish_ms(self) -> float | None:
+        return None if self.finish_s is None else statistics.median(self.finish_s) * MS
 
     def around_ms(self) -> float | None:
         if self.run_s is None:
@@ -131,27 +151,67 @@ def timed_engine(model: Path, settings: ModelSettings) -> tuple[Engine, TimedSes
     return engine, timed(engine)
 
 
+@dataclass
+class PhaseClock:
+    """Seconds the trackers of one frame spent in their crops and their finishes."""
+
+    crop_s: float = 0.0
+    finish_s: float = 0.0
+
+
+class TimedTracker(Tracker):
+    """A Tracker that adds the time of its crops and finishes to a shared clock (benchmark
+    only: where the time around the model goes)."""
+
+    def __init__(
+        self, model: Engine, params: TrackerParams, scratch: CropScratch, clock: PhaseClock
+    ) -> None:
+        super().__init__(model, params, scratch)
+        self._clock = clock
+
+    def prepare(self, frame: NDArray[np.uint8]) -> SearchCrop:
+        started = time.perf_counter()
+        try:
+            return super().prepare(frame)
+        finally:
+            self._clock.crop_s += time.perf_counter() - started
+
+    def finish(self, search: SearchCrop, out: ModelStep) -> StepOutcome:
+        started = time.perf_counter()
+        try:
+            return super().finish(search, out)
+        finally:
+            self._clock.finish_s += time.perf_counter() - started
+
+
 def measure_siamedge(
     engine: Engine,
     timed: TimedSession,
     frames: Sequence[NDArray[np.uint8]],
     boxes: Sequence[BoxXYWH],
 ) -> Timing:
-    """Start one tracker per box on frames[0], then step them together through the rest."""
+    """Start one tracker per box on frames[0] (sharing one crop scratch, as the daemon's do),
+    then step them together through the rest."""
     params = TrackerParams.from_settings(TrackerSettings(), engine.contract)
-    trackers = [Tracker(engine, params) for _ in boxes]
+    clock = PhaseClock()
+    scratch = CropScratch()
+    trackers = [TimedTracker(engine, params, scratch, clock) for _ in boxes]
     for tracker, box in zip(trackers, boxes, strict=True):
         tracker.start(frames[0], box)
-    step_s, run_s = [], []
+    step_s, run_s, crop_s, finish_s = [], [], [], []
     for frame in frames[1:]:
         timed.reset()
+        clock.crop_s = clock.finish_s = 0.0
         started = time.perf_counter()
         for outcome in step_together(trackers, frame):
             if isinstance(outcome, ValueError):
                 raise outcome
         step_s.append(time.perf_counter() - started)
         run_s.append(timed.elapsed_s)
-    return Timing(step_s[WARMUP_STEPS:], run_s[WARMUP_STEPS:])
+        crop_s.append(clock.crop_s)
+        finish_s.append(clock.finish_s)
+    kept = slice(WARMUP_STEPS, None)
+    return Timing(step_s[kept], run_s[kept], crop_s[kept], finish_s[kept])
 
 
 def measure_original(
@@ -222,6 +282,8 @@ class Group:
             "p90": timing.p90_ms(),
             "run": timing.run_ms(),
             "around": timing.around_ms(),
+            "crop": timing.crop_ms(),
+            "finish": timing.finish_ms(),
             "/tgt": timing.median_ms() / row.targets,
             "n/1": _ratio(row, rows, self.pick),
         }
@@ -254,8 +316,8 @@ def print_table(rows: Sequence[Row], torch_device: str) -> None:
     groups = (
         Group(
             "siamedge, CUDA provider",
-            ("step", "p90", "run", "around", "/tgt", "n/1"),
-            (8, 7, 7, 7, 7, 5),
+            ("step", "p90", "run", "around", "crop", "finish", "/tgt", "n/1"),
+            (8, 7, 7, 7, 6, 6, 7, 5),
             lambda row: row.cuda,
         ),
         Group(
@@ -266,8 +328,8 @@ def print_table(rows: Sequence[Row], torch_device: str) -> None:
         ),
         Group(
             "siamedge, CPU provider",
-            ("step", "run", "around", "/tgt", "n/1"),
-            (8, 8, 7, 8, 5),
+            ("step", "run", "around", "crop", "finish", "/tgt", "n/1"),
+            (8, 8, 7, 6, 6, 8, 5),
             lambda row: row.cpu,
         ),
         Group(
@@ -287,8 +349,10 @@ def print_table(rows: Sequence[Row], torch_device: str) -> None:
         first = f"{f'{width}x{height}':>10} {row.precision:>4} {row.targets:>3}"
         print(" | ".join([first, *(g.cells(row, rows) for g in groups)]))
     print(
-        "median ms per frame for all targets; run: the session run alone; around: step - run; "
-        "/tgt: per target; n/1: the step of n targets over the step of one"
+        "median ms per frame for all targets; run: the session run alone; around: step - run, "
+        "of which crop: the crops, finish: mask, boxes and state (the rest: stacking the crops, "
+        "filling and reading the model's buffers); /tgt: per target; n/1: the step of n "
+        "targets over the step of one"
     )
 
 
