@@ -111,6 +111,7 @@ class TrackManager:
             raise CommandError(f"no track {track_id!r} (active: {active})", request_id)
         if stopped:
             log.info("stopped track(s) %s", ", ".join(stopped))
+        self._release_scratch_when_idle()
         return stopped
 
     def step(self, frame: Frame) -> tuple[list[tuple[str, TrackResult]], list[Dropped]]:
@@ -128,9 +129,15 @@ class TrackManager:
                 del self._tracks[track.track_id]
                 dropped.append(Dropped(track.track_id, str(outcome)))
                 log.warning("track %s dropped: %s", track.track_id, outcome)
+                self._release_scratch_when_idle()
             else:
                 results.append((track.track_id, outcome.result))
         return results, dropped
+
+    def _release_scratch_when_idle(self) -> None:
+        """With no target left, let the crop scratch go (a large target's: up to 64 MiB)."""
+        if not self._tracks:
+            self._scratch = CropScratch()
 
     def _new_id(self) -> str:
         while True:
