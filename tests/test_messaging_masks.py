@@ -249,3 +249,25 @@ def test_png_decoder_rejects_what_is_not_png() -> None:
     data = base64.b64encode(b"not a png").decode()
     with pytest.raises(ValueError, match="not a PNG"):
         decode_png({"format": "png", "origin": [0, 0], "size": [2, 2], "data": data})
+
+
+def coco_rle_to_string(counts: list[int]) -> str:
+    """pycocotools' rleToString, one value and one 5-bit chunk at a time."""
+    text = []
+    for index, count in enumerate(counts):
+        value = count - counts[index - 2] if index > 2 else count
+        more = True
+        while more:
+            chunk = value & 0x1F
+            value >>= 5
+            more = value != -1 if chunk & 0x10 else value != 0
+            text.append(chr((chunk | (0x20 if more else 0)) + 48))
+    return "".join(text)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.integers(0, 3840 * 2160), max_size=60), st.sampled_from([16, 1024, 2**23]))
+def test_rle_string_equals_pycocotools_loop(counts: list[int], ceiling: int) -> None:
+    small = [count % ceiling for count in counts]  # short runs too: one-chunk differences
+    for values in (counts, small):
+        assert rle_string(np.array(values, dtype=np.int64)) == coco_rle_to_string(values)

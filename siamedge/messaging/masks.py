@@ -73,23 +73,34 @@ def rle_counts(window: MaskWindow) -> NDArray[np.int64]:
 
 
 def rle_string(counts: NDArray[np.int64]) -> str:
-    """pycocotools' compressed form of `counts` (what `mask.encode` returns, as text)."""
+    """pycocotools' compressed form of `counts` (what `mask.encode` returns, as text).
+
+    Each value takes as many 5-bit chunks as it needs; the chunks are written level by level,
+    each level only for the values that reach it (most differences need one or two).
+    """
     values = counts.astype(np.int64)
     values[_DELTA_FROM:] -= counts[_DELTA_FROM - 2 : -2]
     if values.size == 0:
         return ""
-    largest = int(np.abs(values).max())
-    # Enough 5-bit chunks for the largest value plus its sign bit.
-    chunks = largest.bit_length() // _CHUNK_BITS + 2
-    shifts = np.arange(chunks, dtype=np.int64) * _CHUNK_BITS
-    digits = (values[:, None] >> shifts) & _CHUNK_MASK
-    rest = values[:, None] >> (shifts + _CHUNK_BITS)
-    more = np.where(digits & _SIGN_BIT, rest != -1, rest != 0)
-    lengths = np.argmin(more, axis=1) + 1
-    chars = (digits | (more * _MORE_BIT)) + _CHAR_OFFSET
-    used = np.arange(chunks) < lengths[:, None]
-    text: str = chars[used].astype(np.uint8).tobytes().decode("ascii")
-    return text
+    lengths = np.ones(values.size, dtype=np.int64)
+    levels = 1
+    while True:  # a value needs another chunk while it does not fit levels chunks, sign included
+        bound = 1 << (_CHUNK_BITS * levels - 1)
+        longer = (values >= bound) | (values < -bound)
+        if not longer.any():
+            break
+        lengths += longer
+        levels += 1
+    starts = np.cumsum(lengths) - lengths
+    text = np.empty(int(starts[-1] + lengths[-1]), dtype=np.uint8)
+    reaching = np.arange(values.size)
+    for level in range(levels):
+        if level:
+            reaching = reaching[lengths[reaching] > level]
+        chunk = (values[reaching] >> (_CHUNK_BITS * level)) & _CHUNK_MASK
+        more = (lengths[reaching] > level + 1) * _MORE_BIT
+        text[starts[reaching] + level] = chunk + more + _CHAR_OFFSET
+    return text.tobytes().decode("ascii")
 
 
 def encode_rle(window: MaskWindow) -> JsonObject:
