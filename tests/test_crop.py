@@ -227,3 +227,11 @@ def test_scratch_keeps_its_buffer_up_to_the_limit() -> None:
     assert huge.size == SCRATCH_KEEP_MAX_BYTES + 1
     assert scratch.take(5000) is kept  # a region over the limit is not kept
     assert scratch.take(SCRATCH_KEEP_MAX_BYTES + 1) is not huge
+
+
+def test_read_rows_are_cached_and_read_only() -> None:
+    """Cached per (side, out_size): a caller cannot change what the next crop reads."""
+    rows = resize_read_rows(1441, 255)
+    assert resize_read_rows(1441, 255) is rows
+    with pytest.raises(ValueError, match="read-only"):
+        rows[0] = 5

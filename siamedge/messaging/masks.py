@@ -51,8 +51,9 @@ def rle_counts(window: MaskWindow) -> NDArray[np.int64]:
     total = width * height
     # Each window column padded with background above and below; a change between rows r-1
     # and r is where a run starts or ends. Flat indices walk the columns in frame order.
-    padded = np.zeros((w, h + 2), dtype=np.bool_)
-    padded[:, 1:-1] = window.bits.T
+    padded = np.zeros((w, h + 2), dtype=np.uint8)
+    if window.bits.size:  # cv2.transpose: a quarter of numpy's strided copy of bits.T
+        padded[:, 1:-1] = cv2.transpose(window.bits.view(np.uint8))
     flat = np.flatnonzero(padded[:, 1:] != padded[:, :-1])
     cols, rows = np.divmod(flat, h + 1)
     changes = (cols + x0) * height + (rows + y0)

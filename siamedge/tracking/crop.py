@@ -6,6 +6,7 @@ is never padded or copied, and a large region off the frame edge gets only the r
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import cast
 
@@ -17,13 +18,18 @@ from siamedge.tracking.geometry import PointXY, crop_origin
 
 BGR = tuple[int, int, int]
 
-SPARSE_MIN_SCALE = 6
+SPARSE_MIN_SCALE = 5
 """A region straddling the frame edge and more than this many times the output side is built
 with only the rows the resize reads (about 2 per output row) in a kept CropScratch. Median ms
-of crop and resize to 255 px on this 2-core machine, padding the whole region against the rows:
-about even from 4.9x to 5.3x (1245-1354 px at 1080p: 0.60-0.72 / 0.54-0.64), then the rows
-win: 1697 px 0.75-0.82 / 0.44-0.58, 2704 px 2.9 / 1.5 (`benchmarks/large_target.py`), 3000 px
-2.8 / 0.5. Being over 2, it also keeps clear of OpenCV's exact-2x path."""
+of crop and resize to 255 px on this 2-core machine (the read rows cached), padding the
+whole region against the rows, at the bottom / side / corner of a 1080p frame:
+3.9x 0.41-0.44 / 0.47-0.51, about even at 4.3x (0.44-0.49 / 0.47-0.51), then the rows win:
+4.9x 0.54-0.62 / 0.52-0.55, 5.7x (1441 px, the 1080p tennis search window) 0.77-0.94 /
+0.53-0.58, 2704 px 2.9 / 1.5 (`benchmarks/large_target.py`). Being over 2, it also keeps clear
+of OpenCV's exact-2x path."""
+
+READ_ROWS_CACHED = 64
+"""Search sides whose read rows (resize_read_rows) are kept: a few targets' recent sides."""
 
 SCRATCH_KEEP_MAX_BYTES = 64 << 20
 """The largest buffer a CropScratch keeps between frames (a 4729 px region); a larger region,
@@ -143,8 +149,10 @@ def _region(frame: NDArray[np.uint8], b: RegionBounds, fill_bgr: BGR) -> NDArray
     return cast(NDArray[np.uint8], padded)
 
 
+@functools.lru_cache(maxsize=READ_ROWS_CACHED)
 def resize_read_rows(side: int, out_size: int) -> NDArray[np.intp]:
-    """Sorted rows a bilinear cv2.resize of side rows to out_size rows may read (side > 2 * out).
+    """Sorted rows a bilinear cv2.resize of side rows to out_size rows may read (side > 2 * out);
+    read-only, cached (a tracked target's side changes little from frame to frame).
 
     Output row d samples f = (d + 0.5) * side / out_size - 0.5 and blends rows floor(f) and
     floor(f) + 1, clamped to the image. (At exactly 2x OpenCV averages 2 x 2 blocks instead.)
@@ -156,7 +164,9 @@ def resize_read_rows(side: int, out_size: int) -> NDArray[np.intp]:
     read = np.zeros(side, dtype=np.bool_)
     for rows in (below, below + 1, above):
         read[np.clip(rows, 0, side - 1)] = True
-    return np.flatnonzero(read)
+    rows = np.flatnonzero(read)
+    rows.setflags(write=False)
+    return rows
 
 
 def crop_region_rows(
