@@ -15,8 +15,11 @@ can only do. One table, median ms per frame after WARMUP_STEPS steps:
   finish: their mask, boxes and state (the rest: stacking the crops, the model's buffers),
   /tgt:   step per target; n/1: the step of n targets over the step of one.
 The CUDA provider runs with siamedge's defaults (TF32 off, exhaustive cuDNN algorithm search);
---cuda-tf32 measures TF32 on. The graph columns run the split layout's track model with
-model.cuda_graph (inputs and outputs bound once at 4 targets, so one target pays for four rows).
+--cuda-tf32 measures TF32 on, --cuda-option KEY=VALUE any other `model` setting of the CUDA
+provider (cuda_prefer_nhwc=true, cuda_conv_algo_search=HEURISTIC). OpenCV runs with its own
+thread count, as the daemon does (--cv-threads N sets it). The graph columns run the split
+layout's track model with model.cuda_graph (inputs and outputs bound once at 4 targets, so one
+target pays for four rows).
 
 Without a GPU (onnxruntime offers no CUDA provider and torch sees no CUDA device) it prints one
 line and exits 0; --cpu-only measures the CPU columns anyway (and the original on the CPU),
@@ -26,6 +29,7 @@ which is how the script itself is tested on machines without one.
                              [--frames 30] [--cpu-frames 10] [--sizes 480p,1080p,4k]
                              [--targets 1,4] [--precisions fp32,fp16] [--skip-cpu]
                              [--skip-graph] [--skip-torch] [--cuda-tf32]
+                             [--cuda-option KEY=VALUE ...] [--cv-threads N]
 
 Paths: the tennis frames and make_checkpoint.py default to ../shared/reference; a machine
 without it takes --frames-dir and --make-checkpoint (the script that builds the seed-0
@@ -382,6 +386,22 @@ def parse_list(text: str, allowed: Sequence[str]) -> list[str]:
     return items
 
 
+def cuda_option(text: str) -> tuple[str, str]:
+    """KEY=VALUE of a `model` setting that applies to the CUDA provider."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.startswith("cuda_") or key not in ModelSettings.model_fields:
+        cuda_keys = sorted(name for name in ModelSettings.model_fields if name.startswith("cuda_"))
+        raise argparse.ArgumentTypeError(f"{text!r}: use KEY=VALUE, KEY one of {cuda_keys}")
+    return key, value
+
+
+def cuda_settings_of(args: argparse.Namespace) -> ModelSettings:
+    """The CUDA columns' settings: siamedge's defaults, TF32 and --cuda-option applied."""
+    return ModelSettings.model_validate(
+        {"providers": ["cuda"], "cuda_tf32": args.cuda_tf32, **dict(args.cuda_option)}
+    )
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--frames-dir", type=Path, help="tennis frames (default: ../shared)")
@@ -415,6 +435,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--skip-torch", action="store_true", help="leave out the original")
     parser.add_argument("--cuda-tf32", action="store_true", help="CUDA provider with TF32 on")
     parser.add_argument(
+        "--cuda-option",
+        type=cuda_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a model setting for the CUDA columns, e.g. cuda_prefer_nhwc=true (repeatable)",
+    )
+    parser.add_argument(
+        "--cv-threads", type=int, help="OpenCV threads (default: OpenCV's own, as the daemon)"
+    )
+    parser.add_argument(
         "--cpu-only",
         action="store_true",
         help="measure the CPU columns even without a GPU (tests the script itself)",
@@ -422,6 +453,10 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if min(args.frames, args.cpu_frames) <= WARMUP_STEPS:
         parser.error(f"--frames and --cpu-frames must exceed {WARMUP_STEPS} (the warm-up steps)")
+    try:
+        cuda_settings_of(args)
+    except ValueError as exc:
+        parser.error(f"--cuda-option: {exc}")
     return args
 
 
@@ -486,7 +521,7 @@ def open_runners(
     split_models = {
         name.removesuffix(SPLIT): path for name, path in models.items() if SPLIT in name
     }
-    cuda_settings = ModelSettings(providers=["cuda"], cuda_tf32=args.cuda_tf32)
+    cuda_settings = cuda_settings_of(args)
     graph_settings = cuda_settings.model_copy(update={"cuda_graph": True})
     device = torch.device("cuda" if torch_cuda else "cpu")
     no_cuda = dict.fromkeys(args.precisions, "no CUDA provider")
@@ -555,7 +590,8 @@ def main() -> None:
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
-    cv2.setNumThreads(1)
+    if args.cv_threads is not None:
+        cv2.setNumThreads(args.cv_threads)
     with tempfile.TemporaryDirectory() as scratch:
         folder: Path = args.models or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
@@ -564,7 +600,9 @@ def main() -> None:
     gpu_name = torch.cuda.get_device_name(0) if torch_cuda else "no GPU for torch"
     print(
         f"{gpu_name}; onnxruntime {import_onnxruntime().__version__}, torch {torch.__version__}; "
-        f"CUDA provider TF32 {'on' if args.cuda_tf32 else 'off'}; {args.frames} frames per "
+        f"CUDA provider TF32 {'on' if args.cuda_tf32 else 'off'}"
+        + "".join(f", {key}={value}" for key, value in args.cuda_option)
+        + f"; OpenCV {cv2.getNumThreads()} threads; {args.frames} frames per "
         f"configuration ({args.cpu_frames} on the CPU provider), first {WARMUP_STEPS} steps "
         "left out"
     )

@@ -9,9 +9,11 @@
 #           with TF32 on), the fp16 export (then with HEURISTIC cuDNN algorithm search), the split
 #           export with model.cuda_graph, builtin
 #   gpu     benchmarks/gpu.py: the README's table
+#   nhwc    benchmarks/gpu.py at 1080p, CUDA columns only, with cuda_prefer_nhwc (does NHWC give
+#           the fp16 convolutions a cuDNN execution plan?)
 #   drift   benchmarks/trace_drift.py: every configuration against the original's trace
 #   [STEPS="check gpu"] bash benchmarks/gpu_run.sh PARTS | --installed
-# STEPS: the measuring steps to run, in this order (default: check gpu drift); env and models
+# STEPS: the measuring steps to run, in this order (default: check gpu nhwc drift); env and models
 # always run.
 # --installed: onnxruntime (GPU or not) is importable already; how the script is tried on a
 # machine without a GPU (PYTHON=.venv/bin/python OUT=/tmp/x bash benchmarks/gpu_run.sh --installed).
@@ -46,7 +48,8 @@ print("torch", torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is
 printf 'model:\n  cuda_graph: true\n' >"$MODELS/cuda-graph.yaml"
 printf 'model:\n  cuda_tf32: true\n' >"$MODELS/tf32.yaml"
 printf 'model:\n  cuda_conv_algo_search: HEURISTIC\n' >"$MODELS/heuristic.yaml"
-STEPS=" ${STEPS:-check gpu drift} "
+printf 'model:\n  cuda_prefer_nhwc: true\n' >"$MODELS/nhwc.yaml"
+STEPS=" ${STEPS:-check gpu nhwc drift} "
 wanted() { [[ "$STEPS" == *" $1 "* ]]; }
 check() { # check MODEL [ARGS...]: siamedge check on CUDA, 4 targets in one call
     local model=$1
@@ -63,9 +66,14 @@ if wanted check; then
     check "$MODELS/fp32.onnx" --config "$MODELS/tf32.yaml"
     check "$MODELS/fp16.onnx"
     check "$MODELS/fp16.onnx" --config "$MODELS/heuristic.yaml"
+    check "$MODELS/fp16.onnx" --config "$MODELS/nhwc.yaml"
+    check "$MODELS/fp32.onnx" --config "$MODELS/nhwc.yaml"
 fi
 wanted gpu && step gpu 300 "$PY" benchmarks/gpu.py --models "$MODELS" --frames-dir "$KIT/tennis" \
     --make-checkpoint "$KIT/make_checkpoint.py"
+wanted nhwc && step nhwc 150 "$PY" benchmarks/gpu.py --models "$MODELS" --frames-dir "$KIT/tennis" \
+    --make-checkpoint "$KIT/make_checkpoint.py" --sizes 1080p --skip-cpu --skip-torch --skip-graph \
+    --cuda-option cuda_prefer_nhwc=true
 wanted drift && step drift 200 "$PY" benchmarks/trace_drift.py --models "$MODELS" --reference "$KIT" \
     --make-checkpoint "$KIT/make_checkpoint.py"
 if wanted check; then
@@ -73,7 +81,7 @@ if wanted check; then
     check builtin
 fi
 
-for name in env check gpu drift; do
+for name in env check gpu nhwc drift; do
     [ -f "$OUT/$name.log" ] || continue
     echo "---- $name.log (end)"
     grep -v '^== \|INFO\|^measured\|^ran \|cudnn_frontend' "$OUT/$name.log" | tail -n 30

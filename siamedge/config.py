@@ -74,6 +74,12 @@ class ModelSettings(_Section):
     DEFAULT uses one fixed algorithm (from onnxruntime 1.20 on, cuDNN's fallback engines:
     "running in Fallback mode. May be extremely slow."). With cuda_tf32 off every mode computes
     float32 convolutions without TF32, so the choice changes speed, not results."""
+    cuda_prefer_nhwc: bool = False
+    """CUDA provider: run convolutions in NHWC, the layout tensor cores read (onnxruntime's
+    `prefer_nhwc`; layout transposes are added where the graph enters and leaves NHWC). Meant
+    for fp16 models: on an H200 the fp16 export's NCHW convolutions found no cuDNN execution
+    plan and ran in fallback mode (4 targets 2.1x one, fp32 1.7x). Off: onnxruntime's default;
+    compare both with `siamedge check` on the board before keeping it."""
     cuda_mem_limit_mb: int | None = Field(default=None, gt=0)
     """Cap on the CUDA provider's memory arena; None: no cap (the GPU's memory)."""
     cuda_arena_extend_strategy: ArenaExtendStrategy = "kNextPowerOfTwo"

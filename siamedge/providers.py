@@ -117,6 +117,8 @@ def provider_options(
         }
         if settings.cuda_mem_limit_mb is not None:
             options["gpu_mem_limit"] = settings.cuda_mem_limit_mb * MEBIBYTE
+        if settings.cuda_prefer_nhwc:  # only when asked: onnxruntime before 1.17 lacks the key
+            options["prefer_nhwc"] = 1
         if settings.cuda_graph:
             options["enable_cuda_graph"] = 1
         return options

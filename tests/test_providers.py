@@ -67,6 +67,7 @@ def test_cuda_options_follow_each_setting(tmp_path: Path) -> None:
         cuda_mem_limit_mb=2048,
         cuda_arena_extend_strategy="kSameAsRequested",
         cuda_copy_in_default_stream=False,
+        cuda_prefer_nhwc=True,
         cuda_graph=True,
     )
     assert p.provider_options(p.CUDA, settings, tmp_path) == {
@@ -75,6 +76,7 @@ def test_cuda_options_follow_each_setting(tmp_path: Path) -> None:
         "cudnn_conv_algo_search": "HEURISTIC",
         "arena_extend_strategy": "kSameAsRequested",
         "do_copy_in_default_stream": 0,
+        "prefer_nhwc": 1,
         "gpu_mem_limit": 2048 * MIB,
         "enable_cuda_graph": 1,
     }
