@@ -6,8 +6,8 @@
 #   env     the GPU, onnxruntime's version and providers, torch
 #   models  the checkpoint and its exports (fp32 / fp16, If and split layouts)
 #   check   siamedge check --providers cuda --targets 4: the fp32 export with the defaults (then
-#           with TF32 on), the fp16 export (then with HEURISTIC cuDNN algorithm search), the split
-#           export with model.cuda_graph, builtin
+#           with TF32 on), the fp16 export (then with HEURISTIC cuDNN algorithm search, NHWC
+#           convolutions, TF32 on), fp32 with NHWC, the split export with model.cuda_graph, builtin
 #   gpu     benchmarks/gpu.py: the README's table
 #   nhwc    benchmarks/gpu.py at 1080p, CUDA columns only, with cuda_prefer_nhwc (does NHWC give
 #           the fp16 convolutions a cuDNN execution plan?)
@@ -67,6 +67,8 @@ if wanted check; then
     check "$MODELS/fp16.onnx"
     check "$MODELS/fp16.onnx" --config "$MODELS/heuristic.yaml"
     check "$MODELS/fp16.onnx" --config "$MODELS/nhwc.yaml"
+    # TF32 changes float32 maths only: does use_tf32 0 leave fp16 convolutions without a plan?
+    check "$MODELS/fp16.onnx" --config "$MODELS/tf32.yaml"
     check "$MODELS/fp32.onnx" --config "$MODELS/nhwc.yaml"
 fi
 wanted gpu && step gpu 300 "$PY" benchmarks/gpu.py --models "$MODELS" --frames-dir "$KIT/tennis" \
