@@ -282,3 +282,15 @@ def test_first_call_of_a_batch_size_routes_onnxruntime_output_through_logging(
     ort_lines = [r.getMessage() for r in caplog.records if r.name == "siamedge.onnxruntime"]
     assert any("Extending BFCArena" in line for line in ort_lines)
     assert "onnxruntime" not in capfd.readouterr().err
+
+
+def test_crops_are_written_as_float_planes_top_left() -> None:
+    """(N, H, W, 3) uint8 BGR crops land channel by channel in the top-left of larger planes,
+    values exact; the rest of the planes is left as it was."""
+    rng = np.random.default_rng(3)
+    crops = rng.integers(0, 256, (3, 5, 7, 3), dtype=np.uint8)
+    planes = np.full((3, 3, 9, 11), -1.0, np.float32)
+    e.write_planar(crops, planes)
+    np.testing.assert_array_equal(planes[:, :, :5, :7], crops.transpose(0, 3, 1, 2))
+    assert (planes[:, :, 5:, :] == -1.0).all()
+    assert (planes[:, :, :, 7:] == -1.0).all()
