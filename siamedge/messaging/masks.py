@@ -76,32 +76,29 @@ def rle_counts(window: MaskWindow) -> NDArray[np.int64]:
 def rle_string(counts: NDArray[np.int64]) -> str:
     """pycocotools' compressed form of `counts` (what `mask.encode` returns, as text).
 
-    Each value takes as many 5-bit chunks as it needs; the chunks are written level by level,
-    each level only for the values that reach it (most differences need one or two).
+    Each value takes as many 5-bit chunks as it needs, sign included, little end first; every
+    chunk but a value's last carries the "more" bit. All chunks are made at once: chunk i
+    belongs to value owner[i] and holds its bits from 5 * level[i] on.
     """
     values = counts.astype(np.int64)
     values[_DELTA_FROM:] -= counts[_DELTA_FROM - 2 : -2]
     if values.size == 0:
         return ""
+    magnitude = values ^ (values >> 63)  # v, or -v - 1 when negative: the bits besides the sign
     lengths = np.ones(values.size, dtype=np.int64)
-    levels = 1
-    while True:  # a value needs another chunk while it does not fit levels chunks, sign included
-        bound = 1 << (_CHUNK_BITS * levels - 1)
-        longer = (values >= bound) | (values < -bound)
+    bound = _SIGN_BIT
+    while True:  # one more chunk for every value whose magnitude does not fit in the sign bit
+        longer = magnitude >= bound
         if not longer.any():
             break
         lengths += longer
-        levels += 1
+        bound <<= _CHUNK_BITS
+    owner = np.repeat(np.arange(values.size), lengths)
     starts = np.cumsum(lengths) - lengths
-    text = np.empty(int(starts[-1] + lengths[-1]), dtype=np.uint8)
-    reaching = np.arange(values.size)
-    for level in range(levels):
-        if level:
-            reaching = reaching[lengths[reaching] > level]
-        chunk = (values[reaching] >> (_CHUNK_BITS * level)) & _CHUNK_MASK
-        more = (lengths[reaching] > level + 1) * _MORE_BIT
-        text[starts[reaching] + level] = chunk + more + _CHAR_OFFSET
-    return text.tobytes().decode("ascii")
+    level = np.arange(owner.size) - starts[owner]
+    chunks: NDArray[np.int64] = (values[owner] >> (_CHUNK_BITS * level)) & _CHUNK_MASK
+    chunks += (level + 1 < lengths[owner]) * _MORE_BIT + _CHAR_OFFSET
+    return chunks.astype(np.uint8).tobytes().decode("ascii")
 
 
 def encode_rle(window: MaskWindow) -> JsonObject:
