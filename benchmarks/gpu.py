@@ -90,6 +90,11 @@ P90 = 90
 NOT_RUN = "-"
 
 
+def _median_ms(samples: list[float] | None) -> float | None:
+    """Median of seconds in ms; None where the column was not measured."""
+    return None if samples is None else statistics.median(samples) * MS
+
+
 @dataclass(frozen=True)
 class Timing:
     """Per-frame seconds of one configuration (after the warm-up steps).
@@ -111,13 +116,13 @@ class Timing:
         return float(np.percentile(self.step_s, P90)) * MS
 
     def run_ms(self) -> float | None:
-        return None if self.run_s is None else statistics.median(self.run_s) * MS
+        return _median_ms(self.run_s)
 
     def crop_ms(self) -> float | None:
-        return None if self.crop_s is None else statistics.median(self.crop_s) * MS
+        return _median_ms(self.crop_s)
 
     def finish_ms(self) -> float | None:
-        return None if self.finish_s is None else statistics.median(self.finish_s) * MS
+        return _median_ms(self.finish_s)
 
     def around_ms(self) -> float | None:
         if self.run_s is None:
