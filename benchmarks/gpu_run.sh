@@ -6,11 +6,12 @@
 #   env     the GPU, onnxruntime's version and providers, torch
 #   models  the checkpoint and its exports (fp32 / fp16, If and split layouts)
 #   check   siamedge check --providers cuda --targets 4: the fp32 export with the defaults (then
-#           with TF32 on), the fp16 export (then with HEURISTIC cuDNN algorithm search, NHWC
-#           convolutions, TF32 on), fp32 with NHWC, the split export with model.cuda_graph, builtin
+#           with TF32 on), the fp16 export (which runs with use_tf32 on; then with HEURISTIC
+#           cuDNN algorithm search, NHWC convolutions, NHWC with the bias fused), fp32 with the
+#           bias fused (parity), fp32 with NHWC, the split export with model.cuda_graph, builtin
 #   gpu     benchmarks/gpu.py: the README's table
-#   nhwc    benchmarks/gpu.py at 1080p, CUDA columns only, with cuda_prefer_nhwc (does NHWC give
-#           the fp16 convolutions a cuDNN execution plan?)
+#   nhwc    benchmarks/gpu.py at 1080p, CUDA columns only, with cuda_prefer_nhwc and
+#           cuda_fuse_conv_bias (one kernel per fp16 convolution instead of three?)
 #   drift   benchmarks/trace_drift.py: every configuration against the original's trace
 #   [STEPS="check gpu"] bash benchmarks/gpu_run.sh PARTS | --installed
 # STEPS: the measuring steps to run, in this order (default: check gpu nhwc drift); env and models
@@ -49,6 +50,8 @@ printf 'model:\n  cuda_graph: true\n' >"$MODELS/cuda-graph.yaml"
 printf 'model:\n  cuda_tf32: true\n' >"$MODELS/tf32.yaml"
 printf 'model:\n  cuda_conv_algo_search: HEURISTIC\n' >"$MODELS/heuristic.yaml"
 printf 'model:\n  cuda_prefer_nhwc: true\n' >"$MODELS/nhwc.yaml"
+printf 'model:\n  cuda_fuse_conv_bias: true\n' >"$MODELS/fuse.yaml"
+printf 'model:\n  cuda_prefer_nhwc: true\n  cuda_fuse_conv_bias: true\n' >"$MODELS/nhwc-fuse.yaml"
 STEPS=" ${STEPS:-check gpu nhwc drift} "
 wanted() { [[ "$STEPS" == *" $1 "* ]]; }
 check() { # check MODEL [ARGS...]: siamedge check on CUDA, 4 targets in one call
@@ -67,15 +70,16 @@ if wanted check; then
     check "$MODELS/fp16.onnx"
     check "$MODELS/fp16.onnx" --config "$MODELS/heuristic.yaml"
     check "$MODELS/fp16.onnx" --config "$MODELS/nhwc.yaml"
-    # TF32 changes float32 maths only: does use_tf32 0 leave fp16 convolutions without a plan?
-    check "$MODELS/fp16.onnx" --config "$MODELS/tf32.yaml"
+    check "$MODELS/fp16.onnx" --config "$MODELS/nhwc-fuse.yaml"
+    # A fused plan cuDNN cannot build is planned again with TF32 allowed: parity?
+    check "$MODELS/fp32.onnx" --config "$MODELS/fuse.yaml"
     check "$MODELS/fp32.onnx" --config "$MODELS/nhwc.yaml"
 fi
 wanted gpu && step gpu 300 "$PY" benchmarks/gpu.py --models "$MODELS" --frames-dir "$KIT/tennis" \
     --make-checkpoint "$KIT/make_checkpoint.py"
 wanted nhwc && step nhwc 150 "$PY" benchmarks/gpu.py --models "$MODELS" --frames-dir "$KIT/tennis" \
     --make-checkpoint "$KIT/make_checkpoint.py" --sizes 1080p --skip-cpu --skip-torch --skip-graph \
-    --cuda-option cuda_prefer_nhwc=true
+    --cuda-option cuda_prefer_nhwc=true --cuda-option cuda_fuse_conv_bias=true
 wanted drift && step drift 200 "$PY" benchmarks/trace_drift.py --models "$MODELS" --reference "$KIT" \
     --make-checkpoint "$KIT/make_checkpoint.py"
 if wanted check; then

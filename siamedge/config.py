@@ -66,7 +66,10 @@ class ModelSettings(_Section):
     """CUDA provider: allow TF32 tensor-core maths for float32 convolutions and matrix products
     (Ampere and newer GPUs). Faster, but less exact: on an H200 the free run over the tennis
     reference drifted 0.64 px (centre) and 3.35 px (size) from the original tracker with TF32,
-    0.0003 / 0.0023 px without. Off keeps parity."""
+    0.0003 / 0.0023 px without. Off keeps parity. A float16 network (metadata
+    siamedge.precision, `siamedge export --fp16`) always runs with it on: it has no float32
+    convolution, and off onnxruntime would withhold cuDNN's tensor-core engines from its
+    float16 ones."""
     cuda_conv_algo_search: ConvAlgoSearch = "EXHAUSTIVE"
     """How the CUDA provider picks cuDNN convolution algorithms. EXHAUSTIVE (onnxruntime's own
     default) times every algorithm on the first run of each input shape (each batch size) and
@@ -80,6 +83,13 @@ class ModelSettings(_Section):
     for fp16 models: on an H200 the fp16 export's NCHW convolutions found no cuDNN execution
     plan and ran in fallback mode (4 targets 2.1x one, fp32 1.7x). Off: onnxruntime's default;
     compare both with `siamedge check` on the board before keeping it."""
+    cuda_fuse_conv_bias: bool = False
+    """CUDA provider: cuDNN adds each convolution's bias in the convolution's own kernel
+    (onnxruntime's `fuse_conv_bias`) instead of a separate launch. onnxruntime already fuses
+    float32 Conv + ReLU; a float16 network's convolutions get their bias added apart, and in
+    NCHW a fused bias costs a memset instead, so it pays with cuda_prefer_nhwc. onnxruntime
+    plans a fused convolution that cuDNN cannot build again unfused, with TF32 allowed, so
+    compare with `siamedge check` before keeping it on a float32 model."""
     cuda_mem_limit_mb: int | None = Field(default=None, gt=0)
     """Cap on the CUDA provider's memory arena; None: no cap (the GPU's memory)."""
     cuda_arena_extend_strategy: ArenaExtendStrategy = "kNextPowerOfTwo"

@@ -64,8 +64,13 @@ META_PRODUCER = "siamedge.producer"
 META_HYPER_PARAMETERS = "siamedge.hyper_parameters"  # JSON object, see HYPER_PARAMETER_KEYS
 META_LAYOUT = "siamedge.layout"  # LAYOUT_IF (default) or LAYOUT_SPLIT
 META_INIT_MODEL = "siamedge.init_model"  # split layout: the init model's file, same folder
+META_PRECISION = "siamedge.precision"  # PRECISION_FLOAT32 (the default) or PRECISION_FLOAT16
 LAYOUT_IF = "if"
 LAYOUT_SPLIT = "split"
+PRECISION_FLOAT32 = "float32"
+PRECISION_FLOAT16 = "float16"
+"""The network's weights and convolutions; inputs, outputs and the tracker arithmetic around
+the network are float32 either way (`siamedge export --fp16`)."""
 
 # Keys of the hyper-parameter JSON object. Network constants are in it so a model made for another
 # backbone can say so; a model without metadata gets the SiamMask VOT values.
@@ -150,6 +155,7 @@ class ModelContract:
     max_batch: int | None = 1
     layout: str = LAYOUT_IF
     init_model: str | None = None
+    precision: str = PRECISION_FLOAT32
 
     @property
     def score_size(self) -> int:
@@ -271,6 +277,17 @@ def _without(
     return {name: value for name, value in spec.items() if name not in names}
 
 
+def network_precision(metadata: Mapping[str, str], where: str) -> str:
+    """The network precision a model's metadata declares (float32 when it declares none)."""
+    precision = metadata.get(META_PRECISION, PRECISION_FLOAT32)
+    if precision not in (PRECISION_FLOAT32, PRECISION_FLOAT16):
+        raise ModelError(
+            f"{where}: metadata {META_PRECISION} is {precision!r}; "
+            f"known: {PRECISION_FLOAT32}, {PRECISION_FLOAT16}"
+        )
+    return precision
+
+
 def check_contract(
     inputs: Sequence[TensorSpec],
     outputs: Sequence[TensorSpec],
@@ -353,6 +370,7 @@ def check_contract(
         max_batch=max_batch,
         layout=layout,
         init_model=init_model,
+        precision=network_precision(metadata, where),
     )
 
 

@@ -473,7 +473,8 @@ def _graph_settings(ort: ModuleType, path: Path, settings: ModelSettings) -> Mod
     """settings, with CUDA graphs turned off (one warning) for a model that has control flow."""
     if not (settings.cuda_graph or settings.trt_cuda_graph):
         return settings
-    if _declared_layout(ort, path) == c.LAYOUT_SPLIT:
+    metadata = providers.read_declaration(ort, path).metadata
+    if metadata.get(c.META_LAYOUT, c.LAYOUT_IF) == c.LAYOUT_SPLIT:
         return settings
     log.warning(
         "%s has an If (control flow), which CUDA graphs cannot capture: running it without "
@@ -485,19 +486,6 @@ def _graph_settings(ort: ModuleType, path: Path, settings: ModelSettings) -> Mod
 
 def _without_graphs(settings: ModelSettings) -> ModelSettings:
     return settings.model_copy(update={"cuda_graph": False, "trt_cuda_graph": False})
-
-
-def _declared_layout(ort: ModuleType, path: Path) -> str:
-    """The layout a model's metadata declares, read on the CPU without optimising the graph."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    with ort_log.captured():
-        try:
-            session = ort.InferenceSession(str(path), options, providers=[providers.CPU])
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelError(f"{path}: cannot load the model: {_short_error(exc)}") from exc
-    metadata: Mapping[str, str] = session.get_modelmeta().custom_metadata_map
-    return metadata.get(c.META_LAYOUT, c.LAYOUT_IF)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     lines += [
         "contract: OK",
         f"  layout: {describe_layout(contract)}",
+        f"  network precision: {contract.precision}",
         f"  search crop {contract.instance_size}, exemplar/mask {contract.exemplar_size}, "
         f"score grid {contract.score_size}x{contract.score_size}, stride {contract.total_stride}",
         f"  template features {list(contract.feature_shape)}",

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from siamedge import contract as c
 from siamedge import ort_log
 from siamedge.config import ModelSettings
 from siamedge.errors import ModelError
@@ -119,6 +120,8 @@ def provider_options(
             options["gpu_mem_limit"] = settings.cuda_mem_limit_mb * MEBIBYTE
         if settings.cuda_prefer_nhwc:  # only when asked: onnxruntime before 1.17 lacks the key
             options["prefer_nhwc"] = 1
+        if settings.cuda_fuse_conv_bias:  # only when asked: older onnxruntime lacks the key
+            options["fuse_conv_bias"] = 1
         if settings.cuda_graph:
             options["enable_cuda_graph"] = 1
         return options
@@ -157,14 +160,47 @@ def trt_profiles(inputs: Sequence[tuple[str, Sequence[Any]]], max_batch: int) ->
     )
 
 
-def declared_inputs(ort: ModuleType, path: Path) -> list[tuple[str, list[Any]]]:
-    """The model's inputs (name, shape) as onnxruntime declares them, read on the CPU."""
+@dataclass(frozen=True)
+class Declaration:
+    """What a model file declares, as onnxruntime reads it."""
+
+    inputs: list[tuple[str, list[Any]]]
+    """(name, shape) of each input: an int for a fixed dimension, a str or None otherwise."""
+    metadata: dict[str, str]
+
+
+def read_declaration(ort: ModuleType, path: Path) -> Declaration:
+    """The model's inputs and metadata, read on the CPU without optimising the graph."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     with ort_log.captured():
         try:
-            session = ort.InferenceSession(str(path), providers=[CPU])
+            session = ort.InferenceSession(str(path), options, providers=[CPU])
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"{path}: cannot load the model: {_short_error(exc)}") from exc
-    return [(arg.name, list(arg.shape)) for arg in session.get_inputs()]
+    return Declaration(
+        [(arg.name, list(arg.shape)) for arg in session.get_inputs()],
+        dict(session.get_modelmeta().custom_metadata_map),
+    )
+
+
+def cuda_settings_for(
+    settings: ModelSettings, metadata: Mapping[str, str], where: str
+) -> ModelSettings:
+    """settings for this model on the CUDA provider: use_tf32 on for a float16 network.
+
+    TF32 changes float32 maths only, and a float16 network has no float32 convolution; with
+    use_tf32 off, though, onnxruntime withholds cuDNN's tensor-core engines from every
+    convolution, so the float16 ones first find no execution plan and are planned again.
+    """
+    if settings.cuda_tf32 or c.network_precision(metadata, where) != c.PRECISION_FLOAT16:
+        return settings
+    log.info(
+        "%s: float16 network: the CUDA provider runs with use_tf32 on (it changes float32 "
+        "maths only; off, cuDNN would get no tensor-core engines for the float16 convolutions)",
+        where,
+    )
+    return settings.model_copy(update={"cuda_tf32": True})
 
 
 def prepare_cache_dir(path: Path) -> Path:
@@ -213,11 +249,14 @@ def open_session(
     options = session_options(ort, settings)
     failed: list[tuple[str, str]] = []
     profiles = None
-    if TENSORRT in chosen:
+    declaration = read_declaration(ort, path) if TENSORRT in chosen or CUDA in chosen else None
+    if CUDA in chosen and declaration is not None:
+        settings = cuda_settings_for(settings, declaration.metadata, str(path))
+    if TENSORRT in chosen and declaration is not None:
         keep_fp32_exact(settings)
         cache_dir = prepare_cache_dir(cache_dir or _configured_cache_dir(settings))
         try:
-            profiles = trt_profiles(declared_inputs(ort, path), max_batch)
+            profiles = trt_profiles(declaration.inputs, max_batch)
         except ProfileError as exc:
             if len(chosen) == 1:
                 raise ModelError(f"{path}: TensorRT cannot run this model: {exc}") from None

@@ -140,6 +140,7 @@ def test_inspect_builtin(capsys: pytest.CaptureFixture[str]) -> None:
     assert "siamedge.model: builtin-ncc" in text
     assert "score output: yes" in text
     assert "layout: batch of any size" in text
+    assert "network precision: float32" in text
     assert "im           float32  [batch, 3, 255, 255]" in text
 
 

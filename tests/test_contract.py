@@ -201,3 +201,11 @@ def test_split_layout_problems_are_named() -> None:
 def test_a_split_init_model_alone_is_named_as_such() -> None:
     with pytest.raises(ModelError, match=r"m\.init\.onnx: this is the init model"):
         c.check_contract(INIT_INPUTS, INIT_OUTPUTS, {}, "m.init.onnx")
+
+
+def test_network_precision_is_read_from_the_metadata() -> None:
+    assert c.check_contract(GOOD_INPUTS, GOOD_OUTPUTS, {}, "m").precision == c.PRECISION_FLOAT32
+    half = {c.META_PRECISION: "float16"}
+    assert c.check_contract(GOOD_INPUTS, GOOD_OUTPUTS, half, "m").precision == "float16"
+    with pytest.raises(ModelError, match=r"m: metadata siamedge\.precision is 'int8'; known"):
+        c.check_contract(GOOD_INPUTS, GOOD_OUTPUTS, {c.META_PRECISION: "int8"}, "m")

@@ -184,6 +184,7 @@ def test_metadata_records_name_producer_and_hyper_parameters(
     assert params["lr"] == 1.0 and params["seg_thr"] == 0.35
     assert params["ratios"] == [0.33, 0.5, 1, 2, 3] and params["scales"] == [8]
     assert metadata[c.META_LAYOUT] == c.LAYOUT_IF and c.META_INIT_MODEL not in metadata
+    assert metadata[c.META_PRECISION] == c.PRECISION_FLOAT32
 
 
 def test_onnxruntime_matches_pytorch_on_both_branches(exported_models: ExportedModels) -> None:
@@ -297,6 +298,8 @@ def test_fp16_halves_the_weights_and_keeps_the_interface(
     assert model.graph.input == full.graph.input and model.graph.output == full.graph.output
     assert result.size_bytes == pytest.approx(exported_models.full.size_bytes / 2, rel=0.02)
     assert "float16 weights" in result.lines()[0]
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
+    assert metadata[c.META_PRECISION] == c.PRECISION_FLOAT16
 
 
 def test_opset_option(seed0_network: SiamMaskVOT, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from fixtures.onnxruntime_gpu_text import (
 )
 from onnx import TensorProto, helper
 
+from siamedge import contract as c
 from siamedge import ort_log
 from siamedge import providers as p
 from siamedge.config import ModelSettings, settings_from_mapping
@@ -68,6 +69,7 @@ def test_cuda_options_follow_each_setting(tmp_path: Path) -> None:
         cuda_arena_extend_strategy="kSameAsRequested",
         cuda_copy_in_default_stream=False,
         cuda_prefer_nhwc=True,
+        cuda_fuse_conv_bias=True,
         cuda_graph=True,
     )
     assert p.provider_options(p.CUDA, settings, tmp_path) == {
@@ -77,6 +79,7 @@ def test_cuda_options_follow_each_setting(tmp_path: Path) -> None:
         "arena_extend_strategy": "kSameAsRequested",
         "do_copy_in_default_stream": 0,
         "prefer_nhwc": 1,
+        "fuse_conv_bias": 1,
         "gpu_mem_limit": 2048 * MIB,
         "enable_cuda_graph": 1,
     }
@@ -161,7 +164,7 @@ def dynamic_batch_model(path: Path, *, extra_symbolic: bool = False) -> Path:
 
 
 def test_profiles_cover_every_input_with_a_symbolic_batch(tmp_path: Path) -> None:
-    inputs = p.declared_inputs(ort, dynamic_batch_model(tmp_path / "dyn.onnx"))
+    inputs = p.read_declaration(ort, dynamic_batch_model(tmp_path / "dyn.onnx")).inputs
     assert inputs == [
         ("im", ["batch", 3, 8, 8]),
         ("pos", ["batch", 2]),
@@ -186,7 +189,9 @@ def test_a_static_model_needs_no_profile() -> None:
 
 
 def test_a_symbolic_dimension_besides_the_batch_has_no_profile(tmp_path: Path) -> None:
-    inputs = p.declared_inputs(ort, dynamic_batch_model(tmp_path / "w.onnx", extra_symbolic=True))
+    inputs = p.read_declaration(
+        ort, dynamic_batch_model(tmp_path / "w.onnx", extra_symbolic=True)
+    ).inputs
     with pytest.raises(p.ProfileError, match=r"input 'im' has a symbolic dimension besides"):
         p.trt_profiles(inputs, max_batch=4)
     with pytest.raises(ValueError, match="max_batch must be at least 1"):
@@ -310,6 +315,7 @@ class FakeGpuOrt:
     """
 
     SessionOptions = ort.SessionOptions
+    GraphOptimizationLevel = ort.GraphOptimizationLevel
 
     def __init__(self, *, honours_enable_fallback: bool, cuda_works: bool = True) -> None:
         self.honours_enable_fallback = honours_enable_fallback
@@ -334,7 +340,7 @@ class FakeGpuOrt:
         entries = [(entry, {}) if isinstance(entry, str) else entry for entry in providers or []]
         names = [name for name, _ in entries]
         real = ort.InferenceSession(path, sess_options, providers=[p.CPU])
-        if names == [p.CPU] and sess_options is None:  # providers.declared_inputs
+        if "enable_fallback" not in kwargs:  # providers.read_declaration, on the CPU
             return real
         self.attempts.append(entries)
         if p.TENSORRT in names:
@@ -473,3 +479,47 @@ def test_opening_a_session_with_tensorrt_turns_tf32_off(
     settings = ModelSettings(cache_dir=str(tmp_path / "trt"))
     p.open_session(fake, resolve_model_path("builtin"), settings)
     assert os.environ[p.TF32_OVERRIDE] == "0"
+
+
+def model_declaring(path: Path, precision: str | None) -> Path:
+    """The builtin model, saved with a siamedge.precision entry (none: the key left out)."""
+    model = onnx.load(str(resolve_model_path("builtin")))
+    props = {e.key: e.value for e in model.metadata_props if e.key != c.META_PRECISION}
+    if precision is not None:
+        props[c.META_PRECISION] = precision
+    helper.set_model_props(model, props)  # replaces every entry
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_float16_network_runs_on_cuda_with_tf32_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=p.log.name)
+    fake = FakeGpuOrt(honours_enable_fallback=True)
+    cuda_only = ModelSettings(providers=["cuda"])
+    half = model_declaring(tmp_path / "half.onnx", c.PRECISION_FLOAT16)
+    p.open_session(fake, half, cuda_only)  # type: ignore[arg-type]
+    p.open_session(fake, model_declaring(tmp_path / "full.onnx", None), cuda_only)  # type: ignore[arg-type]
+    p.open_session(fake, model_declaring(tmp_path / "f32.onnx", "float32"), cuda_only)  # type: ignore[arg-type]
+    assert [attempt[0][1]["use_tf32"] for attempt in fake.attempts] == [1, 0, 0]
+    assert [r.getMessage() for r in caplog.records if r.name == p.log.name] == [
+        f"{half}: float16 network: the CUDA provider runs with use_tf32 on (it changes float32 "
+        "maths only; off, cuDNN would get no tensor-core engines for the float16 convolutions)"
+    ]
+    with pytest.raises(ModelError, match=r"half\.onnx: metadata siamedge\.precision is 'fp8'"):
+        p.open_session(fake, model_declaring(half, "fp8"), cuda_only)  # type: ignore[arg-type]
+
+
+def test_tf32_for_float16_networks_only_where_cuda_may_run(tmp_path: Path) -> None:
+    settings = ModelSettings()
+    half = {c.META_PRECISION: c.PRECISION_FLOAT16}
+    assert p.cuda_settings_for(settings, half, "m").cuda_tf32
+    assert p.cuda_settings_for(settings, {}, "m") is settings
+    allowed = ModelSettings(cuda_tf32=True)
+    assert p.cuda_settings_for(allowed, {c.META_PRECISION: "float32"}, "m") is allowed
+    # The CPU provider alone: the file is not read twice, and TensorRT keeps its own options.
+    fake = FakeGpuOrt(honours_enable_fallback=True)
+    half_model = model_declaring(tmp_path / "half.onnx", c.PRECISION_FLOAT16)
+    p.open_session(fake, half_model, ModelSettings(providers=["cpu"]))  # type: ignore[arg-type]
+    assert fake.attempts == [[(p.CPU, {})]]

@@ -325,6 +325,7 @@ def _model(
             c.META_MODEL_NAME: MODEL_NAME,
             c.META_PRODUCER: f"{PRODUCER} {__version__}",
             c.META_HYPER_PARAMETERS: options.hp.metadata_json(),
+            c.META_PRECISION: c.PRECISION_FLOAT16 if options.fp16 else c.PRECISION_FLOAT32,
             **metadata,
         },
     )
