@@ -249,7 +249,6 @@ def track_values(writer: NetworkWriter, b: Branch, options: ExportOptions) -> di
     heads = net.rpn_model
     cls = writer.head(b, heads.cls, writer.correlate(b, heads.cls, template, search))
     loc = writer.head(b, heads.loc, writer.correlate(b, heads.loc, template, search))
-    correlation = writer.correlate(b, net.mask_model.mask, template, search)
     decision = track_arithmetic(
         b,
         b.cast(cls, writer.compute, FLOAT),
@@ -258,6 +257,7 @@ def track_values(writer: NetworkWriter, b: Branch, options: ExportOptions) -> di
         options.hp,
     )
     cell = cell_of(b, decision.best)
+    correlation = writer.correlate_at(b, net.mask_model.mask, template, search, cell)
     logits = b.cast(writer.refine(b, levels, correlation, cell), writer.compute, FLOAT)
     mask = b.op("Sigmoid", [b.reshape_keep(logits, MASK_SIDE, MASK_SIDE)])
     values = {

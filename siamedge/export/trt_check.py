@@ -39,7 +39,13 @@ TRT_OPERATORS = frozenset(
 )
 
 # `axes` inputs the parser needs as initializers (op type -> input positions).
-CONSTANT_INPUTS = {"Slice": (3,), "Pad": (3,), "Squeeze": (1,), "Unsqueeze": (1,)}
+CONSTANT_INPUTS = {
+    "Slice": (3,),
+    "Pad": (3,),
+    "Squeeze": (1,),
+    "Unsqueeze": (1,),
+    "ReduceSum": (1,),
+}
 RESIZE_MODES = frozenset({"nearest", "linear"})
 RESIZE_TRANSFORMS = frozenset(
     {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"}

@@ -46,6 +46,23 @@ class CellValues:
 
 
 @dataclass(frozen=True)
+class CorrelationTaps:
+    """A correlation head's adjusted template, [N, C, k*k] (its taps), and search, [N, C, W*W]
+    (W = S + k - 1), with each tap's offset in the flat search (dy * W + dx, [k*k])."""
+
+    kernel: str
+    search: str
+    offsets: NDArray[np.int64]
+    width: int
+
+
+def tap_offsets(side: int, width: int) -> NDArray[np.int64]:
+    """Offsets dy * width + dx of a side x side kernel's taps in a flat width-wide map."""
+    rows, cols = np.divmod(np.arange(side * side, dtype=np.int64), side)
+    return rows * width + cols
+
+
+@dataclass(frozen=True)
 class Levels:
     """Value names of the trunk's levels p0..p3 in a branch ([N, C, H, W] each)."""
 
@@ -165,38 +182,56 @@ class NetworkWriter:
         """The 1024 -> 256 adjust layer."""
         return self._sequence(b, p3, self.net.features.downsample.downsample)
 
-    def correlate(self, b: Branch, head: DepthCorr, template: str, search: str) -> str:
-        """[N, 256, S, S] depth-wise correlation of each row's search with its own template.
-
-        Written as the sum over the k x k kernel taps of the shifted search times the tap
-        (Slice, Mul, Add): a grouped Conv with the template as weights would need group = N * C,
-        an attribute that cannot follow a dynamic batch, and TensorRT's parser needs static
-        group counts (and, before 8.5, initializer weights).
-        """
+    def _taps(self, b: Branch, head: DepthCorr, template: str, search: str) -> CorrelationTaps:
+        """The adjusted template and search of a correlation head, flattened."""
         kernel = self._sequence(b, template, head.conv_kernel)
         searched = self._sequence(b, search, head.conv_search)
         adjust = head.conv_kernel[0]
         assert isinstance(adjust, nn.Conv2d) and adjust.padding == (0, 0)
         side = TEMPLATE_FEATURE_SIDE - (int(adjust.kernel_size[0]) - 1)
-        taps = side * side
-        flat = b.reshape_keep(kernel, FEATURE_CHANNELS, taps, 1)
-        # The `split` sizes as an input: valid from opset 13 on (num_outputs needs opset 18).
-        tap_values = b.ops("Split", [flat, b.ints(*[1] * taps)], taps, axis=2)  # [N, C, 1, 1]
-        out = ""
-        for index, tap in enumerate(tap_values):
-            dy, dx = divmod(index, side)
-            shifted = b.op(
-                "Slice",
-                [
-                    searched,
-                    b.ints(dy, dx),
-                    b.ints(dy + SCORE_SIZE, dx + SCORE_SIZE),
-                    b.ints(2, 3),
-                ],
-            )
-            product = b.op("Mul", [shifted, tap])
-            out = product if not out else b.op("Add", [out, product])
-        return out
+        width = SCORE_SIZE + side - 1
+        return CorrelationTaps(
+            b.reshape_keep(kernel, FEATURE_CHANNELS, side * side),
+            b.reshape_keep(searched, FEATURE_CHANNELS, width * width),
+            tap_offsets(side, width),
+            width,
+        )
+
+    def correlate(self, b: Branch, head: DepthCorr, template: str, search: str) -> str:
+        """[N, 256, S, S] depth-wise correlation of each row's search with its own template.
+
+        Channels last, one Gather copies each output cell's k x k search window ([N, k*k, S*S,
+        C], contiguous runs of C values), Mul by the taps and ReduceSum over them: a handful of
+        nodes instead of one Slice, Mul and Add per tap (the GPU providers pay per node). A
+        grouped Conv with the template as weights would need group = N * C, an attribute that
+        cannot follow a dynamic batch, and TensorRT's parser needs static group counts.
+        """
+        t = self._taps(b, head, template, search)
+        cells = np.arange(SCORE_SIZE)
+        corners = (cells[:, None] * t.width + cells[None, :]).reshape(-1)  # [S*S]
+        windows = b.const(t.offsets[:, None] + corners[None, :], np.int64, "windows")
+        search_last = b.op("Transpose", [t.search], perm=[0, 2, 1])  # [N, W*W, C]
+        gathered = b.op("Gather", [search_last, windows], axis=1)  # [N, k*k, S*S, C]
+        taps_last = b.unsqueeze(b.op("Transpose", [t.kernel], perm=[0, 2, 1]), 2)
+        summed = b.op(
+            "ReduceSum", [b.op("Mul", [gathered, taps_last]), b.ints(1)], keepdims=0
+        )  # [N, S*S, C]
+        channels_first = b.op("Transpose", [summed], perm=[0, 2, 1])
+        return b.reshape_keep(channels_first, FEATURE_CHANNELS, SCORE_SIZE, SCORE_SIZE)
+
+    def correlate_at(
+        self, b: Branch, head: DepthCorr, template: str, search: str, cell: CellValues
+    ) -> str:
+        """[N, 256, 1, 1]: each row's depth-wise correlation at its own cell only (all the refine
+        module reads of it): its k x k search window, gathered per channel, times the taps."""
+        t = self._taps(b, head, template, search)
+        corner = b.op("Add", [b.op("Mul", [cell.row, b.ints(t.width)]), cell.col])  # [N, 1]
+        window = b.op("Add", [corner, b.const(t.offsets[None, :], np.int64, "taps")])
+        spread = b.const(np.zeros((1, FEATURE_CHANNELS, 1)), np.int64, "zeros_channels")
+        indices = b.op("Add", [b.unsqueeze(window, 1), spread])  # [N, C, k*k]
+        gathered = b.op("GatherElements", [t.search, indices], axis=2)
+        summed = b.op("ReduceSum", [b.op("Mul", [gathered, t.kernel]), b.ints(2)], keepdims=1)
+        return b.unsqueeze(summed, 3)
 
     def head(self, b: Branch, head: DepthCorr, correlation: str) -> str:
         """The 1x1 head after a correlation."""
@@ -234,15 +269,9 @@ class NetworkWriter:
         indices = b.const(nearest_indices(source, side), np.int64, "nearest")
         return b.op("Gather", [b.op("Gather", [x, indices], axis=2), indices], axis=3)
 
-    def cell_correlation(self, b: Branch, correlation: str, cell: CellValues) -> str:
-        """[N, 256, 1, 1]: each row's correlation vector at its own cell."""
-        flat = b.reshape_keep(correlation, FEATURE_CHANNELS, CELLS)
-        spread = b.const(np.zeros((1, FEATURE_CHANNELS, 1)), np.int64, "zeros_channels")
-        indices = b.op("Add", [b.unsqueeze(cell.flat, 1), spread])  # [N, 256, 1]
-        return b.unsqueeze(b.op("GatherElements", [flat, indices], axis=2), 3)
-
-    def refine(self, b: Branch, levels: Levels, correlation: str, cell: CellValues) -> str:
-        """[N, 1, 127, 127] mask logits, each row at its own grid cell."""
+    def refine(self, b: Branch, levels: Levels, cell_correlation: str, cell: CellValues) -> str:
+        """[N, 1, 127, 127] mask logits, each row at its own grid cell (cell_correlation: the
+        mask head's correlation there, [N, 256, 1, 1])."""
         refine: Refine = self.net.refine_model
         p0 = self._window(b, levels.p0, 0, cell)
         p1 = self._window(b, levels.p1, 1, cell)
@@ -250,7 +279,7 @@ class NetworkWriter:
         deconv = refine.deconv
         out = b.op(
             "ConvTranspose",
-            [self.cell_correlation(b, correlation, cell), *self._weights(deconv, None)],
+            [cell_correlation, *self._weights(deconv, None)],
             kernel_shape=[DECONV_SIDE, DECONV_SIDE],
             strides=[DECONV_SIDE, DECONV_SIDE],
         )
