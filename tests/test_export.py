@@ -6,6 +6,7 @@ import argparse
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -169,6 +170,18 @@ def test_one_if_with_matching_branches_and_weights_stored_once(
     weights = sum(p.numel() for p in seed0_network.parameters())
     weights -= sum(p.numel() for p in unused.parameters())
     assert exported_models.full.size_bytes == pytest.approx(4 * weights, rel=0.02)
+
+
+def test_correlations_take_a_few_nodes_per_head(exported_models: ExportedModels) -> None:
+    """GPU providers pay per node: each head's correlation is a Gather of every window, Mul and
+    ReduceSum (the mask head's at the chosen cell only), not a Slice, Mul and Add per tap
+    (25 taps a head: 506 nodes in the track branch)."""
+    (switch,) = _graph_only(exported_models.full.path).graph.node
+    track = next(attr.g for attr in switch.attribute if attr.name == "else_branch")
+    ops = Counter(node.op_type for node in track.node if node.op_type != "Constant")
+    assert ops["ReduceSum"] == 3  # cls, loc, mask
+    assert ops["Slice"] < 25
+    assert sum(ops.values()) <= 304
 
 
 def test_metadata_records_name_producer_and_hyper_parameters(
