@@ -85,11 +85,12 @@ class ModelSettings(_Section):
     compare both with `siamedge check` on the board before keeping it."""
     cuda_fuse_conv_bias: bool = False
     """CUDA provider: cuDNN adds each convolution's bias in the convolution's own kernel
-    (onnxruntime's `fuse_conv_bias`) instead of a separate launch. onnxruntime already fuses
-    float32 Conv + ReLU; a float16 network's convolutions get their bias added apart, and in
-    NCHW a fused bias costs a memset instead, so it pays with cuda_prefer_nhwc. onnxruntime
-    plans a fused convolution that cuDNN cannot build again unfused, with TF32 allowed, so
-    compare with `siamedge check` before keeping it on a float32 model."""
+    (onnxruntime's `fuse_conv_bias`) instead of a second launch. It concerns the convolutions
+    onnxruntime has not fused with their ReLU (its fused ones take the bias already; float16
+    ones are not fused in releases whose fusion is float32-only); in NCHW a fused bias costs a
+    memset instead, so it pays with cuda_prefer_nhwc. onnxruntime plans a fused convolution
+    that cuDNN cannot build again unfused, with TF32 allowed, so compare with `siamedge check`
+    before keeping it on a float32 model."""
     cuda_mem_limit_mb: int | None = Field(default=None, gt=0)
     """Cap on the CUDA provider's memory arena; None: no cap (the GPU's memory)."""
     cuda_arena_extend_strategy: ArenaExtendStrategy = "kNextPowerOfTwo"
