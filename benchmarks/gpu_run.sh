@@ -10,12 +10,14 @@
 #           cuDNN algorithm search, NHWC convolutions, NHWC with the bias fused), fp32 with the
 #           bias fused (parity), fp32 with NHWC, the split export with model.cuda_graph, builtin
 #   gpu     benchmarks/gpu.py: the README's table
+#   profile benchmarks/node_profile.py: the fp32 and fp16 exports' track step node by node on
+#           CUDA, 1 and 4 targets (how much of the step is issuing kernels)
 #   nhwc    benchmarks/gpu.py at 1080p, CUDA columns only, with cuda_prefer_nhwc and
 #           cuda_fuse_conv_bias (one kernel per fp16 convolution instead of three?)
 #   drift   benchmarks/trace_drift.py: every configuration against the original's trace
 #   [STEPS="check gpu"] bash benchmarks/gpu_run.sh PARTS | --installed
-# STEPS: the measuring steps to run, in this order (default: check gpu nhwc drift); env and models
-# always run.
+# STEPS: the measuring steps to run, in this order (default: check gpu profile nhwc drift); env
+# and models always run.
 # --installed: onnxruntime (GPU or not) is importable already; how the script is tried on a
 # machine without a GPU (PYTHON=.venv/bin/python OUT=/tmp/x bash benchmarks/gpu_run.sh --installed).
 set -uo pipefail
@@ -52,7 +54,7 @@ printf 'model:\n  cuda_conv_algo_search: HEURISTIC\n' >"$MODELS/heuristic.yaml"
 printf 'model:\n  cuda_prefer_nhwc: true\n' >"$MODELS/nhwc.yaml"
 printf 'model:\n  cuda_fuse_conv_bias: true\n' >"$MODELS/fuse.yaml"
 printf 'model:\n  cuda_prefer_nhwc: true\n  cuda_fuse_conv_bias: true\n' >"$MODELS/nhwc-fuse.yaml"
-STEPS=" ${STEPS:-check gpu nhwc drift} "
+STEPS=" ${STEPS:-check gpu profile nhwc drift} "
 wanted() { [[ "$STEPS" == *" $1 "* ]]; }
 check() { # check MODEL [ARGS...]: siamedge check on CUDA, 4 targets in one call
     local model=$1
@@ -77,6 +79,11 @@ if wanted check; then
 fi
 wanted gpu && step gpu 300 "$PY" benchmarks/gpu.py --models "$MODELS" --frames-dir "$KIT/tennis" \
     --make-checkpoint "$KIT/make_checkpoint.py"
+if wanted profile; then
+    for model in fp32 fp16; do
+        step profile 90 "$PY" benchmarks/node_profile.py "$MODELS/$model.onnx" --provider cuda
+    done
+fi
 wanted nhwc && step nhwc 150 "$PY" benchmarks/gpu.py --models "$MODELS" --frames-dir "$KIT/tennis" \
     --make-checkpoint "$KIT/make_checkpoint.py" --sizes 1080p --skip-cpu --skip-torch --skip-graph \
     --cuda-option cuda_prefer_nhwc=true --cuda-option cuda_fuse_conv_bias=true
@@ -87,7 +94,7 @@ if wanted check; then
     check builtin
 fi
 
-for name in env check gpu nhwc drift; do
+for name in env check gpu profile nhwc drift; do
     [ -f "$OUT/$name.log" ] || continue
     echo "---- $name.log (end)"
     grep -v '^== \|INFO\|^measured\|^ran \|cudnn_frontend' "$OUT/$name.log" | tail -n 30
