@@ -223,29 +223,42 @@ class NetworkWriter:
         self, b: Branch, head: DepthCorr, template: str, search: str, cell: CellValues
     ) -> str:
         """[N, 256, 1, 1]: each row's depth-wise correlation at its own cell only (all the refine
-        module reads of it): its k x k search window, gathered per channel, times the taps."""
-        t = self._taps(b, head, template, search)
-        corner = b.op("Add", [b.op("Mul", [cell.row, b.ints(t.width)]), cell.col])  # [N, 1]
-        window = b.op("Add", [corner, b.const(t.offsets[None, :], np.int64, "taps")])
-        spread = b.const(np.zeros((1, FEATURE_CHANNELS, 1)), np.int64, "zeros_channels")
-        indices = b.op("Add", [b.unsqueeze(window, 1), spread])  # [N, C, k*k]
-        gathered = b.op("GatherElements", [t.search, indices], axis=2)
-        summed = b.op("ReduceSum", [b.op("Mul", [gathered, t.kernel]), b.ints(2)], keepdims=1)
-        return b.unsqueeze(summed, 3)
+        module reads of it). Only the search features under that cell's window are adjusted
+        (conv_search on the (k + 2) x (k + 2) features there) and multiplied by the taps."""
+        kernel = self._sequence(b, template, head.conv_kernel)
+        adjust = head.conv_search[0]
+        assert isinstance(adjust, nn.Conv2d) and adjust.padding == (0, 0)
+        side = TEMPLATE_FEATURE_SIDE - (int(adjust.kernel_size[0]) - 1)
+        window = self._cut(b, search, 1, TEMPLATE_FEATURE_SIDE, cell)  # [N, C, k + 2, k + 2]
+        searched = self._sequence(b, window, head.conv_search)  # [N, C, k, k]
+        taps = side * side
+        products = b.op(
+            "Mul",
+            [
+                b.reshape_keep(searched, FEATURE_CHANNELS, taps),
+                b.reshape_keep(kernel, FEATURE_CHANNELS, taps),
+            ],
+        )
+        return b.unsqueeze(b.op("ReduceSum", [products, b.ints(2)], keepdims=1), 3)
 
     def head(self, b: Branch, head: DepthCorr, correlation: str) -> str:
         """The 1x1 head after a correlation."""
         return self._sequence(b, correlation, head.head)
 
     def _window(self, b: Branch, level: str, index: int, cell: CellValues) -> str:
-        """[N, C, w, w] refine window of a trunk level at each row's own (row, col).
-
-        Pad, then GatherND with batch_dims=1 on the NHWC level with a per-row grid of (y, x)
-        indices: the window's shape stays static although every row cuts at another place (a
-        Slice with computed starts would make it dynamic).
-        """
+        """[N, C, w, w] refine window of a trunk level at each row's own (row, col)."""
         pad, stride, side = REFINE_PADS[index], REFINE_STRIDES[index], REFINE_WINDOWS[index]
         padded = b.op("Pad", [level, b.ints(0, 0, pad, pad, 0, 0, pad, pad)])
+        return self._cut(b, padded, stride, side, cell)
+
+    def _cut(self, b: Branch, x: str, stride: int, side: int, cell: CellValues) -> str:
+        """[N, C, side, side] of x [N, C, H, W] from (row * stride, col * stride), each row at its
+        own cell.
+
+        GatherND with batch_dims=1 on x in NHWC with a per-row grid of (y, x) indices: the
+        window's shape stays static although every row cuts at another place (a Slice with
+        computed starts would make it dynamic).
+        """
         offsets = b.const(np.arange(side), np.int64, "arange")
         step = b.ints(stride)
         tops = b.op("Add", [b.op("Mul", [cell.row, step]), offsets])  # [N, w]
@@ -256,7 +269,7 @@ class NetworkWriter:
         ys = b.op("Add", [b.unsqueeze(tops, 2, 3), spread_across])
         xs = b.op("Add", [b.unsqueeze(lefts, 1, 3), spread_down])
         grid = b.op("Concat", [ys, xs], axis=3)
-        nhwc = b.op("Transpose", [padded], perm=list(NCHW_TO_NHWC))
+        nhwc = b.op("Transpose", [x], perm=list(NCHW_TO_NHWC))
         window = b.op("GatherND", [nhwc, grid], batch_dims=1)
         return b.op("Transpose", [window], perm=list(NHWC_TO_NCHW))
 
