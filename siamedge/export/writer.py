@@ -46,23 +46,6 @@ class CellValues:
 
 
 @dataclass(frozen=True)
-class CorrelationTaps:
-    """A correlation head's adjusted template, [N, C, k*k] (its taps), and search, [N, C, W*W]
-    (W = S + k - 1), with each tap's offset in the flat search (dy * W + dx, [k*k])."""
-
-    kernel: str
-    search: str
-    offsets: NDArray[np.int64]
-    width: int
-
-
-def tap_offsets(side: int, width: int) -> NDArray[np.int64]:
-    """Offsets dy * width + dx of a side x side kernel's taps in a flat width-wide map."""
-    rows, cols = np.divmod(np.arange(side * side, dtype=np.int64), side)
-    return rows * width + cols
-
-
-@dataclass(frozen=True)
 class Levels:
     """Value names of the trunk's levels p0..p3 in a branch ([N, C, H, W] each)."""
 
@@ -182,20 +165,14 @@ class NetworkWriter:
         """The 1024 -> 256 adjust layer."""
         return self._sequence(b, p3, self.net.features.downsample.downsample)
 
-    def _taps(self, b: Branch, head: DepthCorr, template: str, search: str) -> CorrelationTaps:
-        """The adjusted template and search of a correlation head, flattened."""
+    def _kernel_taps(self, b: Branch, head: DepthCorr, template: str) -> tuple[str, int]:
+        """A correlation head's adjusted template as taps, [N, C, k*k], and its side k."""
         kernel = self._sequence(b, template, head.conv_kernel)
-        searched = self._sequence(b, search, head.conv_search)
-        adjust = head.conv_kernel[0]
+        adjust, search_adjust = head.conv_kernel[0], head.conv_search[0]
         assert isinstance(adjust, nn.Conv2d) and adjust.padding == (0, 0)
+        assert isinstance(search_adjust, nn.Conv2d) and search_adjust.padding == (0, 0)
         side = TEMPLATE_FEATURE_SIDE - (int(adjust.kernel_size[0]) - 1)
-        width = SCORE_SIZE + side - 1
-        return CorrelationTaps(
-            b.reshape_keep(kernel, FEATURE_CHANNELS, side * side),
-            b.reshape_keep(searched, FEATURE_CHANNELS, width * width),
-            tap_offsets(side, width),
-            width,
-        )
+        return b.reshape_keep(kernel, FEATURE_CHANNELS, side * side), side
 
     def correlate(self, b: Branch, head: DepthCorr, template: str, search: str) -> str:
         """[N, 256, S, S] depth-wise correlation of each row's search with its own template.
@@ -206,13 +183,18 @@ class NetworkWriter:
         grouped Conv with the template as weights would need group = N * C, an attribute that
         cannot follow a dynamic batch, and TensorRT's parser needs static group counts.
         """
-        t = self._taps(b, head, template, search)
+        kernel, side = self._kernel_taps(b, head, template)
+        searched = self._sequence(b, search, head.conv_search)
+        width = SCORE_SIZE + side - 1  # of the adjusted search
+        rows, cols = np.divmod(np.arange(side * side), side)
+        offsets = rows * width + cols  # [k*k]: dy * W + dx
         cells = np.arange(SCORE_SIZE)
-        corners = (cells[:, None] * t.width + cells[None, :]).reshape(-1)  # [S*S]
-        windows = b.const(t.offsets[:, None] + corners[None, :], np.int64, "windows")
-        search_last = b.op("Transpose", [t.search], perm=[0, 2, 1])  # [N, W*W, C]
+        corners = (cells[:, None] * width + cells[None, :]).reshape(-1)  # [S*S]
+        windows = b.const(offsets[:, None] + corners[None, :], np.int64, "windows")
+        flat = b.reshape_keep(searched, FEATURE_CHANNELS, width * width)
+        search_last = b.op("Transpose", [flat], perm=[0, 2, 1])  # [N, W*W, C]
         gathered = b.op("Gather", [search_last, windows], axis=1)  # [N, k*k, S*S, C]
-        taps_last = b.unsqueeze(b.op("Transpose", [t.kernel], perm=[0, 2, 1]), 2)
+        taps_last = b.unsqueeze(b.op("Transpose", [kernel], perm=[0, 2, 1]), 2)
         summed = b.op(
             "ReduceSum", [b.op("Mul", [gathered, taps_last]), b.ints(1)], keepdims=0
         )  # [N, S*S, C]
@@ -225,20 +207,11 @@ class NetworkWriter:
         """[N, 256, 1, 1]: each row's depth-wise correlation at its own cell only (all the refine
         module reads of it). Only the search features under that cell's window are adjusted
         (conv_search on the (k + 2) x (k + 2) features there) and multiplied by the taps."""
-        kernel = self._sequence(b, template, head.conv_kernel)
-        adjust = head.conv_search[0]
-        assert isinstance(adjust, nn.Conv2d) and adjust.padding == (0, 0)
-        side = TEMPLATE_FEATURE_SIDE - (int(adjust.kernel_size[0]) - 1)
+        kernel, side = self._kernel_taps(b, head, template)
         window = self._cut(b, search, 1, TEMPLATE_FEATURE_SIDE, cell)  # [N, C, k + 2, k + 2]
         searched = self._sequence(b, window, head.conv_search)  # [N, C, k, k]
-        taps = side * side
-        products = b.op(
-            "Mul",
-            [
-                b.reshape_keep(searched, FEATURE_CHANNELS, taps),
-                b.reshape_keep(kernel, FEATURE_CHANNELS, taps),
-            ],
-        )
+        flat = b.reshape_keep(searched, FEATURE_CHANNELS, side * side)
+        products = b.op("Mul", [flat, kernel])
         return b.unsqueeze(b.op("ReduceSum", [products, b.ints(2)], keepdims=1), 3)
 
     def head(self, b: Branch, head: DepthCorr, correlation: str) -> str:
