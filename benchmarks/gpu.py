@@ -18,8 +18,8 @@ The CUDA provider runs with siamedge's defaults (TF32 off, exhaustive cuDNN algo
 --cuda-tf32 measures TF32 on, --cuda-option KEY=VALUE any other `model` setting of the CUDA
 provider (cuda_prefer_nhwc=true, cuda_conv_algo_search=HEURISTIC). OpenCV runs with its own
 thread count, as the daemon does (--cv-threads N sets it). The graph columns run the split
-layout's track model with model.cuda_graph (inputs and outputs bound once at 4 targets, so one
-target pays for four rows).
+layout's track model with model.cuda_graph (inputs and outputs bound once at 1, 2 and 4
+targets, one graph each: k targets replay the smallest that holds them).
 
 Without a GPU (onnxruntime offers no CUDA provider and torch sees no CUDA device) it prints one
 line and exits 0; --cpu-only measures the CPU columns anyway (and the original on the CPU),

@@ -39,6 +39,17 @@ ORT_DTYPES: Mapping[str, str] = {
     "tensor(int8)": "int8",
 }
 
+GRAPH_ID_KEY = "gpu_graph_id"
+"""onnxruntime's run option that names the CUDA graph a call captures or replays."""
+
+SEVERAL_GRAPHS_SINCE = (1, 18)
+"""The first onnxruntime whose CUDA provider keeps one graph per GRAPH_ID_KEY; before it, a
+session captures one graph and replays it whatever is bound."""
+
+GRAPH_CAPTURE_CALLS = 3
+"""Calls at one batch size until its graph is captured: onnxruntime's CUDA provider makes two
+ordinary runs first (min_num_runs_before_cuda_graph_capture_), then captures on the third."""
+
 INSTALL_HINT = (
     "onnxruntime is not installed: pip install 'siamedge[cpu]' (or 'siamedge[gpu]'; "
     "on Jetson install JetPack's onnxruntime-gpu wheel, see the README)"
@@ -94,10 +105,11 @@ class Engine:
         path: Path,
         *,
         init_session: Any = None,
-        fixed_batch: int | None = None,
+        graph_batches: Sequence[int] = (),
     ) -> None:
-        """fixed_batch: bind the track model's inputs and outputs once at this batch and
-        update them in place (what CUDA graphs need; split layout only)."""
+        """graph_batches: bind the track model's inputs and outputs once at each of these
+        batch sizes and update them in place (what CUDA graphs need; split layout only); k
+        targets run in the smallest that holds them, each size its own graph (graph_batches)."""
         self._ort = ort
         self._session = session
         self._init_session = init_session
@@ -111,18 +123,19 @@ class Engine:
         self._false = np.array(False)
         self._images = np.zeros((0, 3, contract.instance_size, contract.instance_size), np.float32)
         self._features_on_device: dict[tuple[int, ...], _DeviceFeatures] = {}
-        self._fixed = (
-            None
-            if fixed_batch is None
-            else _FixedBuffers(
+        several = len(graph_batches) > 1
+        self._fixed = {
+            batch: _FixedBuffers(
                 ort,
                 session,
                 contract,
-                batch=fixed_batch,
+                batch=batch,
                 device=self._device,
                 outputs=self._outputs,
+                graph_id=index + 1 if several else None,
             )
-        )
+            for index, batch in enumerate(sorted(graph_batches))
+        }
         self._run_capture = ort_log.RunCapture()
         self.calls = 0
         """Model calls made so far (session runs, both branches)."""
@@ -164,10 +177,11 @@ class Engine:
                 contract,
                 str(init_path),
             )
-        fixed_batch = (contract.max_batch or max_batch) if graphs else None
-        engine = cls(
-            ort, session, contract, path, init_session=init_session, fixed_batch=fixed_batch
-        )
+        batches: tuple[int, ...] = ()
+        if graphs:
+            several = not contract.max_batch and several_graphs(ort, session)
+            batches = graph_batches(contract.max_batch or max_batch, several=several)
+        engine = cls(ort, session, contract, path, init_session=init_session, graph_batches=batches)
         log.info(
             "model %s (%s, %s) runs on %s",
             path,
@@ -228,7 +242,8 @@ class Engine:
                     (len(images), *self._contract.feature_shape[1:]), np.float32
                 )
                 feeds[c.IN_FIRST_TIME] = self._true
-                outputs = self._run(self._session, [c.OUT_FEATURES], self._shaped(feeds))
+                shaped = self._shaped(feeds, self._contract.max_batch)
+                outputs = self._run(self._session, [c.OUT_FEATURES], shaped)
             parts.append(np.asarray(outputs[0], np.float32)[: rows.stop - rows.start])
         return np.concatenate(parts)
 
@@ -247,17 +262,20 @@ class Engine:
         steps = []
         kept: dict[tuple[int, ...], _DeviceFeatures] = {}
         for rows in self._chunks(len(searches)):
-            images = self._image_buffer(rows.stop - rows.start)
+            count = rows.stop - rows.start
+            images = self._image_buffer(count)
             write_planar(searches[rows], images)
+            buffers = self._buffers_for(count)
             feeds = self._shaped(
-                self._step_feeds(images, centers_xy[rows], sizes_wh[rows], scales_x[rows])
+                self._step_feeds(images, centers_xy[rows], sizes_wh[rows], scales_x[rows]),
+                self._contract.max_batch if buffers is None else buffers.batch,
             )
             if self._init_session is None:
                 feeds[c.IN_FIRST_TIME] = self._false
-            if self._fixed is not None:
-                run = functools.partial(self._fixed_run, feeds, features[rows])
-                outputs = self._counted(self._session, len(images), run)
-                steps.append(self._batch_step(outputs, rows.stop - rows.start))
+            if buffers is not None:
+                run = functools.partial(buffers.run, self._session, feeds, features[rows])
+                outputs = self._counted(self._session, buffers.batch, run)
+                steps.append(self._batch_step(outputs, count))
                 continue
             on_device = self._device_features(features[rows])
             kept[on_device.key] = on_device
@@ -277,7 +295,9 @@ class Engine:
         return elapsed
 
     def _warm_up(self, max_batch: int) -> None:
-        for count in sorted({1, max_batch}):
+        # Every graph's batch size, often enough to capture it before the first frame.
+        calls = GRAPH_CAPTURE_CALLS if self._fixed else 1
+        for count in sorted({1, max_batch, *self._fixed}):
             center = np.full((count, 2), self._contract.instance_size / 2)
             size = np.full((count, 2), 64.0)
             exemplar_side = self._contract.exemplar_size
@@ -285,18 +305,15 @@ class Engine:
                 np.zeros((count, exemplar_side, exemplar_side, 3), np.uint8), center, size
             )
             side = self._contract.instance_size
-            self.track(
-                np.zeros((count, side, side, 3), np.uint8),
-                center,
-                size,
-                np.ones(count),
-                [features[i : i + 1] for i in range(count)],
-            )
+            searches = np.zeros((count, side, side, 3), np.uint8)
+            rows = [features[i : i + 1] for i in range(count)]
+            for _ in range(calls):
+                self.track(searches, center, size, np.ones(count), rows)
 
     def _chunks(self, count: int) -> list[slice]:
         """Row ranges of the model calls for `count` targets."""
-        fixed = None if self._fixed is None else self._fixed.batch
-        step = self._contract.max_batch or fixed or max(count, 1)
+        largest = max(self._fixed, default=None)
+        step = self._contract.max_batch or largest or max(count, 1)
         return [slice(start, min(start + step, count)) for start in range(0, count, step)]
 
     def _image_buffer(self, count: int) -> NDArray[np.float32]:
@@ -323,15 +340,18 @@ class Engine:
         )
         return feeds
 
-    def _shaped(self, feeds: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
-        """Feeds in the model's layout: a fixed batch padded with copies of the last row; the
-        single-target layout without the batch dimension where it has none."""
-        contract = self._contract
-        if not contract.batched:
+    def _shaped(self, feeds: dict[str, NDArray[Any]], batch: int | None) -> dict[str, NDArray[Any]]:
+        """Feeds in the model's layout: padded to `batch` rows (a fixed batch) with copies of
+        the last row; the single-target layout without the batch dimension where it has none."""
+        if not self._contract.batched:
             keep = (*c.ALREADY_BATCHED, *c.UNBATCHED_INPUTS)
             return {name: value if name in keep else value[0] for name, value in feeds.items()}
-        batch = contract.max_batch or (None if self._fixed is None else self._fixed.batch)
         return {name: _padded(value, batch) for name, value in feeds.items()}
+
+    def _buffers_for(self, count: int) -> _FixedBuffers | None:
+        """The smallest bound batch that holds `count` targets; None without bound batches."""
+        batch = min((size for size in self._fixed if size >= count), default=None)
+        return None if batch is None else self._fixed[batch]
 
     def _device_features(self, rows: Sequence[NDArray[np.float32]]) -> _DeviceFeatures:
         """The rows' template features as one (k, C, h, w) value on the session's device,
@@ -387,12 +407,6 @@ class Engine:
 
         return self._counted(session, len(feeds[c.IN_IMAGE]), run)
 
-    def _fixed_run(
-        self, feeds: Mapping[str, NDArray[Any]], features: Sequence[NDArray[np.float32]]
-    ) -> list[Any]:
-        assert self._fixed is not None
-        return self._fixed.run(self._session, feeds, features)
-
     def _counted(self, session: Any, rows: int, run: Callable[[], list[Any]]) -> list[Any]:
         """Count a model call and name its failure; the first calls of each batch size go
         through onnxruntime's log capture (cuDNN picks its algorithms then, and may say so;
@@ -421,8 +435,14 @@ class _FixedBuffers:
         batch: int,
         device: tuple[str, int],
         outputs: Sequence[str],
+        graph_id: int | None,
     ) -> None:
+        """graph_id: the CUDA graph these buffers' calls capture and replay (GRAPH_ID_KEY);
+        None: onnxruntime's one default graph."""
         self.batch = batch
+        self.run_options = ort.RunOptions()
+        if graph_id is not None:
+            self.run_options.add_run_config_entry(GRAPH_ID_KEY, str(graph_id))
         side, window = contract.instance_size, contract.exemplar_size
         inputs = {
             c.IN_IMAGE: ((batch, 3, side, side), np.float32),
@@ -464,9 +484,42 @@ class _FixedBuffers:
             stacked = _padded(np.concatenate(features).astype(np.float32), self.batch)
             self._inputs[c.IN_FEATURES].update_inplace(np.ascontiguousarray(stacked))
             self._features = list(features)
-        session.run_with_iobinding(self._binding)
+        session.run_with_iobinding(self._binding, self.run_options)
         # On the CPU numpy() is a view of the bound buffer, which the next call overwrites.
         return [np.array(value.numpy()) for value in self._outputs]
+
+
+def graph_batches(largest: int, *, several: bool) -> tuple[int, ...]:
+    """Batch sizes whose inputs and outputs are bound for CUDA graphs, up to `largest` targets.
+
+    several: one graph per batch size can be kept (see several_graphs); then the powers of two
+    below `largest` and `largest` itself (1, 2, 4), so that one target replays a graph of one
+    row rather than `largest` rows; otherwise `largest` alone.
+    """
+    if not several:
+        return (largest,)
+    powers = [1 << shift for shift in range(largest.bit_length()) if 1 << shift < largest]
+    return (*powers, largest)
+
+
+def several_graphs(ort: ModuleType, session: Any) -> bool:
+    """Whether the session keeps one CUDA graph per GRAPH_ID_KEY: onnxruntime's CUDA provider
+    since SEVERAL_GRAPHS_SINCE (TensorRT's provider captures a single graph), or the CPU
+    provider (no graph at all: how the tests run the bound batches)."""
+    provider = session.get_providers()[0]
+    if provider == providers.TENSORRT:
+        return False
+    return provider != providers.CUDA or _version(ort.__version__) >= SEVERAL_GRAPHS_SINCE
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """(1, 18) from "1.18.1" or "1.18.0.dev20240401"; parts up to the first that is no number."""
+    numbers = []
+    for part in text.split(".")[:2]:
+        if not part.isdigit():
+            break
+        numbers.append(int(part))
+    return tuple(numbers)
 
 
 def _graph_settings(ort: ModuleType, path: Path, settings: ModelSettings) -> ModelSettings:

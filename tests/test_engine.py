@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import cast
 
 import numpy as np
 import pytest
@@ -231,26 +233,81 @@ def test_cpu_threads_do_not_spin_unless_asked(toy_model: Callable[..., Path]) ->
         options.get_session_config_entry("session.intra_op.allow_spinning")
 
 
-def test_cuda_graph_settings_bind_fixed_buffers_for_a_split_model(
+def test_cuda_graph_settings_bind_one_batch_per_size_for_a_split_model(
     batched_toy_model: Callable[..., Path],
 ) -> None:
     """CUDA graphs replay fixed memory: the track model's inputs and outputs are bound once at
-    the batch of max_batch and updated in place (exercised here on the CPU provider)."""
+    batches of 1, 2 and 4 (max_batch), each with its own graph id, and updated in place; k
+    targets run in the smallest that holds them (exercised here on the CPU provider)."""
     settings = ModelSettings(providers=["cpu"], warmup=False, cuda_graph=True)
     path = batched_toy_model("split.onnx", split=True)
     engine = e.Engine.load(str(path), settings, max_batch=4)
-    assert engine._fixed is not None and engine._fixed.batch == 4
+    graph_ids = {
+        batch: buffers.run_options.get_run_config_entry(e.GRAPH_ID_KEY)
+        for batch, buffers in engine._fixed.items()
+    }
+    assert graph_ids == {1: "1", 2: "2", 4: "3"}
     features = [np.full((1, 256, 7, 7), i, np.float32) for i in range(3)]
     before = engine.calls
     _assert_rows_are_their_own(engine.track(*_three_targets(), features))
     _assert_rows_are_their_own(engine.track(*_three_targets(), features))
     assert engine.calls - before == 2
-    bound = engine._fixed._inputs["z_features0"].numpy()
+    bound = engine._fixed[4]._inputs["z_features0"].numpy()
     np.testing.assert_allclose(bound[:, 0, 0, 0], [0.0, 1.0, 2.0, 2.0])  # padded with the last
+    one = engine.track(*(value[1:2] for value in _three_targets()), features[1:2])
+    np.testing.assert_allclose(one.mask_probs[:, 0, 0], [20.0])
+    np.testing.assert_allclose(engine._fixed[1]._inputs["z_features0"].numpy()[:, 0, 0, 0], [1.0])
     six = [np.concatenate(part) for part in zip(_three_targets(), _three_targets(), strict=True)]
     step = engine.track(*six, features + features)
-    assert engine.calls - before == 4  # six targets: two calls of the fixed batch of four
+    assert engine.calls - before == 5  # six targets: the batch of four, then the batch of two
     np.testing.assert_allclose(step.mask_probs[:, 0, 0], [10.0, 20.0, 30.0] * 2)
+    np.testing.assert_allclose(engine._fixed[2]._inputs["z_features0"].numpy()[:, 0, 0, 0], [1, 2])
+
+
+def test_cuda_graph_batches_are_powers_of_two_up_to_the_largest() -> None:
+    assert e.graph_batches(4, several=True) == (1, 2, 4)
+    assert e.graph_batches(6, several=True) == (1, 2, 4, 6)
+    assert e.graph_batches(8, several=True) == (1, 2, 4, 8)
+    assert e.graph_batches(1, several=True) == (1,)
+    assert e.graph_batches(4, several=False) == (4,)
+
+
+class _Session:
+    """The two things several_graphs reads of a session and its onnxruntime."""
+
+    def __init__(self, provider: str, version: str) -> None:
+        self.provider, self.__version__ = provider, version
+
+    def get_providers(self) -> list[str]:
+        return [self.provider, providers.CPU]
+
+
+@pytest.mark.parametrize(
+    ("provider", "version", "several"),
+    [
+        (providers.CUDA, "1.18.0", True),
+        (providers.CUDA, "1.22.1", True),
+        (providers.CUDA, "1.17.3", False),  # one graph per session: any call replays it
+        (providers.CUDA, "1.20.0.dev20240801", True),
+        (providers.TENSORRT, "1.22.1", False),  # TensorRT's provider captures one graph
+        (providers.CPU, "1.16.0", True),
+    ],
+)
+def test_several_graphs_only_where_onnxruntime_keeps_one_per_id(
+    provider: str, version: str, several: bool
+) -> None:
+    session = _Session(provider, version)
+    assert e.several_graphs(cast(ModuleType, session), session) is several
+
+
+def test_warm_up_captures_every_graph_batch_before_the_first_frame(
+    batched_toy_model: Callable[..., Path],
+) -> None:
+    settings = ModelSettings(providers=["cpu"], warmup=False, cuda_graph=True)
+    engine = e.Engine.load(str(batched_toy_model("split.onnx", split=True)), settings, max_batch=4)
+    engine.warm_up(4)
+    # per batch size: the init model once, the track model until its graph is captured
+    assert engine.calls == 3 * (1 + e.GRAPH_CAPTURE_CALLS)
 
 
 def test_cuda_graph_settings_on_a_model_with_if_run_it_without(
@@ -258,7 +315,7 @@ def test_cuda_graph_settings_on_a_model_with_if_run_it_without(
 ) -> None:
     settings = ModelSettings(providers=["cpu"], warmup=False, cuda_graph=True)
     engine = e.Engine.load(str(batched_toy_model()), settings, max_batch=4)
-    assert engine._fixed is None
+    assert engine._fixed == {}
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1
     assert "has an If (control flow), which CUDA graphs cannot capture" in warnings[0]
