@@ -8,7 +8,8 @@
 #   check   siamedge check --providers cuda --targets 4: the fp32 export with the defaults (then
 #           with TF32 on), the fp16 export (which runs with use_tf32 on; then with HEURISTIC
 #           cuDNN algorithm search, NHWC convolutions, NHWC with the bias fused), fp32 with the
-#           bias fused (parity), fp32 with NHWC, the split export with model.cuda_graph, builtin
+#           bias fused (parity), fp32 with NHWC, the split export with model.cuda_graph (4
+#           targets, then 1: the graph of each batch size), builtin
 #   gpu     benchmarks/gpu.py: the README's table
 #   profile benchmarks/node_profile.py: the fp32 and fp16 exports' track step node by node on
 #           CUDA, 1 and 4 targets (how much of the step is issuing kernels)
@@ -91,6 +92,8 @@ wanted drift && step drift 200 "$PY" benchmarks/trace_drift.py --models "$MODELS
     --make-checkpoint "$KIT/make_checkpoint.py"
 if wanted check; then
     check "$MODELS/fp32-split.onnx" --config "$MODELS/cuda-graph.yaml"
+    # one target replays the graph captured for a batch of one (its own gpu_graph_id)
+    check "$MODELS/fp32-split.onnx" --config "$MODELS/cuda-graph.yaml" --targets 1
     check builtin
 fi
 
