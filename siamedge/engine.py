@@ -105,11 +105,11 @@ class Engine:
         path: Path,
         *,
         init_session: Any = None,
-        graph_batches: Sequence[int] = (),
+        bound_batches: Sequence[int] = (),
     ) -> None:
-        """graph_batches: bind the track model's inputs and outputs once at each of these
+        """bound_batches: bind the track model's inputs and outputs once at each of these
         batch sizes and update them in place (what CUDA graphs need; split layout only); k
-        targets run in the smallest that holds them, each size its own graph (graph_batches)."""
+        targets run in the smallest that holds them, each size with its own graph id."""
         self._ort = ort
         self._session = session
         self._init_session = init_session
@@ -123,7 +123,7 @@ class Engine:
         self._false = np.array(False)
         self._images = np.zeros((0, 3, contract.instance_size, contract.instance_size), np.float32)
         self._features_on_device: dict[tuple[int, ...], _DeviceFeatures] = {}
-        several = len(graph_batches) > 1
+        several = len(bound_batches) > 1
         self._fixed = {
             batch: _FixedBuffers(
                 ort,
@@ -134,7 +134,7 @@ class Engine:
                 outputs=self._outputs,
                 graph_id=index + 1 if several else None,
             )
-            for index, batch in enumerate(sorted(graph_batches))
+            for index, batch in enumerate(sorted(bound_batches))
         }
         self._run_capture = ort_log.RunCapture()
         self.calls = 0
@@ -181,7 +181,7 @@ class Engine:
         if graphs:
             several = not contract.max_batch and several_graphs(ort, session)
             batches = graph_batches(contract.max_batch or max_batch, several=several)
-        engine = cls(ort, session, contract, path, init_session=init_session, graph_batches=batches)
+        engine = cls(ort, session, contract, path, init_session=init_session, bound_batches=batches)
         log.info(
             "model %s (%s, %s) runs on %s",
             path,
