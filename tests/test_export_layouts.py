@@ -24,6 +24,7 @@ from siamedge import contract as c
 from siamedge.errors import ModelError
 from siamedge.export import command
 from siamedge.export.builder import ExportOptions, build_init_model
+from siamedge.export.graph_capture import graph_capture_problems
 from siamedge.export.network import SiamMaskVOT
 from siamedge.export.runners import InitRows, LayoutRunner, Outputs, TrackRows
 from siamedge.export.trt_check import check_tensorrt
@@ -322,6 +323,41 @@ def test_tensorrt_check_accepts_every_layout(
     assert exported_layouts.split.trt_init is not None and exported_layouts.split.trt_init.ok
     init = build_init_model(seed0_network, ExportOptions(batch=None, layout="split"))
     assert check_tensorrt(init).ok
+
+
+# --- CUDA graph check ----------------------------------------------------------------------
+
+
+def test_split_track_model_can_be_captured_as_a_cuda_graph(
+    exported_layouts: ExportedLayouts,
+) -> None:
+    split = exported_layouts.split
+    assert split.graph_capture == ()
+    assert "CUDA graph check (model.cuda_graph): OK" in split.lines()
+    assert exported_layouts.batched.graph_capture is None  # only the split layout is checked
+    batched = onnx.load(str(exported_layouts.batched.path), load_external_data=False)
+    assert any("control flow" in problem for problem in graph_capture_problems(batched))
+
+
+def test_graph_capture_check_flags_host_inputs_computed_at_run_time() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    computed = _model(
+        [
+            helper.make_node("Shape", ["x"], ["shape"], name="shape"),
+            helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape"),
+        ],
+        [x],
+    )
+    assert graph_capture_problems(computed) == [
+        "Shape 'shape': its output is in host memory",
+        "Reshape 'reshape': input 1 ('shape') is read in host memory but computed at run time",
+    ]
+    stored = _model(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape")],
+        [x],
+        [helper.make_tensor("shape", TensorProto.INT64, [2], [3, 2])],
+    )
+    assert graph_capture_problems(stored) == []
 
 
 def _nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:

@@ -22,6 +22,7 @@ from siamedge.export.builder import (
     build_model,
 )
 from siamedge.export.checkpoint import load_network
+from siamedge.export.graph_capture import graph_capture_problems
 from siamedge.export.reference_step import ReferenceStep
 from siamedge.export.spec import init_model_path
 from siamedge.export.trt_check import TrtReport, check_tensorrt
@@ -39,6 +40,8 @@ class ExportResult:
     export_s: loading, building and saving; validate_s: checker, onnxruntime run, TRT check.
     comparison: None when validation was skipped. init_path / init_size_bytes: the split
     layout's init model (None for one-model layouts); trt_init: its TensorRT check.
+    graph_capture: the split track model's CUDA graph check (graph_capture_problems; empty when
+    it can be captured), None for the other layouts or without validation.
     """
 
     path: Path
@@ -51,6 +54,7 @@ class ExportResult:
     init_path: Path | None = None
     init_size_bytes: int | None = None
     trt_init: TrtReport | None = None
+    graph_capture: tuple[str, ...] | None = None
 
     @property
     def ok(self) -> bool:
@@ -82,6 +86,10 @@ class ExportResult:
             out += self.trt.lines()
         if self.trt_init is not None:
             out += [f"init model: {line}" for line in self.trt_init.lines()]
+        if self.graph_capture is not None:
+            verdict = f"{len(self.graph_capture)} problem(s)" if self.graph_capture else "OK"
+            out.append(f"CUDA graph check (model.cuda_graph): {verdict}")
+            out += [f"  problem: {problem}" for problem in self.graph_capture]
         return out
 
 
@@ -119,13 +127,16 @@ def export_checkpoint(
         init_size = save_model(init_model, init_path)
     exported = time.perf_counter()
     log.info("exported %s to %s (%.1f MB)", checkpoint, out, size / MEGABYTE)
-    trt = trt_init = comparison = None
+    trt = trt_init = comparison = graph_capture = None
     if validate:
         check_onnx(out)
         trt = check_tensorrt(model)
         if init_path is not None and init_model is not None:
             check_onnx(init_path)
             trt_init = check_tensorrt(init_model)
+            graph_capture = tuple(graph_capture_problems(model))
+            if graph_capture:
+                log.warning("%s cannot run as a CUDA graph: %s", out, "; ".join(graph_capture))
         comparison = compare_with_reference(out, ReferenceStep(net, options.hp), options.fp16)
         for path, report in ((out, trt), (init_path, trt_init)):
             if report is not None and not report.ok:
@@ -141,4 +152,5 @@ def export_checkpoint(
         init_path=init_path,
         init_size_bytes=init_size,
         trt_init=trt_init,
+        graph_capture=graph_capture,
     )
