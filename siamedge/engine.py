@@ -189,6 +189,12 @@ class Engine:
             describe_layout(contract),
             engine.provider,
         )
+        if batches:
+            log.info(
+                "track model bound at batch %s for CUDA graphs (%s)",
+                ", ".join(map(str, batches)),
+                "one graph each" if len(batches) > 1 else "one graph",
+            )
         if settings.warmup:
             engine.warm_up(max_batch)
         return engine

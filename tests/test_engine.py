@@ -234,11 +234,12 @@ def test_cpu_threads_do_not_spin_unless_asked(toy_model: Callable[..., Path]) ->
 
 
 def test_cuda_graph_settings_bind_one_batch_per_size_for_a_split_model(
-    batched_toy_model: Callable[..., Path],
+    batched_toy_model: Callable[..., Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     """CUDA graphs replay fixed memory: the track model's inputs and outputs are bound once at
     batches of 1, 2 and 4 (max_batch), each with its own graph id, and updated in place; k
     targets run in the smallest that holds them (exercised here on the CPU provider)."""
+    caplog.set_level(logging.INFO, logger="siamedge.engine")
     settings = ModelSettings(providers=["cpu"], warmup=False, cuda_graph=True)
     path = batched_toy_model("split.onnx", split=True)
     engine = e.Engine.load(str(path), settings, max_batch=4)
@@ -247,6 +248,8 @@ def test_cuda_graph_settings_bind_one_batch_per_size_for_a_split_model(
         for batch, buffers in engine._fixed.items()
     }
     assert graph_ids == {1: "1", 2: "2", 4: "3"}
+    bound = "track model bound at batch 1, 2, 4 for CUDA graphs (one graph each)"
+    assert bound in [record.getMessage() for record in caplog.records]
     features = [np.full((1, 256, 7, 7), i, np.float32) for i in range(3)]
     before = engine.calls
     _assert_rows_are_their_own(engine.track(*_three_targets(), features))
