@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import onnx
 
+from siamedge.export.trt_check import computed_inputs, stored_values
+
 CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
 """Operators a CUDA graph cannot capture: the launches they make depend on the data."""
 
@@ -46,19 +48,16 @@ whose nodes are not all on CUDA is refused when the session opens."""
 def graph_capture_problems(model: onnx.ModelProto) -> list[str]:
     """Why the CUDA provider could not capture this model as a CUDA graph; empty when nothing
     stands in the way (every node can run on CUDA with its host inputs constant)."""
-    graph = model.graph
-    constants = {init.name for init in graph.initializer}
-    constants |= {out for node in graph.node if node.op_type == "Constant" for out in node.output}
+    stored = stored_values(model)
     problems = []
-    for node in graph.node:
+    for node in model.graph.node:
         if node.op_type in CONTROL_FLOW:
             problems.append(f"{node.op_type} {node.name!r}: control flow")
         if node.op_type in HOST_OUTPUTS:
             problems.append(f"{node.op_type} {node.name!r}: its output is in host memory")
-        for position in HOST_INPUTS.get(node.op_type, ()):
-            if position < len(node.input) and node.input[position] not in ("", *constants):
-                problems.append(
-                    f"{node.op_type} {node.name!r}: input {position} ({node.input[position]!r}) "
-                    "is read in host memory but computed at run time"
-                )
+        problems += [
+            f"{node.op_type} {node.name!r}: input {position} ({name!r}) is read in host memory "
+            "but computed at run time"
+            for position, name in computed_inputs(node, HOST_INPUTS.get(node.op_type, ()), stored)
+        ]
     return problems

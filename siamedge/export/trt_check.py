@@ -5,7 +5,7 @@ Reads the graph only (TensorRT is not needed): never builds an engine or runs th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import onnx
@@ -164,14 +164,34 @@ def _if_problems(node: onnx.NodeProto) -> list[str]:
     return problems
 
 
+def stored_values(model: onnx.ModelProto) -> set[str]:
+    """Names of the values the model stores: initializers and Constant outputs, in the main
+    graph and every subgraph."""
+    stored: set[str] = set()
+    for graph in _graphs(model.graph):
+        stored |= {init.name for init in graph.initializer}
+        stored |= {out for node in graph.node if node.op_type == "Constant" for out in node.output}
+    return stored
+
+
+def computed_inputs(
+    node: onnx.NodeProto, positions: Sequence[int], stored: set[str]
+) -> list[tuple[int, str]]:
+    """(position, name) of the node's inputs at `positions` that are computed at run time
+    (given, and not among the stored values)."""
+    return [
+        (position, node.input[position])
+        for position in positions
+        if position < len(node.input) and node.input[position] not in ("", *stored)
+    ]
+
+
 def _node_problems(node: onnx.NodeProto, constants: set[str]) -> list[str]:
-    problems = []
-    for position in CONSTANT_INPUTS.get(node.op_type, ()):
-        if position < len(node.input) and node.input[position] not in ("", *constants):
-            problems.append(
-                f"{node.op_type} {node.name!r}: input {position} ({node.input[position]!r}) "
-                "must be an initializer"
-            )
+    computed = computed_inputs(node, CONSTANT_INPUTS.get(node.op_type, ()), constants)
+    problems = [
+        f"{node.op_type} {node.name!r}: input {position} ({name!r}) must be an initializer"
+        for position, name in computed
+    ]
     attrs = {attr.name: onnx.helper.get_attribute_value(attr) for attr in node.attribute}
     if node.op_type == "Resize":
         checks = (
@@ -210,13 +230,8 @@ def check_tensorrt(model: onnx.ModelProto) -> TrtReport:
     problems = []
     if not TRT_MIN_OPSET <= opset <= TRT_MAX_OPSET:
         problems.append(f"opset {opset} is outside {TRT_MIN_OPSET}-{TRT_MAX_OPSET}")
-    constants = {init.name for init in model.graph.initializer}
+    constants = stored_values(model)
     operators: set[str] = set()
-    for graph in _graphs(model.graph):
-        constants |= {init.name for init in graph.initializer}
-        constants |= {
-            out for node in graph.node if node.op_type == "Constant" for out in node.output
-        }
     for graph in _graphs(model.graph):
         for node in graph.node:
             operators.add(node.op_type)
