@@ -104,7 +104,8 @@ class ModelSettings(_Section):
     fewer launches per step). onnxruntime allows it only for models without control flow whose
     every node runs on CUDA, fed through fixed buffers (I/O binding): the split layout; the
     engine decides where it applies. One graph per batch size (1, 2, 4, ... up to the most
-    targets; onnxruntime 1.18 and later), so k targets replay the smallest that holds them."""
+    targets; onnxruntime 1.18 and later), so k targets replay the smallest that holds them. A
+    model onnxruntime refuses to capture runs on CUDA without graphs (one warning)."""
     ort_log_level: OrtLogLevel = "warning"
     """Severity from which onnxruntime's own log lines are passed on (to the
     `siamedge.onnxruntime` logger: verbose lines at DEBUG, info at INFO, and so on)."""

@@ -314,6 +314,13 @@ def _open_session(
                 error = exc
         if error is not None:
             message = _short_error(error)
+            without_graphs = _without_graphs(remaining)
+            if GRAPH_CAPTURE_REFUSED in message and without_graphs is not None:
+                log.warning(
+                    "%s runs without CUDA graphs: %s", path, ort_log.short_ort_error(message)
+                )
+                remaining = without_graphs
+                continue
             if _is_model_problem(message) or names[0] == CPU:
                 _report(failed, None)
                 raise ModelError(f"{path}: cannot load the model: {message}") from error
@@ -344,6 +351,25 @@ def _open_session(
             # At run time too: an EP failure must surface, not swap in default options.
             session.disable_fallback()
         return session
+
+
+GRAPH_OPTIONS = {CUDA: "enable_cuda_graph", TENSORRT: "trt_cuda_graph_enable"}
+"""The provider options that ask for CUDA graph capture."""
+
+GRAPH_CAPTURE_REFUSED = "cannot use the graph capture feature"
+"""What onnxruntime's error says when a session cannot capture the model as a CUDA graph (not
+every node on the provider, or control flow); the provider itself can still run it."""
+
+
+def _without_graphs(
+    providers: list[tuple[str, dict[str, Any]]],
+) -> list[tuple[str, dict[str, Any]]] | None:
+    """The provider list without graph capture options; None when none asked for it."""
+    stripped = [
+        (name, {key: value for key, value in options.items() if key != GRAPH_OPTIONS.get(name)})
+        for name, options in providers
+    ]
+    return None if stripped == providers else stripped
 
 
 def _report(failed: list[tuple[str, str]], running: str | None) -> None:

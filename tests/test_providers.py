@@ -12,6 +12,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 from fixtures.onnxruntime_gpu_text import (
+    GRAPH_CAPTURE_EXCEPTION,
+    GRAPH_CAPTURE_LOG,
+    GRAPH_CAPTURE_REFUSAL,
     REAL_CUDA_FAILURE,
     REAL_FALLBACK_PRINT,
     REAL_TRT_EXCEPTION,
@@ -317,9 +320,14 @@ class FakeGpuOrt:
     SessionOptions = ort.SessionOptions
     GraphOptimizationLevel = ort.GraphOptimizationLevel
 
-    def __init__(self, *, honours_enable_fallback: bool, cuda_works: bool = True) -> None:
+    def __init__(
+        self, *, honours_enable_fallback: bool, cuda_works: bool = True, graphs_fail: bool = False
+    ) -> None:
+        """graphs_fail: refuse a CUDA provider asked for graph capture, as onnxruntime does for
+        a model with nodes off the provider."""
         self.honours_enable_fallback = honours_enable_fallback
         self.cuda_works = cuda_works
+        self.graphs_fail = graphs_fail
         self.attempts: list[list[tuple[str, dict[str, Any]]]] = []
         self.severities: list[int] = []
         self.sessions: list[FakeSession] = []
@@ -349,6 +357,10 @@ class FakeGpuOrt:
                 raise RuntimeError(REAL_TRT_EXCEPTION)
             print(REAL_FALLBACK_PRINT, end="")
             names = [p.CUDA, p.CPU]
+        cuda_options = dict(entries).get(p.CUDA, {})
+        if p.CUDA in names and self.graphs_fail and cuda_options.get("enable_cuda_graph"):
+            os.write(2, GRAPH_CAPTURE_LOG.encode())
+            raise RuntimeError(GRAPH_CAPTURE_EXCEPTION)
         if p.CUDA in names and not self.cuda_works:
             os.write(2, REAL_CUDA_FAILURE.encode())
             names.remove(p.CUDA)
@@ -402,6 +414,24 @@ def test_cuda_that_onnxruntime_drops_silently_is_named_once(
         "CUDAExecutionProvider did not start (missing library libcublasLt.so.13); "
         "CPUExecutionProvider runs instead",
     ]
+    assert capfd.readouterr() == ("", "")
+
+
+def test_cuda_that_refuses_graph_capture_runs_the_model_without_graphs_and_says_so_once(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake = FakeGpuOrt(honours_enable_fallback=True, graphs_fail=True)
+    settings = ModelSettings(providers=["cuda", "cpu"], cuda_graph=True)
+    model = resolve_model_path("builtin")
+    session = p.open_session(fake, model, settings)  # type: ignore[arg-type]
+    assert session.get_providers() == [p.CUDA, p.CPU]  # still on the GPU, not the CPU
+    first, second = (
+        [options for name, options in attempt if name == p.CUDA] for attempt in fake.attempts
+    )
+    assert first[0]["enable_cuda_graph"] == 1 and "enable_cuda_graph" not in second[0]
+    assert second[0]["use_tf32"] == 0  # the other options kept
+    assert warnings_and_up(caplog) == [f"{model} runs without CUDA graphs: {GRAPH_CAPTURE_REFUSAL}"]
     assert capfd.readouterr() == ("", "")
 
 
