@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from siamedge import contract as c
-from siamedge import ort_log
+from siamedge import engine_cache, ort_log
 from siamedge.config import ModelSettings
 from siamedge.errors import ModelError
 
@@ -78,11 +78,16 @@ class TrtProfiles:
 
 
 def provider_options(
-    name: str, settings: ModelSettings, cache_dir: Path, profiles: TrtProfiles | None = None
+    name: str,
+    settings: ModelSettings,
+    cache_dir: Path,
+    profiles: TrtProfiles | None = None,
+    engine_dir: Path | None = None,
 ) -> dict[str, Any]:
     """onnxruntime provider options for one provider.
 
-    TensorRT caches live in cache_dir; profiles: the batch range of a model with a dynamic batch
+    TensorRT's timing cache lives in cache_dir, its engines in engine_dir (default: cache_dir;
+    see engine_cache.engine_dir); profiles: the batch range of a model with a dynamic batch
     dimension (TensorRT needs one for every dynamic input). Option names and value formats are
     onnxruntime's: TensorRT reads booleans as "True"/"False", CUDA as 0/1.
     """
@@ -92,7 +97,7 @@ def provider_options(
             "trt_fp16_enable": settings.trt_fp16,
             "trt_max_workspace_size": settings.trt_workspace_mb * MEBIBYTE,
             "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": str(cache_dir),
+            "trt_engine_cache_path": str(engine_dir or cache_dir),
             "trt_timing_cache_enable": True,
             "trt_timing_cache_path": str(cache_dir),
         }
@@ -248,13 +253,15 @@ def open_session(
     chosen = choose_providers(settings.providers, ort.get_available_providers())
     options = session_options(ort, settings)
     failed: list[tuple[str, str]] = []
-    profiles = None
+    profiles = engines = None
     declaration = read_declaration(ort, path) if TENSORRT in chosen or CUDA in chosen else None
     if CUDA in chosen and declaration is not None:
         settings = cuda_settings_for(settings, declaration.metadata, str(path))
     if TENSORRT in chosen and declaration is not None:
         keep_fp32_exact(settings)
         cache_dir = prepare_cache_dir(cache_dir or _configured_cache_dir(settings))
+        engines = engine_cache.use_engine_dir(cache_dir, path)
+        log.info("TensorRT engines of %s: %s", path.name, engines)
         try:
             profiles = trt_profiles(declaration.inputs, max_batch)
         except ProfileError as exc:
@@ -263,7 +270,10 @@ def open_session(
             failed.append((TENSORRT, str(exc)))
             chosen.remove(TENSORRT)
     with_options = [
-        (name, provider_options(name, settings, cache_dir or default_cache_dir(), profiles))
+        (
+            name,
+            provider_options(name, settings, cache_dir or default_cache_dir(), profiles, engines),
+        )
         for name in chosen
     ]
     return _open_session(ort, path, options, with_options, failed)

@@ -26,6 +26,7 @@ from siamedge import contract as c
 from siamedge import ort_log
 from siamedge import providers as p
 from siamedge.config import ModelSettings, settings_from_mapping
+from siamedge.engine_cache import engine_dir
 from siamedge.errors import ConfigError, ModelError
 from siamedge.models import resolve_model_path
 
@@ -86,6 +87,13 @@ def test_cuda_options_follow_each_setting(tmp_path: Path) -> None:
         "gpu_mem_limit": 2048 * MIB,
         "enable_cuda_graph": 1,
     }
+
+
+def test_tensorrt_options_put_the_engines_in_their_folder(tmp_path: Path) -> None:
+    settings = ModelSettings()
+    options = p.provider_options(p.TENSORRT, settings, tmp_path, engine_dir=tmp_path / "m-0")
+    assert options["trt_engine_cache_path"] == str(tmp_path / "m-0")
+    assert options["trt_timing_cache_path"] == str(tmp_path)
 
 
 def test_tensorrt_options_put_both_caches_in_the_cache_dir(tmp_path: Path) -> None:
@@ -445,7 +453,10 @@ def test_tensorrt_gets_batch_profiles_for_a_dynamic_batch_model(tmp_path: Path) 
     assert trt_options["trt_profile_min_shapes"] == "im:1x3x8x8,pos:1x2"
     assert trt_options["trt_profile_opt_shapes"] == "im:8x3x8x8,pos:8x2"
     assert trt_options["trt_profile_max_shapes"] == "im:8x3x8x8,pos:8x2"
-    assert trt_options["trt_engine_cache_path"] == str(tmp_path / "trt")
+    # engines in the model's own folder, the timing cache shared
+    assert trt_options["trt_engine_cache_path"] == str(engine_dir(tmp_path / "trt", model))
+    assert trt_options["trt_timing_cache_path"] == str(tmp_path / "trt")
+    assert engine_dir(tmp_path / "trt", model).is_dir()
 
 
 def test_a_model_tensorrt_cannot_profile_skips_tensorrt_with_one_line(
