@@ -37,7 +37,7 @@ class ModelSettings(_Section):
     """`auto`: TensorRT > CUDA > CPU among the available ones; or an explicit ordered list."""
     cache_dir: str | None = None
     """TensorRT engine and timing cache folder (engines in a folder per model content, the
-    four most recently used kept; see engine_cache).
+    six most recently used kept; see engine_cache).
 
     Default: $STATE_DIRECTORY/trt under systemd, else ~/.cache/siamedge/trt."""
     trt_fp16: bool = False

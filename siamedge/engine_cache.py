@@ -20,9 +20,9 @@ log = logging.getLogger(__name__)
 DIGEST_CHARS = 16
 """Hex characters of the model's SHA-256 in its folder name."""
 
-ENGINE_FOLDERS_KEPT = 4
-"""Engine folders kept (the most recently used): a model and a few earlier versions of it. An
-engine of the seed-0 export takes a few hundred MB."""
+ENGINE_FOLDERS_KEPT = 6
+"""Engine folders kept (the most recently used): a model and a few earlier versions of it (a
+split model takes two folders, track and init)."""
 
 READ_CHUNK_BYTES = 1 << 20
 
