@@ -28,6 +28,13 @@ AUTO_ORDER = (TENSORRT, CUDA, CPU)
 
 MEBIBYTE = 1 << 20
 
+GRAPH_OPTIONS = {CUDA: "enable_cuda_graph", TENSORRT: "trt_cuda_graph_enable"}
+"""The provider options that ask for CUDA graph capture."""
+
+GRAPH_CAPTURE_REFUSED = "cannot use the graph capture feature"
+"""What onnxruntime's error says when a session cannot capture the model as a CUDA graph (not
+every node on the provider, or control flow); the provider itself can still run it."""
+
 
 def default_cache_dir() -> Path:
     """TensorRT cache folder: $STATE_DIRECTORY/trt under systemd, else ~/.cache/siamedge/trt."""
@@ -107,7 +114,7 @@ def provider_options(
             options["trt_dla_enable"] = True
             options["trt_dla_core"] = settings.trt_dla_core
         if settings.trt_cuda_graph:
-            options["trt_cuda_graph_enable"] = True
+            options[GRAPH_OPTIONS[TENSORRT]] = True
         if profiles is not None:
             options["trt_profile_min_shapes"] = profiles.min_shapes
             options["trt_profile_opt_shapes"] = profiles.opt_shapes
@@ -128,7 +135,7 @@ def provider_options(
         if settings.cuda_fuse_conv_bias:  # only when asked: older onnxruntime lacks the key
             options["fuse_conv_bias"] = 1
         if settings.cuda_graph:
-            options["enable_cuda_graph"] = 1
+            options[GRAPH_OPTIONS[CUDA]] = 1
         return options
     return {}
 
@@ -260,8 +267,6 @@ def open_session(
     if TENSORRT in chosen and declaration is not None:
         keep_fp32_exact(settings)
         cache_dir = prepare_cache_dir(cache_dir or _configured_cache_dir(settings))
-        engines = engine_cache.use_engine_dir(cache_dir, path)
-        log.info("TensorRT engines of %s: %s", path.name, engines)
         try:
             profiles = trt_profiles(declaration.inputs, max_batch)
         except ProfileError as exc:
@@ -269,6 +274,9 @@ def open_session(
                 raise ModelError(f"{path}: TensorRT cannot run this model: {exc}") from None
             failed.append((TENSORRT, str(exc)))
             chosen.remove(TENSORRT)
+        else:
+            engines = engine_cache.use_engine_dir(cache_dir, path)
+            log.info("TensorRT engines of %s: %s", path.name, engines)
     with_options = [
         (
             name,
@@ -361,14 +369,6 @@ def _open_session(
             # At run time too: an EP failure must surface, not swap in default options.
             session.disable_fallback()
         return session
-
-
-GRAPH_OPTIONS = {CUDA: "enable_cuda_graph", TENSORRT: "trt_cuda_graph_enable"}
-"""The provider options that ask for CUDA graph capture."""
-
-GRAPH_CAPTURE_REFUSED = "cannot use the graph capture feature"
-"""What onnxruntime's error says when a session cannot capture the model as a CUDA graph (not
-every node on the provider, or control flow); the provider itself can still run it."""
 
 
 def _without_graphs(
