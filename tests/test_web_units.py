@@ -13,13 +13,17 @@ import pytest
 
 from siamedge.config import WebSettings, settings_from_mapping
 from siamedge.errors import CommandError, ConfigError
+from siamedge.frontend import ServiceCounters, StatusSnapshot
+from siamedge.messaging.client import ConnectionState
+from siamedge.messaging.protocol import SourceStatus, StatusReport
 from siamedge.overlay import PALETTE_BGR, TINT_ALPHA
 from siamedge.service import FrameReport
 from siamedge.sources.base import Frame
 from siamedge.tracking.result import MaskWindow, TrackResult, TrackState
+from siamedge.web.api import status_document
 from siamedge.web.auth import bearer_token, resolve_token, token_matches
 from siamedge.web.commands import InboxFullError, WebInbox
-from siamedge.web.preview import PreviewHub, preview_size, render_preview
+from siamedge.web.preview import PreviewHub, ViewStats, preview_size, render_preview
 
 FRAME_WH = (320, 180)
 GREY = 100
@@ -186,3 +190,23 @@ def test_web_settings_are_checked() -> None:
     ]:
         with pytest.raises(ConfigError, match=key):
             settings_from_mapping({"web": bad}, "t")
+
+
+def test_the_status_document_carries_the_counters_as_of_now() -> None:
+    report = StatusReport(
+        "builtin", "CPUExecutionProvider", SourceStatus("synthetic", True), 30.0, 0, ("a",), 4,
+        "rle", 12.0,
+    )  # fmt: skip
+    counters = ServiceCounters(commands={"accepted": 2, "rejected": 1}, results_dropped=5)
+    snapshot = StatusSnapshot(report, ConnectionState(True, "connected", 100.0), counters)
+    view = ViewStats(fps=30.0, frame_index=7, frame_age_s=0.01, latency_ms=4.0, viewers=1)
+    document = status_document(snapshot, view)
+    assert document["commands"] == {"accepted": 2, "rejected": 1}
+    assert document["results_dropped"] == 5
+    assert "commands_dropped" not in document
+    assert document["broker"] == {"connected": True, "reason": "connected", "since": 100.0}
+    assert document["view"] == {"fps": 30.0, "frame": 7, "frame_age_s": 0.01, "viewers": 1}
+    starting = status_document(
+        StatusSnapshot(None, ConnectionState(False, "connecting", 0.0)), view
+    )
+    assert (starting["online"], starting["starting"]) == (True, True)

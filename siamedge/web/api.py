@@ -10,12 +10,10 @@ from typing import get_args
 
 from siamedge.config import MaskEncoding
 from siamedge.errors import CommandError
-from siamedge.frontend import FrameReport
-from siamedge.messaging.client import ConnectionState
+from siamedge.frontend import FrameReport, StatusSnapshot
 from siamedge.messaging.masks import JsonObject
 from siamedge.messaging.protocol import (
     TIMESTAMP_DECIMALS,
-    StatusReport,
     ack_message,
     dumps,
     error_message,
@@ -38,15 +36,17 @@ def css_color(bgr: tuple[int, int, int]) -> str:
     return f"#{red:02x}{green:02x}{blue:02x}"
 
 
-def status_document(
-    report: StatusReport | None, broker: ConnectionState, view: ViewStats
-) -> JsonObject:
-    """The status topic's fields (without commands_dropped, which only MQTT counts), plus
-    `broker` {connected, reason, since}, `latency_ms` of the last published frame and `view`
-    {fps, frame, frame_age_s, viewers} measured live (the status report is periodic)."""
+def status_document(snapshot: StatusSnapshot, view: ViewStats) -> JsonObject:
+    """The status topic's fields with the counters as of now (`commands`, `results_dropped`;
+    not `commands_dropped`, kept on MQTT for older readers), plus `broker` {connected, reason,
+    since}, `latency_ms` of the last published frame and `view` {fps, frame, frame_age_s,
+    viewers} measured live (the status report is periodic)."""
+    report, broker, counters = snapshot.status, snapshot.broker, snapshot.counters
     document: JsonObject = {"online": True, "starting": True} if report is None else {}
     if report is not None:
-        document = status_message(report)
+        document = status_message(
+            report, commands=counters.commands, results_dropped=counters.results_dropped
+        )
         document.pop("commands_dropped", None)
     document["broker"] = {
         "connected": broker.connected,

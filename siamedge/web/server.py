@@ -448,8 +448,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _status(self) -> None:
         app = self.server.app
-        snapshot = app.service.snapshot()
-        document = status_document(snapshot.status, snapshot.broker, app.hub.stats())
+        document = status_document(app.service.snapshot(), app.hub.stats())
         self._send_json(HTTPStatus.OK, document)
 
     def _tracks(self, query: dict[str, list[str]]) -> None:
