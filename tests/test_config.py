@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, get_args
 
 import pytest
+import yaml
+from pydantic import BaseModel
 
 from siamedge.config import Settings, load_settings
 from siamedge.errors import ConfigError
@@ -87,3 +90,35 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValueError, match="frozen"):
         settings.mqtt.port = 1  # type: ignore[misc]
+
+
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    """The settings section an annotation holds (`X` or `X | None`), None for a plain value."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _undocumented(section: type[BaseModel], data: Any, text: str, prefix: str) -> list[str]:
+    """Keys of `section` that the YAML `data` (parsed) neither sets nor, for a section set to
+    null, names in a comment of the file's `text`."""
+    missing = []
+    for name, field in section.model_fields.items():
+        key = f"{prefix}{name}"
+        if not isinstance(data, dict) or name not in data:
+            missing.append(key)
+            continue
+        inner = _section_model(field.annotation)
+        if inner is None:
+            continue
+        if isinstance(data[name], dict):
+            missing += _undocumented(inner, data[name], text, f"{key}.")
+        else:
+            missing += [f"{key}.{sub}" for sub in inner.model_fields if f"{sub}:" not in text]
+    return missing
+
+
+def test_the_usb_camera_config_documents_every_key(repo_root: Path) -> None:
+    text = (repo_root / "config" / "siamedge.yaml").read_text("utf-8")
+    assert _undocumented(Settings, yaml.safe_load(text), text, "") == []
