@@ -13,7 +13,7 @@ show where rounding sends it at a tie instead: a crop origin half a pixel away, 
 cells scoring within float rounding (the random-weight seed-0 model has such ties on the clip's
 background: on the CPU alone, the If and split layouts of the same export part 40 px after
 one). A step whose best cell differs from the CPU provider's is counted and left out of the
-differences; the check fails when more than DEFAULT_CELL_FLIPS of the steps do (a provider that
+differences; the check fails when more than a share of the steps do (--cell-flips; a provider that
 is really wrong, like the public export's transposed cell, picks another cell on most steps).
 `benchmarks/trace_drift.py` measures the free-run drift from the original tracker's trace.
 

@@ -42,8 +42,8 @@ class ModelSettings(_Section):
     Default: $STATE_DIRECTORY/trt under systemd, else ~/.cache/siamedge/trt."""
     trt_fp16: bool = False
     """TensorRT may build fp16 kernels: on Jetson about twice as fast, but the results move
-    (the fp16 model drifted 0.22 px centre / 0.93 px size from the original tracker on an H200);
-    off keeps parity. DLA needs it on."""
+    (over the tennis free run on an H200 the fp16 export drifted 0.22-1.21 px centre /
+    0.93-1.25 px size from the original tracker, two runs); off keeps parity. DLA needs it on."""
     trt_tf32: bool = False
     """Let TensorRT (and cuDNN/cuBLAS under it) use TF32 for float32 layers. TensorRT has no
     provider option for it: false sets NVIDIA_TF32_OVERRIDE=0 for the process when TensorRT is
@@ -67,7 +67,7 @@ class ModelSettings(_Section):
     """CUDA provider: allow TF32 tensor-core maths for float32 convolutions and matrix products
     (Ampere and newer GPUs). Faster, but less exact: on an H200 the free run over the tennis
     reference drifted 0.64 px (centre) and 3.35 px (size) from the original tracker with TF32,
-    0.0003 / 0.0023 px without. Off keeps parity. A float16 network (metadata
+    0.0003 / 0.0023-0.0025 px without (two runs). Off keeps parity. A float16 network (metadata
     siamedge.precision, `siamedge export --fp16`) always runs with it on: it has no float32
     convolution, and off onnxruntime would withhold cuDNN's tensor-core engines from its
     float16 ones."""

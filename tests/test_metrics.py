@@ -41,7 +41,7 @@ from siamedge.frontend import (
 )
 from siamedge.messaging.client import ConnectionState
 from siamedge.messaging.protocol import SourceStatus, StatusReport
-from siamedge.metrics import METRICS, MetricsEndpoint
+from siamedge.metrics import METRICS, SOURCE_STATES, MetricsEndpoint
 from siamedge.run import front_ends
 from siamedge.sources.base import Frame
 from siamedge.tracking.result import TrackResult, TrackState
@@ -318,3 +318,11 @@ def test_every_metric_the_dashboard_queries_is_scraped(
     assert {re.sub(r"_(bucket|sum|count|created)$", "", n) for n in queried} >= {
         f"siamedge_{name}" for name in METRICS
     }
+
+
+def test_the_readme_table_lists_every_metric_and_source_state(repo_root: Path) -> None:
+    readme = (repo_root / "README.md").read_text("utf-8")
+    rows = re.findall(r"^\| `siamedge_(\w+?)(?:\{\w+\})?` \| \w+ \| (.*) \|$", readme, re.M)
+    assert {name for name, _ in rows} == set(METRICS)
+    source_row = dict(rows)["source_state"]
+    assert set(re.findall(r"`(\w+)`", source_row)) == set(SOURCE_STATES)
