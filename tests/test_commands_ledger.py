@@ -114,6 +114,10 @@ def test_age_check_names_a_sent_at_in_the_future() -> None:
         check_command_age(NOW + 30.0, "ahead", now=NOW, max_age_s=10.0, clock_skew_s=2.0)
     assert "is 30.0 s in the future" in caught.value.reason
     assert "2 s allowed for clock skew" in caught.value.reason
+    with pytest.raises(StaleCommandError) as caught:
+        check_command_age(1e308, None, now=NOW, max_age_s=10.0, clock_skew_s=2.0)
+    assert caught.value.reason.startswith("sent_at 1e+308 is 1e+308 s in the future")
+    assert len(caught.value.reason) < 200
 
 
 def test_every_error_has_an_outcome() -> None:

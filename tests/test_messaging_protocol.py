@@ -60,7 +60,7 @@ def test_box_partly_outside_the_frame_is_kept_as_sent() -> None:
     assert start({"box": [-20, 460, 50, 50]}).box_xywh == (-20.0, 460.0, 50.0, 50.0)
 
 
-def test_pixel_box_before_the_first_frame_needs_only_a_positive_size() -> None:
+def test_pixel_box_before_the_first_frame_needs_only_its_size() -> None:
     assert start({"box": [5000, 5000, 10, 10]}, None).box_xywh == (5000.0, 5000.0, 10.0, 10.0)
 
 
@@ -107,6 +107,13 @@ MALFORMED_START: list[tuple[str, bytes, tuple[int, int] | None, str, str | None]
     ("zero-width", b'{"box": [1, 2, 0, 4]}', FRAME_WH, "must be positive; got w=0, h=4", None),
     ("negative-height", b'{"box": [1, 2, 3, -4]}', None, "must be positive; got w=3, h=-4",
      None),
+    ("sub-pixel", b'{"box": [300, 200, 0.5, 40]}', None, "box 0.5x40 px is smaller than 1x1 px",
+     None),
+    ("fractions-as-pixels", b'{"box": [0.5, 0.5, 0.2, 0.1]}', FRAME_WH,
+     'box 0.2x0.1 px is smaller than 1x1 px; a box in fractions of the frame needs '
+     '"normalized": true', None),
+    ("normalized-sub-pixel", b'{"box": [0.5, 0.5, 0.001, 0.1], "normalized": true}', FRAME_WH,
+     "box 0.64x48 px is smaller than 1x1 px", None),
     ("outside-right", b'{"box": [640, 10, 20, 20]}', FRAME_WH,
      "lies entirely outside the 640x480 frame", None),
     ("outside-top-left", b'{"box": [-30, -30, 30, 30]}', FRAME_WH,

@@ -36,12 +36,15 @@ or changes meaning; fields added within a version are compatible (readers ignore
 MAX_COMMAND_BYTES = 64 * 1024
 TRACK_ID_MAX_CHARS = 64
 REQUEST_ID_MAX_CHARS = 128
+MIN_BOX_PX = 1.0
+"""A start box narrower or lower than this (in pixels) is refused: nothing to track in it."""
 EXCERPT_BYTES = 200
 """How much of a rejected payload an error message quotes."""
 
 PIXEL_DECIMALS = 2
 SCORE_DECIMALS = 4
 TIMESTAMP_DECIMALS = 3
+SECONDS_FIXED_BELOW = 1e12
 LATENCY_DECIMALS = 1
 RATE_DECIMALS = 3
 """A negotiated camera rate such as 29.97 (30000/1001) fps."""
@@ -297,6 +300,8 @@ def _pixel_box(
         raise CommandError(
             f"box width and height must be positive; got w={w:g}, h={h:g}", request_id
         )
+    if not normalized:
+        _check_pixel_size(box, request_id)
     if frame_wh is None:
         if normalized:
             raise CommandError(
@@ -308,6 +313,7 @@ def _pixel_box(
     width, height = frame_wh
     if normalized:
         x, y, w, h = x * width, y * height, w * width, h * height
+        _check_pixel_size((x, y, w, h), request_id)
     if w > width or h > height:
         raise CommandError(f"box {w:g}x{h:g} is larger than the {width}x{height} frame", request_id)
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
@@ -316,6 +322,22 @@ def _pixel_box(
             request_id,
         )
     return x, y, w, h
+
+
+def _check_pixel_size(box: BoxXYWH, request_id: str | None) -> None:
+    """CommandError when a box in pixels is under MIN_BOX_PX wide or high; a box of values in
+    [0, 1] is most likely a normalized one sent without `"normalized": true`."""
+    w, h = box[2], box[3]
+    if w >= MIN_BOX_PX and h >= MIN_BOX_PX:
+        return
+    hint = (
+        '; a box in fractions of the frame needs "normalized": true'
+        if all(0.0 <= value <= 1.0 for value in box)
+        else ""
+    )
+    raise CommandError(
+        f"box {w:g}x{h:g} px is smaller than {MIN_BOX_PX:g}x{MIN_BOX_PX:g} px{hint}", request_id
+    )
 
 
 def _optional_sent_at(data: dict[str, Any], request_id: str | None) -> float | None:
@@ -351,10 +373,16 @@ def check_command_age(
         )
     if -age_s > clock_skew_s:
         raise StaleCommandError(
-            f"sent_at {sent_at:.3f} is {-age_s:.1f} s in the future (more than the "
-            f"{clock_skew_s:g} s allowed for clock skew): check the sender's clock",
+            f"sent_at {_seconds(sent_at, 3)} is {_seconds(-age_s, 1)} s in the future (more "
+            f"than the {clock_skew_s:g} s allowed for clock skew): check the sender's clock",
             request_id,
         )
+
+
+def _seconds(value: float, decimals: int) -> str:
+    """A time in seconds for a reason: fixed decimals, or in exponent form when it is absurdly
+    large (a sent_at of 1e308 would otherwise print 309 digits)."""
+    return f"{value:.{decimals}f}" if abs(value) < SECONDS_FIXED_BELOW else f"{value:.4g}"
 
 
 def parse_start(payload: bytes, frame_wh: tuple[int, int] | None) -> StartCommand:
