@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import paho.mqtt.client as paho
 import pytest
 from fixtures.mosquitto import (
     WAIT_TIMEOUT_S,
@@ -24,6 +25,7 @@ from fixtures.mosquitto import (
     TlsFiles,
     write_password_file,
 )
+from paho.mqtt.enums import CallbackAPIVersion
 
 from siamedge.config import MqttSettings, TlsSettings
 from siamedge.errors import CommandError
@@ -481,3 +483,32 @@ def test_close_without_start_is_harmless(mosquitto: Broker, mqtt_prefix: str) ->
     client.close()
     client.close()
     assert [(s.connected, s.reason) for s in states] == [(False, "closed")]
+
+
+def test_a_second_client_with_our_id_is_named_once_in_the_log(
+    mosquitto: Broker,
+    mqtt_prefix: str,
+    make_client: Callable[..., MqttClient],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = settings_for(mosquitto, mqtt_prefix)
+    with caplog.at_level(logging.WARNING, logger="siamedge.messaging.client"):
+        ours = connected(make_client(settings))
+        # the same id again, reconnecting as eagerly as ours: each connection drops the other
+        rival = paho.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id)
+        rival.reconnect_delay_set(0.05, 0.5)
+        rival.connect(mosquitto.host, mosquitto.port)
+        rival.loop_start()
+        try:
+            wait_until(lambda: "another client may be connecting" in caplog.text)
+            time.sleep(2.0)  # not readiness: more dropped connections, still one warning
+        finally:
+            rival.loop_stop()
+            rival.disconnect()
+    clashes = [r.getMessage() for r in caplog.records if "another client" in r.getMessage()]
+    assert clashes == [
+        "MQTT: the broker dropped 3 connections in a row within 5 s of accepting them; another "
+        f"client may be connecting with client_id {settings.client_id!r} (the broker drops the "
+        "older of two connections with one id): give every daemon its own mqtt.client_id"
+    ]
+    wait_until(lambda: ours.connection.connected)  # the rival gone, ours is back

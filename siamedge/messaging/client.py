@@ -76,6 +76,15 @@ paho's own queue never holds more of them, so it keeps room for acks, errors and
 CLOSE_TIMEOUT_S = 2.0
 """How long close() waits for the broker to take the `offline` status."""
 
+SHORT_SESSION_S = 5.0
+CLASH_STREAK = 3
+"""A connection the broker drops within SHORT_SESSION_S of accepting it, CLASH_STREAK times in
+a row, is most likely a second client with our client id: each new connection with the same
+id makes the broker drop the older one (mosquitto 2.0 just closes the socket: paho then says
+`Unspecified error`; MQTT 5 brokers that say it send `Session taken over`)."""
+SESSION_TAKEN_OVER = 142
+"""MQTT 5 DISCONNECT reason code: another connection took over this client id's session."""
+
 _NOT_CONNECTED_YET = "not connected yet"
 _PAHO_LOGGER = logging.getLogger(f"{__name__}.paho")
 
@@ -178,6 +187,7 @@ class MqttClient:
         self._closing = False
         self._started = False
         self._subscribe_mid: int | None = None
+        self._short_sessions = 0  # connections dropped soon after they were accepted, in a row
         # Re-sent on every connect: a broker restarted without persistence has lost them.
         self._retained_on_connect: tuple[DiscoveryMessage, ...] = (
             discovery_messages(settings.homeassistant, self._topics, self._client_id)
@@ -393,11 +403,30 @@ class MqttClient:
             if self._closing:
                 return
             with self._lock:
-                was_connected = self._state.connected
+                was_connected, since = self._state.connected, self._state.since
             if was_connected:  # a refused CONNECT already recorded its own reason
                 self._set_state(False, f"connection lost: {reason_code}", logging.WARNING)
+                self._note_session(time.time() - since, reason_code.value == SESSION_TAKEN_OVER)
         except Exception:
             log.exception("MQTT on_disconnect failed")
+
+    def _note_session(self, lasted_s: float, taken_over: bool) -> None:
+        """Say once per streak when dropped connections point at a client id clash."""
+        if lasted_s >= SHORT_SESSION_S and not taken_over:
+            self._short_sessions = 0
+            return
+        self._short_sessions += 1
+        if self._short_sessions == (1 if taken_over else CLASH_STREAK):
+            log.warning(
+                "MQTT: %s; another client may be connecting with client_id %r (the broker drops "
+                "the older of two connections with one id): give every daemon its own "
+                "mqtt.client_id",
+                "the broker says the session was taken over"
+                if taken_over
+                else f"the broker dropped {CLASH_STREAK} connections in a row within "
+                f"{SHORT_SESSION_S:g} s of accepting them",
+                self._client_id,
+            )
 
     def _handle_subscribe(
         self,
