@@ -332,8 +332,9 @@ class MqttSettings(_Section):
     """Commands waiting for the main loop; when full, the oldest is dropped (and answered)."""
     command_max_age_s: float | None = Field(default=10.0, gt=0)
     """A command whose `sent_at` is older than this when the service takes it is rejected as
-    stale (its box points at where the target was). Longer than a reconnect or a systemd
-    restart (RestartSec=5 plus loading the model); None: no limit."""
+    stale (its box points at where the target was), and so is a start that waited this long for
+    a frame to start on (counted from `sent_at`, or from its arrival without one). Longer than a
+    reconnect or a systemd restart (RestartSec=5 plus loading the model); None: no limit."""
     command_clock_skew_s: float = Field(default=2.0, ge=0)
     """How far a command's `sent_at` may lie in the future (the sender's clock runs ahead)."""
     error_replies_per_s: float = Field(default=50.0, gt=0)

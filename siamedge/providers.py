@@ -50,7 +50,7 @@ def choose_providers(requested: str | Sequence[str], available: Sequence[str]) -
 
     requested: "auto" (TensorRT > CUDA > CPU among the available ones) or short names
     ("tensorrt", "cuda", "cpu") in order of preference. Unavailable ones are dropped with a
-    warning; ModelError when none is left.
+    warning; ProvidersUnavailableError when none is left.
     """
     if requested == "auto":
         return [name for name in AUTO_ORDER if name in available]
@@ -64,11 +64,16 @@ def choose_providers(requested: str | Sequence[str], available: Sequence[str]) -
         else:
             log.warning("execution provider %s is not available in this onnxruntime build", short)
     if not chosen:
-        raise ModelError(
+        raise ProvidersUnavailableError(
             f"none of the requested execution providers {list(requested)} is available; "
             f"this onnxruntime offers {list(available)}"
         )
     return chosen
+
+
+class ProvidersUnavailableError(ModelError):
+    """No provider of an explicit list is offered by this onnxruntime build: a configuration
+    mismatch that no model file can mend."""
 
 
 class ProfileError(ModelError):

@@ -36,12 +36,14 @@ from siamedge.messaging.protocol import (
     DuplicateCommandError,
     SourceMode,
     SourceStatus,
+    StaleCommandError,
     StartCommand,
     StatusReport,
     check_command_age,
     parse_command,
 )
 from siamedge.models import resolve_model_path
+from siamedge.providers import ProvidersUnavailableError
 from siamedge.sources.base import Frame, FrameSource
 from siamedge.sources.camera import CameraMode
 from siamedge.sources.capture import CaptureThread, SourceState
@@ -77,8 +79,16 @@ class _MqttResponder:
 
 @dataclass(frozen=True)
 class _PendingStart:
+    """A start command waiting for the next frame; received_at: unix seconds."""
+
     command: StartCommand
     responder: Responder
+    received_at: float
+
+    def age_s(self, now: float) -> float:
+        """How old the command is: from its `sent_at` when it says, else from its receipt."""
+        sent_at = self.command.sent_at
+        return now - (self.received_at if sent_at is None else sent_at)
 
 
 def delivered_mode(source: FrameSource) -> SourceMode | None:
@@ -103,12 +113,16 @@ class ModelSlot:
         self._next_check = 0.0
 
     def load(self) -> None:
-        """Load and warm up the model; on failure keep the reason (the service goes on)."""
+        """Load and warm up the model; on failure keep the reason (the service goes on).
+
+        ConfigError when model.providers names none that this onnxruntime offers."""
         model = self._settings.model
         self._file_stamp = self._stamp()
         try:
             with extended_timeout(self._notifier, MODEL_LOAD_WINDOW_S, status="loading model"):
                 engine = Engine.load(model.path, model, max_batch=self._settings.tracker.max_tracks)
+        except ProvidersUnavailableError as exc:
+            raise ConfigError(f"model.providers: {exc}") from None
         except ModelError as exc:
             self.error = str(exc)
             log.error("model not loaded: %s (retrying when the file changes)", exc)
@@ -287,6 +301,7 @@ class Service:
             if model.retry_if_changed(now):
                 self._status_due.set()
             self._handle_requests(model, self._collect_requests(mqtt))
+            self._expire_pending(capture.status)
             mqtt.flush_errors()
             if frame is not None:
                 self._process(model, frame, mqtt)
@@ -326,8 +341,8 @@ class Service:
                     command.request_id
                 ):
                     raise DuplicateCommandError(
-                        f"duplicate: request_id {command.request_id!r} was taken already; "
-                        "not carried out again",
+                        f"duplicate: request_id {command.request_id!r} was received already "
+                        "and gets one reply; not carried out again (a new request_id tries again)",
                         command.request_id,
                     )
                 if model.manager is None:
@@ -337,12 +352,16 @@ class Service:
                         raise CommandError(
                             "too many start commands are waiting for a frame", command.request_id
                         )
-                    self._pending.append(_PendingStart(command, request.responder))
+                    self._pending.append(_PendingStart(command, request.responder, time.time()))
                     continue
-                stopped = model.manager.stop(command.track_id, command.request_id)
-                request.responder.accepted(
-                    command.track_id if len(stopped) == 1 else None, command.request_id
-                )
+                # A stop comes after the starts still waiting for a frame: it cancels theirs.
+                cancelled = self._cancel_pending(command.track_id)
+                try:
+                    model.manager.stop(command.track_id, command.request_id)
+                except CommandError:
+                    if not cancelled:
+                        raise
+                request.responder.accepted(command.track_id, command.request_id)
                 self._status_due.set()
             except CommandError as exc:
                 request.responder.rejected(exc)
@@ -371,6 +390,38 @@ class Service:
             (track_id, result, manager.slot_of(track_id)) for track_id, result in tracks
         )
         self._report(FrameReport(frame, slotted, latency_ms, step_ms))
+
+    def _cancel_pending(self, track_id: str | None) -> bool:
+        """Answer the waiting starts of track_id (None: all) as cancelled; True when any was."""
+        cancelled = [p for p in self._pending if track_id is None or p.command.track_id == track_id]
+        for pending in cancelled:
+            self._pending.remove(pending)
+            named = pending.command.track_id
+            name = "" if named is None else f" of track {named!r}"
+            pending.responder.rejected(
+                CommandError(
+                    f"start{name} cancelled by a stop that came before its first frame",
+                    pending.command.request_id,
+                )
+            )
+        return bool(cancelled)
+
+    def _expire_pending(self, source: CaptureStatus) -> None:
+        """Answer as stale the starts that waited for a frame past mqtt.command_max_age_s."""
+        max_age_s = self._settings.mqtt.command_max_age_s
+        if max_age_s is None or not self._pending:
+            return
+        now = time.time()
+        why = f"source {source.state.value}" + (f": {source.error}" if source.error else "")
+        for pending in [p for p in self._pending if p.age_s(now) > max_age_s]:
+            self._pending.remove(pending)
+            pending.responder.rejected(
+                StaleCommandError(
+                    f"stale: no frame to start on for {pending.age_s(now):.1f} s ({why}); "
+                    f"commands older than {max_age_s:g} s are not carried out",
+                    pending.command.request_id,
+                )
+            )
 
     def _start_pending(self, manager: TrackManager, frame: Frame) -> list[tuple[str, TrackResult]]:
         """Apply the start commands waiting for this frame; their init results."""

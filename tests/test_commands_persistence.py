@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -367,4 +368,77 @@ def test_a_flood_gets_a_reply_or_a_summary_for_every_command_and_tracking_goes_o
 
     seen = len(collector.messages(daemon.topic("results")))
     track_results(collector, daemon, "keep", seen + 10)
+    assert daemon.process.poll() is None
+
+
+def status_with(collector: MqttCollector, daemon: Daemon, total: int) -> dict[str, Any]:
+    """The first status report in which `total` commands have an outcome."""
+    message = collector.wait_for(
+        daemon.topic("status"),
+        where=lambda m: sum(m.get("commands", {}).values()) >= total,
+        timeout_s=REPLY_TIMEOUT_S,
+    )[0]
+    report: dict[str, Any] = json.loads(message.payload)
+    return report
+
+
+def test_a_stop_comes_after_the_start_before_it_even_while_that_start_waits_for_a_frame(
+    mosquitto: Broker, daemon_factory: DaemonFactory, mqtt_collector: CollectorFactory
+) -> None:
+    config = persistent_config(mosquitto)
+    daemon = daemon_factory(config)
+    collector = mqtt_collector(mosquitto, daemon.topics)
+    wait_online(collector, daemon)
+    assert daemon.stop() == 0
+    # all three come back together after the restart: the stop must not overtake its start
+    collector.publish(daemon.topic("start"), start_command("start-1", track_id="one"))
+    collector.publish(daemon.topic("stop"), json.dumps({"track_id": "one", "request_id": "stop-1"}))
+    collector.publish(daemon.topic("start"), start_command("start-2", track_id="two"))
+
+    again = daemon_factory(config)
+    assert ack(collector, again, "stop-1") == {
+        "ack": "stop",
+        "track_id": "one",
+        "request_id": "stop-1",
+    }
+    assert ack(collector, again, "start-2")["track_id"] == "two"
+    report = status_with(collector, again, 3)
+    assert report["track_ids"] == ["two"]
+    start_1 = [
+        m
+        for m in payloads(collector, again.topic("status"))
+        + payloads(collector, again.topic("errors"))
+        if m.get("request_id") == "start-1"
+    ]
+    # stopped before its first frame (cancelled), or started and then stopped: never both
+    assert len(start_1) == 1
+    if "reason" in start_1[0]:
+        assert start_1[0]["reason"] == (
+            "start of track 'one' cancelled by a stop that came before its first frame"
+        )
+    counts = report["commands"]
+    assert (counts["accepted"] + counts["rejected"], sum(counts.values())) == (3, 3)
+
+
+def test_a_start_that_finds_no_frame_goes_stale_with_the_reason(
+    mosquitto: Broker,
+    daemon_factory: DaemonFactory,
+    mqtt_collector: CollectorFactory,
+    tmp_path: Path,
+) -> None:
+    config = persistent_config(mosquitto, command_max_age_s=1.0)
+    config["source"] = {"uri": str(tmp_path / "later.mp4"), "reopen_min_s": 0.2}
+    daemon = daemon_factory(config)
+    collector = mqtt_collector(mosquitto, daemon.topics)
+    wait_online(collector, daemon, with_frames=False)
+    collector.publish(daemon.topic("start"), start_command("waits", track_id="waits"))
+    collector.publish(daemon.topic("start"), start_command("sent", sent_at=time.time()))
+
+    for request_id in ("waits", "sent"):
+        reason = error(collector, daemon, request_id)
+        assert reason.startswith("stale: no frame to start on for 1.")
+        assert "(source retrying: " in reason and "later.mp4" in reason
+        assert reason.endswith("commands older than 1 s are not carried out")
+    counts = status_with(collector, daemon, 2)["commands"]
+    assert (counts["stale"], sum(counts.values())) == (2, 2)
     assert daemon.process.poll() is None

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import onnxruntime
 import pytest
 from fixtures.daemon import Daemon, daemon_config, unique_prefix, wait_online
 from fixtures.media import write_video
@@ -21,6 +22,7 @@ from fixtures.notify_socket import Notification, NotifyReceiver
 
 from siamedge.cli import EX_CONFIG
 from siamedge.models import builtin_model_path
+from siamedge.providers import PROVIDER_BY_NAME
 
 DaemonFactory = Callable[..., Daemon]
 CollectorFactory = Callable[..., MqttCollector]
@@ -259,6 +261,23 @@ def test_bad_config_exits_78_naming_key_and_file(
     assert daemon.wait() == EX_CONFIG
     assert message in daemon.log
     assert str(daemon.config_path) in daemon.log
+
+
+def test_providers_this_onnxruntime_lacks_exit_78_naming_the_key(
+    mosquitto: Broker, daemon_factory: DaemonFactory
+) -> None:
+    offered = onnxruntime.get_available_providers()
+    missing = [short for short, name in PROVIDER_BY_NAME.items() if name not in offered]
+    if not missing:
+        pytest.skip("this onnxruntime offers every provider siamedge knows")
+    config = daemon_config(mosquitto, unique_prefix(), model={"providers": missing})
+    daemon = daemon_factory(config)
+    assert daemon.wait() == EX_CONFIG
+    assert (
+        f"model.providers: none of the requested execution providers {missing} is available; "
+        f"this onnxruntime offers {offered}"
+    ) in daemon.log
+    assert "retrying when the file changes" not in daemon.log
 
 
 def test_a_broken_model_keeps_the_service_up_until_it_is_replaced(

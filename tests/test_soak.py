@@ -151,7 +151,7 @@ def _soak_module() -> Any:
 def test_further_replies_are_sorted_into_redeliveries_repeats_and_wrong_ones() -> None:
     soak = _soak_module()
     record = soak.RunRecord(minutes=1.0, sample_s=5.0, broker_restart_s=40.0)
-    duplicate = ("error", "duplicate: request_id 'r' was taken already; not carried out again")
+    duplicate = ("error", "duplicate: request_id 'r' was received already; not carried out again")
     replies = {
         "refused-first": [duplicate, ("ack", None)],  # the redelivery's refusal came first
         "ack-twice": [("ack", None), ("ack", None)],  # the broker delivered the ack again

@@ -12,7 +12,8 @@ from typing import Literal, get_args
 Outcome = Literal["accepted", "rejected", "dropped_queue_full", "expired", "stale", "duplicate"]
 """accepted: acknowledged; rejected: invalid or impossible (bad JSON, too many tracks, ...);
 dropped_queue_full: the command queue overflowed; expired: its MQTT 5 message expiry passed
-while it waited here; stale: its `sent_at` is too old (or too far ahead); duplicate: its
+while it waited here; stale: its `sent_at` is too old (or too far ahead), or a start found no
+frame to start on in time; duplicate: its
 request_id was taken already (a QoS 1 redelivery)."""
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 
