@@ -32,7 +32,7 @@ SENT_AT = st.floats(min_value=1e-6, max_value=4e9)
 COORDINATE = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False) | st.integers(
     -(10**6), 10**6
 )
-EXTENT = st.floats(min_value=1e-3, max_value=1e6) | st.integers(1, 10**6)
+EXTENT = st.floats(min_value=1.0, max_value=1e6) | st.integers(1, 10**6)
 FRACTION = st.floats(min_value=0.0, max_value=1.0)
 
 
@@ -83,9 +83,11 @@ def payload(command: object) -> bytes:
 def test_a_start_the_schema_accepts_is_accepted_by_the_parser(command: dict[str, Any]) -> None:
     START.validate(command)
     if command.get("normalized") is True:
-        x, y, _, _ = command["box"]
-        # Frame-dependent (documented in the schema): a box must have a pixel inside the frame.
-        if x < 1 and y < 1:
+        x, y, w, h = command["box"]
+        # Frame-dependent (documented in the schema): a box must have a pixel inside the frame
+        # and be at least 1x1 px of it.
+        width, height = FRAME_WH
+        if x < 1 and y < 1 and w * width >= 1 and h * height >= 1:
             parse_start(payload(command), FRAME_WH)
         with pytest.raises(CommandError, match="needs the frame size"):
             parse_start(payload(command), None)
@@ -119,6 +121,8 @@ START_REJECTED: list[tuple[str, str]] = [
     ("box with null", '{"box": [1, null, 3, 4]}'),
     ("zero width", '{"box": [1, 2, 0, 4]}'),
     ("negative height", '{"box": [1, 2, 3, -4]}'),
+    ("under a pixel", '{"box": [1, 2, 0.5, 4]}'),
+    ("fractions without normalized", '{"box": [0.1, 0.2, 0.3, 0.4], "normalized": false}'),
     ("number beyond a float", f'{{"box": [{HUGE}, 2, 3, 4]}}'),
     ("unknown field", '{"box": [1, 2, 3, 4], "colour": "red"}'),
     ("track_id not a string", '{"box": [1, 2, 3, 4], "track_id": 7}'),
