@@ -415,9 +415,10 @@ class Service:
         why = f"source {source.state.value}" + (f": {source.error}" if source.error else "")
         for pending in [p for p in self._pending if p.age_s(now) > max_age_s]:
             self._pending.remove(pending)
+            age_s = pending.age_s(now)
             pending.responder.rejected(
                 StaleCommandError(
-                    f"stale: no frame to start on for {pending.age_s(now):.1f} s ({why}); "
+                    f"stale: {age_s:.1f} s old and still no frame to start on ({why}); "
                     f"commands older than {max_age_s:g} s are not carried out",
                     pending.command.request_id,
                 )
