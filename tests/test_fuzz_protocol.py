@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from siamedge.errors import CommandError
 from siamedge.messaging.protocol import (
     MAX_COMMAND_BYTES,
-    MIN_BOX_PX,
     REQUEST_ID_MAX_CHARS,
     START_FIELDS,
     STOP_FIELDS,
@@ -29,6 +28,7 @@ from siamedge.messaging.protocol import (
     request_id_of,
 )
 from siamedge.messaging.topics import CommandKind
+from siamedge.tracking.geometry import MIN_BOX_SIDE
 
 FUZZ = settings(
     max_examples=400,
@@ -186,7 +186,7 @@ def assert_valid_reply(error: CommandError, payload: bytes) -> None:
 def assert_valid_start(command: StartCommand, frame_wh: tuple[int, int] | None) -> None:
     x, y, w, h = command.box_xywh
     assert all(isinstance(v, float) and math.isfinite(v) for v in (x, y, w, h))
-    assert w >= MIN_BOX_PX and h >= MIN_BOX_PX
+    assert w >= MIN_BOX_SIDE and h >= MIN_BOX_SIDE
     if frame_wh is not None:
         width, height = frame_wh
         assert w <= width and h <= height

@@ -93,6 +93,8 @@ def test_center_box_and_corners() -> None:
     [
         ((10.0, 10.0, 0.0, 5.0), "size must be positive"),
         ((10.0, 10.0, 5.0, -1.0), "size must be positive"),
+        ((10.0, 10.0, 0.5, 5.0), "box 0.5x5 px is smaller than 1x1 px"),
+        ((0.0, 0.0, 641.0, 5.0), "box 641x5 is larger than the 640x480 frame"),
         ((700.0, 10.0, 5.0, 5.0), "entirely outside"),
         ((-50.0, 10.0, 50.0, 5.0), "entirely outside"),
         ((10.0, float("nan"), 5.0, 5.0), "finite"),

@@ -27,6 +27,7 @@ from siamedge.config import MaskEncoding
 from siamedge.errors import CommandError
 from siamedge.messaging.masks import JsonObject, encode_mask
 from siamedge.messaging.topics import CommandKind
+from siamedge.tracking.geometry import box_problem
 from siamedge.tracking.result import BoxXYWH, TrackResult
 
 PROTOCOL_VERSION = 1
@@ -36,8 +37,6 @@ or changes meaning; fields added within a version are compatible (readers ignore
 MAX_COMMAND_BYTES = 64 * 1024
 TRACK_ID_MAX_CHARS = 64
 REQUEST_ID_MAX_CHARS = 128
-MIN_BOX_PX = 1.0
-"""A start box narrower or lower than this (in pixels) is refused: nothing to track in it."""
 EXCERPT_BYTES = 200
 """How much of a rejected payload an error message quotes."""
 
@@ -295,49 +294,20 @@ def _pixel_box(
                     f"a normalized box has values in [0, 1]; got box[{index}]={item:g}",
                     request_id,
                 )
-    x, y, w, h = box
-    if w <= 0 or h <= 0:
-        raise CommandError(
-            f"box width and height must be positive; got w={w:g}, h={h:g}", request_id
-        )
-    if not normalized:
-        _check_pixel_size(box, request_id)
-    if frame_wh is None:
-        if normalized:
+        if frame_wh is None:
             raise CommandError(
                 "a normalized box needs the frame size and no frame has arrived yet; "
                 "send the box in pixels or retry once the camera delivers frames",
                 request_id,
             )
+        (x, y, w, h), (width, height) = box, frame_wh
+        box = (x * width, y * height, w * width, h * height)
+    problem = box_problem(box, frame_wh)
+    if problem is None:
         return box
-    width, height = frame_wh
-    if normalized:
-        x, y, w, h = x * width, y * height, w * width, h * height
-        _check_pixel_size((x, y, w, h), request_id)
-    if w > width or h > height:
-        raise CommandError(f"box {w:g}x{h:g} is larger than the {width}x{height} frame", request_id)
-    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
-        raise CommandError(
-            f"box [{x:g}, {y:g}, {w:g}, {h:g}] lies entirely outside the {width}x{height} frame",
-            request_id,
-        )
-    return x, y, w, h
-
-
-def _check_pixel_size(box: BoxXYWH, request_id: str | None) -> None:
-    """CommandError when a box in pixels is under MIN_BOX_PX wide or high; a box of values in
-    [0, 1] is most likely a normalized one sent without `"normalized": true`."""
-    w, h = box[2], box[3]
-    if w >= MIN_BOX_PX and h >= MIN_BOX_PX:
-        return
-    hint = (
-        '; a box in fractions of the frame needs "normalized": true'
-        if all(0.0 <= value <= 1.0 for value in box)
-        else ""
-    )
-    raise CommandError(
-        f"box {w:g}x{h:g} px is smaller than {MIN_BOX_PX:g}x{MIN_BOX_PX:g} px{hint}", request_id
-    )
+    if not normalized and all(0.0 <= value <= 1.0 for value in box):
+        problem += '; a box in fractions of the frame needs "normalized": true'
+    raise CommandError(problem, request_id)
 
 
 def _optional_sent_at(data: dict[str, Any], request_id: str | None) -> float | None:

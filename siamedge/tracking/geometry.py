@@ -16,6 +16,8 @@ BoxXYWH = tuple[float, float, float, float]
 
 MIN_TARGET_SIDE = 10.0
 """SiamMask clips the target size to at least 10 px after every step."""
+MIN_BOX_SIDE = 1.0
+"""A start box narrower or lower than this (px) holds nothing to track."""
 
 
 @dataclass(frozen=True)
@@ -136,15 +138,31 @@ def box_corners(box_xywh: BoxXYWH) -> tuple[PointXY, PointXY, PointXY, PointXY]:
     return (x, y), (x + w, y), (x + w, y + h), (x, y + h)
 
 
-def validate_box(box_xywh: BoxXYWH, frame_wh: tuple[int, int]) -> None:
-    """Raise BoxError when a start box cannot seed a target in a frame of that size."""
+def box_problem(box_xywh: BoxXYWH, frame_wh: tuple[int, int] | None) -> str | None:
+    """Why a start box in pixels cannot seed a target in a frame of that size (None: it can).
+
+    frame_wh None (no frame yet): only the box's own numbers are checked. A box partly outside
+    the frame is fine; one with no pixel inside it, or larger than it, is not.
+    """
     if len(box_xywh) != 4 or not all(math.isfinite(float(v)) for v in box_xywh):
-        raise BoxError(f"box must be 4 finite numbers x, y, w, h; got {list(box_xywh)}")
+        return f"box must be 4 finite numbers x, y, w, h; got {list(box_xywh)}"
     x, y, w, h = (float(v) for v in box_xywh)
     if w <= 0 or h <= 0:
-        raise BoxError(f"box size must be positive; got w={w:g}, h={h:g}")
+        return f"box size must be positive; got w={w:g}, h={h:g}"
+    if w < MIN_BOX_SIDE or h < MIN_BOX_SIDE:
+        return f"box {w:g}x{h:g} px is smaller than {MIN_BOX_SIDE:g}x{MIN_BOX_SIDE:g} px"
+    if frame_wh is None:
+        return None
     width, height = frame_wh
+    if w > width or h > height:
+        return f"box {w:g}x{h:g} is larger than the {width}x{height} frame"
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
-        raise BoxError(
-            f"box [{x:g}, {y:g}, {w:g}, {h:g}] lies entirely outside the {width}x{height} frame"
-        )
+        return f"box [{x:g}, {y:g}, {w:g}, {h:g}] lies entirely outside the {width}x{height} frame"
+    return None
+
+
+def validate_box(box_xywh: BoxXYWH, frame_wh: tuple[int, int]) -> None:
+    """Raise BoxError naming why a start box cannot seed a target (see box_problem)."""
+    problem = box_problem(box_xywh, frame_wh)
+    if problem is not None:
+        raise BoxError(problem)
