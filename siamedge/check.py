@@ -49,6 +49,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from siamedge import periodic, providers
+from siamedge.cli import positive_int
 from siamedge.config import ModelSettings, SyntheticSettings, TrackerSettings, load_settings
 from siamedge.contract import ModelContract
 from siamedge.engine import Engine, describe_layout, import_onnxruntime
@@ -518,21 +519,11 @@ def engine_opener(model: str, settings: ModelSettings, max_batch: int, out: Text
 
 def parse_providers(text: str) -> tuple[str, ...]:
     """`tensorrt,cuda,cpu` -> onnxruntime provider names (ArgumentTypeError on unknown ones)."""
-    names = []
-    for short in (part.strip() for part in text.split(",")):
-        name = providers.PROVIDER_BY_NAME.get(short)
-        if name is None:
-            known = ", ".join(providers.PROVIDER_BY_NAME)
-            raise argparse.ArgumentTypeError(f"unknown provider {short!r}; use {known}")
-        names.append(name)
-    return tuple(names)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    try:
+        names = providers.short_provider_names(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return tuple(providers.PROVIDER_BY_NAME[short] for short in names)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -555,11 +546,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: every one onnxruntime offers; cpu always runs as the reference)",
     )
     parser.add_argument(
-        "--frames", type=_positive, default=DEFAULT_FRAMES, help="tracked frames (%(default)s)"
+        "--frames", type=positive_int, default=DEFAULT_FRAMES, help="tracked frames (%(default)s)"
     )
     parser.add_argument(
         "--targets",
-        type=_positive,
+        type=positive_int,
         default=DEFAULT_TARGETS,
         help="targets in one batched model call (%(default)s)",
     )

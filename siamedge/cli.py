@@ -23,6 +23,14 @@ EX_FAILURE = 1
 EX_INTERRUPTED = 130
 
 
+def positive_int(text: str) -> int:
+    """argparse type of counts that must be at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 class Command(Protocol):
     """A subcommand module: declares its options and runs."""
 
@@ -83,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"siamedge: configuration error: {exc}", file=sys.stderr)
         return EX_CONFIG
-    except SiamedgeError as exc:
+    except (SiamedgeError, OSError) as exc:  # OSError: a file it was told to read or write
         print(f"siamedge: error: {exc}", file=sys.stderr)
         return EX_FAILURE
     except KeyboardInterrupt:

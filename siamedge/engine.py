@@ -161,22 +161,12 @@ class Engine:
         contract = check_session(session, str(path))
         graphs = track_settings.cuda_graph or track_settings.trt_cuda_graph
         init_session = None
-        if contract.layout == c.LAYOUT_SPLIT and contract.init_model is not None:
-            init_path = path.parent / contract.init_model
-            if not init_path.is_file():
-                raise ModelError(
-                    f"{path}: its init model {init_path} (metadata {c.META_INIT_MODEL}) "
-                    "does not exist"
-                )
+        init_path = init_model_path(path, contract)
+        if init_path is not None:
             init_session = providers.open_session(
                 ort, init_path, _without_graphs(settings), cache_dir=cache_dir, max_batch=max_batch
             )
-            c.check_init_contract(
-                _tensor_specs(init_session.get_inputs()),
-                _tensor_specs(init_session.get_outputs()),
-                contract,
-                str(init_path),
-            )
+            check_init_session(init_session, init_path, contract)
         batches: tuple[int, ...] = ()
         if graphs:
             several = not contract.max_batch and several_graphs(ort, session)
@@ -610,18 +600,52 @@ def check_session(session: Any, where: str) -> c.ModelContract:
     )
 
 
-def inspect_model(model: str) -> ModelInfo:
-    """Open a model on the CPU and describe it (for `siamedge inspect`)."""
-    ort = import_onnxruntime()
-    path = resolve_model_path(model)
+def init_model_path(path: Path, contract: c.ModelContract) -> Path | None:
+    """The init model a split-layout track model names, beside it (None for one-model
+    layouts); ModelError when it is not there."""
+    if contract.layout != c.LAYOUT_SPLIT or contract.init_model is None:
+        return None
+    init_path = path.parent / contract.init_model
+    if not init_path.is_file():
+        missing = "is not a file" if init_path.exists() else "does not exist"
+        raise ModelError(
+            f"{path}: its init model {init_path} (metadata {c.META_INIT_MODEL}) {missing}"
+        )
+    return init_path
+
+
+def check_init_session(session: Any, init_path: Path, contract: c.ModelContract) -> None:
+    """ModelError when the init model's tensors do not match its track model's contract."""
+    c.check_init_contract(
+        _tensor_specs(session.get_inputs()),
+        _tensor_specs(session.get_outputs()),
+        contract,
+        str(init_path),
+    )
+
+
+def _cpu_session(ort: ModuleType, path: Path) -> Any:
+    """A plain CPU session of a model file (ModelError naming it when it cannot load)."""
     try:
-        session = ort.InferenceSession(str(path), providers=[providers.CPU])
+        return ort.InferenceSession(str(path), providers=[providers.CPU])
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise ModelError(f"{path}: cannot load the model: {_short_error(exc)}") from exc
+
+
+def inspect_model(model: str) -> ModelInfo:
+    """Open a model on the CPU and describe it (for `siamedge inspect`); a split layout's init
+    model is opened and checked too."""
+    ort = import_onnxruntime()
+    path = resolve_model_path(model)
+    session = _cpu_session(ort, path)
+    contract = check_session(session, str(path))
+    init_path = init_model_path(path, contract)
+    if init_path is not None:
+        check_init_session(_cpu_session(ort, init_path), init_path, contract)
     meta = session.get_modelmeta()
     return ModelInfo(
         path=path,
-        contract=check_session(session, str(path)),
+        contract=contract,
         inputs=_tensor_specs(session.get_inputs()),
         outputs=_tensor_specs(session.get_outputs()),
         producer=meta.producer_name,

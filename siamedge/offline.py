@@ -15,17 +15,25 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal, cast
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from siamedge.config import MaskEncoding, ModelSettings, SourceSettings, TrackerSettings
+from siamedge.cli import positive_int
+from siamedge.config import (
+    MaskEncoding,
+    ModelSettings,
+    ProviderName,
+    SourceSettings,
+    TrackerSettings,
+)
 from siamedge.engine import Engine
-from siamedge.errors import SourceError
+from siamedge.errors import BoxError, SiamedgeError, SourceError
 from siamedge.messaging.protocol import results_message
 from siamedge.overlay import draw_track
+from siamedge.providers import short_provider_names
 from siamedge.sources.base import Frame
 from siamedge.sources.factory import create_source
 from siamedge.tracking.crop import CropScratch
@@ -57,9 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, help="write one JSON line per frame here")
     parser.add_argument("--video", type=Path, help="write an overlay video (mp4) here")
-    parser.add_argument("--frames", type=int, help="stop after this many frames")
+    parser.add_argument("--frames", type=positive_int, help="stop after this many frames")
     parser.add_argument(
         "--providers",
+        type=parse_providers,
         default="auto",
         help="execution providers, `auto` or a comma list of tensorrt,cuda,cpu",
     )
@@ -68,9 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """`siamedge track`: exit status 0 when every frame was tracked."""
-    providers = args.providers if args.providers == "auto" else args.providers.split(",")
     job = TrackJob(
-        model=ModelSettings(path=args.model, providers=providers),
+        model=ModelSettings(path=args.model, providers=args.providers),
         source=SourceSettings(uri=args.source, loop=False),
         boxes_xywh=tuple(args.box),
         tracker=TrackerSettings(),
@@ -81,6 +89,16 @@ def run(args: argparse.Namespace) -> int:
     )
     run_track(job)
     return 0
+
+
+def parse_providers(text: str) -> Literal["auto"] | list[ProviderName]:
+    """`auto` or a comma list of tensorrt,cuda,cpu (argparse type: ArgumentTypeError)."""
+    if text == "auto":
+        return "auto"
+    try:
+        return cast(list[ProviderName], short_provider_names(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_box(text: str) -> BoxXYWH:
@@ -107,6 +125,30 @@ class TrackJob:
     video: Path | None
     max_frames: int | None
     mask_encoding: MaskEncoding
+
+
+def check_outputs(job: TrackJob) -> None:
+    """SiamedgeError naming the option when --out or --video cannot be written, or would
+    overwrite the source (checked before the model loads: nothing is opened for writing yet)."""
+    source = Path(job.source.uri).resolve() if Path(job.source.uri).exists() else None
+    for option, path in (("--out", job.out), ("--video", job.video)):
+        if path is None:
+            continue
+        target = path.resolve()
+        if target.is_dir():
+            raise SiamedgeError(f"{option} {path} is a folder; give a file name")
+        if not target.parent.is_dir():
+            raise SiamedgeError(f"{option} {path}: the folder {path.parent} does not exist")
+        if source is not None and (target == source or source in target.parents):
+            raise SiamedgeError(f"{option} {path} would overwrite the source {job.source.uri}")
+
+
+def open_output(option: str, path: Path) -> IO[str]:
+    """The JSON lines file, opened for writing (SiamedgeError naming the option)."""
+    try:
+        return path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise SiamedgeError(f"{option} {path}: cannot write: {exc.strerror or exc}") from None
 
 
 def frames_of(job: TrackJob) -> Iterator[Frame]:
@@ -152,22 +194,23 @@ def run_track(job: TrackJob, progress: IO[str] | None = None) -> int:
     progress: where progress lines go (default: sys.stderr as it is at the call).
     """
     progress = progress or sys.stderr
+    check_outputs(job)
     engine = Engine.load(job.model.path, job.model, max_batch=len(job.boxes_xywh))
     params = TrackerParams.from_settings(job.tracker, engine.contract)
     scratch = CropScratch()  # shared: the crops of a step are made one after another
     trackers = [Tracker(engine, params, scratch) for _ in job.boxes_xywh]
     ids = track_ids(len(trackers))
     with ExitStack() as stack:
-        out = stack.enter_context(job.out.open("w", encoding="utf-8")) if job.out else None
+        out: IO[str] | None = None
         writer: OverlayWriter | None = None
         started = last_report = time.monotonic()
         count = 0
         for frame in frames_of(job):
             if count == 0:
-                results = [
-                    tracker.start(frame.image, box)
-                    for tracker, box in zip(trackers, job.boxes_xywh, strict=True)
-                ]
+                results = _start(trackers, frame, job.boxes_xywh)
+                # Opened once the source gave a frame: a failed start leaves files as they were.
+                if job.out is not None:
+                    out = stack.enter_context(open_output("--out", job.out))
             else:
                 results = [_result(outcome) for outcome in step_together(trackers, frame.image)]
             if out is not None:
@@ -204,6 +247,19 @@ def run_track(job: TrackJob, progress: IO[str] | None = None) -> int:
             f"{start_of_line}tracked {count} frames in {elapsed:.1f} s ({fps:.1f} fps)\n"
         )
     return count
+
+
+def _start(
+    trackers: list[Tracker], frame: Frame, boxes_xywh: tuple[BoxXYWH, ...]
+) -> list[TrackResult]:
+    """Start every tracker on the first frame; BoxError naming the --box that cannot start."""
+    results = []
+    for number, (tracker, box) in enumerate(zip(trackers, boxes_xywh, strict=True), start=1):
+        try:
+            results.append(tracker.start(frame.image, box))
+        except BoxError as exc:
+            raise BoxError(f"--box {number} (pixels of the first frame): {exc}") from None
+    return results
 
 
 def _result(outcome: StepOutcome | ValueError) -> TrackResult:

@@ -45,6 +45,17 @@ def default_cache_dir() -> Path:
     return Path(cache_home) / "siamedge" / "trt"
 
 
+def short_provider_names(text: str) -> list[str]:
+    """`tensorrt,cuda,cpu` (a comma list, any order) -> its short names; ValueError naming
+    the first unknown one."""
+    names = [part.strip() for part in text.split(",")]
+    for short in names:
+        if short not in PROVIDER_BY_NAME:
+            known = ", ".join(PROVIDER_BY_NAME)
+            raise ValueError(f"unknown provider {short!r}; use {known}")
+    return names
+
+
 def choose_providers(requested: str | Sequence[str], available: Sequence[str]) -> list[str]:
     """Ordered onnxruntime providers to try.
 

@@ -115,6 +115,8 @@ def test_malformed_box_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> N
     [
         (["--box", "5000,10,20,20"], "lies entirely outside the 1280x720 frame"),
         (["--box", "10,10,0,20"], "size must be positive"),
+        (["--box", "0.1,0.2,0.3,0.4"], "--box 1 (pixels of the first frame): box 0.3x0.4 px"),
+        (["--box", "10,10,20,20", "--box", "0,0,2000,20"], "--box 2 (pixels of the first frame)"),
         (["--box", "10,10,20,20", "--model", "/nonexistent/m.onnx"], "model file not found"),
     ],
 )
@@ -124,6 +126,53 @@ def test_track_errors_are_clear(
     status = main(["track", "--source", "synthetic", "--frames", "2", *args])
     assert status == 1
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--providers", "bogus"], "unknown provider 'bogus'; use tensorrt, cuda, cpu"),
+        (["--providers", "cpu,CPU"], "unknown provider 'CPU'"),
+        (["--frames", "0"], "must be at least 1, got 0"),
+    ],
+)
+def test_track_options_are_usage_errors(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["track", "--source", "synthetic", "--box", "10,10,20,20", *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_track_never_writes_over_its_source_or_before_a_frame(
+    tmp_path: Path, image_folder: Path, video_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    video_bytes = video_file.read_bytes()
+    first_image = sorted(image_folder.iterdir())[0]
+    for source, out in ((video_file, video_file), (image_folder, first_image)):
+        status = main(["track", "--source", str(source), "--box", "1,1,10,10", "--out", str(out)])
+        assert status == 1
+        assert f"--out {out} would overwrite the source {source}" in capsys.readouterr().err
+    assert video_file.read_bytes() == video_bytes
+    assert first_image.stat().st_size > 0
+    # a source without frames fails before --out is opened: an old file stays as it was
+    empty, kept = tmp_path / "empty", tmp_path / "kept.jsonl"
+    empty.mkdir()
+    kept.write_text("earlier results\n")
+    assert main(["track", "--source", str(empty), "--box", "1,1,10,10", "--out", str(kept)]) == 1
+    assert kept.read_text() == "earlier results\n"
+
+
+@pytest.mark.parametrize("where", ["folder", "missing parent"])
+def test_track_names_an_out_it_cannot_write(
+    tmp_path: Path, where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path if where == "folder" else tmp_path / "nope" / "o.jsonl"
+    status = main(["track", "--source", "synthetic", "--box", "10,10,20,20", "--out", str(out)])
+    assert status == 1
+    expected = "is a folder" if where == "folder" else f"the folder {out.parent} does not exist"
+    assert f"--out {out}" in (err := capsys.readouterr().err) and expected in err
 
 
 def test_missing_source_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -152,6 +201,23 @@ def test_inspect_names_a_split_models_init_model(
     text = capsys.readouterr().out
     assert "layout: batch of any size, two models (split)" in text
     assert f"init model: {path.parent / 'split.init.onnx'}" in text
+
+
+def test_inspect_checks_a_split_models_init_model(
+    batched_toy_model: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = batched_toy_model("split.onnx", split=True)
+    init = path.parent / "split.init.onnx"
+    init.unlink()
+    assert main(["inspect", str(path)]) == 1
+    assert f"its init model {init} (metadata siamedge.init_model) does not exist" in (
+        capsys.readouterr().err
+    )
+    init.mkdir()
+    assert main(["inspect", str(path)]) == 1
+    assert f"its init model {init} (metadata siamedge.init_model) is not a file" in (
+        capsys.readouterr().err
+    )
 
 
 def test_inspect_rejects_a_non_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
