@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from siamedge.config import load_settings
 from siamedge.errors import ConfigError, SiamedgeError
 
 UNIT_NAME = "siamedge.service"
@@ -38,7 +39,7 @@ HOME_ROOTS = (Path("/home"), Path("/root"), Path("/run/user"))
 FILE_MODE = 0o644
 DIR_MODE = 0o755
 EXIT_OK = 0
-EXIT_FAILURE = 1
+ROOT_HINT = "run it as root (sudo)"
 
 _EXEC_START = re.compile(r"^ExecStart=.*$", re.MULTILINE)
 _PROTECT_HOME = re.compile(r"^ProtectHome=.*$", re.MULTILINE)
@@ -55,8 +56,12 @@ class Plan:
     config_path: Path
     config_source: Path | None
     """None: a configuration is already there and stays as it is."""
+    config_text: str | None
+    """The validated text of config_source, as it will be written."""
     reload: bool
     notes: tuple[str, ...]
+    unwritable: tuple[str, ...] = ()
+    """Target folders this user may not write to: an error for a real run, a note for a dry one."""
 
 
 def _unit_quote(arg: str) -> str:
@@ -118,8 +123,54 @@ def _first_existing(candidates: tuple[Path, ...], what: str) -> Path:
     raise SiamedgeError(f"no shipped {what} found (looked at {tried}); pass its path")
 
 
+def _read_unit_template(path: Path) -> str:
+    """The text of a unit template; SiamedgeError if unreadable, ConfigError if not text."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SiamedgeError(f"{path}: cannot read the unit file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: the unit file is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+
+
+def _read_config_source(path: Path) -> str:
+    """The text of the configuration to install, validated like `siamedge run` would."""
+    if path.is_dir():
+        raise ConfigError(f"--config-source {path} is a directory, not a configuration file")
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such configuration file")
+    load_settings(path)  # ConfigError naming the file and the problem
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:  # changed since it was validated
+        raise ConfigError(f"{path}: cannot read the configuration: {exc}") from None
+
+
+def _kind(path: Path) -> str:
+    return "a file, not a directory" if path.is_file() else "not a directory"
+
+
+def _writable_dir(option: str, path: Path) -> bool:
+    """Whether this user can write in `path`, made on the way if missing; raises if nobody can.
+
+    Looks at the folder, or the nearest existing one above it, without writing anything.
+    """
+    absolute = path.absolute()
+    existing = next(p for p in (absolute, *absolute.parents) if os.path.exists(p))
+    what = f"{option} {path}"
+    if existing != absolute:
+        what += f" cannot be created: {existing}"
+    if not existing.is_dir():
+        raise SiamedgeError(f"{what} is {_kind(existing)}")
+    if os.statvfs(existing).f_blocks == 0:  # proc, sysfs: not even root can create files there
+        raise SiamedgeError(f"{what} is on a virtual filesystem (like /proc or /sys)")
+    return os.access(existing, os.W_OK)
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
-    """Work out what to write, without touching anything."""
+    """Check every input and work out what to write, without touching anything."""
     unit_source: Path = args.unit_source or _first_existing(UNIT_SOURCES, "unit file")
     # absolute() and not resolve(): a venv's python is a symlink that must stay one.
     executable: Path = (args.executable or Path(sys.executable).parent / ENTRY_POINT).absolute()
@@ -129,10 +180,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
             f"no executable siamedge entry point at {executable}: install siamedge into this "
             "environment first (pip install 'siamedge[cpu,systemd]') or pass --executable"
         )
-    try:
-        template = unit_source.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SiamedgeError(f"{unit_source}: cannot read the unit file: {exc.strerror}") from None
+    template = _read_unit_template(unit_source)
     unit_text = render_unit(template, executable, config_path, str(unit_source))
 
     notes = []
@@ -144,12 +192,17 @@ def make_plan(args: argparse.Namespace) -> Plan:
     nodes = tegra_device_nodes(args.dev_dir)
     dropin_path = args.unit_dir / f"{UNIT_NAME}.d" / DROPIN_NAME if nodes else None
     dropin_text = render_device_dropin(nodes) if nodes else None
+    targets = [("--unit-dir", args.unit_dir)]
+    if dropin_path is not None:
+        targets.append(("the drop-in folder", dropin_path.parent))
 
     config_source: Path | None = None
+    config_text: str | None = None
     if not config_path.exists():
         config_source = args.config_source or _first_existing(CONFIG_SOURCES, "configuration")
-        if not config_source.is_file():
-            raise SiamedgeError(f"{config_source}: no such configuration file")
+        config_text = _read_config_source(config_source)
+        targets.append(("--config-dir", args.config_dir))
+    unwritable = tuple(f"{opt} {path}" for opt, path in targets if not _writable_dir(opt, path))
     return Plan(
         unit_path=args.unit_dir / UNIT_NAME,
         unit_text=unit_text,
@@ -157,8 +210,10 @@ def make_plan(args: argparse.Namespace) -> Plan:
         dropin_text=dropin_text,
         config_path=config_path,
         config_source=config_source,
+        config_text=config_text,
         reload=not args.no_reload,
         notes=tuple(notes),
+        unwritable=unwritable,
     )
 
 
@@ -182,6 +237,9 @@ def _describe(plan: Plan, dry_run: bool) -> list[str]:
     if plan.reload:
         lines.append(f"{verb}run systemctl daemon-reload")
     lines.extend(f"note: {note}" for note in plan.notes)
+    lines.extend(
+        f"note: this user cannot write in {target}; {ROOT_HINT}" for target in plan.unwritable
+    )
     return lines
 
 
@@ -190,8 +248,8 @@ def apply(plan: Plan) -> None:
     _write(plan.unit_path, plan.unit_text)
     if plan.dropin_path is not None and plan.dropin_text is not None:
         _write(plan.dropin_path, plan.dropin_text)
-    if plan.config_source is not None:
-        _write(plan.config_path, plan.config_source.read_text(encoding="utf-8"))
+    if plan.config_text is not None:
+        _write(plan.config_path, plan.config_text)
     if plan.reload:
         done = subprocess.run(
             ["systemctl", "daemon-reload"], capture_output=True, text=True, check=False
@@ -241,12 +299,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Install (or with --dry-run, describe) the service; prints the next steps."""
-    try:
-        plan = make_plan(args)
-    except SiamedgeError as exc:
-        print(f"siamedge install-service: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    """Install (or with --dry-run, describe) the service; prints the next steps.
+
+    Every input is checked before anything is written; errors are SiamedgeError.
+    """
+    plan = make_plan(args)
+    if plan.unwritable and not args.dry_run:
+        raise SiamedgeError(f"cannot write in {', '.join(plan.unwritable)}; {ROOT_HINT}")
     for line in _describe(plan, args.dry_run):
         print(line)
     if args.dry_run:
@@ -254,10 +313,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         apply(plan)
     except PermissionError as exc:
-        print(f"siamedge install-service: {exc}; run it as root (sudo)", file=sys.stderr)
-        return EXIT_FAILURE
-    except (OSError, SiamedgeError) as exc:
-        print(f"siamedge install-service: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        raise SiamedgeError(f"{exc}; {ROOT_HINT}") from None
+    except OSError as exc:
+        raise SiamedgeError(f"installing failed: {exc}") from None
     print(NEXT_STEPS.format(config=plan.config_path))
     return EXIT_OK

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
+import re
 import stat
 from pathlib import Path
 
 import pytest
 
-from siamedge import install
-from siamedge.errors import ConfigError
+from siamedge import cli, install
+from siamedge.errors import ConfigError, SiamedgeError
 
 SHIPPED_EXEC_START = (
     "ExecStart=/opt/siamedge/venv/bin/siamedge run --config /etc/siamedge/siamedge.yaml"
@@ -34,23 +36,40 @@ def empty_dev(tmp_path: Path) -> Path:
     return path
 
 
+def _argv(tmp_path: Path, entry_point: Path, dev_dir: Path, *extra: str) -> list[str]:
+    """install-service options into tmp_path; a later option in `extra` wins."""
+    return [
+        "--unit-dir",
+        str(tmp_path / "units"),
+        "--config-dir",
+        str(tmp_path / "etc" / "siamedge"),
+        "--executable",
+        str(entry_point),
+        "--dev-dir",
+        str(dev_dir),
+        "--no-reload",
+        *extra,
+    ]
+
+
 def _args(tmp_path: Path, entry_point: Path, dev_dir: Path, *extra: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     install.add_arguments(parser)
-    return parser.parse_args(
-        [
-            "--unit-dir",
-            str(tmp_path / "units"),
-            "--config-dir",
-            str(tmp_path / "etc" / "siamedge"),
-            "--executable",
-            str(entry_point),
-            "--dev-dir",
-            str(dev_dir),
-            "--no-reload",
-            *extra,
-        ]
-    )
+    return parser.parse_args(_argv(tmp_path, entry_point, dev_dir, *extra))
+
+
+def _random_file(path: Path) -> Path:
+    """100 kB of (seeded) random bytes: not UTF-8, as a video or a binary would be."""
+    path.write_bytes(random.Random(0).randbytes(100_000))
+    return path
+
+
+def _assert_nothing_written(tmp_path: Path) -> None:
+    assert not (tmp_path / "units").exists()
+    assert not (tmp_path / "etc").exists()
+
+
+DRY_OR_REAL = pytest.mark.parametrize("mode", [("--dry-run",), ()], ids=["dry-run", "real"])
 
 
 def _mode(path: Path) -> int:
@@ -127,24 +146,136 @@ def test_jetson_nodes_get_a_device_dropin(
     ]
 
 
-def test_missing_entry_point_fails_with_a_hint(
-    tmp_path: Path, empty_dev: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_missing_entry_point_fails_with_a_hint(tmp_path: Path, empty_dev: Path) -> None:
     missing = tmp_path / "nowhere" / "siamedge"
-    assert install.run(_args(tmp_path, missing, empty_dev)) == install.EXIT_FAILURE
-    err = capsys.readouterr().err
-    assert str(missing) in err
-    assert "--executable" in err
+    with pytest.raises(SiamedgeError, match=r"--executable") as raised:
+        install.run(_args(tmp_path, missing, empty_dev))
+    assert str(missing) in str(raised.value)
     assert not (tmp_path / "units").exists()
 
 
-def test_unwritable_unit_dir_fails_cleanly(
+@DRY_OR_REAL
+def test_unit_source_that_is_not_text_is_refused(
+    tmp_path: Path, entry_point: Path, empty_dev: Path, mode: tuple[str, ...]
+) -> None:
+    source = _random_file(tmp_path / "random.service")
+    args = _args(tmp_path, entry_point, empty_dev, "--unit-source", str(source), *mode)
+    with pytest.raises(
+        ConfigError, match=rf"^{re.escape(str(source))}: the unit file is not UTF-8 text \("
+    ):
+        install.run(args)
+    _assert_nothing_written(tmp_path)
+
+
+@DRY_OR_REAL
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, r"not UTF-8 text \("),
+        (b"mqtt:\n  port: many\n", r"mqtt\.port: Input should be a valid integer"),
+        (b"nonsense: 1\n", r"nonsense: Extra inputs are not permitted"),
+    ],
+    ids=["random-bytes", "bad-value", "unknown-key"],
+)
+def test_invalid_config_source_is_refused_before_writing(
+    tmp_path: Path,
+    entry_point: Path,
+    empty_dev: Path,
+    mode: tuple[str, ...],
+    content: bytes | None,
+    problem: str,
+) -> None:
+    source = tmp_path / "example.yaml"
+    if content is None:
+        _random_file(source)
+    else:
+        source.write_bytes(content)
+    args = _args(tmp_path, entry_point, empty_dev, "--config-source", str(source), *mode)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(source))}: {problem}"):
+        install.run(args)
+    _assert_nothing_written(tmp_path)
+
+
+def test_invalid_config_source_exits_78_with_one_line(
     tmp_path: Path, entry_point: Path, empty_dev: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    blocker = tmp_path / "units"
-    blocker.write_text("a file where the unit folder should be", encoding="utf-8")
-    assert install.run(_args(tmp_path, entry_point, empty_dev)) == install.EXIT_FAILURE
-    assert "siamedge install-service:" in capsys.readouterr().err
+    source = _random_file(tmp_path / "clip.mp4")
+    argv = _argv(tmp_path, entry_point, empty_dev, "--config-source", str(source))
+    assert cli.main(["install-service", *argv]) == cli.EX_CONFIG
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"siamedge: configuration error: {source}: not UTF-8 text (")
+    assert captured.err.count("\n") == 1
+    _assert_nothing_written(tmp_path)
+
+
+def test_config_source_that_is_a_directory_is_named_so(
+    tmp_path: Path, entry_point: Path, empty_dev: Path
+) -> None:
+    args = _args(tmp_path, entry_point, empty_dev, "--config-source", str(empty_dev), "--dry-run")
+    with pytest.raises(ConfigError, match=r"is a directory, not a configuration file$"):
+        install.run(args)
+
+
+@DRY_OR_REAL
+@pytest.mark.parametrize("option", ["--unit-dir", "--config-dir"])
+def test_target_folder_that_is_a_file_is_refused(
+    tmp_path: Path, entry_point: Path, empty_dev: Path, mode: tuple[str, ...], option: str
+) -> None:
+    blocker = tmp_path / "fake.mp4"
+    blocker.write_bytes(b"a file where a folder should be")
+    args = _args(tmp_path, entry_point, empty_dev, option, str(blocker), *mode)
+    with pytest.raises(
+        SiamedgeError, match=rf"^{option} {re.escape(str(blocker))} is a file, not a directory$"
+    ):
+        install.run(args)
+    _assert_nothing_written(tmp_path)
+    assert blocker.read_bytes() == b"a file where a folder should be"
+
+
+@DRY_OR_REAL
+def test_target_folder_below_a_file_cannot_be_created(
+    tmp_path: Path, entry_point: Path, empty_dev: Path, mode: tuple[str, ...]
+) -> None:
+    blocker = tmp_path / "fake.mp4"
+    blocker.write_bytes(b"")
+    target = blocker / "siamedge"
+    args = _args(tmp_path, entry_point, empty_dev, "--config-dir", str(target), *mode)
+    expected = (
+        rf"^--config-dir {re.escape(str(target))} cannot be created: "
+        rf"{re.escape(str(blocker))} is a file, not a directory$"
+    )
+    with pytest.raises(SiamedgeError, match=expected):
+        install.run(args)
+    _assert_nothing_written(tmp_path)
+
+
+def test_dry_run_refuses_a_unit_dir_in_proc(
+    tmp_path: Path, entry_point: Path, empty_dev: Path
+) -> None:
+    args = _args(tmp_path, entry_point, empty_dev, "--unit-dir", "/proc/x", "--dry-run")
+    expected = r"^--unit-dir /proc/x cannot be created: /proc is on a virtual filesystem"
+    with pytest.raises(SiamedgeError, match=expected):
+        install.run(args)
+    _assert_nothing_written(tmp_path)
+
+
+def test_unwritable_folders_need_root(
+    tmp_path: Path,
+    entry_point: Path,
+    empty_dev: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A dry run notes it (to preview without sudo); a real run refuses before writing."""
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, how: how != os.W_OK and real_access(path, how))
+    assert install.run(_args(tmp_path, entry_point, empty_dev, "--dry-run")) == install.EXIT_OK
+    out = capsys.readouterr().out
+    assert f"note: this user cannot write in --unit-dir {tmp_path / 'units'}; run it as" in out
+    with pytest.raises(SiamedgeError, match=r"^cannot write in --unit-dir .*run it as root"):
+        install.run(_args(tmp_path, entry_point, empty_dev))
+    _assert_nothing_written(tmp_path)
 
 
 def test_render_quotes_paths_and_relaxes_protect_home() -> None:
