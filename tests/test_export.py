@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import pickle
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -20,6 +23,7 @@ from onnx import TensorProto, helper
 
 from siamedge import __version__
 from siamedge import contract as c
+from siamedge.cli import main
 from siamedge.errors import ModelError
 from siamedge.export import command
 from siamedge.export.builder import ExportOptions, build_model
@@ -114,21 +118,78 @@ def test_checkpoint_layouts_all_load(make_checkpoint: ModuleType, tmp_path: Path
     assert not net.training
 
 
-def test_unreadable_checkpoints_are_named(tmp_path: Path) -> None:
+def test_missing_and_tensorless_checkpoints_are_named(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="checkpoint not found"):
         read_checkpoint(tmp_path / "missing.pth")
-    garbage = tmp_path / "garbage.pth"
-    garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(ModelError, match=r"garbage\.pth: cannot read the checkpoint"):
-        read_checkpoint(garbage)
-    pickled = tmp_path / "object.pth"
-    torch.save({"state_dict": {"a": torch.zeros(1)}, "config": argparse.Namespace(x=1)}, pickled)
-    with pytest.raises(ModelError, match=r"object\.pth: cannot read the checkpoint"):
-        read_checkpoint(pickled)
     with pytest.raises(ModelError, match="holds no tensors"):
         unwrap_state_dict({"state_dict": {"epoch": 3}}, "empty.pth")
     with pytest.raises(ModelError, match="expected a state dict"):
         unwrap_state_dict([torch.zeros(1)], "list.pth")
+
+
+def _tiny_onnx_bytes() -> bytes:
+    node = helper.make_node("Identity", ["x"], ["y"])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    model = helper.make_model(helper.make_graph([node], "tiny", [x], [y]))
+    return bytes(model.SerializeToString())
+
+
+def _torch_saved(value: object) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+OBJECTS_REFUSED = (
+    "holds objects other than tensors and plain containers, which siamedge does not unpickle"
+)
+NOT_CHECKPOINTS = {
+    "empty.pth": (lambda: b"", "empty file"),
+    "garbage.pth": (lambda: b"not a checkpoint", "not a zip or pickle file"),
+    "model.onnx": (_tiny_onnx_bytes, "not a zip or pickle file"),
+    "object.pth": (
+        lambda: _torch_saved({"state_dict": {"a": torch.zeros(1)}, "cfg": argparse.Namespace()}),
+        OBJECTS_REFUSED,
+    ),
+    "object.pkl": (lambda: pickle.dumps(argparse.Namespace(x=1), protocol=2), OBJECTS_REFUSED),
+    "protocol4.pkl": (
+        lambda: pickle.dumps({"a": [1, 2]}, protocol=4),
+        "its pickle uses a protocol or opcodes that safe loading does not read",
+    ),
+    "plain.pkl": (
+        lambda: pickle.dumps({"a": [1, 2]}, protocol=2),
+        "a pickle but not a torch.save file, or a truncated one",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", NOT_CHECKPOINTS)
+def test_files_that_are_not_checkpoints_are_named_in_one_line(name: str, tmp_path: Path) -> None:
+    """torch's own message suggests weights_only=False and may hold ANSI escapes; siamedge's
+    names the file and the reason only."""
+    content, reason = NOT_CHECKPOINTS[name]
+    path = tmp_path / name
+    path.write_bytes(content())
+    with pytest.raises(ModelError) as caught:
+        read_checkpoint(path)
+    assert str(caught.value) == (
+        f"{path}: not a PyTorch checkpoint (torch.save file) siamedge can read: {reason}"
+    )
+
+
+def test_command_line_says_an_onnx_file_is_not_a_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "model.onnx"
+    model.write_bytes(_tiny_onnx_bytes())
+    out = tmp_path / "out.onnx"
+    assert main(["export", "--checkpoint", str(model), "--out", str(out)]) == 1
+    assert capsys.readouterr().err == (
+        f"siamedge: error: {model}: not a PyTorch checkpoint (torch.save file) siamedge can "
+        "read: not a zip or pickle file\n"
+    )
+    assert not out.exists()
 
 
 # --- the model it writes --------------------------------------------------------------------
@@ -381,6 +442,33 @@ def test_command_writes_the_hyper_parameters_it_is_given(
     params = json.loads(contract.metadata[c.META_HYPER_PARAMETERS])
     assert (params["penalty_k"], params["window_influence"], params["lr"]) == (0.09, 0.42, 0.25)
     assert contract.seg_thr == pytest.approx(0.3) and not contract.has_score
+
+
+def _file_state(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def test_command_refuses_to_write_over_the_checkpoint(
+    seed0_checkpoint: Path, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "c.pth"
+    shutil.copyfile(seed0_checkpoint, checkpoint)
+    before = _file_state(checkpoint)
+    link = tmp_path / "link.onnx"
+    link.symlink_to(checkpoint.name)
+    (tmp_path / "sub").mkdir()
+    spellings = (checkpoint, link, tmp_path / "sub" / ".." / "c.pth")
+    for out in spellings:
+        args = _parse("--checkpoint", str(checkpoint), "--out", str(out), "--no-validate")
+        with pytest.raises(ModelError) as caught:
+            command.run(args)
+        assert str(caught.value) == (
+            f"cannot write the model to {out}: it is the checkpoint {checkpoint}; "
+            "choose another output file"
+        )
+    assert _file_state(checkpoint) == before and link.is_symlink()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["c.pth", "link.onnx", "sub"]
 
 
 def test_command_names_the_extra_when_torch_is_missing(tmp_path: Path, repo_root: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -489,3 +490,54 @@ def test_command_writes_each_layout(
     assert "split layout, dynamic batch `batch`" in printed and "single target" in printed
     contract = contract_of(split, split.with_name("tracker.init.onnx"))
     assert contract.init_model == "tracker.init.onnx" and contract.batched
+
+
+def test_split_export_refuses_an_init_model_path_that_is_the_checkpoint(
+    seed0_checkpoint: Path, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "m.init.onnx"
+    shutil.copyfile(seed0_checkpoint, checkpoint)
+    before = checkpoint.stat()
+    out = tmp_path / "m.onnx"
+    args = _parser().parse_args(
+        ["--checkpoint", str(checkpoint), "--out", str(out), "--layout", "split", "--no-validate"]
+    )
+    with pytest.raises(ModelError) as caught:
+        command.run(args)
+    assert str(caught.value) == (
+        f"cannot write the split layout's init model to {checkpoint}: it is the checkpoint "
+        f"{checkpoint}; choose another output file"
+    )
+    after = checkpoint.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert [path.name for path in tmp_path.iterdir()] == ["m.init.onnx"]
+
+
+def test_split_export_fails_fast_when_its_init_model_path_is_a_directory(
+    seed0_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Checked before the export: no track model without its init model, and an older model at
+    --out stays as it was."""
+    folder = tmp_path / "sp"
+    (folder / "m.init.onnx").mkdir(parents=True)
+    out = folder / "m.onnx"
+    out.write_bytes(b"an older model")
+    args = _parser().parse_args(
+        [
+            "--checkpoint",
+            str(seed0_checkpoint),
+            "--out",
+            str(out),
+            "--layout",
+            "split",
+            "--no-validate",
+        ]
+    )
+    with pytest.raises(ModelError) as caught:
+        command.run(args)
+    assert str(caught.value) == (
+        f"cannot write the split layout's init model to {folder / 'm.init.onnx'}: it is a directory"
+    )
+    assert out.read_bytes() == b"an older model"
+    assert sorted(path.name for path in folder.iterdir()) == ["m.init.onnx", "m.onnx"]
+    assert not any((folder / "m.init.onnx").iterdir())

@@ -6,6 +6,8 @@ Reads with torch.load(weights_only=True) only: never unpickles arbitrary objects
 from __future__ import annotations
 
 import logging
+import pickle
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,22 +22,60 @@ STATE_DICT_KEY = "state_dict"
 DATA_PARALLEL_PREFIX = "module."
 MAX_KEYS_LISTED = 12
 
+ZIP_MAGIC = b"PK\x03\x04"
+"""torch.save's format since PyTorch 1.6: a zip archive (torch checks these first bytes too)."""
+PICKLE_PROTO = b"\x80"
+"""The first byte of a binary pickle: the legacy torch.save format."""
+NOT_A_CHECKPOINT = "not a PyTorch checkpoint (torch.save file) siamedge can read"
+UNSUPPORTED_OPCODE = "Unsupported operand"
+"""torch's weights-only unpickler on an opcode it does not read (e.g. protocol 4's FRAME)."""
+
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """The state dict stored in a .pth file, in any of the layouts people have.
 
     Accepts {'state_dict': {...}, ...} (the official files), a bare state dict, and keys with the
-    `module.` prefix of nn.DataParallel. ModelError when the file is missing, unreadable, holds
-    objects weights-only loading refuses, or holds no tensors.
+    `module.` prefix of nn.DataParallel. ModelError when the file is missing, unreadable, not a
+    torch.save file, holds objects weights-only loading refuses, or holds no tensors.
     """
     if not path.is_file():
         raise ModelError(f"checkpoint not found: {path}")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about formats it half supports; the error below says what is wrong.
+            warnings.simplefilter("ignore", UserWarning)
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        raise ModelError(f"cannot read the checkpoint {path}: {exc.strerror}") from exc
     except Exception as exc:  # torch raises pickle, zip and runtime errors alike
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelError(f"{path}: cannot read the checkpoint: {first_line}") from exc
+        # torch's own message suggests weights_only=False (arbitrary code execution) and may
+        # hold ANSI escapes: name the file and the reason instead.
+        reason = _unreadable_reason(path, exc)
+        raise ModelError(f"{path}: {NOT_A_CHECKPOINT}: {reason}") from exc
     return unwrap_state_dict(loaded, str(path))
+
+
+def _unreadable_reason(path: Path, exc: Exception) -> str:
+    """Why torch.load(weights_only=True) refused the file, in a few words, from its first bytes
+    and the kind of error."""
+    with path.open("rb") as file:
+        head = file.read(len(ZIP_MAGIC))
+    if not head:
+        return "empty file"
+    if not head.startswith((ZIP_MAGIC, PICKLE_PROTO)):
+        return "not a zip or pickle file"
+    if "TorchScript" in str(exc):
+        return "a TorchScript archive (torch.jit.save), not a torch.save file"
+    if isinstance(exc, pickle.UnpicklingError):
+        if UNSUPPORTED_OPCODE in str(exc):
+            return "its pickle uses a protocol or opcodes that safe loading does not read"
+        return (
+            "holds objects other than tensors and plain containers, "
+            "which siamedge does not unpickle"
+        )
+    if head.startswith(ZIP_MAGIC):
+        return "a zip file but not a complete torch.save archive"
+    return "a pickle but not a torch.save file, or a truncated one"
 
 
 def unwrap_state_dict(loaded: object, where: str) -> dict[str, torch.Tensor]:

@@ -6,15 +6,11 @@ The one entry point `siamedge export` calls; it never changes the checkpoint.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnx
-
 from siamedge import contract as c
-from siamedge.errors import ModelError
 from siamedge.export.builder import (
     DEFAULT_INIT_MODEL,
     ExportOptions,
@@ -23,6 +19,7 @@ from siamedge.export.builder import (
 )
 from siamedge.export.checkpoint import load_network
 from siamedge.export.graph_capture import graph_capture_problems
+from siamedge.export.outputs import OutputFile, check_outputs, write_all
 from siamedge.export.reference_step import ReferenceStep
 from siamedge.export.spec import init_model_path
 from siamedge.export.trt_check import TrtReport, check_tensorrt
@@ -93,17 +90,12 @@ class ExportResult:
         return out
 
 
-def save_model(model: onnx.ModelProto, out: Path) -> int:
-    """Write the model next to `out` and move it into place; returns its size in bytes."""
-    partial = out.with_name(out.name + ".partial")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_bytes(model.SerializeToString())
-        os.replace(partial, out)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise ModelError(f"cannot write the model to {out}: {exc.strerror}") from None
-    return out.stat().st_size
+def output_files(out: Path, options: ExportOptions) -> list[OutputFile]:
+    """The files an export writes: the model, and for the split layout its init model."""
+    files = [OutputFile("the model", out)]
+    if options.layout == c.LAYOUT_SPLIT:
+        files.append(OutputFile("the split layout's init model", init_model_path(out)))
+    return files
 
 
 def export_checkpoint(
@@ -112,19 +104,24 @@ def export_checkpoint(
     """Export a SiamMask VOT checkpoint to a contract ONNX model and check the result.
 
     The split layout writes the track model to `out` and its init model beside it
-    (spec.init_model_path).
+    (spec.init_model_path). The output paths are checked before any work, and the files are
+    written all or none (outputs.write_all).
     """
+    files = output_files(out, options)
+    check_outputs(checkpoint, files)
     started = time.perf_counter()
     net = load_network(checkpoint)
     split = options.layout == c.LAYOUT_SPLIT
     init_path = init_model_path(out) if split else None
     init_name = init_path.name if init_path is not None else DEFAULT_INIT_MODEL
     model = build_model(net, options, source=checkpoint.name, init_model=init_name)
-    init_model = build_init_model(net, options, source=checkpoint.name) if split else None
-    size = save_model(model, out)
-    init_size = None
-    if init_path is not None and init_model is not None:
-        init_size = save_model(init_model, init_path)
+    contents = [model.SerializeToString]
+    init_model = None
+    if split:
+        init_model = build_init_model(net, options, source=checkpoint.name)
+        contents.append(init_model.SerializeToString)
+    size, *init_sizes = write_all(list(zip(files, contents, strict=True)))
+    init_size = init_sizes[0] if init_sizes else None
     exported = time.perf_counter()
     log.info("exported %s to %s (%.1f MB)", checkpoint, out, size / MEGABYTE)
     trt = trt_init = comparison = graph_capture = None
