@@ -64,14 +64,20 @@ def error(collector: MqttCollector, daemon: Daemon, request_id: str) -> str:
     return reason
 
 
-def counters(collector: MqttCollector, daemon: Daemon, total: int) -> dict[str, int]:
-    """The status counters once `total` commands have an outcome."""
+def status_with(collector: MqttCollector, daemon: Daemon, total: int) -> dict[str, Any]:
+    """The first status report in which `total` commands have an outcome."""
     message = collector.wait_for(
         daemon.topic("status"),
         where=lambda m: sum(m.get("commands", {}).values()) >= total,
         timeout_s=REPLY_TIMEOUT_S,
     )[0]
-    counts: dict[str, int] = json.loads(message.payload)["commands"]
+    report: dict[str, Any] = json.loads(message.payload)
+    return report
+
+
+def counters(collector: MqttCollector, daemon: Daemon, total: int) -> dict[str, int]:
+    """The status counters once `total` commands have an outcome."""
+    counts: dict[str, int] = status_with(collector, daemon, total)["commands"]
     return counts
 
 
@@ -369,17 +375,6 @@ def test_a_flood_gets_a_reply_or_a_summary_for_every_command_and_tracking_goes_o
     seen = len(collector.messages(daemon.topic("results")))
     track_results(collector, daemon, "keep", seen + 10)
     assert daemon.process.poll() is None
-
-
-def status_with(collector: MqttCollector, daemon: Daemon, total: int) -> dict[str, Any]:
-    """The first status report in which `total` commands have an outcome."""
-    message = collector.wait_for(
-        daemon.topic("status"),
-        where=lambda m: sum(m.get("commands", {}).values()) >= total,
-        timeout_s=REPLY_TIMEOUT_S,
-    )[0]
-    report: dict[str, Any] = json.loads(message.payload)
-    return report
 
 
 def test_a_stop_comes_after_the_start_before_it_even_while_that_start_waits_for_a_frame(
