@@ -38,6 +38,22 @@ def persistent_config(broker: Broker, **mqtt: Any) -> dict[str, Any]:
     return config
 
 
+def online_then_stopped(
+    mosquitto: Broker,
+    daemon_factory: DaemonFactory,
+    mqtt_collector: CollectorFactory,
+    **mqtt: Any,
+) -> tuple[dict[str, Any], Daemon, MqttCollector]:
+    """A daemon config with its own client id, the daemon run until online and then stopped
+    with SIGTERM as systemd does (its broker session kept), and a collector of its topics."""
+    config = persistent_config(mosquitto, **mqtt)
+    daemon = daemon_factory(config)
+    collector = mqtt_collector(mosquitto, daemon.topics)
+    wait_online(collector, daemon)
+    assert daemon.stop() == 0
+    return config, daemon, collector
+
+
 def payloads(collector: MqttCollector, topic: str) -> list[dict[str, Any]]:
     return [json.loads(message.payload) for message in collector.messages(topic)]
 
@@ -103,11 +119,9 @@ def test_a_start_sent_while_the_daemon_is_stopped_runs_after_the_restart(
     mqtt_collector: CollectorFactory,
     protocol: str,
 ) -> None:
-    config = persistent_config(mosquitto, protocol=protocol)
-    daemon = daemon_factory(config)
-    collector = mqtt_collector(mosquitto, daemon.topics)
-    wait_online(collector, daemon)
-    assert daemon.stop() == 0  # SIGTERM, as systemd does
+    config, daemon, collector = online_then_stopped(
+        mosquitto, daemon_factory, mqtt_collector, protocol=protocol
+    )
 
     collector.publish(daemon.topic("start"), start_command("while-away", track_id="back"))
     again = daemon_factory(config)  # same client id: the broker hands over the session
@@ -124,11 +138,9 @@ def test_a_start_sent_while_the_daemon_is_stopped_runs_after_the_restart(
 def test_with_session_expiry_0_a_start_sent_while_stopped_is_lost(
     mosquitto: Broker, daemon_factory: DaemonFactory, mqtt_collector: CollectorFactory
 ) -> None:
-    config = persistent_config(mosquitto, session_expiry_s=0)
-    daemon = daemon_factory(config)
-    collector = mqtt_collector(mosquitto, daemon.topics)
-    wait_online(collector, daemon)
-    assert daemon.stop() == 0
+    config, daemon, collector = online_then_stopped(
+        mosquitto, daemon_factory, mqtt_collector, session_expiry_s=0
+    )
     collector.publish(daemon.topic("start"), start_command("while-away"))
 
     def online(m: dict[str, Any]) -> bool:
@@ -271,11 +283,7 @@ def test_old_and_future_sent_at_are_rejected_and_never_start_a_track(
 def test_a_command_whose_message_expiry_passed_while_away_never_arrives(
     mosquitto: Broker, daemon_factory: DaemonFactory, mqtt_collector: CollectorFactory
 ) -> None:
-    config = persistent_config(mosquitto)
-    daemon = daemon_factory(config)
-    collector = mqtt_collector(mosquitto, daemon.topics)
-    wait_online(collector, daemon)
-    assert daemon.stop() == 0
+    config, daemon, collector = online_then_stopped(mosquitto, daemon_factory, mqtt_collector)
 
     properties = Properties(PacketTypes.PUBLISH)
     properties.MessageExpiryInterval = 1
@@ -380,11 +388,7 @@ def test_a_flood_gets_a_reply_or_a_summary_for_every_command_and_tracking_goes_o
 def test_a_stop_comes_after_the_start_before_it_even_while_that_start_waits_for_a_frame(
     mosquitto: Broker, daemon_factory: DaemonFactory, mqtt_collector: CollectorFactory
 ) -> None:
-    config = persistent_config(mosquitto)
-    daemon = daemon_factory(config)
-    collector = mqtt_collector(mosquitto, daemon.topics)
-    wait_online(collector, daemon)
-    assert daemon.stop() == 0
+    config, daemon, collector = online_then_stopped(mosquitto, daemon_factory, mqtt_collector)
     # all three come back together after the restart: the stop must not overtake its start
     collector.publish(daemon.topic("start"), start_command("start-1", track_id="one"))
     collector.publish(daemon.topic("stop"), json.dumps({"track_id": "one", "request_id": "stop-1"}))
