@@ -526,6 +526,22 @@ def parse_providers(text: str) -> tuple[str, ...]:
     return tuple(providers.PROVIDER_BY_NAME[short] for short in names)
 
 
+def non_negative(text: str) -> float:
+    """argparse type of a finite number >= 0."""
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of at least 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type of a share, 0 to 1."""
+    value = non_negative(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `siamedge check`."""
     parser.epilog = " ".join(
@@ -556,21 +572,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--tolerance-px",
-        type=float,
+        type=non_negative,
         default=DEFAULT_TOLERANCE_PX,
         help="largest centre / size difference from cpu in one step, px (%(default)s; on an "
         "H200 float32 differed by 6e-5 px, TF32 and fp16 by under 0.1 px)",
     )
     parser.add_argument(
         "--mask-iou",
-        type=float,
+        type=fraction,
         default=DEFAULT_MASK_IOU,
         help="lowest IoU of a mask with cpu's (%(default)s: float32 differences flip only "
         "boundary pixels; a mask from a wrong cell scores about 0.3)",
     )
     parser.add_argument(
         "--cell-flips",
-        type=float,
+        type=fraction,
         default=DEFAULT_CELL_FLIPS,
         help="largest share of target steps whose best anchor cell may differ from cpu's "
         "(%(default)s: ties between cells flip on float rounding)",

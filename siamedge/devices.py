@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from siamedge.errors import SourceError
 from siamedge.sources.camera import DEV_DIR
 from siamedge.sources.v4l2 import V4L2_CTL, ListingMethod, device_report, list_devices
 
@@ -34,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print every device's formats; no device is not an error (exit 0 with a message)."""
     method: ListingMethod | None = None if args.probe == AUTO else args.probe
+    if not args.dev_dir.is_dir():
+        raise SourceError(f"--dev-dir {args.dev_dir} is not a folder")
     devices = list_devices(args.dev_dir, method)
     if not devices:
         print(f"no {args.dev_dir / 'video*'} devices: no camera is connected (or visible here)")

@@ -251,6 +251,24 @@ def test_not_offered_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> 
     )
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--tolerance-px", "-1", "must be a number of at least 0, got -1"),
+        ("--tolerance-px", "nan", "must be a number of at least 0, got nan"),
+        ("--mask-iou", "2", "must be between 0 and 1, got 2"),
+        ("--cell-flips", "-0.5", "must be a number of at least 0, got -0.5"),
+    ],
+)
+def test_tolerances_that_mean_nothing_are_usage_errors(
+    option: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check", "--model", "builtin", option, value])
+    assert exit_info.value.code == 2
+    assert f"argument {option}: {message}" in capsys.readouterr().err
+
+
 def test_a_provider_that_does_not_start_fails_only_when_asked_for() -> None:
     status, out = check_with(None)
     assert status == 1

@@ -215,6 +215,14 @@ def test_an_empty_device_folder_is_a_clear_message_and_exit_0(
     )
 
 
+def test_a_device_folder_that_is_not_there_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nothing"
+    assert main(["sources", "--dev-dir", str(missing)]) == 1
+    assert capsys.readouterr().err == f"siamedge: error: --dev-dir {missing} is not a folder\n"
+
+
 @pytest.fixture
 def not_devices(tmp_path: Path) -> Path:
     """video0, video2, video10 as plain files (and videoX, not a device name)."""
