@@ -148,6 +148,15 @@ def _read_config_source(path: Path) -> str:
         raise ConfigError(f"{path}: cannot read the configuration: {exc}") from None
 
 
+def _existing_config_problem(path: Path) -> list[str]:
+    """A note when the configuration already installed (kept as it is) would not start."""
+    try:
+        load_settings(path)
+    except ConfigError as exc:
+        return [f"the configuration kept at {path} does not validate, fix it: {exc}"]
+    return []
+
+
 def _kind(path: Path) -> str:
     return "a file, not a directory" if path.is_file() else "not a directory"
 
@@ -202,6 +211,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         config_source = args.config_source or _first_existing(CONFIG_SOURCES, "configuration")
         config_text = _read_config_source(config_source)
         targets.append(("--config-dir", args.config_dir))
+    else:
+        notes.extend(_existing_config_problem(config_path))
     unwritable = tuple(f"{opt} {path}" for opt, path in targets if not _writable_dir(opt, path))
     return Plan(
         unit_path=args.unit_dir / UNIT_NAME,

@@ -119,8 +119,10 @@ def test_checkpoint_layouts_all_load(make_checkpoint: ModuleType, tmp_path: Path
 
 
 def test_missing_and_tensorless_checkpoints_are_named(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="checkpoint not found"):
+    with pytest.raises(ModelError, match=r"missing\.pth: not found"):
         read_checkpoint(tmp_path / "missing.pth")
+    with pytest.raises(ModelError, match="is a folder, not a checkpoint file"):
+        read_checkpoint(tmp_path)
     with pytest.raises(ModelError, match="holds no tensors"):
         unwrap_state_dict({"state_dict": {"epoch": 3}}, "empty.pth")
     with pytest.raises(ModelError, match="expected a state dict"):

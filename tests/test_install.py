@@ -106,7 +106,22 @@ def test_keeps_an_existing_config(
     config.write_text("mqtt:\n  host: broker.lan\n", encoding="utf-8")
     assert install.run(_args(tmp_path, entry_point, empty_dev)) == 0
     assert config.read_text(encoding="utf-8") == "mqtt:\n  host: broker.lan\n"
-    assert f"keep the existing configuration {config}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"keep the existing configuration {config}" in out
+    assert "does not validate" not in out
+
+
+def test_an_existing_config_that_does_not_validate_is_kept_with_a_note(
+    tmp_path: Path, entry_point: Path, empty_dev: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "etc" / "siamedge" / "siamedge.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text("mqtt:\n  hots: broker.lan\n", encoding="utf-8")
+    assert install.run(_args(tmp_path, entry_point, empty_dev)) == 0
+    assert config.read_text(encoding="utf-8") == "mqtt:\n  hots: broker.lan\n"
+    out = capsys.readouterr().out
+    assert f"note: the configuration kept at {config} does not validate, fix it: " in out
+    assert "mqtt.hots: Extra inputs are not permitted" in out
 
 
 def test_dry_run_writes_nothing(

@@ -39,7 +39,8 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     torch.save file, holds objects weights-only loading refuses, or holds no tensors.
     """
     if not path.is_file():
-        raise ModelError(f"checkpoint not found: {path}")
+        missing = "is a folder, not a checkpoint file" if path.is_dir() else "not found"
+        raise ModelError(f"checkpoint {path}: {missing}")
     try:
         with warnings.catch_warnings():
             # torch warns about formats it half supports; the error below says what is wrong.
