@@ -386,7 +386,8 @@ class WebSettings(_Section):
     max_streams: int = Field(default=24, ge=1, le=1024)
     """MJPEG viewers at once (within max_connections); more get 503."""
     request_timeout_s: float = Field(default=10.0, gt=0)
-    """A client that sends nothing, or reads nothing of a stream, for this long is dropped."""
+    """A request (line, headers, body) must arrive within this long of the connection, and a
+    stream viewer that reads nothing for this long is dropped."""
     command_timeout_s: float = Field(default=5.0, gt=0)
     """How long a command waits for the service (a frame) before the answer is 503."""
     allowed_hosts: list[str] = []

@@ -7,6 +7,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -201,7 +202,7 @@ def test_requests_that_are_not_commands_are_refused(web_service: StartService) -
     assert wrong_method.status == 501  # http.server's answer to a method it has no handler for
     not_allowed = running.request("POST", "/api/status")
     assert not_allowed.status == 405
-    assert not_allowed.headers["allow"] == "GET"
+    assert not_allowed.headers["allow"] == "GET, HEAD"
 
 
 def test_snapshot_is_a_jpeg_of_the_preview_size(web_service: StartService) -> None:
@@ -277,6 +278,44 @@ def test_a_viewer_that_disconnects_mid_stream_is_dropped_quietly(
         viewer.close()
     problems = [r for r in caplog.records if r.name.startswith("siamedge.web")]
     assert problems == [], [r.getMessage() for r in problems]
+
+
+VIEWER_RELEASE_S = 3.0
+"""How soon a viewer that left must be released, frames or not (the server looks every 0.5 s)."""
+
+
+def _viewers_after(running: RunningService, count: int, timeout_s: float) -> int:
+    """The status' viewer count once it is `count`, or when timeout_s have passed."""
+    deadline = time.monotonic() + timeout_s
+    while (viewers := running.status()["view"]["viewers"]) != count:
+        if time.monotonic() > deadline:
+            break
+        threading.Event().wait(0.05)
+    assert isinstance(viewers, int)
+    return viewers
+
+
+def test_viewers_that_leave_are_released_while_the_source_gives_no_frames(
+    web_service: StartService,
+) -> None:
+    # A viewer that is sent nothing is never written to: its leaving must be noticed anyway,
+    # or dashboards that retry the stream use up every slot exactly while the camera is down.
+    running = _without_frames(web_service, max_streams=3)
+    viewers = [MjpegReader(HOST, running.port) for _ in range(4)]
+    try:
+        assert [viewer.status for viewer in viewers] == [200, 200, 200, 503]
+        assert running.status()["view"]["viewers"] == 3
+        viewers[3].close()
+        viewers[0].reset()  # a killed tab
+        viewers[1].close()  # an orderly close
+        assert _viewers_after(running, 1, VIEWER_RELEASE_S) == 1  # not the third: it stays
+        viewers[2].close()
+        assert _viewers_after(running, 0, VIEWER_RELEASE_S) == 0
+        viewers = [MjpegReader(HOST, running.port) for _ in range(3)]
+        assert [viewer.status for viewer in viewers] == [200, 200, 200]
+    finally:
+        for viewer in viewers:
+            viewer.close()
 
 
 def _hold_a_slot(port: int) -> socket.socket:
@@ -365,16 +404,24 @@ def test_a_token_file_is_read(web_service: StartService, tmp_path: Path) -> None
     assert reply.status == 200
 
 
-def test_a_start_without_frames_gets_503_and_is_not_queued(web_service: StartService) -> None:
-    running = web_service(source={"uri": "/nonexistent/clip.mp4", "kind": "file"}, wait=False)
+def _without_frames(web_service: StartService, **web: object) -> RunningService:
+    """A service whose source never opens (no frame ever), once its web view answers."""
+    running = web_service(
+        source={"uri": "/nonexistent/clip.mp4", "kind": "file"}, web=web, wait=False
+    )
     deadline = 50
     while deadline:
         try:
             running.status()
-            break
+            return running
         except (OSError, AssertionError):
             deadline -= 1
             threading.Event().wait(0.1)
+    raise AssertionError("the web view never answered")
+
+
+def test_a_start_without_frames_gets_503_and_is_not_queued(web_service: StartService) -> None:
+    running = _without_frames(web_service)
     reply = running.post_json("/api/tracks", b'{"box": [10, 10, 50, 50]}')
     assert reply.status == 503
     assert "no frame" in reply.json()["reason"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -202,4 +203,117 @@ def test_request_lines_and_headers_are_bounded(web_service: StartService) -> Non
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     reply = raw_request(port, post)
+    assert reply.status == 201, reply.body
+
+
+TRICKLE_TIMEOUT_S = 1.0
+TRICKLE_EVERY_S = 0.1
+
+
+def _trickle(port: int, head: bytes, data: bytes) -> tuple[bytes, float]:
+    """Send `head` at once, then `data` a byte every TRICKLE_EVERY_S, until the server closes
+    the connection: (what it answered, seconds from connecting to its close)."""
+    with socket.create_connection((HOST, port), timeout=RAW_TIMEOUT_S) as sock:
+        started = time.monotonic()
+        sock.sendall(head)
+        sock.settimeout(TRICKLE_EVERY_S)
+        answer = b""
+        for byte in data:
+            try:
+                sock.sendall(bytes([byte]))
+                chunk = sock.recv(4096)
+            except TimeoutError:
+                continue  # still open, nothing said: the next byte
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            answer += chunk
+        return answer, time.monotonic() - started
+
+
+def test_a_request_must_arrive_within_request_timeout_s(web_service: StartService) -> None:
+    running = web_service(web={"request_timeout_s": TRICKLE_TIMEOUT_S})
+    port = running.port
+    host = f"Host: {HOST}:{port}\r\n"
+    # Each byte comes well within the timeout, the whole request never does: dropped unanswered.
+    pad = "X-Pad: " + "p" * 60 + "\r\n"
+    request = f"GET /api/status HTTP/1.0\r\n{host}{pad}\r\n".encode()
+    answer, elapsed = _trickle(port, b"", request)
+    assert answer == b""
+    assert TRICKLE_TIMEOUT_S - TRICKLE_EVERY_S <= elapsed < TRICKLE_TIMEOUT_S + 1.0
+    # The body counts too: a head at once and a body a byte at a time is dropped the same way.
+    body = _start_body(running) + b" " * 40
+    head = (
+        f"POST /api/tracks HTTP/1.0\r\n{host}Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    answer, elapsed = _trickle(port, head, body)
+    assert answer == b""
+    assert elapsed < TRICKLE_TIMEOUT_S + 1.0
+    _no_track_started(running)
+    # A request that arrives in time is answered.
+    assert raw_request(port, f"GET /api/status HTTP/1.0\r\n{host}\r\n".encode()).status == 200
+
+
+def _raw_answer(port: int, data: bytes) -> tuple[bytes, bytes]:
+    """Send `data` on a new connection: (status line and headers, everything after them)."""
+    with socket.create_connection((HOST, port), timeout=RAW_TIMEOUT_S) as sock:
+        sock.sendall(data)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, rest = received.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def test_head_is_answered_like_get_without_a_body(web_service: StartService) -> None:
+    running = web_service()
+    port = running.port
+    for path, content_type in [
+        ("/", "text/html"),
+        ("/api/status", "application/json"),
+        ("/api/tracks?mask=rle", "application/json"),
+        ("/snapshot.jpg", "image/jpeg"),
+        ("/stream.mjpeg", "multipart/x-mixed-replace"),
+    ]:
+        head, rest = _raw_answer(
+            port, f"HEAD {path} HTTP/1.0\r\nHost: {HOST}:{port}\r\n\r\n".encode()
+        )
+        lines = head.decode("latin-1").split("\r\n")
+        assert lines[0].split()[1] == "200", (path, lines[0])
+        headers = {
+            n.strip().lower(): v.strip() for n, _, v in (x.partition(":") for x in lines[1:])
+        }
+        assert headers["content-type"].startswith(content_type), path
+        assert rest == b"", path  # headers only, the connection closed
+        if path != "/stream.mjpeg":
+            assert int(headers["content-length"]) > 0, path  # the length a GET would get
+    assert running.status()["view"]["viewers"] == 0  # a HEAD of the stream watched nothing
+    not_found = running.request("HEAD", "/nothing-here")
+    assert not_found.status == 404
+    assert not_found.body == b""
+    only_delete = running.request("HEAD", "/api/tracks/t1")
+    assert only_delete.status == 405
+    assert only_delete.headers["allow"] == "DELETE"
+    # With a token, HEAD is a GET: it may carry the token in the URL, and needs one.
+    token_running = web_service(token=TOKEN, web={"token_env": "SIAMEDGE_TEST_HARDEN_TOKEN"})
+    assert token_running.request("HEAD", "/api/status").status == 401
+    assert token_running.request("HEAD", f"/snapshot.jpg?token={TOKEN}").status == 200
+
+
+def test_conflicting_content_lengths_get_400(web_service: StartService) -> None:
+    running = web_service()
+    port = running.port
+    body = _start_body(running)
+    head = f"POST /api/tracks HTTP/1.0\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+    for lengths in [(len(body), len(body) + 4), (len(body) + 4, len(body))]:
+        fields = "".join(f"Content-Length: {n}\r\n" for n in lengths)
+        reply = raw_request(port, f"{head}{fields}\r\n".encode() + body + b"    ")
+        assert reply.status == 400, (lengths, reply.body)
+        assert "Content-Length" in reply.json()["reason"]
+    _no_track_started(running)
+    # The same length twice is one length (RFC 9110): accepted.
+    fields = f"Content-Length: {len(body)}\r\n" * 2
+    reply = raw_request(port, f"{head}{fields}\r\n".encode() + body)
     assert reply.status == 201, reply.body

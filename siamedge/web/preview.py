@@ -151,7 +151,7 @@ class PreviewHub:
     def open_viewer(self) -> bool:
         """Count one more viewer (starts the encoder); False when max_streams are watching."""
         with self._changed:
-            if self._closed or self._viewers >= self._max_viewers:
+            if self.full:
                 return False
             self._viewers += 1
             if self._encoder is None:
@@ -162,6 +162,11 @@ class PreviewHub:
             self._changed.notify_all()
         self._frame_ready.set()
         return True
+
+    @property
+    def full(self) -> bool:
+        """True when max_streams are watching (or the hub is closed): a viewer is refused."""
+        return self._closed or self._viewers >= self._max_viewers
 
     def close_viewer(self) -> None:
         """One viewer fewer (its stream ended)."""

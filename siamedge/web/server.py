@@ -9,15 +9,18 @@ Routes (JSON unless noted; errors are `{"reason", ...}`):
   GET    /snapshot.jpg      one preview frame (JPEG)
   GET    /api/status        the status report + broker + latency + live view numbers
   GET    /api/tracks        the last frame's tracks (?mask=rle|polygon|png|none, default none)
+  HEAD   any GET path       what GET would answer, without the body
   POST   /api/tracks        start, body as on track/start -> 201 ack | 400 | 409 | 503
   DELETE /api/tracks        stop all -> 200 ack
   DELETE /api/tracks/{id}   stop one -> 200 ack | 400 | 404
 Before the token: a Host header that is not the view's own name gets 421 (DNS rebinding), an
 Origin header that is not the view's own gets 403 (another site's request; see guard.py).
-With a token configured, every request needs `Authorization: Bearer <token>`; GET requests may
-carry it as `?token=` instead, because an <img> (the stream) cannot send a header and a link to
-the page should work. Commands never take it from the URL, so a link cannot steer the tracker.
-The request line and headers are bounded (414, 431) before http.server parses them.
+With a token configured, every request needs `Authorization: Bearer <token>`; GET (and HEAD)
+requests may carry it as `?token=` instead, because an <img> (the stream) cannot send a header
+and a link to the page should work. Commands never take it from the URL, so a link cannot steer
+the tracker.
+The request line and headers are bounded (414, 431) before http.server parses them, and the
+whole request (body included) must arrive within web.request_timeout_s of the connection.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import errno
 import io
 import logging
 import re
+import select
 import socket
 import socketserver
 import sys
@@ -35,7 +39,7 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from siamedge import __version__, listener
@@ -62,7 +66,10 @@ from siamedge.web.api import (
 from siamedge.web.auth import bearer_token, resolve_token, token_matches
 from siamedge.web.commands import InboxFullError, WebInbox
 from siamedge.web.guard import HostPolicy, host_refusal, is_loopback_name, origin_refusal
-from siamedge.web.preview import PreviewHub
+from siamedge.web.preview import Preview, PreviewHub
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +83,11 @@ TRACK_PATH_PREFIX = TRACKS_PATH + "/"
 BOUNDARY = "siamedge-frame"
 JSON_TYPE = "application/json"
 STREAM_RESEND_S = 2.0
-"""A viewer with no new preview for this long gets the last one again: a vanished client is
-noticed on the write, and a new viewer of a stalled source still sees its last picture."""
+"""A viewer with no new preview for this long gets the last one again: a new viewer of a
+stalled source still sees its last picture."""
+VIEWER_CHECK_S = 0.5
+"""While no preview comes, a stream looks this often whether its viewer has gone: one that is
+never written to would otherwise hold its viewer and connection slots until a frame comes."""
 CLOSE_TIMEOUT_S = 2.0
 """How long close() waits for the connection threads."""
 SERVE_POLL_S = 0.2
@@ -103,6 +113,8 @@ _TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s'\"]*", re.IGNORECASE)
 """A `token=` query parameter inside text that may quote a request line."""
 _QUIET_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 """A client that went away or stalled: not worth a traceback."""
+GET_LIKE = ("GET", "HEAD")
+"""HEAD is answered as GET without the body (uptime monitors, `curl -I`)."""
 
 
 def load_page() -> bytes:
@@ -113,6 +125,48 @@ def load_page() -> bytes:
 def redact_token(text: str) -> str:
     """`text` with the value of every `token=` parameter replaced by `***`."""
     return _TOKEN_IN_TEXT.sub(r"\1***", text)
+
+
+def peer_gone(sock: socket.socket) -> bool:
+    """Whether the client closed or reset `sock`; never blocks. What it sent after its request
+    is read and dropped: a viewer has nothing more to say, and the end of it is what counts."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    if not poller.poll(0):
+        return False
+    try:
+        # Readable, so no wait. A half-close counts as gone too: no MJPEG client half-closes
+        # and reads on (nginx's check of a proxied client's connection says the same).
+        return not sock.recv(DRAIN_CHUNK_BYTES, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket's bytes, every recv bounded by one deadline (time.monotonic()) instead of the
+    socket's idle timeout: a client that trickles a byte at a time cannot stretch its request,
+    and hold a connection slot, past the deadline. The socket's timeout (for writes) is kept."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self.deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        kept = self._sock.gettimeout()
+        self._sock.settimeout(remaining)
+        try:
+            return self._sock.recv_into(buffer)
+        finally:
+            self._sock.settimeout(kept)
 
 
 class _App:
@@ -229,13 +283,19 @@ class _Handler(BaseHTTPRequestHandler):
     """One HTTP/1.0 request per connection: keep-alive connections would hold a slot each."""
 
     server: _HttpServer
+    _reader: _DeadlineReader
     protocol_version = "HTTP/1.0"
     server_version = f"siamedge/{__version__}"
     sys_version = ""
 
     def setup(self) -> None:
         super().setup()
-        self.connection.settimeout(self.server.app.settings.request_timeout_s)
+        timeout_s = self.server.app.settings.request_timeout_s
+        self.connection.settimeout(timeout_s)
+        # The whole request must arrive within timeout_s of the connection, not each byte.
+        self.rfile.close()  # the socket's own file: an open one would keep the socket open
+        self._reader = _DeadlineReader(self.connection, time.monotonic() + timeout_s)
+        self.rfile = io.BufferedReader(self._reader)
 
     # ---- logging: DEBUG, and never the query string (it may hold the token) -------------------
 
@@ -336,6 +396,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
         query = parse_qs(url.query)
@@ -368,9 +431,9 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(HTTPStatus.NOT_FOUND, reason_document(f"no such path: {path}"))
             return
-        handler = methods.get(method)
+        handler = methods.get("GET" if method == "HEAD" else method)
         if handler is None:
-            allowed = ", ".join(sorted(methods))
+            allowed = ", ".join(sorted(methods) + (["HEAD"] if "GET" in methods else []))
             self._send_json(
                 HTTPStatus.METHOD_NOT_ALLOWED,
                 reason_document(f"{method} is not allowed on {path}; allowed: {allowed}"),
@@ -399,7 +462,7 @@ class _Handler(BaseHTTPRequestHandler):
         if expected is None:
             return True
         presented = bearer_token(self.headers.get("Authorization"))
-        if presented is None and method == "GET":
+        if presented is None and method in GET_LIKE:
             presented = query.get("token", [None])[-1]
         return token_matches(expected, presented)
 
@@ -422,7 +485,8 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _send_json(
         self, status: HTTPStatus, document: JsonObject, headers: dict[str, str] | None = None
@@ -470,6 +534,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream(self) -> None:
         hub = self.server.app.hub
+        if self.command == "HEAD" and not hub.full:
+            self._send_stream_head()
+            return
         if not hub.open_viewer():
             self._unavailable(
                 f"{self.server.app.settings.max_streams} viewers are watching already "
@@ -477,28 +544,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         try:
-            self.send_response(HTTPStatus.OK)
-            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header("Referrer-Policy", "no-referrer")
-            self.end_headers()
-            seq = 0
-            while True:
-                preview = hub.next_preview(seq, STREAM_RESEND_S)
-                if hub.closed:
-                    return
-                if preview is None:
-                    preview = hub.current
-                    if preview is None:
-                        continue
-                seq = preview.seq
-                head = (
-                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                    f"Content-Length: {len(preview.jpeg)}\r\n"
-                    f"X-Frame-Index: {preview.frame_index}\r\n\r\n"
-                )
-                self.wfile.write(b"".join((head.encode("ascii"), preview.jpeg, b"\r\n")))
+            self._send_stream_head()
+            self._stream_previews(hub)
         except _QUIET_ERRORS as exc:
             log.debug("web viewer %s left: %s", self.client_address[0], exc)
         except OSError as exc:
@@ -507,6 +554,42 @@ class _Handler(BaseHTTPRequestHandler):
                 raise
         finally:
             hub.close_viewer()
+
+    def _send_stream_head(self) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.end_headers()
+
+    def _stream_previews(self, hub: PreviewHub) -> None:
+        """Write every new preview (the last one again after STREAM_RESEND_S without one) until
+        the hub closes or the viewer goes; between previews, look for the viewer's leaving."""
+        seq = 0
+        resend_at = time.monotonic() + STREAM_RESEND_S
+        while True:
+            preview = hub.next_preview(seq, VIEWER_CHECK_S)
+            if hub.closed:
+                return
+            if preview is None:
+                if peer_gone(self.connection):
+                    log.debug("web viewer %s left", self.client_address[0])
+                    return
+                preview = hub.current
+                if preview is None or time.monotonic() < resend_at:
+                    continue
+            seq = preview.seq
+            self._write_part(preview)
+            resend_at = time.monotonic() + STREAM_RESEND_S
+
+    def _write_part(self, preview: Preview) -> None:
+        head = (
+            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+            f"Content-Length: {len(preview.jpeg)}\r\n"
+            f"X-Frame-Index: {preview.frame_index}\r\n\r\n"
+        )
+        self.wfile.write(b"".join((head.encode("ascii"), preview.jpeg, b"\r\n")))
 
     # ---- commands -----------------------------------------------------------------------------
 
@@ -519,10 +602,21 @@ class _Handler(BaseHTTPRequestHandler):
             )
             self._drain(None)
             return None
-        text = self.headers.get("Content-Length")
-        if text is None:
+        lengths = {value.strip() for value in self.headers.get_all("Content-Length", [])}
+        if not lengths:
             self._send_json(HTTPStatus.LENGTH_REQUIRED, reason_document("Content-Length missing"))
             return None
+        if len(lengths) > 1:
+            # Which one a proxy in front believed is unknown: guessing would smuggle requests.
+            self._send_json(
+                HTTPStatus.BAD_REQUEST,
+                reason_document(
+                    f"conflicting Content-Length headers: {', '.join(sorted(lengths))[:80]}"
+                ),
+            )
+            self._drain(None)
+            return None
+        text = lengths.pop()
         try:
             length = int(text)
             if length < 0:
@@ -552,7 +646,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Read and drop a body that was refused unread (at most DRAIN_LIMIT_BYTES): closing a
         socket with unread data resets it, and the client could lose the answer."""
         remaining = DRAIN_LIMIT_BYTES if length is None else min(length, DRAIN_LIMIT_BYTES)
-        self.connection.settimeout(DRAIN_TIMEOUT_S)
+        self._reader.deadline = time.monotonic() + DRAIN_TIMEOUT_S
         with contextlib.suppress(OSError):
             while remaining > 0:
                 chunk = self.rfile.read1(min(remaining, DRAIN_CHUNK_BYTES))
