@@ -15,13 +15,15 @@ never imports the daemon, and masks are decoded without pycocotools.
 
 from __future__ import annotations
 
+import collections
 import json
 import math
+import numbers
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,12 +32,17 @@ from siamedge.config import MqttSettings
 from siamedge.errors import SiamedgeError
 from siamedge.messaging.commander import Commander, Reply
 from siamedge.messaging.masks import decode_mask
+from siamedge.messaging.subscriber import QUEUE_SIZE
 from siamedge.messaging.topics import CommandKind, Topics
 
 CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 10.0
 """Longer than the daemon's reply takes under load, short enough that a script notices."""
 POLL_S = 0.1
+MAX_TIMEOUT_S = 86_400.0
+"""The longest wait any method takes (a day): more is a unit mistake, and past
+threading.TIMEOUT_MAX it would overflow only after the command was sent."""
+BOX_VALUES = 4
 
 PointXY = tuple[float, float]
 
@@ -51,6 +58,10 @@ class ClientError(SiamedgeError):
 
 class ClientTimeoutError(ClientError):
     """No broker connection, or no reply from a daemon, within the time given."""
+
+
+class ClientClosedError(ClientError):
+    """The client was closed: it never reconnects (make a new Client)."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,46 @@ def _pair(values: Any) -> PointXY:
     return (x, y)
 
 
+def _is_real(value: object) -> TypeGuard[numbers.Real]:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_timeout(name: str, value: object, *, zero_ok: bool = False) -> float:
+    """`value` as seconds: a number > 0 (>= 0 with zero_ok) and at most MAX_TIMEOUT_S.
+
+    Raises ValueError naming `name` otherwise (NaN and infinity included).
+    """
+    seconds = float(value) if _is_real(value) else math.nan
+    above = seconds >= 0.0 if zero_ok else seconds > 0.0
+    if not (above and seconds <= MAX_TIMEOUT_S):  # NaN fails both
+        low = ">= 0" if zero_ok else "> 0"
+        raise ValueError(f"{name} must be seconds {low} and <= {MAX_TIMEOUT_S:g}, got {value!r}")
+    return seconds
+
+
+def check_box(box: object, *, normalized: bool = False) -> list[float]:
+    """The (x, y, w, h) box as 4 finite floats (each in [0, 1] when normalized).
+
+    Raises ValueError naming `box` and what was given otherwise.
+    """
+    items = _box_items(box)
+    values = [float(value) for value in items if _is_real(value)]
+    if len(items) != BOX_VALUES or len(values) != BOX_VALUES:
+        raise ValueError(f"box must be 4 numbers (x, y, w, h), got {box!r}")
+    if not all(math.isfinite(value) for value in values):
+        raise ValueError(f"box must be finite numbers, got {box!r}")
+    if normalized and not all(0.0 <= value <= 1.0 for value in values):
+        raise ValueError(f"a normalized box must have values in [0, 1], got {box!r}")
+    return values
+
+
+def _box_items(box: object) -> list[object]:
+    """The box's items; none for a string, a mapping or something not iterable."""
+    if isinstance(box, str | bytes | Mapping) or not isinstance(box, Iterable):
+        return []
+    return list(box)
+
+
 def parse_track(data: Mapping[str, Any], frame_hw: tuple[int, int]) -> Track:
     """A results message's track entry. Raises KeyError/TypeError/ValueError when malformed."""
     mask = data.get("mask")
@@ -165,6 +216,9 @@ def parse_results(data: Mapping[str, Any]) -> Frame:
 class Client:
     """One daemon (the settings' broker and topic_prefix). Not thread-safe: one thread uses it.
 
+    Every method that talks to the broker connects in the background on first use (connect()
+    also waits for it); after close() they raise ClientClosedError. A timeout outside
+    (0, MAX_TIMEOUT_S] (poll: [0, MAX_TIMEOUT_S]) raises ValueError before anything is sent.
     Raises ConfigError at construction for bad password or TLS settings.
     """
 
@@ -172,8 +226,11 @@ class Client:
         self._settings = settings
         self._link = Commander(settings)
         self._opened = False
+        self._closed = False
         self._status: Status | None = None
         self._ignored = 0
+        # Events read early (for the latest status) and not yet handed out by poll().
+        self._backlog: collections.deque[Event] = collections.deque(maxlen=QUEUE_SIZE)
 
     @property
     def topics(self) -> Topics:
@@ -192,7 +249,7 @@ class Client:
 
     @property
     def status(self) -> Status | None:
-        """The last status report read by poll()/results()/wait_online()."""
+        """The latest status report the client has read from the broker."""
         return self._status
 
     @property
@@ -203,24 +260,36 @@ class Client:
     def connect(self, timeout_s: float | None = CONNECT_TIMEOUT_S) -> Client:
         """Connect and subscribe; waits up to timeout_s (None: returns at once and connects in
         the background). Raises ClientTimeoutError naming the broker and why."""
-        if not self._opened:
-            self._opened = True
-            self._link.start()
+        if timeout_s is not None:
+            check_timeout("timeout_s", timeout_s)
+        self._open()
         if timeout_s is not None and not self._link.wait_subscribed(timeout_s):
             raise ClientTimeoutError(
-                f"no connection to the MQTT broker {self._settings.host}:{self._settings.port} "
-                f"within {timeout_s:g} s: {self.state}"
+                f"no connection to the MQTT broker {self._broker} within {timeout_s:g} s: "
+                f"{self.state}"
             )
         return self
 
     def close(self) -> None:
-        """Disconnect (tracks keep running: stop them first if they should not)."""
-        if self._opened:
-            self._opened = False
+        """Disconnect for good (tracks keep running: stop them first if they should not)."""
+        if self._opened and not self._closed:
             self._link.close()
+        self._closed = True
+
+    def _open(self) -> None:
+        """Start the background connection on first use; raises ClientClosedError after close()."""
+        if self._closed:
+            raise ClientClosedError(f"the client of {self._broker} is closed; make a new Client")
+        if not self._opened:
+            self._opened = True
+            self._link.start()
+
+    @property
+    def _broker(self) -> str:
+        return f"{self._settings.host}:{self._settings.port}"
 
     def __enter__(self) -> Client:
-        return self.connect() if not self._opened else self
+        return self if self._opened and not self._closed else self.connect()
 
     def __exit__(
         self,
@@ -242,10 +311,11 @@ class Client:
     ) -> str:
         """Start (or with a known track_id restart) tracking the (x, y, w, h) box; the track id.
 
-        normalized: the box in 0..1 of the frame. Raises ClientError with the daemon's reason
+        normalized: the box in 0..1 of the frame. Raises ValueError for a box that is not 4
+        finite numbers or a bad timeout_s (nothing sent), ClientError with the daemon's reason
         when it refuses, ClientTimeoutError when no daemon replies within timeout_s.
         """
-        command: dict[str, Any] = {"box": [float(value) for value in box]}
+        command: dict[str, Any] = {"box": check_box(box, normalized=normalized)}
         if track_id is not None:
             command["track_id"] = track_id
         if normalized:
@@ -259,19 +329,34 @@ class Client:
         self._request("stop", command, timeout_s)
 
     def _request(self, kind: CommandKind, command: dict[str, Any], timeout_s: float) -> Reply:
-        self.connect(timeout_s=None)
+        check_timeout("timeout_s", timeout_s)
+        self._open()
         request_id, reply = self._link.request(kind, command, timeout_s)
         if reply is None:
-            topic = self.topics.start if kind == "start" else self.topics.stop
             raise ClientTimeoutError(
-                f"no reply to {kind} from siamedge within {timeout_s:g} s on "
-                f"{self._settings.host}:{self._settings.port} (topic {topic!r}: is "
-                f"the daemon running with this topic_prefix?); broker: {self.state}",
+                f"no reply to {kind} from siamedge within {timeout_s:g} s on {self._broker} "
+                f"({self._no_reply_hint(kind)}); broker: {self.state}",
                 request_id,
             )
         if not reply.accepted:
             raise ClientError(str(reply.message.get("reason", "rejected")), request_id)
         return reply
+
+    def _no_reply_hint(self, kind: CommandKind) -> str:
+        """Why a command may have gone unanswered, from the latest status report."""
+        self._read_queued()
+        status = self._status
+        source = status.report.get("source") if status is not None and status.online else None
+        if kind == "start" and isinstance(source, Mapping) and not _streaming(source):
+            state = source.get("state") or "not open"
+            error = source.get("error")
+            return (
+                f"the daemon is online but its source is {state}"
+                + (f": {error}" if error else "")
+                + "; the start waits for a frame"
+            )
+        topic = self.topics.start if kind == "start" else self.topics.stop
+        return f"topic {topic!r}: is the daemon running with this topic_prefix?"
 
     # ---- results and status ---------------------------------------------------------------
 
@@ -280,6 +365,10 @@ class Client:
 
         Malformed messages are skipped (and counted in `ignored`).
         """
+        check_timeout("timeout_s", timeout_s, zero_ok=True)
+        self._open()
+        if self._backlog:
+            return self._backlog.popleft()
         deadline = time.monotonic() + timeout_s
         while True:
             received = self._link.get(max(0.0, deadline - time.monotonic()))
@@ -290,6 +379,17 @@ class Client:
                 return event
             if time.monotonic() >= deadline:
                 return None
+
+    def _read_queued(self) -> None:
+        """Parse what the broker has delivered so far (updating `status`), for poll() to hand
+        out later."""
+        for _ in range(QUEUE_SIZE):
+            received = self._link.get(0.0)
+            if received is None:
+                return
+            event = self._parse(received.kind, received.payload)
+            if event is not None:
+                self._backlog.append(event)
 
     def _parse(self, kind: str, payload: bytes) -> Event | None:
         try:
@@ -306,6 +406,12 @@ class Client:
 
     def results(self, idle_timeout_s: float | None = None) -> Iterator[Frame]:
         """Results frames as they arrive; ends when none came for idle_timeout_s (None: never)."""
+        if idle_timeout_s is not None:
+            check_timeout("idle_timeout_s", idle_timeout_s)
+        self._open()
+        return self._frames(idle_timeout_s)
+
+    def _frames(self, idle_timeout_s: float | None) -> Iterator[Frame]:
         last = time.monotonic()
         while True:
             event = self.poll(POLL_S)
@@ -316,23 +422,36 @@ class Client:
                 return
 
     def wait_online(self, timeout_s: float, *, with_frames: bool = True) -> Status:
-        """The first full online status report (that has processed a frame, with_frames).
+        """The latest status report once it is a full online one (that has processed a frame,
+        with_frames); returns at once when it already is.
 
         Raises ClientTimeoutError when none came within timeout_s.
         """
-        self.connect(timeout_s=None)
+        check_timeout("timeout_s", timeout_s)
+        self._open()
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            event = self.poll(min(POLL_S, max(0.0, deadline - time.monotonic())))
-            if (
-                isinstance(event, Status)
-                and event.online
-                and "model" in event.report  # the connection's first `online` has no report yet
-                and (not with_frames or event.report.get("frame") is not None)
-            ):
-                return event
+        while True:
+            self._read_queued()
+            if self._status is not None and _is_up(self._status, with_frames):
+                return self._status
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.poll(min(POLL_S, left))  # frames that come meanwhile are dropped
         raise ClientTimeoutError(
-            f"siamedge did not come online within {timeout_s:g} s on "
-            f"{self._settings.host}:{self._settings.port} (topic {self.topics.status!r}); "
-            f"broker: {self.state}"
+            f"siamedge did not come online within {timeout_s:g} s on {self._broker} "
+            f"(topic {self.topics.status!r}); broker: {self.state}"
         )
+
+
+def _is_up(status: Status, with_frames: bool) -> bool:
+    """A full online report (the connection's first `online` has no report yet)."""
+    report = status.report
+    return (
+        status.online and "model" in report and (not with_frames or report.get("frame") is not None)
+    )
+
+
+def _streaming(source: Mapping[str, Any]) -> bool:
+    """The status report's source delivers frames."""
+    return source.get("open") is True and source.get("state") in (None, "streaming")

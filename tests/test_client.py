@@ -1,12 +1,15 @@
 """siamedge.client against the real daemon on a real mosquitto: start returns the id and results
 arrive typed (masks decoded), bad commands raise with the daemon's reason, stop works, and a
-missing daemon or broker raises a timeout error; plus parsing of results without a daemon."""
+missing daemon or broker raises a timeout error; every method connects on its own, a closed client
+raises, bad arguments raise before anything is sent; plus parsing of results without a daemon."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,6 +28,7 @@ from fixtures.mosquitto import Broker, MqttCollector, free_port
 
 from siamedge.client import (
     Client,
+    ClientClosedError,
     ClientError,
     ClientTimeoutError,
     Frame,
@@ -32,13 +36,19 @@ from siamedge.client import (
     parse_results,
 )
 from siamedge.config import MqttSettings
-from siamedge.messaging.protocol import encode_results
+from siamedge.messaging.protocol import (
+    SourceStatus,
+    StatusReport,
+    encode_results,
+    status_message,
+)
 from siamedge.messaging.topics import Topics
 from siamedge.tracking.result import MaskWindow, TrackResult, TrackState
 
 pytestmark = pytest.mark.timeout(120)
 ONLINE_TIMEOUT_S = 60.0
 RESULTS_IDLE_S = 10.0
+NO_DAEMON_TIMEOUT_S = 0.3
 TRACKED_FRAMES = 30
 MIN_MEAN_IOU = 0.7
 
@@ -118,7 +128,7 @@ def test_a_bad_box_raises_with_the_daemons_reason(client: Client) -> None:
         f"{TEST_CLIP.width}x{TEST_CLIP.height} frame"
     )
     assert raised.value.request_id is not None
-    with pytest.raises(ClientError, match="width and height must be positive"):
+    with pytest.raises(ClientError, match="box size must be positive"):
         client.start((10, 10, 0, 50))
 
 
@@ -204,3 +214,172 @@ def test_acks_and_malformed_messages_are_not_events(
         assert event.report["reason"] == "shutdown"
         assert client.status == event
         assert client.ignored == 2
+
+
+def settings_for(broker: Broker, prefix: str) -> MqttSettings:
+    return MqttSettings(host=broker.host, port=broker.port, topic_prefix=prefix)
+
+
+def status_payload(source: SourceStatus) -> str:
+    """A full online report, as the daemon sends it, with the given source."""
+    report = StatusReport(
+        model="builtin",
+        provider="CPUExecutionProvider",
+        source=source,
+        fps=0.0,
+        dropped_frames=0,
+        track_ids=(),
+        max_tracks=2,
+        mask_encoding="rle",
+        uptime_s=1.0,
+        frame=7,
+    )
+    return json.dumps(status_message(report))
+
+
+@pytest.fixture
+def offline_client() -> Iterator[Client]:
+    """A client of a port where no broker listens."""
+    client = Client(MqttSettings(port=free_port()))
+    yield client
+    client.close()
+
+
+def test_results_and_poll_connect_on_their_own(
+    client: Client, daemon: Daemon, mosquitto: Broker
+) -> None:
+    client.start(coming_box(client), "own")
+    fresh = Client(settings_for(mosquitto, daemon.prefix))
+    try:
+        assert fresh.poll(RESULTS_IDLE_S) is not None  # the retained status, or a frame
+        frame = next(fresh.results(idle_timeout_s=RESULTS_IDLE_S))
+        assert [track.track_id for track in frame.tracks] == ["own"]
+        assert fresh.state == "subscribed"
+    finally:
+        fresh.close()
+
+
+def test_wait_online_returns_at_once_when_the_latest_status_is_online(client: Client) -> None:
+    assert client.status is not None  # the fixture's wait_online read it
+    status = client.wait_online(0.01)  # shorter than the daemon's status interval
+    assert status.online
+    assert status is client.status
+
+
+def test_wait_online_ignores_an_online_report_that_is_no_longer_the_latest(
+    mosquitto: Broker, mqtt_collector: Callable[..., MqttCollector]
+) -> None:
+    prefix = unique_prefix()
+    status_topic = Topics.for_prefix(prefix).status
+    publisher = mqtt_collector(mosquitto, [])
+    streaming = SourceStatus("synthetic", open=True, state="streaming")
+    with Client(settings_for(mosquitto, prefix)) as client:
+        publisher.publish(status_topic, status_payload(streaming))
+        assert client.wait_online(RESULTS_IDLE_S).online
+        publisher.publish(status_topic, json.dumps({"online": False, "reason": "shutdown"}))
+        while client.status is None or client.status.online:
+            client.poll(RESULTS_IDLE_S)
+        with pytest.raises(ClientTimeoutError, match="did not come online"):
+            client.wait_online(NO_DAEMON_TIMEOUT_S)
+
+
+def test_a_start_timeout_names_a_source_without_frames(
+    mosquitto: Broker, mqtt_collector: Callable[..., MqttCollector]
+) -> None:
+    prefix = unique_prefix()
+    publisher = mqtt_collector(mosquitto, [])
+    retrying = SourceStatus("rtsp://cam", open=False, error="connection refused", state="retrying")
+    with Client(settings_for(mosquitto, prefix)) as client:
+        publisher.publish(Topics.for_prefix(prefix).status, status_payload(retrying))
+        with pytest.raises(ClientTimeoutError) as raised:
+            client.start((1, 2, 3, 4), timeout_s=NO_DAEMON_TIMEOUT_S)
+    message = str(raised.value)
+    assert "the daemon is online but its source is retrying: connection refused; " in message
+    assert "the start waits for a frame" in message
+    assert "is the daemon running" not in message
+
+
+def test_a_closed_client_raises_and_does_not_reconnect(mosquitto: Broker) -> None:
+    with Client(settings_for(mosquitto, unique_prefix())) as client:
+        assert client.state == "subscribed"
+    calls: list[Callable[[], object]] = [
+        lambda: client.start((1, 2, 3, 4), timeout_s=NO_DAEMON_TIMEOUT_S),
+        lambda: client.stop(timeout_s=NO_DAEMON_TIMEOUT_S),
+        client.connect,
+        client.poll,
+        lambda: client.results(NO_DAEMON_TIMEOUT_S),
+        lambda: client.wait_online(NO_DAEMON_TIMEOUT_S),
+        client.__enter__,
+    ]
+    for call in calls:
+        with pytest.raises(ClientClosedError, match="is closed; make a new Client"):
+            call()
+    assert client.state != "subscribed"
+    client.close()  # a second close is harmless
+
+
+def test_a_client_closed_before_use_raises(offline_client: Client) -> None:
+    offline_client.close()
+    with pytest.raises(ClientClosedError):
+        offline_client.start((1, 2, 3, 4))
+
+
+@pytest.mark.parametrize("timeout_s", [0, -1.0, math.inf, math.nan, 1e10, "5", True])
+def test_a_bad_timeout_is_a_value_error(offline_client: Client, timeout_s: Any) -> None:
+    with pytest.raises(ValueError, match="timeout_s must be seconds > 0 and <= 86400"):
+        offline_client.start((1, 2, 3, 4), timeout_s=timeout_s)
+    with pytest.raises(ValueError, match="timeout_s must be seconds > 0"):
+        offline_client.stop(timeout_s=timeout_s)
+    with pytest.raises(ValueError, match="timeout_s must be seconds > 0"):
+        offline_client.connect(timeout_s=timeout_s)
+    with pytest.raises(ValueError, match="timeout_s must be seconds > 0"):
+        offline_client.wait_online(timeout_s)
+    with pytest.raises(ValueError, match="idle_timeout_s must be seconds > 0"):
+        offline_client.results(idle_timeout_s=timeout_s)
+    if timeout_s != 0:
+        with pytest.raises(ValueError, match="timeout_s must be seconds >= 0"):
+            offline_client.poll(timeout_s)
+
+
+@pytest.mark.parametrize(
+    ("box", "normalized"),
+    [
+        ("1,2,3,4", False),
+        (None, False),
+        ((1, 2, 3), False),
+        ((1, 2, 3, 4, 5), False),
+        ((1, 2, True, 4), False),
+        ((1, 2, "3", 4), False),
+        ({"x": 1, "y": 2, "w": 3, "h": 4}, False),
+        ((1, 2, 3, math.nan), False),
+        ((1, 2, math.inf, 4), False),
+        ((0.1, 0.2, 1.5, 0.3), True),
+        ((-0.1, 0.2, 0.5, 0.3), True),
+    ],
+)
+def test_a_box_that_is_not_4_finite_numbers_is_a_value_error_naming_it(
+    offline_client: Client, box: Any, normalized: bool
+) -> None:
+    with pytest.raises(ValueError, match=r"box .*got " + re.escape(repr(box))):
+        offline_client.start(box, normalized=normalized, timeout_s=NO_DAEMON_TIMEOUT_S)
+
+
+def test_bad_arguments_send_nothing(
+    mosquitto: Broker, mqtt_collector: Callable[..., MqttCollector]
+) -> None:
+    prefix = unique_prefix()
+    topics = Topics.for_prefix(prefix)
+    collector = mqtt_collector(mosquitto, [topics.start, topics.stop])
+    with Client(settings_for(mosquitto, prefix)) as client:
+        for timeout_s in (0, math.inf, 1e10):
+            with pytest.raises(ValueError):
+                client.start((1, 2, 3, 4), timeout_s=timeout_s)
+            with pytest.raises(ValueError):
+                client.stop(timeout_s=timeout_s)
+        with pytest.raises(ValueError):
+            client.start("1,2,3,4")
+        with pytest.raises(ClientTimeoutError):  # numpy numbers are numbers
+            client.start(np.array([1, 2, 3, 4], np.float32), timeout_s=NO_DAEMON_TIMEOUT_S)
+    (sent,) = collector.wait_for(topics.start)
+    assert json.loads(sent.payload)["box"] == [1.0, 2.0, 3.0, 4.0]
+    assert collector.messages() == [sent]
