@@ -179,7 +179,7 @@ BAD_COMMANDS = [
         "start",
         b'{"box": [10, 10, 0, 50], "request_id": "bad-size"}',
         "bad-size",
-        "width and height must be positive",
+        "box size must be positive; got w=0, h=50",
     ),
     (
         "start",
