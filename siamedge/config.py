@@ -473,18 +473,27 @@ def load_settings(path: Path | None) -> Settings:
     """Read and validate a YAML file; None gives the embedded defaults."""
     if path is None:
         return Settings()
+    return settings_from_text(read_config_text(path), str(path))
+
+
+def read_config_text(path: Path) -> str:
+    """A configuration file's text; ConfigError naming the file when unreadable or not UTF-8."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def settings_from_text(text: str, origin: str) -> Settings:
+    """Validate YAML text; ConfigError naming `origin` (a file) and the problem."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{origin}: not valid YAML: {exc}") from None
     except RecursionError:
-        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
+        raise ConfigError(f"{origin}: not valid YAML: nested too deeply") from None
     except ValueError as exc:  # an integer of more than 4300 digits
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return settings_from_mapping(data, str(path))
+        raise ConfigError(f"{origin}: not valid YAML: {exc}") from None
+    return settings_from_mapping(data, origin)

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from siamedge.config import load_settings
+from siamedge.config import load_settings, read_config_text, settings_from_text
 from siamedge.errors import ConfigError, SiamedgeError
 
 UNIT_NAME = "siamedge.service"
@@ -141,11 +141,9 @@ def _read_config_source(path: Path) -> str:
         raise ConfigError(f"--config-source {path} is a directory, not a configuration file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such configuration file")
-    load_settings(path)  # ConfigError naming the file and the problem
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:  # changed since it was validated
-        raise ConfigError(f"{path}: cannot read the configuration: {exc}") from None
+    text = read_config_text(path)
+    settings_from_text(text, str(path))  # ConfigError naming the file and the problem
+    return text
 
 
 def _existing_config_problem(path: Path) -> list[str]:

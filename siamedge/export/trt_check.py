@@ -182,7 +182,9 @@ def computed_inputs(
     return [
         (position, node.input[position])
         for position in positions
-        if position < len(node.input) and node.input[position] not in ("", *stored)
+        if position < len(node.input)
+        and node.input[position]
+        and node.input[position] not in stored
     ]
 
 
