@@ -317,17 +317,52 @@ def test_mqtt_v311_round_trip(
     assert payload_of(ack) == {"ack": "stop", "track_id": None, "request_id": "z"}
 
 
-def test_retained_commands_are_ignored(
-    mosquitto: Broker, mqtt_prefix: str, mqtt_collector: Collect, make_client: Callable[..., Any]
+RETAINED_REASON = "retained: a retained command would run again at every reconnect"
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_retained_commands_are_refused_with_a_reply(
+    mosquitto: Broker,
+    mqtt_prefix: str,
+    mqtt_collector: Collect,
+    make_client: Callable[..., Any],
+    protocol: str,
 ) -> None:
-    collector = mqtt_collector(mosquitto, [])
-    collector.publish(f"{mqtt_prefix}track/start", '{"box": [1, 2, 3, 4]}', retain=True)
-    client = connected(make_client(settings_for(mosquitto, mqtt_prefix)))
+    collector = mqtt_collector(mosquitto, [f"{mqtt_prefix}track/errors"])
+    collector.publish(
+        f"{mqtt_prefix}track/start", '{"box": [1, 2, 3, 4], "request_id": "r0"}', retain=True
+    )
+    client = connected(make_client(settings_for(mosquitto, mqtt_prefix, protocol=protocol)))
+    error = payload_of(collector.wait_for(client.topics.errors)[0])
+    assert error["request_id"] == "r0"
+    assert error["reason"].startswith(RETAINED_REASON)
+    assert error["reason"].endswith(f"on {client.topics.start}")
     collector.publish(client.topics.stop, '{"all": true}')
     (command,) = wait_commands(client, 1)
     assert command.kind == "stop"
     assert client.drain_commands() == []
+    assert len(collector.messages(client.topics.errors)) == 1
     collector.publish(client.topics.start, b"", retain=True)  # clear the retained message
+
+
+def test_a_retained_command_published_while_subscribed_is_refused_on_mqtt5(
+    mosquitto: Broker, mqtt_prefix: str, mqtt_collector: Collect, make_client: Callable[..., Any]
+) -> None:
+    # Brokers clear the retain flag towards existing subscriptions unless the subscription asks
+    # for retain-as-published: without it this command ran now and was refused only later.
+    client = connected(make_client(settings_for(mosquitto, mqtt_prefix)))
+    collector = mqtt_collector(mosquitto, [client.topics.errors])
+    collector.publish(client.topics.stop, '{"all": true, "request_id": "live"}', retain=True)
+    error = payload_of(collector.wait_for(client.topics.errors)[0])
+    assert (error["request_id"], error["reason"][: len(RETAINED_REASON)]) == (
+        "live",
+        RETAINED_REASON,
+    )
+    collector.publish(client.topics.stop, b"", retain=True)
+    collector.publish(client.topics.stop, '{"all": true, "request_id": "plain"}')
+    (command,) = wait_commands(client, 1)
+    assert b'"plain"' in command.payload
+    assert len(collector.messages(client.topics.errors)) == 1
 
 
 def test_full_queue_drops_the_oldest_and_answers_it(

@@ -32,6 +32,7 @@ from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from siamedge.config import MqttSettings
 from siamedge.errors import CommandError
@@ -203,6 +204,14 @@ class MqttClient:
         self._dropping_results = False
 
         self._mqtt5 = PROTOCOLS[settings.protocol] == MQTTProtocolVersion.MQTTv5
+        # MQTT 5 keeps the retain flag of a command published while we are subscribed (3.1.1
+        # clears it), so a retained command is refused whenever it comes.
+        topics = (self._topics.start, self._topics.stop)
+        self._command_subscriptions: list[tuple[str, int]] | list[tuple[str, SubscribeOptions]] = (
+            [(topic, SubscribeOptions(qos=COMMAND_QOS, retainAsPublished=True)) for topic in topics]
+            if self._mqtt5
+            else [(topic, COMMAND_QOS) for topic in topics]
+        )
         self._persistent = settings.session_expiry_s > 0
         client = paho_client(settings, self._client_id, persistent=self._persistent)
         client.enable_logger(_PAHO_LOGGER)
@@ -369,9 +378,7 @@ class MqttClient:
                 )
             # Subscribing here brings the subscriptions back after every reconnect (and after a
             # session that expired); the state turns `connected` at the SUBACK.
-            _, mid = client.subscribe(
-                [(self._topics.start, COMMAND_QOS), (self._topics.stop, COMMAND_QOS)]
-            )
+            _, mid = client.subscribe(self._command_subscriptions)
             with self._lock:
                 self._subscribe_mid = mid
             # The broker may hold our last will (`offline`) from a dropped connection.
@@ -465,13 +472,8 @@ class MqttClient:
         if kind is None:
             log.debug("MQTT ignoring a message on %s", message.topic)
             return
-        if message.retain:
-            # A retained command would be replayed on every reconnect.
-            log.warning(
-                "MQTT ignoring a retained %s command on %s: publish commands without retain",
-                kind,
-                message.topic,
-            )
+        if message.retain and not message.payload:
+            log.debug("MQTT a retained %s command on %s was cleared", kind, message.topic)
             return
         response_topic: str | None = None
         correlation_data: bytes | None = None
@@ -498,6 +500,18 @@ class MqttClient:
             received_at=received_at,
             expires_at=expires_at,
         )
+        if message.retain:
+            # A retained command would run again at every reconnect (and restart).
+            self.reject(
+                command,
+                CommandError(
+                    "retained: a retained command would run again at every reconnect; publish "
+                    f"it without retain, and clear this one with an empty retained message on "
+                    f"{message.topic}",
+                    request_id_of(command.payload),
+                ),
+            )
+            return
         try:
             check_command_size(command.payload)
         except CommandError as exc:
