@@ -12,7 +12,7 @@ import jsonschema
 import numpy as np
 import pytest
 import yaml
-from fixtures.mosquitto import validate_published
+from fixtures.mosquitto import closed_schema, validate_published
 
 from siamedge.cli import main
 from siamedge.errors import CommandError
@@ -38,7 +38,7 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "siamedge" / "schemas"
 
 
 def validate(name: str, message: object) -> None:
-    schema = load_schema(name)
+    schema = closed_schema(name)
     jsonschema.validators.validator_for(schema)(schema).validate(message)
 
 
@@ -167,6 +167,41 @@ def test_status_ack_and_error_messages_follow_their_schemas() -> None:
     error = error_message(CommandError("bad", None), "p/track/start", b"\xff" * 300)
     validate("error", error)
     validate("error-summary", error_summary_message(3, 50.0))
+
+
+def test_output_schemas_accept_fields_a_later_release_adds_and_the_tests_do_not() -> None:
+    # Readers ignore unknown fields (README, compatible changes), so a reader validating with
+    # the shipped schemas must not break on a field a later release of protocol 1 adds.
+    report = StatusReport(
+        model="builtin",
+        provider="CPUExecutionProvider",
+        source=SourceStatus("synthetic", False, "no frames", None),
+        fps=0.0,
+        dropped_frames=0,
+        track_ids=(),
+        max_tracks=4,
+        mask_encoding="rle",
+        uptime_s=0.0,
+    )
+    contour = np.array([[3, 2], [6, 2], [6, 4], [3, 4]], dtype=np.int32)
+    track = _track(MaskWindow(np.ones((3, 4), np.bool_), (3, 2), (16, 12), contour))
+    messages = {
+        "results": results_message(8, 100.0, (16, 12), [("t1", track)]),
+        "status": status_message(report),
+        "ack": ack_message("start", "t1", None),
+        "error": error_message(CommandError("bad", None), "p/track/start", b"{}"),
+        "error-summary": error_summary_message(3, 50.0),
+    }
+    for name, message in messages.items():
+        validate(name, message)
+        newer = {**message, "added_later": 1}
+        if name == "results":
+            newer["tracks"] = [{**message["tracks"][0], "added_later": 1}]
+            newer["tracks"][0]["mask"] = {**message["tracks"][0]["mask"], "added_later": 1}
+        schema = load_schema(name)
+        jsonschema.validators.validator_for(schema)(schema).validate(newer)
+        with pytest.raises(jsonschema.ValidationError, match="added_later"):
+            validate(name, newer)
 
 
 @pytest.mark.parametrize(

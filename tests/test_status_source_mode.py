@@ -9,10 +9,10 @@ from typing import Any
 
 import jsonschema
 import numpy as np
+from fixtures.mosquitto import closed_schema
 
 from siamedge.config import Settings
 from siamedge.messaging.protocol import SourceMode, status_message
-from siamedge.schema import load_schema
 from siamedge.service import ModelSlot, Service, delivered_mode
 from siamedge.sources.base import Frame
 from siamedge.sources.camera import CameraMode, CameraSource
@@ -59,7 +59,7 @@ class NegotiatingCamera:
 def report_message(service: Service, capture: CaptureThread) -> dict[str, Any]:
     settings = Settings()
     message = status_message(service.status_report(ModelSlot(settings, Notifier()), capture))
-    jsonschema.validate(message, load_schema("status"))
+    jsonschema.validate(message, closed_schema("status"))
     return message
 
 
