@@ -270,8 +270,17 @@ class Service:
             for front_end in reversed(front_ends):
                 front_end.close()
             capture.stop()
+            self._publish_tracks_ended(mqtt)
             mqtt.close()
         return 0
+
+    def _publish_tracks_ended(self, mqtt: MqttClient) -> None:
+        """The empty results message that follows the last track, also when a shutdown ends
+        the tracks: a dashboard clears them before the status turns offline."""
+        if self._published_tracks and self._last_frame is not None and self._frame_wh is not None:
+            index, timestamp = self._last_frame
+            mqtt.publish_results(index, timestamp, self._frame_wh, ())
+            self._published_tracks = False
 
     def _start_front_ends(self, started: list[FrontEnd]) -> None:
         """Build and start each front end, appending it to `started` once it runs (so that

@@ -85,6 +85,29 @@ def test_sd_notify_ready_watchdog_status_and_stopping(
     assert "shutting down" in daemon.log
 
 
+def test_a_shutdown_ends_the_tracks_on_mqtt_before_going_offline(
+    mosquitto: Broker, daemon_factory: DaemonFactory, mqtt_collector: CollectorFactory
+) -> None:
+    daemon = daemon_factory(daemon_config(mosquitto, unique_prefix()))
+    collector = mqtt_collector(mosquitto, daemon.topics)
+    wait_online(collector, daemon)
+    collector.publish(daemon.topic("start"), json.dumps({"box": [100, 100, 80, 60]}))
+    collector.wait_for(daemon.topic("results"), where=lambda m: bool(m["tracks"]), timeout_s=30)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+    status_where(collector, daemon, lambda m: m.get("online") is False)
+    arrived = [
+        (message.topic, json.loads(message.payload))
+        for message in collector.messages()
+        if message.topic in (daemon.topic("results"), daemon.topic("status"))
+    ]
+    offline_at = next(i for i, (_, m) in enumerate(arrived) if m.get("online") is False)
+    results = [m for topic, m in arrived[:offline_at] if topic == daemon.topic("results")]
+    assert results[-1]["tracks"] == []
+    assert results[-2]["tracks"], "the track ran until the shutdown"
+    assert results[-1]["frame"] == results[-2]["frame"]  # no frame is made up for it
+
+
 class SilentServer:
     """A TCP server that accepts connections and never answers: a camera stream that hangs."""
 
