@@ -81,6 +81,8 @@ def demo(client: Client, synthetic: SyntheticSettings, fps: float | None, second
             if not isinstance(frame, Frame):
                 continue
             for track in frame.tracks:
+                if track.track_id != track_id:  # another client's track
+                    continue
                 truth = clip.truth(frame.frame % len(clip)).box_xywh
                 iou = box_iou(track.bbox, truth)
                 ious.append(iou)
@@ -97,7 +99,7 @@ def demo(client: Client, synthetic: SyntheticSettings, fps: float | None, second
                     )
     except KeyboardInterrupt:
         pass
-    client.stop()
+    client.stop(track_id)  # only ours: others may be tracking too
     if not ious:
         print("demo: no results arrived", file=sys.stderr)
         return 1
