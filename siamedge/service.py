@@ -103,13 +103,16 @@ def delivered_mode(source: FrameSource) -> SourceMode | None:
 class ModelSlot:
     """The loaded model, or why it is not loaded; retries when the file changes."""
 
-    def __init__(self, settings: Settings, notifier: Notifier) -> None:
+    def __init__(
+        self, settings: Settings, notifier: Notifier, stop: threading.Event | None = None
+    ) -> None:
         self._settings = settings
         self._notifier = notifier
+        self._stop = stop
         self.engine: Engine | None = None
         self.manager: TrackManager | None = None
         self.error: str | None = None
-        self._file_stamp: tuple[float, int] | None = None
+        self._file_stamp: tuple[int, ...] | None = None
         self._next_check = 0.0
 
     def load(self) -> None:
@@ -119,7 +122,9 @@ class ModelSlot:
         model = self._settings.model
         self._file_stamp = self._stamp()
         try:
-            with extended_timeout(self._notifier, MODEL_LOAD_WINDOW_S, status="loading model"):
+            with extended_timeout(
+                self._notifier, MODEL_LOAD_WINDOW_S, status="loading model", stop=self._stop
+            ):
                 engine = Engine.load(model.path, model, max_batch=self._settings.tracker.max_tracks)
         except ProvidersUnavailableError as exc:
             raise ConfigError(f"model.providers: {exc}") from None
@@ -143,17 +148,19 @@ class ModelSlot:
         self.load()
         return self.engine is not None
 
-    def _stamp(self) -> tuple[float, int] | None:
+    def _stamp(self) -> tuple[int, ...] | None:
+        """What tells a changed file: its content (mtime, size), another file put in its place
+        (inode), and its permissions or owner fixed (ctime)."""
         try:
             path = resolve_model_path(self._settings.model.path)
             stat = path.stat()
         except (ModelError, OSError):
             return None
-        return stat.st_mtime, stat.st_size
+        return stat.st_mtime_ns, stat.st_size, stat.st_ino, stat.st_ctime_ns
 
 
 class Service:
-    """The long-running tracker service. run() blocks until stop() or SIGTERM/SIGINT.
+    """The long-running tracker service. run() blocks until stop() or SIGTERM/SIGINT/SIGHUP.
 
     Implements siamedge.frontend.ServicePort. front_ends: one factory per front end to run
     (the composition root, siamedge/run.py, picks them from the settings); each is built on this
@@ -229,13 +236,17 @@ class Service:
         return replace(snapshot, counters=counters)
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT set the stop event; nothing else happens in the handler."""
+        """SIGTERM, SIGINT and SIGHUP set the stop event; nothing else happens in the handler.
+
+        SIGHUP too, so that a closed terminal (or `systemctl kill -s HUP`) shuts down cleanly,
+        with the `offline`/`shutdown` status, instead of killing the process mid-frame; the
+        configuration is read at start, so a restart is how it is reloaded."""
 
         def handle(signum: int, _frame: FrameType | None) -> None:
             self._stop.set()
 
-        signal.signal(signal.SIGTERM, handle)
-        signal.signal(signal.SIGINT, handle)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, handle)
 
     def run(self) -> int:
         """Start everything, serve until stopped, shut down cleanly; returns the exit status."""
@@ -249,14 +260,20 @@ class Service:
             # Nothing to retry: the configured uri names no kind of source.
             raise ConfigError(f"source.uri: {exc}") from None
         self._running = (capture, mqtt)
-        model = ModelSlot(settings, self._notifier)
+        model = ModelSlot(settings, self._notifier, self._stop)
         model.load()
+        if self._stop.is_set():  # asked to stop while the model loaded: no READY
+            self._notifier.stopping("stopped while starting")
+            log.info("stopped while starting")
+            return 0
         capture.start()
         mqtt.start()
         front_ends: list[FrontEnd] = []
         try:
             self._start_front_ends(front_ends)
             self._wait_for_first_attempts(capture, mqtt)
+            if self._stop.is_set():
+                return 0
             self._publish_status(model, capture, mqtt)
             self._notifier.ready(self._status_line(model, capture, mqtt))
             watchdog = Watchdog.from_environment(
@@ -296,7 +313,9 @@ class Service:
             if capture.status.state is not SourceState.STARTING:
                 break
             self._stop.wait(0.05)
-        mqtt.wait_connected(max(0.0, deadline - time.monotonic()))
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            if mqtt.wait_connected(min(0.05, max(0.0, deadline - time.monotonic()))):
+                break
 
     def _loop(
         self, model: ModelSlot, capture: CaptureThread, mqtt: MqttClient, watchdog: Watchdog

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -113,6 +114,8 @@ class Notifier:
             raise ValueError("backend 'libsystemd' needs systemd-python, which is not installed")
         self.backend: NotifyBackend = backend
         self._failure_logged = False
+        self.ready_sent = False
+        """True once READY=1 went out: start-up is over and systemd's watchdog is armed."""
         raw = os.environ.get(NOTIFY_SOCKET_ENV, "")
         self._send: Callable[[str], None] | None = None
         if not raw:
@@ -154,8 +157,11 @@ class Notifier:
     def ready(self, status: str | None = None) -> bool:
         """Start-up is complete (READY=1); systemd arms the watchdog from here."""
         if status is None:
-            return self.notify("READY=1")
-        return self.notify("READY=1", f"STATUS={_one_line(status)}")
+            sent = self.notify("READY=1")
+        else:
+            sent = self.notify("READY=1", f"STATUS={_one_line(status)}")
+        self.ready_sent = self.ready_sent or sent
+        return sent
 
     def status(self, text: str) -> bool:
         """Free-form status line shown by `systemctl status` (STATUS=)."""
@@ -313,26 +319,43 @@ class Watchdog:
 
 @contextlib.contextmanager
 def extended_timeout(
-    notifier: Notifier, window_s: float, status: str | None = None
+    notifier: Notifier,
+    window_s: float,
+    status: str | None = None,
+    *,
+    stop: threading.Event | None = None,
 ) -> Iterator[None]:
-    """Keep the start (or stop) timeout from firing while a long blocking step runs.
+    """Keep systemd's timers from firing while a long blocking step runs.
 
     For a TensorRT engine build: the main thread is blocked inside onnxruntime for minutes, so
-    a small thread re-sends EXTEND_TIMEOUT_USEC=window_s every window_s/2 (with `status` and
-    the elapsed seconds) until the block exits. No thread without NOTIFY_SOCKET.
+    a small thread speaks for it until the block exits, with `status` and the elapsed seconds.
+    Before READY it re-sends EXTEND_TIMEOUT_USEC=window_s every window_s/2 (the start timeout);
+    after READY (a model loaded again while running) it pings the watchdog every half
+    WatchdogSec. Once `stop` is set it goes quiet, so that a stop asked for during the step gets
+    systemd's stop timeout, not more. No thread without NOTIFY_SOCKET.
     """
     if not notifier.enabled:
         yield
         return
     started = time.monotonic()
+    running = notifier.ready_sent
+    watchdog_s = notifier.watchdog_interval() if running else None
+    period_s = window_s * EXTEND_REFRESH_FRACTION
+    if watchdog_s is not None:
+        period_s = min(period_s, watchdog_s * WATCHDOG_PING_FRACTION)
 
     def announce() -> None:
-        notifier.extend_timeout(window_s)
+        if stop is not None and stop.is_set():
+            return
+        if not running:
+            notifier.extend_timeout(window_s)
+        elif watchdog_s is not None:
+            notifier.watchdog()
         if status is not None:
             notifier.status(f"{status} ({time.monotonic() - started:.0f} s)")
 
     announce()
-    with periodic.every(window_s * EXTEND_REFRESH_FRACTION, announce, "siamedge-extend-timeout"):
+    with periodic.every(period_s, announce, "siamedge-extend-timeout"):
         yield
 
 

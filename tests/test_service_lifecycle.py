@@ -4,6 +4,7 @@ bad configuration and a broken model; each test runs its own daemon subprocess."
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import socket
@@ -17,12 +18,15 @@ import onnxruntime
 import pytest
 from fixtures.daemon import Daemon, daemon_config, unique_prefix, wait_online
 from fixtures.media import write_video
-from fixtures.mosquitto import Broker, MqttCollector
+from fixtures.mosquitto import Broker, MqttCollector, free_port
 from fixtures.notify_socket import Notification, NotifyReceiver
 
 from siamedge.cli import EX_CONFIG
+from siamedge.config import Settings
+from siamedge.engine import Engine
 from siamedge.models import builtin_model_path
 from siamedge.providers import PROVIDER_BY_NAME
+from siamedge.service import Service
 
 DaemonFactory = Callable[..., Daemon]
 CollectorFactory = Callable[..., MqttCollector]
@@ -106,6 +110,56 @@ def test_a_shutdown_ends_the_tracks_on_mqtt_before_going_offline(
     assert results[-1]["tracks"] == []
     assert results[-2]["tracks"], "the track ran until the shutdown"
     assert results[-1]["frame"] == results[-2]["frame"]  # no frame is made up for it
+
+
+def test_sighup_shuts_down_cleanly(
+    mosquitto: Broker, daemon_factory: DaemonFactory, mqtt_collector: CollectorFactory
+) -> None:
+    # A closed terminal or `systemctl kill -s HUP`: killed by the signal, the daemon left its
+    # last will ('connection lost') and systemd saw no failure to restart.
+    daemon = daemon_factory(daemon_config(mosquitto, unique_prefix()))
+    collector = mqtt_collector(mosquitto, daemon.topics)
+    wait_online(collector, daemon)
+    daemon.signal(signal.SIGHUP)
+    assert daemon.wait() == 0
+    offline = status_where(collector, daemon, lambda m: m.get("online") is False)
+    assert offline["reason"] == "shutdown"
+
+
+def test_a_stop_while_the_broker_is_awaited_ends_the_start_without_ready(
+    mosquitto: Broker, daemon_factory: DaemonFactory, notify_socket: NotifyReceiver
+) -> None:
+    config = daemon_config(mosquitto, unique_prefix(), mqtt={"port": free_port()})
+    daemon = daemon_factory(config)
+    deadline = time.monotonic() + 60
+    while "MQTT connecting" not in daemon.log:
+        assert time.monotonic() < deadline, daemon.log
+        time.sleep(0.05)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+    sent = notify_socket.drain()
+    assert any("STOPPING" in note.fields for note in sent), sent
+    assert not any("READY" in note.fields for note in sent), sent
+    assert not re.search(r"siamedge \S+ running", daemon.log), daemon.log
+
+
+def test_a_stop_during_the_model_load_ends_the_start_without_ready(
+    mosquitto: Broker, notify_socket: NotifyReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIGTERM while a TensorRT engine builds: the build cannot be interrupted, but once it
+    # returns the service stops at once (it went on to READY and "running" before stopping).
+    service = Service(Settings.model_validate(daemon_config(mosquitto, unique_prefix())))
+    load = Engine.load
+
+    def load_then_stop(*args: Any, **kwargs: Any) -> Engine:
+        service.stop()  # the signal handler's part
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(Engine, "load", load_then_stop)
+    assert service.run() == 0
+    sent = [note.fields for note in notify_socket.drain()]
+    assert sent[-1]["STOPPING"] == "1", sent
+    assert not any("READY" in fields for fields in sent), sent
 
 
 class SilentServer:

@@ -326,6 +326,34 @@ def test_extended_timeout_repeats_until_the_block_ends(notify_socket: NotifyRece
     assert len(statuses) == 3
 
 
+def test_extended_timeout_pings_the_watchdog_once_the_service_is_ready(
+    notify_socket: NotifyReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A model loaded again while running: the start timeout is over, the watchdog is armed.
+    monkeypatch.setenv("WATCHDOG_USEC", "40000")
+    notifier = Notifier()
+    assert notifier.ready()
+    notify_socket.receive()
+    started = time.monotonic()
+    with extended_timeout(notifier, 60.0, status="loading model"):
+        received = [notify_socket.receive() for _ in range(6)]
+    elapsed_s = time.monotonic() - started
+    assert [m.fields for m in received if "STATUS" not in m.fields] == [{"WATCHDOG": "1"}] * 3
+    assert elapsed_s < 30.0  # every half WatchdogSec (0.02 s), not every half window (30 s)
+
+
+def test_extended_timeout_goes_quiet_once_a_stop_is_asked_for(
+    notify_socket: NotifyReceiver,
+) -> None:
+    stop = threading.Event()
+    with extended_timeout(Notifier(), 0.05, status="loading model", stop=stop):
+        notify_socket.receive()  # the first extension
+        stop.set()
+        time.sleep(0.3)  # six periods
+        late = notify_socket.drain()
+    assert not any("EXTEND_TIMEOUT_USEC" in m.fields for m in late[2:]), late
+
+
 def test_extended_timeout_is_a_no_op_outside_systemd(
     notify_socket: NotifyReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
