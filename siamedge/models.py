@@ -5,6 +5,7 @@ Runtime-only: never imports onnx (the builder in builtin_model.py does, for deve
 
 from __future__ import annotations
 
+import stat
 from importlib import resources
 from pathlib import Path
 
@@ -34,8 +35,12 @@ def resolve_model_path(model: str) -> Path:
     if model == BUILTIN:
         return builtin_model_path()
     path = Path(model).expanduser()
-    if not path.exists():
-        raise ModelError(f"model file not found: {path}")
-    if not path.is_file():
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise ModelError(f"model file not found: {path}") from None
+    except OSError as exc:  # e.g. a folder the service may not enter (ProtectHome=yes)
+        raise ModelError(f"model file {path} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
         raise ModelError(f"model path is not a file: {path}")
     return path
