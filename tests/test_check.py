@@ -165,6 +165,7 @@ def test_table_columns_stay_aligned_under_a_long_layout_name() -> None:
     assert [line.index("11.00") + len("11.00") for line in (cuda, cpu)] == [step_column_end] * 2
 
 
+@pytest.mark.torch
 def test_an_exported_model_passes(
     exported_models: ExportedModels, capsys: pytest.CaptureFixture[str]
 ) -> None:
