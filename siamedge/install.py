@@ -11,6 +11,7 @@ import re
 import stat
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,19 +77,43 @@ def _is_below(path: Path, roots: tuple[Path, ...]) -> bool:
     return any(path == root or root in path.parents for root in roots)
 
 
-def render_unit(template: str, executable: Path, config_path: Path, origin: str) -> str:
+def render_unit(
+    template: str,
+    executable: Path,
+    config_path: Path,
+    origin: str,
+    runs_from: Sequence[Path] = (),
+) -> str:
     """The unit text with ExecStart running `executable run --config config_path`.
 
-    Paths under /home, /root or /run/user turn ProtectHome=yes into read-only, or the
-    service could not see them. `origin` names the template in errors.
+    Paths under /home, /root or /run/user (among them `runs_from`: what else the service reads
+    to start, see runtime_paths) turn ProtectHome=yes into read-only, or the service could not
+    see them. `origin` names the template in errors.
     """
     if len(_EXEC_START.findall(template)) != 1:
         raise ConfigError(f"{origin}: expected exactly one ExecStart= line")
     command = " ".join(_unit_quote(str(a)) for a in (executable, "run", "--config", config_path))
     text = _EXEC_START.sub(lambda _: f"ExecStart={command}", template)
-    if _is_below(executable, HOME_ROOTS) or _is_below(config_path, HOME_ROOTS):
+    if any(_is_below(path, HOME_ROOTS) for path in (executable, config_path, *runs_from)):
         text = _PROTECT_HOME.sub("ProtectHome=read-only", text)
     return text
+
+
+def runtime_paths(executable: Path) -> list[Path]:
+    """Where the entry point really runs from: the entry point and the interpreter its `#!`
+    line names, with their symlinks resolved. A venv's python is a link to the Python it was
+    made with (pyenv and uv keep theirs under /root or /home), whose standard library the
+    service reads too."""
+    paths = [executable.resolve()]
+    try:
+        with executable.open("rb") as script:
+            first_line = script.readline(4096)
+    except OSError:
+        return paths
+    if first_line.startswith(b"#!") and (words := first_line[2:].split()):
+        interpreter = Path(os.fsdecode(words[0]))
+        paths += [interpreter, interpreter.resolve()]
+    return paths
 
 
 def tegra_device_nodes(dev_dir: Path) -> list[Path]:
@@ -188,12 +213,15 @@ def make_plan(args: argparse.Namespace) -> Plan:
             "environment first (pip install 'siamedge[cpu,systemd]') or pass --executable"
         )
     template = _read_unit_template(unit_source)
-    unit_text = render_unit(template, executable, config_path, str(unit_source))
+    unit_text = render_unit(
+        template, executable, config_path, str(unit_source), runtime_paths(executable)
+    )
 
     notes = []
     if "ProtectHome=read-only" in unit_text:
         notes.append(
-            "ExecStart or the configuration lives under a home folder: ProtectHome=read-only "
+            "ExecStart, its Python or the configuration lives under a home folder: "
+            "ProtectHome=read-only "
             "instead of yes; the service's dynamic user must be able to read it"
         )
     nodes = tegra_device_nodes(args.dev_dir)

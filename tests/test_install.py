@@ -321,6 +321,30 @@ def test_render_keeps_protect_home_outside_home_folders() -> None:
     assert "ProtectHome=yes" in text.splitlines()
 
 
+def test_a_venv_made_from_a_python_under_a_home_folder_relaxes_protect_home(
+    tmp_path: Path,
+) -> None:
+    # pyenv and uv keep their Pythons under /root or /home; a venv in /opt links to one, and
+    # with ProtectHome=yes the service could not start ("not found", exit 127).
+    python = tmp_path / "venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.symlink_to("/root/.pyenv/versions/3.11.7/bin/python3.11")
+    entry_point = python.parent / "siamedge"
+    entry_point.write_text(f"#!{python}\nimport sys\n", encoding="utf-8")
+    paths = install.runtime_paths(entry_point)
+    assert Path("/root/.pyenv/versions/3.11.7/bin/python3.11") in paths
+    template = "ExecStart=/x\nProtectHome=yes\n"
+    config = Path("/etc/siamedge/siamedge.yaml")
+    assert "ProtectHome=yes" in install.render_unit(template, entry_point, config, "t").split()
+    relaxed = install.render_unit(template, entry_point, config, "t", paths)
+    assert "ProtectHome=read-only" in relaxed.splitlines()
+    # A binary entry point, or one this user cannot read: only its own path counts.
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\x7fELF")
+    assert install.runtime_paths(binary) == [binary.resolve()]
+    assert install.runtime_paths(tmp_path / "missing") == [(tmp_path / "missing").resolve()]
+
+
 def test_render_needs_exactly_one_exec_start() -> None:
     with pytest.raises(ConfigError, match=r"custom\.service: expected exactly one ExecStart="):
         install.render_unit("[Service]\n", Path("/x"), Path("/y"), "custom.service")
