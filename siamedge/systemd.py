@@ -109,7 +109,10 @@ class Notifier:
 
     def __init__(self, backend: NotifyBackend = "auto") -> None:
         if backend == "auto":
-            backend = "libsystemd" if _sd_daemon is not None else "socket"
+            # Not libsystemd's sd_notify, even where systemd-python is installed: it blocks
+            # while the manager's queue is full, holding the GIL, so every thread of the
+            # service stops with it (capture, MQTT). The socket backend drops and logs.
+            backend = "socket"
         if backend == "libsystemd" and _sd_daemon is None:
             raise ValueError("backend 'libsystemd' needs systemd-python, which is not installed")
         self.backend: NotifyBackend = backend

@@ -121,11 +121,43 @@ def test_abstract_socket_name(
     assert abstract_notify_socket.receive().text == "READY=1\nSTATUS=abstract"
 
 
-def test_auto_backend_prefers_systemd_python(notify_socket: NotifyReceiver) -> None:
+def test_auto_backend_is_the_socket_that_never_blocks(notify_socket: NotifyReceiver) -> None:
     notifier = Notifier()
-    assert notifier.backend == ("libsystemd" if HAVE_SYSTEMD_PYTHON else "socket")
+    assert notifier.backend == "socket"
     assert notifier.watchdog()
     assert notify_socket.receive().text == "WATCHDOG=1"
+
+
+FLOOD = textwrap.dedent(
+    """
+    import sys
+    from siamedge.systemd import Notifier
+
+    notifier = Notifier()
+    sent = sum(notifier.watchdog() for _ in range(2000))
+    print(sent, notifier.backend)
+    """
+)
+
+
+def test_a_manager_that_stops_reading_does_not_stop_the_service(
+    notify_socket: NotifyReceiver, repo_root: Path
+) -> None:
+    # libsystemd's sd_notify, the old default where systemd-python is installed, blocked on a
+    # full queue with the GIL held: the frame loop, capture and MQTT threads all stopped.
+    child = subprocess.run(
+        [sys.executable, "-c", FLOOD],
+        env={**os.environ, "PYTHONPATH": str(repo_root)},
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT_S,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    sent, backend = child.stdout.split()
+    assert backend == "socket"
+    assert 0 < int(sent) < 2000  # the queue filled; the rest were dropped, not waited for
+    assert "sd_notify ('WATCHDOG=1',) failed" in child.stderr
 
 
 def test_no_op_without_notify_socket(
