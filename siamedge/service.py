@@ -334,9 +334,9 @@ class Service:
             if frame is not None:
                 self._process(model, frame, mqtt)
                 watchdog.frame_processed()
-            elif capture.status.state is SourceState.RETRYING:
-                # A lost camera is being reopened on purpose: report it, do not restart. A
-                # source stuck opening or reading (no frames, no retry) stops the pings.
+            elif capture.status.state is SourceState.RETRYING and capture.opening_for_s() is None:
+                # A lost camera waits for its next reopen on purpose: report it, do not
+                # restart. A source stuck opening (a reopen too) or reading stops the pings.
                 watchdog.waiting_for_source()
             watchdog.tick()
             if self._status_due.is_set() or now >= next_status:

@@ -3,6 +3,7 @@ bad configuration and a broken model; each test runs its own daemon subprocess."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -14,6 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import onnxruntime
 import pytest
 from fixtures.daemon import Daemon, daemon_config, unique_prefix, wait_online
@@ -163,11 +166,15 @@ def test_a_stop_during_the_model_load_ends_the_start_without_ready(
 
 
 class SilentServer:
-    """A TCP server that accepts connections and never answers: a camera stream that hangs."""
+    """A TCP server that accepts connections and never answers: a camera stream that hangs.
 
-    def __init__(self) -> None:
+    stream_first_s: the first connection gets an MJPEG stream for that long, then is closed
+    (a camera that streamed, dropped out, and hangs every reconnection)."""
+
+    def __init__(self, stream_first_s: float = 0.0) -> None:
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
+        self._stream_first_s = stream_first_s
         self._clients: list[socket.socket] = []
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
@@ -178,7 +185,25 @@ class SilentServer:
                 client, _ = self._sock.accept()
             except OSError:
                 return
+            if self._stream_first_s > 0 and not self._clients:
+                threading.Thread(target=self._stream, args=(client,), daemon=True).start()
             self._clients.append(client)
+
+    def _stream(self, client: socket.socket) -> None:
+        image = np.full((120, 160, 3), 90, np.uint8)
+        jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+        part = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%b\r\n"
+        end = time.monotonic() + self._stream_first_s
+        with contextlib.suppress(OSError):
+            client.recv(4096)
+            client.sendall(
+                b"HTTP/1.0 200 OK\r\n"
+                b"Content-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n"
+            )
+            while time.monotonic() < end:
+                client.sendall(part % (len(jpeg), jpeg))
+                time.sleep(0.05)
+        client.close()
 
     def close(self) -> None:
         self._sock.close()
@@ -391,3 +416,38 @@ def test_a_broken_model_keeps_the_service_up_until_it_is_replaced(
     collector.publish(daemon.topic("start"), json.dumps(command))
     collector.wait_for(daemon.topic("status"), where=lambda m: m.get("request_id") == "r2")
     collector.wait_for(daemon.topic("results"), 3, where=lambda m: bool(m["tracks"]))
+
+
+def test_watchdog_pings_stop_when_a_reopen_hangs(
+    mosquitto: Broker, daemon_factory: DaemonFactory, notify_socket: NotifyReceiver
+) -> None:
+    # The first open hanging stopped the pings; a reopen hanging (the camera streamed, dropped
+    # out and now never answers) kept them going for ever, and systemd never restarted it.
+    server = SilentServer(stream_first_s=2.0)
+    try:
+        config = daemon_config(
+            mosquitto,
+            unique_prefix(),
+            source={
+                "uri": f"http://127.0.0.1:{server.port}/video.mjpg",
+                "open_timeout_s": 60,
+                "read_timeout_s": 1,
+            },
+            service={"watchdog_stall_s": 1.0},
+        )
+        daemon = daemon_factory(config, env={"WATCHDOG_USEC": "400000"})
+        notifications_until(notify_socket, "READY")
+        deadline = time.monotonic() + 60
+        while "reopening in" not in daemon.log:
+            assert time.monotonic() < deadline, daemon.log
+            time.sleep(0.1)
+        time.sleep(2.5)  # past the backoff (0.2 s) and watchdog_stall_s into the hung reopen
+        notify_socket.drain()
+        time.sleep(1.5)
+        late = notify_socket.drain()
+        assert not any("WATCHDOG" in note.fields for note in late), late
+        assert "withholding watchdog pings" in daemon.log
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait() == 0
+    finally:
+        server.close()

@@ -32,6 +32,7 @@ class FakeSource:
     frames_per_open: after this many frames read() ends (None) or raises end_error.
     read_delay_s: each read takes this long.
     read_tokens: when given, each frame takes one token first (read() blocks until released).
+    open_gate: when given, every open after the first waits for it (a reopen that hangs).
     """
 
     def __init__(
@@ -42,12 +43,14 @@ class FakeSource:
         end_error: Exception | None = None,
         read_delay_s: float = 0.0,
         read_tokens: threading.Semaphore | None = None,
+        open_gate: threading.Event | None = None,
     ) -> None:
         self._open_errors = list(open_errors)
         self._frames_per_open = frames_per_open
         self._end_error = end_error
         self._read_delay_s = read_delay_s
         self._read_tokens = read_tokens
+        self._open_gate = open_gate
         self.opens = 0
         self.closes = 0
         self.is_open = False
@@ -59,6 +62,8 @@ class FakeSource:
 
     def open(self) -> None:
         self.opens += 1
+        if self._open_gate is not None and self.opens > 1:
+            self._open_gate.wait()
         if self._open_errors:
             raise self._open_errors.pop(0)
         self.is_open = True
@@ -403,3 +408,25 @@ def test_a_backoff_longer_than_the_stall_timeout_stays_retrying() -> None:
 
     assert SourceState.RETRYING in recorder.states()
     assert SourceState.STALLED not in recorder.states()
+
+
+def test_an_open_under_way_is_told_from_the_wait_for_the_next_one() -> None:
+    # The service feeds systemd's watchdog while a lost source waits for its reopen, but not
+    # while an open() hangs: it fed it for ever when a reopen (not the first open) hung.
+    gate = threading.Event()
+    source = FakeSource(frames_per_open=1, open_gate=gate)
+    recorder = Recorder()
+    capture = capture_of(source, reopen_min_s=0.3, reopen_max_s=0.3, on_state=recorder)
+    capture.start()
+    try:
+        wait_until(lambda: capture.status.state is SourceState.RETRYING, "the source to end")
+        assert source.opens == 1
+        assert capture.opening_for_s() is None  # waiting out the backoff
+        wait_until(lambda: source.opens == 2, "the reopen")
+        wait_until(lambda: (capture.opening_for_s() or 0.0) > 0.2, "the reopen to hang")
+        assert capture.status.state is SourceState.RETRYING
+        gate.set()
+        wait_until(lambda: capture.opening_for_s() is None, "the reopen to return")
+    finally:
+        gate.set()
+        capture.stop()

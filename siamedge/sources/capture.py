@@ -139,6 +139,7 @@ class CaptureThread:
         self._source_held = False
         self._next_due: float | None = None
         self._read_since: float | None = None
+        self._open_since: float | None = None
         """Monotonic start of the read in progress; None between reads."""
         self._thread = threading.Thread(
             target=self._run, name=f"capture {source.description}", daemon=True
@@ -170,6 +171,12 @@ class CaptureThread:
         """The current state; safe to read from any thread at any time."""
         with self._lock:
             return self._status
+
+    def opening_for_s(self) -> float | None:
+        """How long the source's open() has been running; None when no open() is under way."""
+        with self._lock:
+            since = self._open_since
+        return None if since is None else time.monotonic() - since
 
     def stats(self) -> CaptureStats:
         """The frame counters; safe to read from any thread at any time."""
@@ -221,8 +228,9 @@ class CaptureThread:
             self._watchdog.join(timeout_s)
         if self._thread.is_alive():
             log.warning(
-                "%s: capture thread still blocked in read() after %g s; leaving it to end",
+                "%s: capture thread still blocked in %s after %g s; leaving it to end",
                 self._source.description,
+                "read()" if self.opening_for_s() is None else "open()",
                 timeout_s,
             )
             return False
@@ -260,10 +268,19 @@ class CaptureThread:
     def _try_open(self) -> bool:
         # Held from the attempt on, so a half-done open() is closed before the retry.
         self._source_held = True
+        with self._lock:
+            self._open_since = time.monotonic()
         try:
             self._source.open()
         except Exception as exc:
-            self._retry_after(_reason(exc))
+            failure: str | None = _reason(exc)
+        else:
+            failure = None
+        finally:
+            with self._lock:
+                self._open_since = None
+        if failure is not None:
+            self._retry_after(failure)  # the backoff is not part of the open
             return False
         log.info("%s: opened", self._source.description)
         return True
