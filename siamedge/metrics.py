@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -75,7 +76,6 @@ class _FrameStats:
         self._lost = 0
         self._states: dict[str, TrackState] = {}
         self._scores: dict[str, float] = {}
-        self._fps_now = 0.0
 
     def add(self, report: FrameReport, now: float) -> None:
         states = {track_id: result.state for track_id, result, _slot in report.tracks}
@@ -91,7 +91,6 @@ class _FrameStats:
         )
         with self._lock:
             self._fps.tick(now)
-            self._fps_now = self._fps.fps
             self._processed += 1
             self._lost += newly_lost
             self._states = states
@@ -102,7 +101,7 @@ class _FrameStats:
         with self._lock:
             return (
                 self._processed,
-                self._fps_now,
+                self._fps.fps(time.time()),
                 self._lost,
                 len(self._states),
                 dict(self._scores),

@@ -511,7 +511,7 @@ class Service:
                 state=source.state.value,
                 mode=delivered_mode(capture.source),
             ),
-            fps=round(self._fps.fps, 1),
+            fps=round(self._fps.fps(time.monotonic()), 1),
             dropped_frames=capture.stats().dropped,
             track_ids=track_ids,
             max_tracks=self._settings.tracker.max_tracks,
@@ -526,6 +526,6 @@ class Service:
         broker = "connected" if mqtt.connection.connected else "disconnected"
         model_state = model.engine.provider if model.engine else "model not loaded"
         return (
-            f"{self._fps.fps:.1f} fps, {tracks} track(s), source {capture.status.state.value}, "
-            f"broker {broker}, {model_state}"
+            f"{self._fps.fps(time.monotonic()):.1f} fps, {tracks} track(s), "
+            f"source {capture.status.state.value}, broker {broker}, {model_state}"
         )

@@ -8,6 +8,7 @@ import json
 import re
 import socket
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -95,8 +96,11 @@ def track(score: float, state: TrackState) -> TrackResult:
     return TrackResult((5.0, 5.0), (4.0, 4.0), (3.0, 3.0, 4.0, 4.0), corners, score, state, None)
 
 
-def report(index: int, *tracks: tuple[str, TrackResult]) -> FrameReport:
-    frame = Frame(np.zeros((4, 4, 3), np.uint8), index, 1000.0 + index / 10)
+def report(
+    index: int, *tracks: tuple[str, TrackResult], start: float = 1000.0, fps: float = 10.0
+) -> FrameReport:
+    """Frame `index` of a stream at `fps` whose frame 0 was captured at `start` (unix s)."""
+    frame = Frame(np.zeros((4, 4, 3), np.uint8), index, start + index / fps)
     slotted = tuple((track_id, result, slot) for slot, (track_id, result) in enumerate(tracks))
     return FrameReport(frame, slotted, 40.0 if tracks else None, 12.0 if tracks else None)
 
@@ -137,15 +141,26 @@ def test_the_endpoint_reads_the_snapshot_and_the_frame_reports(
     )
     port.current = StatusSnapshot(status, ConnectionState(True, "connected", 0.0), counters)
     (listener,) = port.listeners
-    listener(report(0, ("a", track(0.9, TrackState.TRACKING))))
-    listener(report(1, ("a", track(0.2, TrackState.LOST)), ("b", track(0.8, TrackState.TRACKING))))
-    listener(report(2, ("a", track(0.1, TrackState.LOST))))  # still lost: counted once
+    # Frame 2 comes now, at 0.1 fps: the rate, read as of now, holds for 10 s.
+    start, fps = time.time() - 20.0, 0.1
+    listener(report(0, ("a", track(0.9, TrackState.TRACKING)), start=start, fps=fps))
+    listener(
+        report(
+            1,
+            ("a", track(0.2, TrackState.LOST)),
+            ("b", track(0.8, TrackState.TRACKING)),
+            start=start,
+            fps=fps,
+        )
+    )
+    # a is still lost: counted once
+    listener(report(2, ("a", track(0.1, TrackState.LOST)), start=start, fps=fps))
 
     after = scrape(served.url)
     assert value(after, "siamedge_frames_captured_total") == 12
     assert value(after, "siamedge_frames_processed_total") == 3
     assert value(after, "siamedge_frames_dropped_total") == 3
-    assert value(after, "siamedge_fps") == pytest.approx(10.0)
+    assert value(after, "siamedge_fps") == pytest.approx(0.1)
     assert value(after, "siamedge_active_tracks") == 1
     assert value(after, "siamedge_track_score", track_id="a") == pytest.approx(0.1)
     assert ("siamedge_track_score", (("track_id", "b"),)) not in after  # b ended

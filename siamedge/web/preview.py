@@ -128,7 +128,7 @@ class PreviewHub:
         """Live numbers for the status panel."""
         report = self._latest
         return ViewStats(
-            fps=round(self._fps.fps, 1),
+            fps=round(self._fps.fps(time.monotonic()), 1),
             frame_index=report.frame.index if report else None,
             frame_age_s=self.frame_age_s(),
             latency_ms=report.latency_ms if report else None,
