@@ -6,6 +6,7 @@ this module never opens devices, models or sockets.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from siamedge.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class _Section(BaseModel):
@@ -491,9 +494,23 @@ def settings_from_text(text: str, origin: str) -> Settings:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{origin}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{origin}: not valid YAML: {_yaml_problem(exc)}") from None
     except RecursionError:
         raise ConfigError(f"{origin}: not valid YAML: nested too deeply") from None
     except ValueError as exc:  # an integer of more than 4300 digits
         raise ConfigError(f"{origin}: not valid YAML: {exc}") from None
+    if data is None:  # empty, or only comments: a truncated file would look just like it
+        log.warning("%s holds no settings: running on the defaults", origin)
     return settings_from_mapping(data, origin)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: where in the file and what (PyYAML's own text spans several lines and names
+    the text it was given, not the file)."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return " ".join(str(exc).split())
+    mark = exc.problem_mark
+    what = "; ".join(
+        " ".join(part.split()) for part in (exc.context, exc.problem) if part is not None
+    )
+    return f"line {mark.line + 1}, column {mark.column + 1}: {what}"

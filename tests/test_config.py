@@ -76,6 +76,30 @@ def test_mistakes_name_key_and_file(tmp_path: Path, text: str, message: str) -> 
         load_settings(path)
 
 
+def test_a_yaml_mistake_is_one_line_with_its_place_in_the_file(tmp_path: Path) -> None:
+    # PyYAML's text spans lines and points into "<unicode string>", not the file.
+    path = tmp_path / "bad.yaml"
+    path.write_text("mqtt:\n  host: broker\n\tport: 1883\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    assert str(raised.value) == (
+        f"{path}: not valid YAML: line 3, column 1: while scanning for the next token; "
+        "found character '\\t' that cannot start any token"
+    )
+
+
+@pytest.mark.parametrize("text", ["", "# every key commented out\n# mqtt:\n"])
+def test_a_file_without_settings_runs_on_the_defaults_with_a_warning(
+    tmp_path: Path, text: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "siamedge.yaml"
+    path.write_text(text)
+    assert load_settings(path) == Settings()
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"{path} holds no settings: running on the defaults"
+    ]
+
+
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"missing\.yaml: cannot read the configuration"):
         load_settings(tmp_path / "missing.yaml")
