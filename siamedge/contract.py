@@ -200,7 +200,7 @@ def _check_tensors(
         present = ", ".join(sorted(by_name)) or "none"
         raise ModelError(
             f"{where}: missing {kind}(s) {', '.join(missing)} "
-            f"(the model has: {present}); see CONTRACT.md"
+            f"(the model has: {present}); the contract: README, Models, and docs/model-layouts.md"
         )
     shapes: dict[str, tuple[int, ...]] = {}
     for name, (dtype, single_rank) in {**expected, **optional}.items():

@@ -476,9 +476,8 @@ class Service:
             listener(report)
 
     def _on_source_state(self, status: CaptureStatus) -> None:
-        if status.state is SourceState.RETRYING:
+        if status.state is SourceState.RETRYING:  # the capture thread logs why
             self._source_reopenings += 1
-            log.warning("source %s: %s (retrying)", status.source, status.error)
         self._status_due.set()
 
     def _on_broker_state(self, state: ConnectionState) -> None:
