@@ -348,6 +348,10 @@ def test_a_missing_camera_is_retried_and_reported(
             {"tracker": {"max_tracks": "many"}},
             "tracker.max_tracks: Input should be a valid integer",
         ),
+        (
+            {"source": {"uri": "videotestsrc ! fakesink"}},
+            "source.uri: gstreamer `videotestsrc ! fakesink`: the pipeline must end in `appsink`",
+        ),
     ],
 )
 def test_bad_config_exits_78_naming_key_and_file(

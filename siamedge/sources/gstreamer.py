@@ -68,11 +68,19 @@ class GStreamerSource(VideoCaptureSource):
     """Frames from `pipeline`, a gst-launch style description whose last element is appsink.
 
     description: for logs and status instead of the pipeline (one holding a password).
+    SourceError at once for a pipeline without a final appsink: no retry can mend it, so the
+    daemon stops with a configuration error instead of retrying it for ever.
     """
 
     def __init__(self, pipeline: str, *, description: str | None = None) -> None:
         self._pipeline = " ".join(pipeline.split())
         super().__init__(description or f"gstreamer `{self._pipeline}`")
+        if not ends_in_appsink(self._pipeline):
+            raise SourceError(
+                f"{self.description}: the pipeline must end in `{SINK_ELEMENT}` "
+                f"(e.g. `... ! videoconvert ! video/x-raw,format=BGR ! {SINK_ELEMENT} drop=true "
+                "max-buffers=1`), so OpenCV can take the frames"
+            )
 
     @property
     def pipeline(self) -> str:
@@ -80,12 +88,6 @@ class GStreamerSource(VideoCaptureSource):
         return self._pipeline
 
     def _open_capture(self) -> cv2.VideoCapture:
-        if not ends_in_appsink(self._pipeline):
-            raise SourceError(
-                f"{self.description}: the pipeline must end in `{SINK_ELEMENT}` "
-                f"(e.g. `... ! videoconvert ! video/x-raw,format=BGR ! {SINK_ELEMENT} drop=true "
-                "max-buffers=1`), so OpenCV can take the frames"
-            )
         if not gstreamer_available():
             origin = f"imported from {cv2.__file__}"
             raise SourceError(
