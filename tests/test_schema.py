@@ -142,8 +142,8 @@ def test_results_follow_the_schema_with_every_mask_encoding(encoding: Any) -> No
     validate("results", results_message(8, 100.0, (16, 12), []))
 
 
-def test_status_ack_and_error_messages_follow_their_schemas() -> None:
-    report = StatusReport(
+def _status_report() -> StatusReport:
+    return StatusReport(
         model="builtin",
         provider="CPUExecutionProvider",
         source=SourceStatus("synthetic", False, "no frames", None),
@@ -154,6 +154,10 @@ def test_status_ack_and_error_messages_follow_their_schemas() -> None:
         mask_encoding="png",
         uptime_s=0.0,
     )
+
+
+def test_status_ack_and_error_messages_follow_their_schemas() -> None:
+    report = _status_report()
     validate("status", status_message(report))
     validate("status", status_message(report, 2, commands={"accepted": 3, "duplicate": 1}))
     for payload in (
@@ -172,17 +176,7 @@ def test_status_ack_and_error_messages_follow_their_schemas() -> None:
 def test_output_schemas_accept_fields_a_later_release_adds_and_the_tests_do_not() -> None:
     # Readers ignore unknown fields (README, compatible changes), so a reader validating with
     # the shipped schemas must not break on a field a later release of protocol 1 adds.
-    report = StatusReport(
-        model="builtin",
-        provider="CPUExecutionProvider",
-        source=SourceStatus("synthetic", False, "no frames", None),
-        fps=0.0,
-        dropped_frames=0,
-        track_ids=(),
-        max_tracks=4,
-        mask_encoding="rle",
-        uptime_s=0.0,
-    )
+    report = _status_report()
     contour = np.array([[3, 2], [6, 2], [6, 4], [3, 4]], dtype=np.int32)
     track = _track(MaskWindow(np.ones((3, 4), np.bool_), (3, 2), (16, 12), contour))
     messages = {

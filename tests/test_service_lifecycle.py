@@ -115,20 +115,6 @@ def test_a_shutdown_ends_the_tracks_on_mqtt_before_going_offline(
     assert results[-1]["frame"] == results[-2]["frame"]  # no frame is made up for it
 
 
-def test_sighup_shuts_down_cleanly(
-    mosquitto: Broker, daemon_factory: DaemonFactory, mqtt_collector: CollectorFactory
-) -> None:
-    # A closed terminal or `systemctl kill -s HUP`: killed by the signal, the daemon left its
-    # last will ('connection lost') and systemd saw no failure to restart.
-    daemon = daemon_factory(daemon_config(mosquitto, unique_prefix()))
-    collector = mqtt_collector(mosquitto, daemon.topics)
-    wait_online(collector, daemon)
-    daemon.signal(signal.SIGHUP)
-    assert daemon.wait() == 0
-    offline = status_where(collector, daemon, lambda m: m.get("online") is False)
-    assert offline["reason"] == "shutdown"
-
-
 def test_a_stop_while_the_broker_is_awaited_ends_the_start_without_ready(
     mosquitto: Broker, daemon_factory: DaemonFactory, notify_socket: NotifyReceiver
 ) -> None:
@@ -243,16 +229,30 @@ def test_watchdog_pings_stop_when_the_source_hangs(
     assert daemon.wait() == 0
 
 
-def test_sigkill_leaves_the_last_will(
-    mosquitto: Broker, daemon_factory: DaemonFactory, mqtt_collector: CollectorFactory
+@pytest.mark.parametrize(
+    ("signum", "exit_status", "reason"),
+    [
+        # A closed terminal or `systemctl kill -s HUP` killed the daemon, which left its last
+        # will ('connection lost'), and systemd saw no failure to restart.
+        (signal.SIGHUP, 0, "shutdown"),
+        (signal.SIGKILL, -signal.SIGKILL, "connection lost"),
+    ],
+)
+def test_the_offline_status_tells_a_shutdown_from_a_lost_connection(
+    mosquitto: Broker,
+    daemon_factory: DaemonFactory,
+    mqtt_collector: CollectorFactory,
+    signum: int,
+    exit_status: int,
+    reason: str,
 ) -> None:
     daemon = daemon_factory(daemon_config(mosquitto, unique_prefix()))
     collector = mqtt_collector(mosquitto, daemon.topics)
     wait_online(collector, daemon)
-    daemon.signal(signal.SIGKILL)
-    daemon.wait()
+    daemon.signal(signum)
+    assert daemon.wait() == exit_status
     offline = status_where(collector, daemon, lambda m: m.get("online") is False)
-    assert offline["reason"] == "connection lost"
+    assert offline["reason"] == reason
 
 
 def test_broker_restart_reconnects_and_commands_work_again(
