@@ -18,6 +18,7 @@ from siamedge import __version__
 from siamedge.config import Settings
 from siamedge.engine import Engine
 from siamedge.errors import CommandError, ConfigError, ModelError, SourceError
+from siamedge.filestamp import FileStamp, file_stamp
 from siamedge.fps import FpsMeter
 from siamedge.frontend import (
     CommandDrain,
@@ -112,7 +113,7 @@ class ModelSlot:
         self.engine: Engine | None = None
         self.manager: TrackManager | None = None
         self.error: str | None = None
-        self._file_stamp: tuple[int, ...] | None = None
+        self._file_stamp: FileStamp | None = None
         self._next_check = 0.0
 
     def load(self) -> None:
@@ -148,15 +149,12 @@ class ModelSlot:
         self.load()
         return self.engine is not None
 
-    def _stamp(self) -> tuple[int, ...] | None:
-        """What tells a changed file: its content (mtime, size), another file put in its place
-        (inode), and its permissions or owner fixed (ctime)."""
+    def _stamp(self) -> FileStamp | None:
         try:
             path = resolve_model_path(self._settings.model.path)
-            stat = path.stat()
-        except (ModelError, OSError):
+        except ModelError:
             return None
-        return stat.st_mtime_ns, stat.st_size, stat.st_ino, stat.st_ctime_ns
+        return file_stamp(path)
 
 
 class Service:
