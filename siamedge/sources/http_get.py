@@ -1,5 +1,6 @@
-"""One HTTP(S) GET for a live stream: a bounded wait for the connection and the answer's head,
-Basic auth from the URL's credentials, then the body read piece by piece, each read bounded.
+"""One HTTP(S) GET for a live stream: one deadline for the connection, the TLS handshake, the
+request and the answer's head, Basic auth from the URL's credentials, then the body read piece
+by piece, each read bounded.
 
 Never follows redirects, never retries, and never puts a password or a `token=` in a message.
 """
@@ -9,16 +10,21 @@ from __future__ import annotations
 import base64
 import fcntl
 import http.client
+import io
 import socket
 import ssl
 import sys
 import termios
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from siamedge import __version__
 from siamedge.errors import SourceError
 from siamedge.sources.redact import redact_url
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 CHUNK_BYTES = 64 * 1024
 """The most one read takes off the socket: a part of a frame, never several frames of backlog."""
@@ -98,7 +104,11 @@ class HttpBody:
 
 def open_get(url: str, *, timeout_s: float, accept: str, description: str) -> HttpBody:
     """GET url; the body once the server has answered 200 within timeout_s, else SourceError
-    naming the description and the reason (refused, unknown host, no answer, HTTP status)."""
+    naming the description and the reason (refused, unknown host, no answer, HTTP status).
+
+    timeout_s bounds the whole open, from the connection to the last line of the answer's head:
+    a socket timeout alone bounds each recv(), so a server that sent its head a byte at a time
+    would keep the source opening for hours (http.client reads lines of up to 64 KiB)."""
     parts = urlsplit(url)
     try:
         host, port = parts.hostname, parts.port
@@ -106,36 +116,38 @@ def open_get(url: str, *, timeout_s: float, accept: str, description: str) -> Ht
         raise SourceError(f"{description}: not a valid URL: {exc}") from None
     if parts.scheme.lower() not in HTTP_SCHEMES or not host:
         raise SourceError(f"{description}: not an http:// or https:// URL with a host")
-    deadline = time.monotonic() + timeout_s
+    head = _HeadDeadline(timeout_s)
     connection: http.client.HTTPConnection
+    context: ssl.SSLContext | None = None
     if parts.scheme.lower() == "https":
-        connection = http.client.HTTPSConnection(
-            host, port, timeout=timeout_s, context=ssl.create_default_context()
-        )
+        context = ssl.create_default_context()
+        connection = http.client.HTTPSConnection(host, port, context=context)
     else:
-        connection = http.client.HTTPConnection(host, port, timeout=timeout_s)
-    try:
-        connection.connect()
-    except (OSError, http.client.HTTPException) as exc:
-        connection.close()
-        raise SourceError(f"{description}: {_connect_failure(exc, timeout_s)}") from None
+        connection = http.client.HTTPConnection(host, port)
+    # Connected here rather than by connection.connect(), which would give the TCP connect (to
+    # each address of the host in turn) and then the TLS handshake a whole timeout each.
     # Kept: getresponse() drops the connection's reference to it when the answer ends with
     # the connection, and the per-read timeouts are set on it.
-    sock = connection.sock
+    sock = _connect(
+        connection.host,
+        connection.port,
+        context=context,
+        deadline=head.deadline,
+        timeout_s=timeout_s,
+        description=description,
+    )
+    connection.sock = sock
+    connection.response_class = head.response_class()
     try:
         response = _request(
-            connection,
-            sock,
-            url,
-            accept=accept,
-            deadline=deadline,
-            timeout_s=timeout_s,
-            description=description,
+            connection, sock, url, accept=accept, head=head, description=description
         )
     except BaseException:
+        head.close()
         connection.close()
         sock.close()
         raise
+    head.done = True  # from here on each read of the body sets its own timeout
     body = HttpBody(connection, sock, response, description)
     if response.status != http.client.OK:
         reason = _status_failure(response)
@@ -144,14 +156,143 @@ def open_get(url: str, *, timeout_s: float, accept: str, description: str) -> Ht
     return body
 
 
+def _connect(
+    host: str,
+    port: int,
+    *,
+    context: ssl.SSLContext | None,
+    deadline: float,
+    timeout_s: float,
+    description: str,
+) -> socket.socket:
+    """A socket connected to host:port (TLS-wrapped with context) before the deadline, else
+    SourceError with the reason. The name lookup is not bounded here (getaddrinfo has no
+    timeout): the resolver's own timeouts bound it."""
+    try:
+        sock = _connect_tcp(host, port, deadline)
+    except OSError as exc:
+        raise SourceError(f"{description}: {_connect_failure(exc, timeout_s)}") from None
+    if context is None:
+        return sock
+    try:
+        sock.settimeout(_time_left(deadline))
+        return context.wrap_socket(sock, server_hostname=host)
+    except TimeoutError:
+        sock.close()
+        raise SourceError(f"{description}: no TLS handshake within {timeout_s:g} s") from None
+    except OSError as exc:
+        sock.close()
+        raise SourceError(f"{description}: {_connect_failure(exc, timeout_s)}") from None
+
+
+def _connect_tcp(host: str, port: int, deadline: float) -> socket.socket:
+    """socket.create_connection, but the host's addresses share the time left to the deadline
+    (create_connection gives each one the whole timeout); else the last address's error."""
+    error = OSError(f"no address for {host}")
+    for family, kind, protocol, _, address in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM
+    ):
+        sock = socket.socket(family, kind, protocol)
+        try:
+            sock.settimeout(_time_left(deadline))
+            sock.connect(address)
+        except TimeoutError:
+            sock.close()
+            raise  # the deadline has passed: no time for the next address
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        return sock
+    raise error
+
+
+def _time_left(deadline: float) -> float:
+    """Seconds to the deadline; TimeoutError once it has passed (a timeout of 0 would make the
+    socket non-blocking instead)."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the deadline has passed")
+    return left
+
+
+class _HeadDeadline:
+    """The deadline of an open, kept by the reader that http.client reads the answer's head
+    through: each recv() may wait only for the time left, so the head ends there however slowly
+    it trickles in. Once `done`, the reads wait as long as the socket's own timeout says."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s
+        self.done = False
+        self.received_bytes = 0
+        """What came of the head: 0 tells a silent server from a slow one."""
+        self._reader: io.BufferedReader | None = None
+
+    def response_class(self) -> type[http.client.HTTPResponse]:
+        """An HTTPResponse that reads through this deadline (http.client makes the response
+        itself, from the class in connection.response_class)."""
+        head = self
+
+        class DeadlineResponse(http.client.HTTPResponse):
+            def __init__(
+                self,
+                sock: socket.socket,
+                debuglevel: int = 0,
+                method: str | None = None,
+                url: str | None = None,
+            ) -> None:
+                super().__init__(sock, debuglevel, method, url)
+                self.fp = head.wrap(self.fp, sock)
+
+        return DeadlineResponse
+
+    def wrap(self, reader: io.BufferedReader, sock: socket.socket) -> io.BufferedReader:
+        """The socket's reader, read through this deadline. detach() keeps the socket's own raw
+        reader, with the reference it holds on the socket (which keeps the socket open after
+        getresponse() has closed the connection's)."""
+        self._reader = io.BufferedReader(_DeadlineReader(reader.detach(), sock, self))
+        return self._reader
+
+    def close(self) -> None:
+        """Close the reader of a response that failed (else it holds the socket open until the
+        exception's traceback goes)."""
+        if self._reader is not None:
+            self._reader.close()
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket's raw reader whose reads end at the open's deadline until the head is in."""
+
+    def __init__(self, raw: io.RawIOBase, sock: socket.socket, head: _HeadDeadline) -> None:
+        super().__init__()
+        self._raw = raw
+        self._sock = sock
+        self._head = head
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int | None:
+        if self._head.done:
+            return self._raw.readinto(buffer)
+        self._sock.settimeout(_time_left(self._head.deadline))
+        count = self._raw.readinto(buffer)
+        self._head.received_bytes += count or 0
+        return count
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 def _request(
     connection: http.client.HTTPConnection,
     sock: socket.socket,
     url: str,
     *,
     accept: str,
-    deadline: float,
-    timeout_s: float,
+    head: _HeadDeadline,
     description: str,
 ) -> http.client.HTTPResponse:
     split = urlsplit(url)
@@ -161,13 +302,25 @@ def _request(
     if authorization is not None:
         headers["Authorization"] = authorization
     try:
-        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        # sendall() keeps to one timeout as a whole (Python 3.5+); the head's reads keep to
+        # the deadline through the response class's reader.
+        sock.settimeout(_time_left(head.deadline))
         connection.request("GET", target, headers=headers)
         return connection.getresponse()
     except TimeoutError:
-        raise SourceError(f"{description}: no HTTP answer within {timeout_s:g} s") from None
+        raise SourceError(f"{description}: {_late_answer(head)}") from None
     except (OSError, http.client.HTTPException) as exc:
         raise SourceError(f"{description}: no valid HTTP answer: {exc!r}") from None
+
+
+def _late_answer(head: _HeadDeadline) -> str:
+    timeout_s = head.timeout_s
+    if head.received_bytes == 0:
+        return f"no HTTP answer within {timeout_s:g} s"
+    return (
+        f"no complete HTTP answer within {timeout_s:g} s (the head of the answer came too "
+        f"slowly: {head.received_bytes} bytes by then)"
+    )
 
 
 def _connect_failure(exc: BaseException, timeout_s: float) -> str:
