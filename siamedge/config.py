@@ -166,13 +166,23 @@ KIND_SPECIFIC_KEYS = {
 they would be ignored silently (e.g. decoder: nvv4l2decoder under kind auto decodes in software)."""
 
 
+SYNTHETIC_MAX_WIDTH = 7680
+SYNTHETIC_MAX_HEIGHT = 4320
+"""The largest synthetic clip, 8K UHD. Rendering its background takes some 25 bytes a pixel
+(about 1 GB at 8K), at every open: a larger size, a typo like 100000, would fail each reopen
+for want of memory, or bring the OOM killer, for ever instead of once at load."""
+
+
 class SyntheticSettings(_Section):
     """The built-in synthetic clip (a textured object moving over a textured background)."""
 
-    width: int = Field(default=1280, ge=64)
-    height: int = Field(default=720, ge=64)
+    width: int = Field(default=1280, ge=64, le=SYNTHETIC_MAX_WIDTH)
+    height: int = Field(default=720, ge=64, le=SYNTHETIC_MAX_HEIGHT)
+    """Frame size in pixels, from 64 x 64 up to SYNTHETIC_MAX_WIDTH x SYNTHETIC_MAX_HEIGHT."""
     frames: int = Field(default=300, ge=2)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
+    """The texture and the object's path; numpy's generators take any integer >= 0 (a
+    negative one would fail at every open, not here)."""
 
 
 class SourceSettings(_Section):

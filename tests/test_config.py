@@ -65,6 +65,25 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
             r"source\.latency_ms, source\.transport set, .* is csi\): .* leave them out",
         ),
         ("source:\n  uri: /dev/video1\n  flip: 2\n", r"source\.flip set, .*set source\.kind: csi"),
+        # Loaded, these failed at every open of the clip, retried for ever: numpy refuses a
+        # negative seed (without naming the key); 100000 x 100000 asks for hundreds of GB.
+        (
+            "source:\n  synthetic:\n    seed: -1\n",
+            r"bad\.yaml: source\.synthetic\.seed: Input should be greater than or equal to 0$",
+        ),
+        (
+            "source:\n  synthetic:\n    width: 100000\n    height: 100000\n",
+            r"source\.synthetic\.width: Input should be less than or equal to 7680; "
+            r"source\.synthetic\.height: Input should be less than or equal to 4320$",
+        ),
+        (
+            "source:\n  synthetic:\n    width: 7681\n",
+            r"bad\.yaml: source\.synthetic\.width: Input should be less than or equal to 7680$",
+        ),
+        (
+            "source:\n  synthetic:\n    height: 4321\n",
+            r"bad\.yaml: source\.synthetic\.height: Input should be less than or equal to 4320$",
+        ),
         ("- just\n- a list\n", r"bad\.yaml: the top level must be a mapping"),
         ("mqtt: [\n", r"bad\.yaml: not valid YAML"),
     ],

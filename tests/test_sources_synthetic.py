@@ -185,3 +185,14 @@ def test_source_read_needs_open() -> None:
     source.close()
     with pytest.raises(SourceError, match="after close"):
         source.read()
+
+
+@pytest.mark.parametrize("seed", [0, 2**64, 10**30])
+def test_every_seed_the_settings_take_plays(seed: int) -> None:
+    """The settings refuse what numpy's generators refuse (a negative seed) and nothing else:
+    a seed that loads must not fail at the open instead."""
+    source = SyntheticSource(SyntheticSettings(width=96, height=64, frames=2, seed=seed), True)
+    source.open()
+    frame = source.read()
+    assert frame is not None and frame.size_wh == (96, 64)
+    source.close()
