@@ -31,6 +31,7 @@ from siamedge.frontend import (
     ServiceCounters,
     StatusSnapshot,
 )
+from siamedge.leaks import leak_problem, process_usage
 from siamedge.messaging.client import ConnectionState, IncomingCommand, MqttClient
 from siamedge.messaging.ledger import RecentRequestIds
 from siamedge.messaging.protocol import (
@@ -57,6 +58,8 @@ from siamedge.tracks import TrackManager
 
 log = logging.getLogger(__name__)
 
+EX_SOFTWARE = 70
+"""sysexits.h: the exit status when the service stops itself for a restart (a leak)."""
 LOOP_WAIT_S = 0.25
 """Longest wait for a frame before the loop looks at commands, status and the watchdog."""
 READY_WAIT_S = 5.0
@@ -193,6 +196,7 @@ class Service:
         # Read by snapshot() on any thread; set once in run().
         self._running: tuple[CaptureThread, MqttClient] | None = None
         self._broker_connections = 0
+        self._exit_status = 0
         self._source_reopenings = 0
 
     @property
@@ -287,7 +291,7 @@ class Service:
             capture.stop()
             self._publish_tracks_ended(mqtt)
             mqtt.close()
-        return 0
+        return self._exit_status
 
     def _publish_tracks_ended(self, mqtt: MqttClient) -> None:
         """The empty results message that follows the last track, also when a shutdown ends
@@ -341,6 +345,23 @@ class Service:
                 self._status_due.clear()
                 next_status = now + interval
                 self._publish_status(model, capture, mqtt)
+                self._stop_if_leaking()
+
+    def _stop_if_leaking(self) -> None:
+        """Stop with EX_SOFTWARE when descriptors or threads run out (see siamedge.leaks), so
+        that systemd restarts a clean process before EMFILE breaks the broker link."""
+        usage = process_usage()
+        problem = leak_problem(usage) if usage is not None else None
+        if problem is None:
+            return
+        log.error(
+            "%s: something leaks them (OpenCV's GStreamer backend does on each failed open "
+            "of a source); exiting with status %d so that systemd restarts the service",
+            problem,
+            EX_SOFTWARE,
+        )
+        self._exit_status = EX_SOFTWARE
+        self._stop.set()
 
     def _collect_requests(self, mqtt: MqttClient) -> list[Request]:
         requests = [
