@@ -221,8 +221,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if "ProtectHome=read-only" in unit_text:
         notes.append(
             "ExecStart, its Python or the configuration lives under a home folder: "
-            "ProtectHome=read-only "
-            "instead of yes; the service's dynamic user must be able to read it"
+            "ProtectHome=read-only instead of yes; the service's dynamic user must be able to "
+            "read it"
         )
     nodes = tegra_device_nodes(args.dev_dir)
     dropin_path = args.unit_dir / f"{UNIT_NAME}.d" / DROPIN_NAME if nodes else None

@@ -506,7 +506,7 @@ class MqttClient:
                 command,
                 CommandError(
                     "retained: a retained command would run again at every reconnect; publish "
-                    f"it without retain, and clear this one with an empty retained message on "
+                    "it without retain, and clear this one with an empty retained message on "
                     f"{message.topic}",
                     request_id_of(command.payload),
                 ),
