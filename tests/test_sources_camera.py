@@ -47,13 +47,25 @@ def test_missing_path_says_no_devices_when_there_are_none(tmp_path: Path) -> Non
         CameraSource(str(dev / "video3"), dev_dir=dev).open()
 
 
-def test_existing_node_that_is_not_a_camera_cannot_be_opened(tmp_path: Path) -> None:
+def test_a_node_that_is_a_file_or_folder_is_named_as_such(tmp_path: Path) -> None:
+    # It said "busy, not a capture device, or no permission": three guesses for one fact.
     dev = fake_dev_dir(tmp_path, ["video0"])
+    (dev / "video1").mkdir()
     source = CameraSource("0", dev_dir=dev)
 
-    with pytest.raises(SourceError, match=r"video0 exists but cannot be opened.*present: "):
+    with pytest.raises(SourceError, match=r"video0 is a regular file, not a video device; "):
         source.open()
     assert source.mode is None
+    source.close()
+    with pytest.raises(SourceError, match=r"video1 is a folder, not a video device; "):
+        CameraSource("1", dev_dir=dev).open()
+
+
+def test_a_character_device_that_is_not_a_camera_cannot_be_opened() -> None:
+    source = CameraSource("/dev/null")
+
+    with pytest.raises(SourceError, match=r"/dev/null exists but cannot be opened \(busy, not a"):
+        source.open()
     source.close()
 
 

@@ -97,6 +97,12 @@ class CameraSource(VideoCaptureSource):
                 f"camera {self._device!r}: {self._node} does not exist; "
                 f"{_present_devices_text(self._dev_dir)}"
             )
+        if _ON_LINUX and not self._node.is_char_device():
+            what = "a folder" if self._node.is_dir() else "a regular file"
+            raise SourceError(
+                f"camera {self._device!r}: {self._node} is {what}, not a video device; "
+                f"{_present_devices_text(self._dev_dir)}"
+            )
         api = cv2.CAP_V4L2 if _ON_LINUX else cv2.CAP_ANY
         try:
             capture = open_video_capture(self._target, api, [], self.description)
