@@ -32,6 +32,9 @@ from siamedge.sources.videocapture import VideoCaptureSource, log_opened, open_v
 
 log = logging.getLogger(__name__)
 
+TIMED_OUT_FRACTION = 0.9
+"""An open that failed after this fraction of open_timeout_s ran into the timeout."""
+
 MS_PER_S = 1000
 
 
@@ -81,12 +84,24 @@ class StreamSource(VideoCaptureSource):
         return frame
 
     def _open_capture(self) -> cv2.VideoCapture:
+        started = time.monotonic()
         try:
             capture = open_video_capture(self._url, cv2.CAP_FFMPEG, self._params, self.description)
         except SourceError:
             raise SourceError(
-                f"{self.description}: cannot open it within {self._open_timeout_s:g} s "
-                "(host unreachable, connection refused, wrong path or credentials, or no video)"
+                f"{self.description}: {self._open_failure(time.monotonic() - started)}"
             ) from None
         log_opened(capture, self.description)
         return capture
+
+    def _open_failure(self, waited_s: float) -> str:
+        """Why an open failed, told by how long it took: FFmpeg says nothing more."""
+        if waited_s >= TIMED_OUT_FRACTION * self._open_timeout_s:
+            return (
+                f"cannot open it within {self._open_timeout_s:g} s "
+                "(host down or unreachable, or a server that does not answer)"
+            )
+        return (
+            f"cannot open it: failed after {waited_s:.1f} s "
+            "(connection refused, wrong path or credentials, or no video)"
+        )
