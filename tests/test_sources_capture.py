@@ -14,6 +14,7 @@ import pytest
 from fixtures.media import write_video
 
 from siamedge.errors import SourceError
+from siamedge.sources import capture as capture_module
 from siamedge.sources.base import Frame
 from siamedge.sources.capture import Backoff, CaptureThread, SourceState, SourceStatus
 from siamedge.sources.file import VideoFileSource
@@ -430,3 +431,40 @@ def test_an_open_under_way_is_told_from_the_wait_for_the_next_one() -> None:
     finally:
         gate.set()
         capture.stop()
+
+
+def _delays(caplog: pytest.LogCaptureFixture) -> list[float]:
+    """The backoff delays the capture thread logged, in order."""
+    pattern = re.compile(r"reopening in ([\d.e-]+) s")
+    return [
+        float(match.group(1))
+        for record in caplog.records
+        if (match := pattern.search(record.getMessage()))
+    ]
+
+
+def test_a_source_that_fails_soon_after_each_open_keeps_backing_off(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A camera that sends a frame and drops the connection was reopened every reopen_min_s for
+    # ever: any frame reset the backoff.
+    caplog.set_level("INFO", logger="siamedge.sources.capture")
+    source = FakeSource(frames_per_open=1, end_error=SourceError("fake: dropped"))
+    capture = capture_of(source)
+    capture.start()
+    wait_until(lambda: len(_delays(caplog)) >= 4, "four retries")
+    assert capture.stop()
+    assert _delays(caplog)[:4] == [FAST_MIN_S, 2 * FAST_MIN_S, FAST_MAX_S, FAST_MAX_S]
+
+
+def test_a_source_that_streamed_a_while_is_retried_at_the_shortest_delay_again(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(capture_module, "STABLE_STREAM_S", 0.0)
+    caplog.set_level("INFO", logger="siamedge.sources.capture")
+    source = FakeSource(frames_per_open=1, end_error=SourceError("fake: dropped"))
+    capture = capture_of(source)
+    capture.start()
+    wait_until(lambda: len(_delays(caplog)) >= 3, "three retries")
+    assert capture.stop()
+    assert _delays(caplog)[:3] == [FAST_MIN_S] * 3

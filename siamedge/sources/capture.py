@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 STOP_JOIN_TIMEOUT_S = 5.0
 """How long stop() waits for the thread; a read blocked in a driver may outlast it."""
 BACKOFF_FACTOR = 2.0
+STABLE_STREAM_S = 5.0
+"""A source that has delivered frames this long after its open is working again, and its next
+failure is retried after reopen_min_s. One that fails sooner (a camera that sends a frame and
+drops the connection) keeps backing off, instead of being reopened every reopen_min_s."""
 
 
 class SourceState(str, enum.Enum):
@@ -140,6 +144,8 @@ class CaptureThread:
         self._next_due: float | None = None
         self._read_since: float | None = None
         self._open_since: float | None = None
+        self._opened_at = 0.0
+        """When the source last opened (monotonic s); see STABLE_STREAM_S."""
         """Monotonic start of the read in progress; None between reads."""
         self._thread = threading.Thread(
             target=self._run, name=f"capture {source.description}", daemon=True
@@ -282,6 +288,7 @@ class CaptureThread:
         if failure is not None:
             self._retry_after(failure)  # the backoff is not part of the open
             return False
+        self._opened_at = time.monotonic()
         log.info("%s: opened", self._source.description)
         return True
 
@@ -357,7 +364,8 @@ class CaptureThread:
             self._next_due += self._period_s
 
     def _publish(self, frame: Frame) -> None:
-        self._backoff.reset()
+        if time.monotonic() - self._opened_at >= STABLE_STREAM_S:
+            self._backoff.reset()
         streaming = SourceStatus(SourceState.STREAMING, self._source.description)
         with self._lock:
             if self._slot is not None:
