@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,34 @@ def test_state_is_clipped_but_the_fallback_box_uses_the_unclipped_state() -> Non
     assert result.mask is not None
     assert result.mask.area == 0
     assert result.bbox_xywh == (-5.0, 240.0, 10.0, 480.0)
+
+
+@pytest.mark.parametrize(
+    "bad_row",
+    [
+        ((math.nan, 100.0), (40.0, 20.0), 0.9),
+        ((100.0, 100.0), (40.0, math.inf), 0.9),
+        ((100.0, 100.0), (40.0, 20.0), math.nan),
+    ],
+)
+def test_a_non_finite_model_row_is_dropped_and_counts_towards_lost(
+    bad_row: tuple[PointXY, PointXY, float],
+) -> None:
+    # min/max clipped a NaN centre to the frame's right edge, reported as `tracking`.
+    good = ((130.0, 115.0), (40.0, 20.0), 0.9, centre_blob(20))
+    bad = (*bad_row, centre_blob(20))
+    model = ScriptedModel([good] + [bad] * PARAMS.lost_frames + [good])
+    tracker = Tracker(Serial(model), PARAMS)
+    tracker.start(FRAME, (100.0, 100.0, 40.0, 20.0))
+    tracker.step(FRAME)
+    results = [tracker.step(FRAME).result for _ in range(PARAMS.lost_frames)]
+    kept = ((130.0, 115.0), (40.0, 20.0), None)
+    assert {(r.center_xy, r.size_wh, r.score) for r in results} == {kept}
+    assert all(r.mask is not None and r.mask.area == 0 for r in results)
+    assert [r.state for r in results] == [TrackState.TRACKING] * (PARAMS.lost_frames - 1) + [
+        TrackState.LOST
+    ]
+    assert tracker.step(FRAME).result.state is TrackState.TRACKING  # a good row again
 
 
 def test_low_score_for_n_frames_reports_lost_and_recovers() -> None:

@@ -6,6 +6,7 @@ Pure computation on the frames it is handed: no I/O, no logging of frames, no th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -137,8 +138,17 @@ def finish_step(
 ) -> tuple[TargetState, TrackResult]:
     """The target's next state and reported result from its row of the model's outputs.
 
-    out.score is None for models without `score`: the lost-target count then stays 0.
+    out.score is None for models without `score`: the lost-target count then stays 0. A row
+    with a non-finite centre, size or score is dropped (see below).
     """
+    finite = _finite_step(out)
+    if not finite:
+        # NaN or infinity (a float16 network that overflowed): min/max would clip the centre to
+        # a frame edge. The step is dropped: the target stays where it was, with no score and
+        # no mask, and the step counts towards lost_frames like a low score.
+        out = ModelStep(
+            np.zeros_like(out.mask_probs), state.center_xy, state.size_wh, out.best_cell_yx, None
+        )
     frame_wh = state.frame_wh
     placement = mask_placement(state.center_xy, search.window.side, out.best_cell_yx, geometry)
     mask, contour_area = project_mask(out.mask_probs, placement, frame_wh, params.seg_thr)
@@ -146,7 +156,11 @@ def finish_step(
     if rotated is None:
         rotated = box_corners(center_box(out.center_xy, out.size_wh))
     center, size = clip_state(out.center_xy, out.size_wh, frame_wh)
-    low_steps = _low_score_steps(state.low_score_steps, out.score, params.lost_score)
+    low_steps = (
+        _low_score_steps(state.low_score_steps, out.score, params.lost_score)
+        if finite
+        else state.low_score_steps + 1
+    )
     lost = low_steps >= params.lost_frames
     result = TrackResult(
         center_xy=center,
@@ -158,6 +172,11 @@ def finish_step(
         mask=mask,
     )
     return replace(state, center_xy=center, size_wh=size, low_score_steps=low_steps), result
+
+
+def _finite_step(out: ModelStep) -> bool:
+    values = (*out.center_xy, *out.size_wh, 0.0 if out.score is None else out.score)
+    return all(math.isfinite(value) for value in values)
 
 
 def _low_score_steps(previous: int, score: float | None, lost_score: float) -> int:
