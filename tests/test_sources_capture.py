@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fixtures.media import write_video
+from fixtures.waiting import WAIT_S, wait_until
 
 from siamedge.errors import SourceError
 from siamedge.sources import capture as capture_module
@@ -19,9 +20,6 @@ from siamedge.sources.base import Frame
 from siamedge.sources.capture import Backoff, CaptureThread, SourceState, SourceStatus
 from siamedge.sources.file import VideoFileSource
 
-WAIT_S = 5.0
-"""Upper bound for waiting on something the thread does within milliseconds (a bound, not a
-speed assertion: it only turns a hang into a failure)."""
 FAST_MIN_S = 0.005
 FAST_MAX_S = 0.02
 
@@ -102,14 +100,6 @@ class Recorder:
 
     def states(self) -> list[SourceState]:
         return [status.state for status in self.statuses]
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
 
 
 def capture_of(

@@ -7,7 +7,6 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -22,6 +21,7 @@ from fixtures.media import (
     frame_number,
     write_video,
 )
+from fixtures.waiting import WAIT_S, wait_until
 
 from siamedge.errors import SourceError
 from siamedge.sources.base import Frame
@@ -32,9 +32,6 @@ PLAYED_AGAIN = r"played to the end \(loop: false\); played again when it changes
 LONG_CLIP_FRAMES = 50
 KEPT_FRACTION = 0.6
 """The share of a long clip's bytes kept when cutting it: frames are lost, the header stays."""
-WAIT_S = 5.0
-"""Upper bound for something the capture thread does within milliseconds (only turns a hang
-into a failure; no speed is asserted)."""
 FAST_REOPEN_S = 0.005
 
 
@@ -187,14 +184,6 @@ def test_a_file_played_once_is_not_played_again_until_it_changes(video_file: Pat
     assert numbers == [0, 1, 2, 3]
     with pytest.raises(SourceError, match=PLAYED_AGAIN):
         source.open()
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
 
 
 def test_the_capture_thread_plays_a_file_without_loop_once(video_file: Path) -> None:

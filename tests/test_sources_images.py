@@ -5,23 +5,19 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from fixtures.media import FOLDER_IMAGES, frame_image, frame_number, write_images
+from fixtures.waiting import wait_until
 
 from siamedge.errors import SourceError
 from siamedge.sources.base import Frame
 from siamedge.sources.capture import CaptureThread, SourceState, SourceStatus
 from siamedge.sources.images import ImageFolderSource, position_after
 
-WAIT_S = 5.0
-"""Upper bound for something the capture thread does within milliseconds (only turns a hang
-into a failure; no speed is asserted)."""
 FAST_REOPEN_S = 0.005
 PLAYED_AGAIN = r"played to the end \(loop: false\); played again when it changes"
 
@@ -124,14 +120,6 @@ def test_image_deleted_after_listing_names_the_file(image_folder: Path) -> None:
 def test_read_before_open_is_an_error(image_folder: Path) -> None:
     with pytest.raises(SourceError, match=r"read\(\) before open\(\)"):
         ImageFolderSource(image_folder, loop=False).read()
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
 
 
 def corrupt(path: Path) -> None:
