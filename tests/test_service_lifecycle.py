@@ -56,6 +56,26 @@ def notifications_until(receiver: NotifyReceiver, key: str) -> list[Notification
             return received
 
 
+def wait_for_log(daemon: Daemon, text: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in daemon.log:
+        assert time.monotonic() < deadline, daemon.log
+        time.sleep(0.05)
+
+
+def assert_pings_withheld(notify_socket: NotifyReceiver, daemon: Daemon) -> None:
+    """No WATCHDOG=1 for 1.5 s, 2.5 s from now (past a watchdog_stall_s of 1 s), and the log
+    says why; then the daemon stops cleanly."""
+    time.sleep(2.5)
+    notify_socket.drain()
+    time.sleep(1.5)
+    late = notify_socket.drain()
+    assert not any("WATCHDOG" in note.fields for note in late), late
+    assert "withholding watchdog pings" in daemon.log
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+
+
 def test_sd_notify_ready_watchdog_status_and_stopping(
     mosquitto: Broker,
     daemon_factory: DaemonFactory,
@@ -120,10 +140,7 @@ def test_a_stop_while_the_broker_is_awaited_ends_the_start_without_ready(
 ) -> None:
     config = daemon_config(mosquitto, unique_prefix(), mqtt={"port": free_port()})
     daemon = daemon_factory(config)
-    deadline = time.monotonic() + 60
-    while "MQTT connecting" not in daemon.log:
-        assert time.monotonic() < deadline, daemon.log
-        time.sleep(0.05)
+    wait_for_log(daemon, "MQTT connecting")
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
     sent = notify_socket.drain()
@@ -219,14 +236,7 @@ def test_watchdog_pings_stop_when_the_source_hangs(
     daemon = daemon_factory(config, env={"WATCHDOG_USEC": "400000"})
     ready = notifications_until(notify_socket, "READY")[-1]
     assert "source starting" in ready.fields["STATUS"]
-    time.sleep(2.5)  # longer than watchdog_stall_s: any pings were sent at the start
-    notify_socket.drain()
-    time.sleep(1.5)
-    late = notify_socket.drain()
-    assert not any("WATCHDOG" in note.fields for note in late), late
-    assert "withholding watchdog pings" in daemon.log
-    daemon.signal(signal.SIGTERM)
-    assert daemon.wait() == 0
+    assert_pings_withheld(notify_socket, daemon)
 
 
 @pytest.mark.parametrize(
@@ -441,17 +451,7 @@ def test_watchdog_pings_stop_when_a_reopen_hangs(
         )
         daemon = daemon_factory(config, env={"WATCHDOG_USEC": "400000"})
         notifications_until(notify_socket, "READY")
-        deadline = time.monotonic() + 60
-        while "reopening in" not in daemon.log:
-            assert time.monotonic() < deadline, daemon.log
-            time.sleep(0.1)
-        time.sleep(2.5)  # past the backoff (0.2 s) and watchdog_stall_s into the hung reopen
-        notify_socket.drain()
-        time.sleep(1.5)
-        late = notify_socket.drain()
-        assert not any("WATCHDOG" in note.fields for note in late), late
-        assert "withholding watchdog pings" in daemon.log
-        daemon.signal(signal.SIGTERM)
-        assert daemon.wait() == 0
+        wait_for_log(daemon, "reopening in")
+        assert_pings_withheld(notify_socket, daemon)  # past the backoff, into the hung reopen
     finally:
         server.close()
