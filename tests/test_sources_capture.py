@@ -17,7 +17,13 @@ from fixtures.waiting import WAIT_S, wait_until
 from siamedge.errors import SourceError
 from siamedge.sources import capture as capture_module
 from siamedge.sources.base import Frame
-from siamedge.sources.capture import Backoff, CaptureThread, SourceState, SourceStatus
+from siamedge.sources.capture import (
+    STABLE_STREAM_S,
+    Backoff,
+    CaptureThread,
+    SourceState,
+    SourceStatus,
+)
 from siamedge.sources.file import VideoFileSource
 
 FAST_MIN_S = 0.005
@@ -433,28 +439,27 @@ def _delays(caplog: pytest.LogCaptureFixture) -> list[float]:
     ]
 
 
-def test_a_source_that_fails_soon_after_each_open_keeps_backing_off(
+@pytest.mark.parametrize(
+    ("stable_stream_s", "delays"),
+    [
+        # A camera that sends a frame and drops the connection was reopened every
+        # reopen_min_s for ever: any frame reset the backoff.
+        (STABLE_STREAM_S, [FAST_MIN_S, 2 * FAST_MIN_S, FAST_MAX_S, FAST_MAX_S]),
+        # One that streamed long enough is retried at the shortest delay again.
+        (0.0, [FAST_MIN_S] * 4),
+    ],
+)
+def test_the_backoff_starts_again_only_after_a_source_streamed_a_while(
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    stable_stream_s: float,
+    delays: list[float],
 ) -> None:
-    # A camera that sends a frame and drops the connection was reopened every reopen_min_s for
-    # ever: any frame reset the backoff.
+    monkeypatch.setattr(capture_module, "STABLE_STREAM_S", stable_stream_s)
     caplog.set_level("INFO", logger="siamedge.sources.capture")
     source = FakeSource(frames_per_open=1, end_error=SourceError("fake: dropped"))
     capture = capture_of(source)
     capture.start()
-    wait_until(lambda: len(_delays(caplog)) >= 4, "four retries")
+    wait_until(lambda: len(_delays(caplog)) >= len(delays), "the retries")
     assert capture.stop()
-    assert _delays(caplog)[:4] == [FAST_MIN_S, 2 * FAST_MIN_S, FAST_MAX_S, FAST_MAX_S]
-
-
-def test_a_source_that_streamed_a_while_is_retried_at_the_shortest_delay_again(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(capture_module, "STABLE_STREAM_S", 0.0)
-    caplog.set_level("INFO", logger="siamedge.sources.capture")
-    source = FakeSource(frames_per_open=1, end_error=SourceError("fake: dropped"))
-    capture = capture_of(source)
-    capture.start()
-    wait_until(lambda: len(_delays(caplog)) >= 3, "three retries")
-    assert capture.stop()
-    assert _delays(caplog)[:3] == [FAST_MIN_S] * 3
+    assert _delays(caplog)[: len(delays)] == delays
