@@ -83,16 +83,27 @@ class _MqttResponder:
 
 @dataclass(frozen=True)
 class _PendingStart:
-    """A start command waiting for the next frame; received_at: unix seconds."""
+    """A start command waiting for the next frame.
+
+    age_at_receipt_s: how old it was when taken (by its `sent_at`, else 0); received_mono:
+    time.monotonic() then. The wait is counted on the monotonic clock: a wall clock that NTP
+    steps (by years, on a board without a battery clock) must not expire it, or keep it.
+    """
 
     command: StartCommand
     responder: Responder
-    received_at: float
+    age_at_receipt_s: float
+    received_mono: float
 
-    def age_s(self, now: float) -> float:
-        """How old the command is: from its `sent_at` when it says, else from its receipt."""
-        sent_at = self.command.sent_at
-        return now - (self.received_at if sent_at is None else sent_at)
+    @classmethod
+    def taken_now(cls, command: StartCommand, responder: Responder) -> _PendingStart:
+        sent_at = command.sent_at
+        age_s = 0.0 if sent_at is None else time.time() - sent_at
+        return cls(command, responder, age_s, time.monotonic())
+
+    def age_s(self, now_mono: float) -> float:
+        """How old the command is at time.monotonic() `now_mono`."""
+        return self.age_at_receipt_s + now_mono - self.received_mono
 
 
 def delivered_mode(source: FrameSource) -> SourceMode | None:
@@ -399,7 +410,7 @@ class Service:
                         raise CommandError(
                             "too many start commands are waiting for a frame", command.request_id
                         )
-                    self._pending.append(_PendingStart(command, request.responder, time.time()))
+                    self._pending.append(_PendingStart.taken_now(command, request.responder))
                     continue
                 # A stop comes after the starts still waiting for a frame: it cancels theirs.
                 cancelled = self._cancel_pending(command.track_id)
@@ -458,7 +469,7 @@ class Service:
         max_age_s = self._settings.mqtt.command_max_age_s
         if max_age_s is None or not self._pending:
             return
-        now = time.time()
+        now = time.monotonic()
         why = f"source {source.state.value}" + (f": {source.error}" if source.error else "")
         for pending in [p for p in self._pending if p.age_s(now) > max_age_s]:
             self._pending.remove(pending)

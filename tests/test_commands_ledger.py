@@ -109,6 +109,23 @@ def test_age_check_names_the_age_of_an_old_command() -> None:
     assert caught.value.request_id == "old"
 
 
+def test_a_clock_mismatch_names_this_daemons_clock_too() -> None:
+    # A board that booted in 2018 (no battery clock, NTP not there yet) refused every command
+    # with sent_at, telling the sender to check a clock that was right.
+    booted_2018 = 1514764800.0 + 3600.0
+    with pytest.raises(StaleCommandError) as caught:
+        check_command_age(NOW, "r", now=booted_2018, max_age_s=10.0, clock_skew_s=2.0)
+    assert caught.value.reason.endswith(
+        "check the sender's clock, and this daemon's: it says 2018-01-01 01:00:00 UTC"
+    )
+    with pytest.raises(StaleCommandError) as caught:
+        check_command_age(booted_2018, "r", now=NOW, max_age_s=10.0, clock_skew_s=2.0)
+    assert "and this daemon's: it says " in caught.value.reason
+    with pytest.raises(StaleCommandError) as caught:
+        check_command_age(NOW - 42.5, "r", now=NOW, max_age_s=10.0, clock_skew_s=2.0)
+    assert "this daemon's" not in caught.value.reason  # a command that waited, not a clock
+
+
 def test_age_check_names_a_sent_at_in_the_future() -> None:
     with pytest.raises(StaleCommandError) as caught:
         check_command_age(NOW + 30.0, "ahead", now=NOW, max_age_s=10.0, clock_skew_s=2.0)

@@ -322,6 +322,11 @@ def _optional_sent_at(data: dict[str, Any], request_id: str | None) -> float | N
     return sent_at
 
 
+CLOCKS_DISAGREE_S = 3600.0
+"""A command older than this (by sent_at) more likely shows two clocks that disagree than a
+command that waited: the reason then names this daemon's clock too."""
+
+
 def check_command_age(
     sent_at: float | None,
     request_id: str | None,
@@ -335,18 +340,26 @@ def check_command_age(
     if sent_at is None or max_age_s is None:
         return
     age_s = now - sent_at
+    # Either clock may be the wrong one: a board without a battery clock boots in the past
+    # until NTP steps it, and then refuses every command that says when it was sent.
+    clocks = f"check the sender's clock, and this daemon's: it says {_utc(now)}"
     if age_s > max_age_s:
         raise StaleCommandError(
-            f"stale: sent {age_s:.1f} s ago (sent_at {sent_at:.3f}); commands older than "
-            f"{max_age_s:g} s are not carried out",
+            f"stale: sent {_seconds(age_s, 1)} s ago (sent_at {_seconds(sent_at, 3)}); commands "
+            f"older than {max_age_s:g} s are not carried out"
+            + (f" ({clocks})" if age_s > CLOCKS_DISAGREE_S else ""),
             request_id,
         )
     if -age_s > clock_skew_s:
         raise StaleCommandError(
             f"sent_at {_seconds(sent_at, 3)} is {_seconds(-age_s, 1)} s in the future (more "
-            f"than the {clock_skew_s:g} s allowed for clock skew): check the sender's clock",
+            f"than the {clock_skew_s:g} s allowed for clock skew): {clocks}",
             request_id,
         )
+
+
+def _utc(unix_s: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(unix_s))
 
 
 def _seconds(value: float, decimals: int) -> str:
