@@ -101,7 +101,7 @@ class _FrameStats:
         with self._lock:
             return (
                 self._processed,
-                self._fps.fps(time.time()),
+                self._fps.fps(time.monotonic()),
                 self._lost,
                 len(self._states),
                 dict(self._scores),
@@ -231,7 +231,7 @@ class MetricsEndpoint:
 
     def on_frame(self, report: FrameReport) -> None:
         """Frame listener: record the frame (main loop)."""
-        self._frames.add(report, report.frame.timestamp)
+        self._frames.add(report, report.frame.monotonic)
         if report.step_ms is not None:
             self._step.observe(report.step_ms / MS_PER_S)
         if report.latency_ms is not None:

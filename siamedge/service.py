@@ -441,8 +441,10 @@ class Service:
         tracks = stepped + started
         latency_ms: float | None = None
         publish = bool(tracks) or self._published_tracks
-        if publish and mqtt.publish_results(frame.index, frame.timestamp, frame.size_wh, tracks):
-            latency_ms = (time.time() - frame.timestamp) * 1000.0
+        if publish and mqtt.publish_results(
+            frame.index, frame.timestamp, frame.size_wh, tracks, frame.monotonic
+        ):
+            latency_ms = (time.monotonic() - frame.monotonic) * 1000.0
         self._published_tracks = bool(tracks)
         slotted = tuple(
             (track_id, result, manager.slot_of(track_id)) for track_id, result in tracks

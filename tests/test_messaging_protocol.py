@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -238,6 +239,17 @@ def test_results_message_shape_and_rounding() -> None:
             }
         ],
     }
+
+
+def test_latency_runs_on_the_monotonic_clock_when_the_frame_has_it() -> None:
+    # NTP stepped the wall clock by 400 days between capture and publishing: the results said
+    # latency_ms 34560000115.6, and the metrics histogram's sum kept it for good.
+    stepped_capture_time = time.time() - 400 * 86400.0
+    message = results_message(
+        3, stepped_capture_time, (4, 4), [], captured_mono=time.monotonic() - 0.05
+    )
+    assert 50.0 <= message["latency_ms"] < 50.0 + 60_000.0
+    assert message["timestamp"] == round(stepped_capture_time, 3)
 
 
 def test_encoded_results_are_compact_json_with_null_for_missing_numbers() -> None:

@@ -99,8 +99,10 @@ def track(score: float, state: TrackState) -> TrackResult:
 def report(
     index: int, *tracks: tuple[str, TrackResult], start: float = 1000.0, fps: float = 10.0
 ) -> FrameReport:
-    """Frame `index` of a stream at `fps` whose frame 0 was captured at `start` (unix s)."""
-    frame = Frame(np.zeros((4, 4, 3), np.uint8), index, start + index / fps)
+    """Frame `index` of a stream at `fps` whose frame 0 was captured at `start`, on both
+    clocks (the rate is measured on the monotonic one)."""
+    captured = start + index / fps
+    frame = Frame(np.zeros((4, 4, 3), np.uint8), index, captured, monotonic=captured)
     slotted = tuple((track_id, result, slot) for slot, (track_id, result) in enumerate(tracks))
     return FrameReport(frame, slotted, 40.0 if tracks else None, 12.0 if tracks else None)
 
@@ -142,7 +144,7 @@ def test_the_endpoint_reads_the_snapshot_and_the_frame_reports(
     port.current = StatusSnapshot(status, ConnectionState(True, "connected", 0.0), counters)
     (listener,) = port.listeners
     # Frame 2 comes now, at 0.1 fps: the rate, read as of now, holds for 10 s.
-    start, fps = time.time() - 20.0, 0.1
+    start, fps = time.monotonic() - 20.0, 0.1
     listener(report(0, ("a", track(0.9, TrackState.TRACKING)), start=start, fps=fps))
     listener(
         report(

@@ -604,8 +604,11 @@ class MqttClient:
         capture_time: float,
         frame_wh: tuple[int, int],
         tracks: Iterable[tuple[str, TrackResult]],
+        captured_mono: float | None = None,
     ) -> bool:
         """Encode (with the configured mask encoding) and publish one frame's results.
+
+        captured_mono: the frame's time.monotonic(), for its latency (see results_message).
 
         While disconnected they are dropped without encoding, with whatever was waiting; while
         a slow or dead link (one paho still calls connected) does not take them they wait in
@@ -623,6 +626,7 @@ class MqttClient:
             frame_wh,
             tracks,
             mask_encoding=self._settings.mask_encoding,
+            captured_mono=captured_mono,
         )
         if not self._results.put(payload):
             self._warn_dropping()

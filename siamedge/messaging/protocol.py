@@ -458,20 +458,26 @@ def results_message(
     *,
     mask_encoding: MaskEncoding = "rle",
     publish_time: float | None = None,
+    captured_mono: float | None = None,
 ) -> JsonObject:
     """The per-frame message of `track/results`.
 
     capture_time: unix seconds of the frame; latency_ms runs from it to `publish_time`
-    (default: now, taken after the masks are encoded, right before the message goes out).
+    (default: now, taken after the masks are encoded, right before the message goes out), or,
+    given captured_mono (the frame's time.monotonic()), from that to time.monotonic() now: a
+    wall clock stepped between the two would make it years long, or negative.
     """
     entries = [track_message(track_id, result, mask_encoding) for track_id, result in tracks]
-    now = time.time() if publish_time is None else publish_time
+    if captured_mono is not None:
+        latency_s = time.monotonic() - captured_mono
+    else:
+        latency_s = (time.time() if publish_time is None else publish_time) - capture_time
     width, height = frame_wh
     return {
         "protocol": PROTOCOL_VERSION,
         "frame": int(frame_index),
         "timestamp": round(float(capture_time), TIMESTAMP_DECIMALS),
-        "latency_ms": round((now - capture_time) * MS_PER_S, LATENCY_DECIMALS),
+        "latency_ms": round(latency_s * MS_PER_S, LATENCY_DECIMALS),
         "width": int(width),
         "height": int(height),
         "tracks": entries,
@@ -486,6 +492,7 @@ def encode_results(
     *,
     mask_encoding: MaskEncoding = "rle",
     publish_time: float | None = None,
+    captured_mono: float | None = None,
 ) -> bytes:
     """results_message as a JSON payload."""
     return dumps(
@@ -496,6 +503,7 @@ def encode_results(
             tracks,
             mask_encoding=mask_encoding,
             publish_time=publish_time,
+            captured_mono=captured_mono,
         )
     )
 

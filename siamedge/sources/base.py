@@ -5,7 +5,8 @@ Never decodes or opens anything itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -19,11 +20,14 @@ class Frame:
     image: (H, W, 3) uint8 BGR, owned by the frame (sources never reuse its buffer).
     index: running number of the frame within the source, from 0.
     timestamp: capture time, unix seconds.
+    monotonic: capture time on time.monotonic(), for latencies and rates: the wall clock may be
+    stepped (NTP on a board without a battery clock) between capture and publishing.
     """
 
     image: NDArray[np.uint8]
     index: int
     timestamp: float
+    monotonic: float = field(default_factory=time.monotonic, compare=False)
 
     @property
     def size_wh(self) -> tuple[int, int]:
