@@ -26,6 +26,8 @@ from fixtures.mosquitto import (
     write_password_file,
 )
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from siamedge.config import MqttSettings, TlsSettings
 from siamedge.errors import CommandError
@@ -363,6 +365,46 @@ def test_a_retained_command_published_while_subscribed_is_refused_on_mqtt5(
     (command,) = wait_commands(client, 1)
     assert b'"plain"' in command.payload
     assert len(collector.messages(client.topics.errors)) == 1
+
+
+def _publish_expiring(collector: Any, topic: str, payload: str, expiry_s: int) -> None:
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.MessageExpiryInterval = expiry_s
+    info = collector.client.publish(topic, payload, qos=1, properties=properties)
+    info.wait_for_publish(WAIT_TIMEOUT_S)
+
+
+def test_a_command_whose_expiry_runs_out_in_the_queue_is_answered_expired(
+    mosquitto: Broker, mqtt_prefix: str, mqtt_collector: Collect, make_client: Callable[..., Any]
+) -> None:
+    client = connected(make_client(settings_for(mosquitto, mqtt_prefix)))
+    collector = mqtt_collector(mosquitto, [client.topics.errors])
+    _publish_expiring(collector, client.topics.stop, '{"all": true, "request_id": "e1"}', 1)
+    wait_until(lambda: client.queued_commands == 1)
+    time.sleep(1.2)  # not readiness: the expiry interval has to run out in the queue
+    assert client.drain_commands() == []
+    error = payload_of(collector.wait_for(client.topics.errors)[0])
+    assert error["request_id"] == "e1"
+    assert error["reason"].startswith("expired: its MQTT message expiry interval ran out")
+
+
+def test_a_wall_clock_step_does_not_expire_a_queued_command(
+    mosquitto: Broker,
+    mqtt_prefix: str,
+    mqtt_collector: Collect,
+    make_client: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # NTP stepping a board's clock by 400 days made every queued command with an expiry
+    # interval "expired: ... waited 34560000.0 s".
+    client = connected(make_client(settings_for(mosquitto, mqtt_prefix)))
+    collector = mqtt_collector(mosquitto, [client.topics.errors])
+    _publish_expiring(collector, client.topics.stop, '{"all": true, "request_id": "e2"}', 60)
+    wait_until(lambda: client.queued_commands == 1)
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 400 * 86400.0)
+    (command,) = client.drain_commands()
+    assert b'"e2"' in command.payload
 
 
 def test_full_queue_drops_the_oldest_and_answers_it(

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
 from paho.mqtt.client import (
@@ -112,7 +112,8 @@ class IncomingCommand:
     """A command as it arrived, before validation (protocol.parse_command does that).
 
     response_topic / correlation_data: MQTT v5 request-response properties, None if absent.
-    received_at: unix seconds.
+    received_at: unix seconds (for logs). Waits are timed on time.monotonic(), which NTP does
+    not step: received_mono, expires_at.
     """
 
     kind: CommandKind
@@ -122,7 +123,8 @@ class IncomingCommand:
     correlation_data: bytes | None
     received_at: float
     expires_at: float | None = None
-    """Unix seconds when its MQTT 5 message expiry interval runs out; None: never."""
+    """time.monotonic() when its MQTT 5 message expiry interval runs out; None: never."""
+    received_mono: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,7 @@ class MqttClient:
         self._started = False
         self._subscribe_mid: int | None = None
         self._short_sessions = 0  # connections dropped soon after they were accepted, in a row
+        self._connected_mono = 0.0  # time.monotonic() of the last accepted connection
         # Re-sent on every connect: a broker restarted without persistence has lost them.
         self._retained_on_connect: tuple[DiscoveryMessage, ...] = (
             discovery_messages(settings.homeassistant, self._topics, self._client_id)
@@ -330,6 +333,8 @@ class MqttClient:
             changed = previous.connected != connected or previous.reason != reason
             if changed:
                 self._state = ConnectionState(connected, reason, time.time())
+                if connected:
+                    self._connected_mono = time.monotonic()
             state = self._state
         if connected:
             self._connected.set()
@@ -410,10 +415,13 @@ class MqttClient:
             if self._closing:
                 return
             with self._lock:
-                was_connected, since = self._state.connected, self._state.since
+                was_connected = self._state.connected
             if was_connected:  # a refused CONNECT already recorded its own reason
                 self._set_state(False, f"connection lost: {reason_code}", logging.WARNING)
-                self._note_session(time.time() - since, reason_code.value == SESSION_TAKEN_OVER)
+                self._note_session(
+                    time.monotonic() - self._connected_mono,
+                    reason_code.value == SESSION_TAKEN_OVER,
+                )
         except Exception:
             log.exception("MQTT on_disconnect failed")
 
@@ -478,7 +486,7 @@ class MqttClient:
         response_topic: str | None = None
         correlation_data: bytes | None = None
         expires_at: float | None = None
-        received_at = time.time()
+        received_at, received_mono = time.time(), time.monotonic()
         properties = message.properties
         if properties is not None:
             response_topic = getattr(properties, "ResponseTopic", None)
@@ -487,7 +495,7 @@ class MqttClient:
             # time that is left; it runs on while the command waits in our queue.
             expiry_s = getattr(properties, "MessageExpiryInterval", None)
             if isinstance(expiry_s, int):
-                expires_at = received_at + expiry_s
+                expires_at = received_mono + expiry_s
             if response_topic is not None and not is_publishable_topic(response_topic):
                 log.warning("MQTT ignoring the invalid response topic %r", response_topic)
                 response_topic = None
@@ -499,6 +507,7 @@ class MqttClient:
             correlation_data=correlation_data,
             received_at=received_at,
             expires_at=expires_at,
+            received_mono=received_mono,
         )
         if message.retain:
             # A retained command would run again at every reconnect (and restart).
@@ -550,11 +559,11 @@ class MqttClient:
         with self._lock:
             count = len(self._commands) if limit is None else min(limit, len(self._commands))
             taken = [self._commands.popleft() for _ in range(count)]
-        now = time.time()
+        now = time.monotonic()
         commands: list[IncomingCommand] = []
         for command in taken:
             if command.expires_at is not None and now > command.expires_at:
-                waited_s = now - command.received_at
+                waited_s = now - command.received_mono
                 self.reject(
                     command,
                     DroppedCommandError(
@@ -567,6 +576,12 @@ class MqttClient:
             else:
                 commands.append(command)
         return commands
+
+    @property
+    def queued_commands(self) -> int:
+        """Commands received and waiting for drain_commands()."""
+        with self._lock:
+            return len(self._commands)
 
     @property
     def dropped_commands(self) -> int:
