@@ -58,6 +58,9 @@ from siamedge.tracks import TrackManager
 
 log = logging.getLogger(__name__)
 
+EARLIEST_PLAUSIBLE_TIME = 1_767_225_600.0
+"""2026-01-01 UTC, before this release: a system clock earlier than that was never set (a board
+without a battery clock, before NTP)."""
 EX_SOFTWARE = 70
 """sysexits.h: the exit status when the service stops itself for a restart (a leak)."""
 LOOP_WAIT_S = 0.25
@@ -171,6 +174,18 @@ class ModelSlot:
         return file_stamp(path)
 
 
+def unset_clock_warning(now: float) -> str | None:
+    """What to tell when the system clock (unix seconds `now`) was evidently never set."""
+    if now >= EARLIEST_PLAUSIBLE_TIME:
+        return None
+    says = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now))
+    return (
+        f"the system clock says {says}, before this release of siamedge: not set yet (no "
+        "battery clock, no NTP sync)? Commands with sent_at are refused until it is, and "
+        "results carry its timestamps"
+    )
+
+
 class Service:
     """The long-running tracker service. run() blocks until stop() or SIGTERM/SIGINT/SIGHUP.
 
@@ -264,6 +279,8 @@ class Service:
     def run(self) -> int:
         """Start everything, serve until stopped, shut down cleanly; returns the exit status."""
         settings = self._settings
+        if (warning := unset_clock_warning(time.time())) is not None:
+            log.warning("%s", warning)
         mqtt = MqttClient(settings.mqtt, on_state_change=self._on_broker_state)
         try:
             capture = create_capture(

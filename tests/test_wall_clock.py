@@ -17,7 +17,7 @@ from fixtures.waiting import wait_until
 from siamedge.config import Settings
 from siamedge.errors import CommandError
 from siamedge.frontend import Request
-from siamedge.service import Service
+from siamedge.service import Service, unset_clock_warning
 
 MAX_AGE_S = 2.0
 YEAR_S = 400 * 86400.0
@@ -89,3 +89,12 @@ def test_a_start_waiting_for_a_frame_expires_by_the_time_it_waited(
     waited_s = float(reason.split(" ")[1])
     assert MAX_AGE_S <= waited_s < MAX_AGE_S + 10.0, reason  # printed to 0.1 s
     assert reason.startswith("stale: ") and "s old and still no frame to start on" in reason
+
+
+def test_a_clock_that_was_never_set_is_named_at_start() -> None:
+    assert unset_clock_warning(1_514_764_800.0) == (
+        "the system clock says 2018-01-01 00:00:00 UTC, before this release of siamedge: not "
+        "set yet (no battery clock, no NTP sync)? Commands with sent_at are refused until it "
+        "is, and results carry its timestamps"
+    )
+    assert unset_clock_warning(time.time()) is None
