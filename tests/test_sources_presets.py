@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -136,7 +137,8 @@ def test_rtsp_avdec_h264_moves_credentials_out_of_the_location() -> None:
 
     assert pipeline == (
         'rtspsrc location="rtsp://192.168.1.20:554/stream1" latency=200 protocols=tcp '
-        'user-id="admin" user-pw="s3cret" ! rtph264depay ! h264parse ! avdec_h264 ! ' + TAIL
+        'tcp-timeout=10000000 user-id="admin" user-pw="s3cret" ! '
+        "rtph264depay ! h264parse ! avdec_h264 ! " + TAIL
     )
 
 
@@ -147,10 +149,12 @@ def test_rtsp_nvv4l2decoder_h265_udp() -> None:
         codec="h265",
         transport="udp",
         latency_ms=0,
+        open_timeout_s=2.5,
     )
 
     assert rtsp_pipeline(settings) == (
-        'rtspsrc location="rtsps://cam.local/live?channel=2" latency=0 protocols=udp ! '
+        'rtspsrc location="rtsps://cam.local/live?channel=2" latency=0 protocols=udp '
+        "tcp-timeout=2500000 ! "
         "rtph265depay ! h265parse ! nvv4l2decoder ! nvvidconv ! video/x-raw,format=BGRx ! " + TAIL
     )
 
@@ -409,3 +413,43 @@ def test_the_rtsp_source_reads_frames_through_opencvs_gstreamer_backend(
     if "skip" in result:
         pytest.skip(result["skip"])
     assert result == {"shape": [240, 320, 3], "index": 0}
+
+
+OPEN_AND_TIME = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from siamedge.errors import SourceError
+from siamedge.sources.gstreamer import GStreamerSource, gstreamer_available
+if not gstreamer_available():
+    print(json.dumps({"skip": "Debian's OpenCV (python3-opencv) has no GStreamer here"}))
+    sys.exit(0)
+started = time.monotonic()
+try:
+    GStreamerSource(sys.argv[2], description="rtsp test").open()
+    error = None
+except SourceError as exc:
+    error = str(exc)
+print(json.dumps({"error": error, "took_s": time.monotonic() - started}))
+"""
+
+
+def test_an_rtsp_camera_that_never_answers_fails_at_open_timeout_s() -> None:
+    # rtspsrc's own tcp-timeout (20 s) held every open of a camera that accepts the connection
+    # and says nothing, whatever source.open_timeout_s said.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"rtsp://127.0.0.1:{silent.getsockname()[1]}/stream1"
+        source = create_source(rtsp_settings(url, open_timeout_s=1.0))
+        assert isinstance(source, GStreamerSource)
+        done = subprocess.run(
+            [SYSTEM_PYTHON, "-c", OPEN_AND_TIME, str(REPO_ROOT), source.pipeline],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=RUN_TIMEOUT_S,
+        )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    if "skip" in result:
+        pytest.skip(result["skip"])
+    assert result["error"] is not None and "cannot open it" in result["error"]
+    assert result["took_s"] < 10.0  # rtspsrc's default would take 20 s

@@ -27,6 +27,7 @@ PresetKind = Literal["csi", "rtsp"]
 
 LINK = " ! "
 APPSINK = "appsink drop=true max-buffers=1 sync=false"
+USEC_PER_S = 1_000_000
 TO_BGR = "videoconvert ! video/x-raw,format=BGR"
 NVMM_TO_BGRX = "nvvidconv ! video/x-raw,format=BGRx"
 CSI_SOURCE = "nvarguscamerasrc"
@@ -81,11 +82,14 @@ def csi_pipeline(settings: SourceSettings) -> str:
 
 def rtsp_pipeline(settings: SourceSettings) -> str:
     """The rtspsrc pipeline for settings.uri (rtsp:// or rtsps://): latency_ms, transport,
-    codec and decoder. Credentials in the URL move to user-id/user-pw (percent-decoded)."""
+    codec and decoder. Credentials in the URL move to user-id/user-pw (percent-decoded).
+    open_timeout_s becomes rtspsrc's tcp-timeout: its own default let a camera that accepts and
+    never answers hold each open for 20 s whatever the configuration said."""
     location, user, password = split_credentials(settings.uri.strip())
     source = (
         f"{RTSP_SOURCE} location={quote_value(location)} latency={settings.latency_ms} "
-        f"protocols={settings.transport}"
+        f"protocols={settings.transport} "
+        f"tcp-timeout={round(settings.open_timeout_s * USEC_PER_S)}"
     )
     if user is not None:
         source += f" user-id={quote_value(user)}"
