@@ -400,19 +400,25 @@ def test_the_rtsp_source_reads_frames_through_opencvs_gstreamer_backend(
     source = create_source(rtsp_settings(url))
     assert isinstance(source, GStreamerSource)
 
+    result = run_under_system_python(READ_THROUGH_OPENCV, source.pipeline)
+    assert result == {"shape": [240, 320, 3], "index": 0}
+
+
+def run_under_system_python(script: str, pipeline: str) -> dict[str, Any]:
+    """The JSON `script` prints last, run by Debian's Python with the repository and the
+    pipeline as arguments (skips the test where that OpenCV has no GStreamer)."""
     done = subprocess.run(
-        [SYSTEM_PYTHON, "-c", READ_THROUGH_OPENCV, str(REPO_ROOT), source.pipeline],
+        [SYSTEM_PYTHON, "-c", script, str(REPO_ROOT), pipeline],
         capture_output=True,
         text=True,
         check=False,
         timeout=RUN_TIMEOUT_S,
     )
-
     assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     if "skip" in result:
         pytest.skip(result["skip"])
-    assert result == {"shape": [240, 320, 3], "index": 0}
+    return result
 
 
 OPEN_AND_TIME = """
@@ -440,16 +446,6 @@ def test_an_rtsp_camera_that_never_answers_fails_at_open_timeout_s() -> None:
         url = f"rtsp://127.0.0.1:{silent.getsockname()[1]}/stream1"
         source = create_source(rtsp_settings(url, open_timeout_s=1.0))
         assert isinstance(source, GStreamerSource)
-        done = subprocess.run(
-            [SYSTEM_PYTHON, "-c", OPEN_AND_TIME, str(REPO_ROOT), source.pipeline],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=RUN_TIMEOUT_S,
-        )
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.splitlines()[-1])
-    if "skip" in result:
-        pytest.skip(result["skip"])
+        result = run_under_system_python(OPEN_AND_TIME, source.pipeline)
     assert result["error"] is not None and "cannot open it" in result["error"]
     assert result["took_s"] < 10.0  # rtspsrc's default would take 20 s
