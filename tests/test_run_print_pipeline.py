@@ -57,7 +57,8 @@ def test_rtsp_config_prints_its_pipeline_without_the_password(
     assert "s3cret" not in printed
     assert printed.startswith(
         'rtspsrc location="rtsp://192.168.1.20:554/stream1" latency=200 protocols=tcp '
-        'user-id="admin" user-pw="***" ! rtph264depay ! h264parse ! nvv4l2decoder ! nvvidconv'
+        'tcp-timeout=10000000 user-id="admin" user-pw="***" ! rtph264depay ! h264parse ! '
+        "nvv4l2decoder ! nvvidconv"
     )
 
 
