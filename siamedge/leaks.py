@@ -1,8 +1,9 @@
 """Notices a process running out of file descriptors or filling up with threads (a leak).
 
-OpenCV's GStreamer backend leaks a few of both on every failed open of a pipeline (OpenCV 4.6,
-Debian's and JetPack 5's; measured: an RTSP camera that is down, reopened every 30 s, costs
-about 70 descriptors an hour), so a camera down overnight would end in EMFILE. Reads /proc only.
+OpenCV's GStreamer backend leaks a few of both on every failed open of a pipeline (measured
+with Debian 12's OpenCV 4.6: an RTSP camera that is down, reopened every 30 s, costs some 70
+descriptors an hour; JetPack's OpenCV is not measured), so a camera down overnight would end in
+EMFILE. Reads /proc only.
 """
 
 from __future__ import annotations
