@@ -180,7 +180,8 @@ def test_status_is_retained_online_and_offline_after_close(
     client.start()
     connected(client)
     status = client.topics.status
-    first = mqtt_collector(mosquitto, [status]).wait_for(status, where=lambda p: p["online"])
+    live = mqtt_collector(mosquitto, [status])
+    first = live.wait_for(status, where=lambda p: p["online"])
     assert payload_of(first[0])["online"] is True
 
     report = StatusReport(
@@ -195,6 +196,9 @@ def test_status_is_retained_online_and_offline_after_close(
         uptime_s=1.0,
     )
     client.publish_status(report)
+    # The broker has it once a live subscriber got it; only then is a new subscriber's copy the
+    # retained one (subscribing earlier races the publish and gets it live, retain flag clear).
+    live.wait_for(status, where=lambda p: "model" in p)
     late = mqtt_collector(mosquitto, [status])
     retained = late.wait_for(status, where=lambda p: "model" in p)[0]
     assert retained.retain
@@ -270,8 +274,12 @@ def test_reconnect_after_broker_restart_restores_subscriptions(
     connected(client)
 
     # The restarted broker forgot everything: the status is back only because we re-sent it.
+    # Seen live first (a subscriber quicker than the re-sent status gets it live, retain flag
+    # clear), then a later subscriber must get it retained.
+    online = lambda p: p["online"]  # noqa: E731
+    mqtt_collector(broker, [client.topics.status]).wait_for(client.topics.status, where=online)
     collector = mqtt_collector(broker, [client.topics.status])
-    retained = collector.wait_for(client.topics.status, where=lambda p: p["online"])[0]
+    retained = collector.wait_for(client.topics.status, where=online)[0]
     assert retained.retain
     collector.publish(client.topics.start, '{"box": [1, 2, 3, 4]}')
     (command,) = wait_commands(client, 1)
