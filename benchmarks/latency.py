@@ -28,6 +28,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from siamedge.config import SyntheticSettings
+from siamedge.messaging.connection import stop_paho
 from siamedge.sources.synthetic import SyntheticClip
 
 CLIP = SyntheticSettings(width=1280, height=720, frames=300, seed=0)
@@ -76,8 +77,7 @@ class Subscriber:
         raise TimeoutError("the daemon did not report frames")
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        stop_paho(self.client)
 
 
 def run_case(workdir: Path, port: int, tracks: int, fps: float, seconds: float) -> dict[str, float]:

@@ -68,6 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fixtures.mosquitto import HOST, QUIET_LOG_TYPES, Broker, free_port
 
 from siamedge.config import SyntheticSettings
+from siamedge.messaging.connection import stop_paho
 from siamedge.sources.synthetic import SyntheticClip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -317,8 +318,7 @@ class SoakClient:
             return [c for c in self.commands.values() if c.reply is None]
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        stop_paho(self.client)
 
 
 def invalid_commands(serial: int) -> list[tuple[str, str, str, bytes]]:

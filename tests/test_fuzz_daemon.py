@@ -25,6 +25,7 @@ from fixtures.mosquitto import Broker, MqttCollector, Subscription
 from paho.mqtt.client import Client, MQTTMessage
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from siamedge.messaging.connection import stop_paho
 from siamedge.messaging.protocol import MAX_COMMAND_BYTES, request_id_of
 
 DaemonFactory = Callable[..., Daemon]
@@ -210,8 +211,7 @@ class FuzzClient:
         self.client.publish(self.daemon.topic(kind), payload, qos=1)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        stop_paho(self.client)
 
 
 def test_ten_thousand_fuzzed_commands_get_one_reply_each_while_tracking_goes_on(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from paho.mqtt.properties import Properties
 from siamedge.config import MqttSettings, TlsSettings
 from siamedge.errors import CommandError
 from siamedge.messaging.client import ConnectionState, IncomingCommand, MqttClient
+from siamedge.messaging.connection import stop_paho
 from siamedge.messaging.protocol import (
     MAX_COMMAND_BYTES,
     SourceStatus,
@@ -39,6 +41,7 @@ from siamedge.messaging.protocol import (
     StatusReport,
     parse_command,
 )
+from siamedge.messaging.subscriber import Subscriber
 from siamedge.tracking.result import MaskWindow, TrackResult, TrackState
 
 pytestmark = pytest.mark.timeout(30)
@@ -171,6 +174,34 @@ def test_each_malformed_command_gets_its_error(
         assert error["topic"] == client.topics.start
         assert error["payload_excerpt"] == payload.decode("utf-8", errors="replace")
     assert errors[1]["request_id"] == "m1"
+
+
+def open_descriptors() -> int:
+    """How many file descriptors this process holds now."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("kind", ["service client", "subscriber"])
+def test_close_releases_every_socket_without_the_garbage_collector(
+    mosquitto: Broker, mqtt_prefix: str, kind: str
+) -> None:
+    settings = settings_for(mosquitto, mqtt_prefix)
+    gc.disable()  # the client sits in a reference cycle: only close() may free its sockets
+    try:
+        before = open_descriptors()
+        if kind == "service client":
+            client: MqttClient | Subscriber = MqttClient(settings)
+            client.start()
+            connected(client)
+        else:
+            client = Subscriber(settings)
+            client.start()
+            assert client.wait_subscribed(WAIT_TIMEOUT_S)
+        assert open_descriptors() >= before + 3  # the broker connection and paho's wake-up pair
+        client.close()
+        assert open_descriptors() == before
+    finally:
+        gc.enable()
 
 
 def test_status_is_retained_online_and_offline_after_close(
@@ -588,8 +619,7 @@ def test_a_second_client_with_our_id_is_named_once_in_the_log(
             wait_until(lambda: "another client may be connecting" in caplog.text)
             time.sleep(2.0)  # not readiness: more dropped connections, still one warning
         finally:
-            rival.loop_stop()
-            rival.disconnect()
+            stop_paho(rival)
     clashes = [r.getMessage() for r in caplog.records if "another client" in r.getMessage()]
     assert clashes == [
         "MQTT: the broker dropped 3 connections in a row within 5 s of accepting them; another "

@@ -36,7 +36,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from siamedge.config import MqttSettings
 from siamedge.errors import CommandError
-from siamedge.messaging.connection import PROTOCOLS, paho_client, paho_keepalive
+from siamedge.messaging.connection import PROTOCOLS, paho_client, paho_keepalive, stop_paho
 from siamedge.messaging.homeassistant import DISCOVERY_QOS, DiscoveryMessage, discovery_messages
 from siamedge.messaging.ledger import CommandCounters, ErrorBudget, Outcome
 from siamedge.messaging.outbox import Outbox
@@ -298,9 +298,7 @@ class MqttClient:
                 info.wait_for_publish(timeout_s)
             except (ValueError, RuntimeError) as exc:
                 log.warning("MQTT could not publish the offline status: %s", exc)
-        self._client.disconnect()
-        if self._started:
-            self._client.loop_stop()
+        stop_paho(self._client)
         self._set_state(False, _CLOSED, logging.INFO)
 
     def __enter__(self) -> MqttClient:

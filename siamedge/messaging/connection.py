@@ -52,3 +52,17 @@ def paho_client(settings: MqttSettings, client_id: str, *, persistent: bool = Fa
     if settings.tls is not None:
         client.tls_set_context(tls_context(settings.tls))
     return client
+
+
+def stop_paho(client: Client) -> None:
+    """Disconnect, stop paho's network thread and close every socket it holds.
+
+    `loop_stop()` leaves the loopback socket pair that wakes paho's thread open until the client
+    is garbage collected (paho.mqtt.python issue #627), which a reference cycle through a bound
+    callback delays to an arbitrary collection: two descriptors per client meanwhile, and an
+    "unclosed socket" ResourceWarning whenever the sockets are finalized first. paho has no
+    public call that closes them; `_reset_sockets` is what its own `__del__` runs.
+    """
+    client.disconnect()
+    client.loop_stop()
+    client._reset_sockets()

@@ -20,7 +20,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from siamedge.config import MqttSettings
-from siamedge.messaging.connection import paho_client
+from siamedge.messaging.connection import paho_client, stop_paho
 from siamedge.messaging.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,7 @@ class Subscriber:
 
     def close(self) -> None:
         """Disconnect and stop paho's thread."""
-        self._client.disconnect()
-        self._client.loop_stop()
+        stop_paho(self._client)
 
     # ---- paho callbacks (network thread) ------------------------------------------------------
 
