@@ -24,7 +24,7 @@ from fixtures.daemon import (
     truth_box,
     unique_prefix,
 )
-from fixtures.mosquitto import Broker, MqttCollector, free_port
+from fixtures.mosquitto import WAIT_TIMEOUT_S, Broker, MqttCollector, free_port
 
 from siamedge.client import (
     Client,
@@ -291,6 +291,7 @@ def test_a_start_timeout_names_a_source_without_frames(
     retrying = SourceStatus("rtsp://cam", open=False, error="connection refused", state="retrying")
     with Client(settings_for(mosquitto, prefix)) as client:
         publisher.publish(Topics.for_prefix(prefix).status, status_payload(retrying))
+        client.wait_online(WAIT_TIMEOUT_S, with_frames=False)  # read before the short start
         with pytest.raises(ClientTimeoutError) as raised:
             client.start((1, 2, 3, 4), timeout_s=NO_DAEMON_TIMEOUT_S)
     message = str(raised.value)

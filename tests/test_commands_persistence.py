@@ -185,6 +185,10 @@ class CuttableProxy:
                 client.close()
                 continue
             with self._lock:
+                if self._cut.is_set():  # cut while connecting: cut() has swept the list
+                    client.close()
+                    upstream.close()
+                    continue
                 self._sockets += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
@@ -204,8 +208,8 @@ class CuttableProxy:
                 sock.shutdown(socket.SHUT_RDWR)
 
     def cut(self) -> None:
-        self._cut.set()
         with self._lock:
+            self._cut.set()
             sockets, self._sockets = self._sockets, []
         for sock in sockets:
             with contextlib.suppress(OSError):

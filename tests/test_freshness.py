@@ -31,10 +31,12 @@ from siamedge.sources.presets import rtsp_pipeline
 
 SLOW_MODEL_S = 0.1
 MEASURE_S = 4.0
-SCHEDULING_SLACK_S = 0.03
+SCHEDULING_SLACK_S = 0.05
 """A busy machine wakes the consumer's and the capture thread a little late: not a backlog."""
-STARVED_SLACK_S = 0.1
-"""The worst frame may also have met a 2-core runner busy with other processes."""
+STARVED_SLACK_S = 0.3
+"""The worst frame may also have met a 2-core runner busy with other processes (one pause of the
+whole machine). A backlog is not one late frame: a queue grows by three frames a sample here
+(the consumer takes one in four) and is seconds behind by the end of the measurement."""
 
 
 def live_source(url: str) -> FrameSource:
@@ -69,7 +71,7 @@ def assert_fresh(result: Freshness, fps: float) -> None:
     half = len(result.samples) // 2
     early = sorted(sample.timestamp_lag_s for sample in result.samples[:half])[half // 2]
     late = sorted(sample.timestamp_lag_s for sample in result.samples[half:])[half // 2]
-    assert late <= early + period_s
+    assert late <= early + period_s + SCHEDULING_SLACK_S
 
 
 def test_a_file_played_in_real_time_is_never_behind(tmp_path: Path) -> None:

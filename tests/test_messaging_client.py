@@ -199,17 +199,18 @@ def test_close_releases_every_socket_without_the_garbage_collector(
             assert client.wait_subscribed(WAIT_TIMEOUT_S)
         assert open_descriptors() >= before + 3  # the broker connection and paho's wake-up pair
         client.close()
-        assert open_descriptors() == before
+        assert open_descriptors() <= before  # other threads may close theirs meanwhile
     finally:
         gc.enable()
 
 
 def test_status_is_retained_online_and_offline_after_close(
-    mosquitto: Broker, mqtt_prefix: str, mqtt_collector: Collect
+    mosquitto: Broker,
+    mqtt_prefix: str,
+    mqtt_collector: Collect,
+    make_client: Callable[..., MqttClient],
 ) -> None:
-    client = MqttClient(settings_for(mosquitto, mqtt_prefix))
-    client.start()
-    connected(client)
+    client = connected(make_client(settings_for(mosquitto, mqtt_prefix)))
     status = client.topics.status
     live = mqtt_collector(mosquitto, [status])
     first = live.wait_for(status, where=lambda p: p["online"])

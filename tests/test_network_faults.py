@@ -432,40 +432,46 @@ def test_netlab_faults_reach_a_tcp_connection_and_leave_nothing_behind(netns: Na
     server = netns.popen(
         [sys.executable, "-c", _ECHO_SERVER, netns.address], stdout=subprocess.PIPE, text=True
     )
-    assert server.stdout is not None
-    port = int(server.stdout.readline())
-    with socket.create_connection((netns.address, port), timeout=SETTLE_TIMEOUT_S) as echo:
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        with socket.create_connection((netns.address, port), timeout=SETTLE_TIMEOUT_S) as echo:
 
-        def round_trip_s() -> float:
-            started = time.monotonic()
-            echo.sendall(b"x")
-            assert echo.recv(1) == b"x"
-            return time.monotonic() - started
+            def round_trip_s() -> float:
+                started = time.monotonic()
+                echo.sendall(b"x")
+                assert echo.recv(1) == b"x"
+                return time.monotonic() - started
 
-        round_trip_s()
-        netns.impair(loss_percent=NETLAB_LOSS_PERCENT)
-        lost = NETLAB_DATAGRAMS - datagrams_echoed(netns.address, port)
-        assert 30 < lost < 115, lost
-        netns.impair(delay_ms=NETLAB_DELAY_MS)
-        assert round_trip_s() >= 2 * NETLAB_DELAY_MS / 1000.0  # each way
-        netns.drop_all()
-        echo.settimeout(NETLAB_SILENCE_S)
-        echo.sendall(b"y")
-        with pytest.raises(TimeoutError):  # silence, no RST: a half-open connection
-            echo.recv(1)
-        netns.heal()
-        echo.settimeout(SETTLE_TIMEOUT_S)
-        assert echo.recv(1) == b"y"  # TCP retransmitted it once the link was back
-        netns.link_down()
-        echo.settimeout(NETLAB_SILENCE_S)
-        echo.sendall(b"z")
-        with pytest.raises(TimeoutError):
-            echo.recv(1)
-        netns.link_up()
-        echo.settimeout(SETTLE_TIMEOUT_S)
-        assert echo.recv(1) == b"z"
-    server.wait(SETTLE_TIMEOUT_S)
-    server.stdout.close()
+            round_trip_s()
+            netns.impair(loss_percent=NETLAB_LOSS_PERCENT)
+            lost = NETLAB_DATAGRAMS - datagrams_echoed(netns.address, port)
+            assert 30 < lost < 115, lost
+            netns.impair(delay_ms=NETLAB_DELAY_MS)
+            assert round_trip_s() >= 2 * NETLAB_DELAY_MS / 1000.0  # each way
+            netns.drop_all()
+            echo.settimeout(NETLAB_SILENCE_S)
+            echo.sendall(b"y")
+            with pytest.raises(TimeoutError):  # silence, no RST: a half-open connection
+                echo.recv(1)
+            netns.heal()
+            echo.settimeout(SETTLE_TIMEOUT_S)
+            assert echo.recv(1) == b"y"  # TCP retransmitted it once the link was back
+            netns.link_down()
+            echo.settimeout(NETLAB_SILENCE_S)
+            echo.sendall(b"z")
+            with pytest.raises(TimeoutError):
+                echo.recv(1)
+            netns.link_up()
+            echo.settimeout(SETTLE_TIMEOUT_S)
+            assert echo.recv(1) == b"z"
+        server.wait(SETTLE_TIMEOUT_S)
+    finally:  # a failure above must not leave the echo server or its pipe behind
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
     netns.impair(delay_ms=NETLAB_DELAY_MS, loss_percent=50.0)  # close() also ends these
     netns.close()
     assert (

@@ -67,11 +67,11 @@ def assert_pings_withheld(notify_socket: NotifyReceiver, daemon: Daemon) -> None
     """No WATCHDOG=1 for 1.5 s, 2.5 s from now (past a watchdog_stall_s of 1 s), and the log
     says why; then the daemon stops cleanly."""
     time.sleep(2.5)
+    wait_for_log(daemon, "withholding watchdog pings")
     notify_socket.drain()
     time.sleep(1.5)
     late = notify_socket.drain()
     assert not any("WATCHDOG" in note.fields for note in late), late
-    assert "withholding watchdog pings" in daemon.log
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
 
@@ -95,11 +95,14 @@ def test_sd_notify_ready_watchdog_status_and_stopping(
     assert "broker connected" in ready.fields["STATUS"]
     assert "CPUExecutionProvider" in ready.fields["STATUS"]
     assert not any("WATCHDOG" in note.fields for note in before_ready)
-    # the retained online status was published before READY
-    assert collector.messages(daemon.topic("status")), "status must be online before READY"
+    # the retained online status was sent before READY; this subscriber, on another connection,
+    # may get it a moment after the notification
+    collector.wait_for(daemon.topic("status"), where=lambda m: m.get("online") is True)
 
-    after = [notify_socket.receive() for _ in range(8)]
-    assert sum(note.fields.get("WATCHDOG") == "1" for note in after) >= 3
+    after = [notify_socket.receive()]
+    while sum(note.fields.get("WATCHDOG") == "1" for note in after) < 3:
+        assert len(after) < 30, after  # status lines come as often: pings are not the exception
+        after.append(notify_socket.receive())
     statuses = [note.fields["STATUS"] for note in after if "STATUS" in note.fields]
     assert any(" fps, 0 track(s)" in text for text in statuses)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from fixtures.waiting import wait_until
 
 from siamedge.config import WebSettings, settings_from_mapping
 from siamedge.errors import CommandError, ConfigError
@@ -145,7 +146,7 @@ def test_the_inbox_answers_waits_and_refuses_when_full() -> None:
     waiting = threading.Thread(target=lambda: answers.append(inbox.submit("stop", b"{}", 30)))
     inbox.drain()
     waiting.start()
-    time.sleep(0.05)
+    wait_until(lambda: bool(inbox.drain()), "the waiting thread's command in the inbox")
     inbox.close()  # shutdown wakes the waiting HTTP thread with no answer
     waiting.join(5)
     assert answers == [None]
