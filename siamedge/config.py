@@ -129,17 +129,24 @@ class ModelSettings(_Section):
         return self
 
 
+DEFAULT_SEG_THR = 0.35
+"""The mask threshold of a model that records none (SiamMask's VOT configuration)."""
+DEFAULT_LOST_SCORE = 0.3
+"""The lost-score threshold of a model that records none."""
+
+
 class TrackerSettings(_Section):
     """Per-target tracking behaviour."""
 
     max_tracks: int = Field(default=4, ge=1, le=64)
-    seg_thr: float = Field(default=0.35, gt=0.0, lt=1.0)
-    """Mask threshold, used when the model's metadata has none."""
+    seg_thr: float | None = Field(default=None, gt=0.0, lt=1.0)
+    """Mask threshold. None: the one the model's metadata records, else DEFAULT_SEG_THR; a
+    number replaces the model's (its meaning depends on the model)."""
     min_contour_area: float = Field(default=100.0, ge=0.0)
     """Contours up to this area (px) do not define the rotated box (SiamMask uses 100)."""
-    lost_score: float = Field(default=0.3, ge=0.0, le=1.0)
-    """A target whose score stays below this for `lost_frames` frames is reported lost; used
-    when the model's metadata records no `lost_score` of its own."""
+    lost_score: float | None = Field(default=None, ge=0.0, le=1.0)
+    """A target whose score stays below this for `lost_frames` frames is reported lost. None:
+    the model's metadata `lost_score`, else DEFAULT_LOST_SCORE; a number replaces the model's."""
     lost_frames: int = Field(default=10, ge=1)
 
 

@@ -53,7 +53,7 @@ from siamedge.sources.capture import SourceStatus as CaptureStatus
 from siamedge.sources.factory import create_capture
 from siamedge.systemd import Notifier, Watchdog, extended_timeout
 from siamedge.tracking.result import TrackResult
-from siamedge.tracking.tracker import TrackerParams
+from siamedge.tracking.tracker import TrackerParams, replaced_model_thresholds
 from siamedge.tracks import TrackManager
 
 log = logging.getLogger(__name__)
@@ -151,6 +151,8 @@ class ModelSlot:
             log.error("model not loaded: %s (retrying when the file changes)", exc)
             return
         params = TrackerParams.from_settings(self._settings.tracker, engine.contract)
+        for line in replaced_model_thresholds(self._settings.tracker, engine.contract):
+            log.info("%s", line)
         self.engine = engine
         self.manager = TrackManager(engine, params, self._settings.tracker.max_tracks)
         self.error = None

@@ -3,6 +3,7 @@ goes on, and fixing the permissions (not only the content) gets the model loaded
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -96,3 +97,20 @@ def test_a_model_path_the_system_refuses_is_a_reason_not_a_crash() -> None:
     slot.load()
     assert slot.engine is None
     assert slot.error == f"model file {too_long} cannot be read: File name too long"
+
+
+def test_a_configured_threshold_replaces_the_models_and_the_log_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = Settings.model_validate(
+        {
+            "model": {"path": "builtin", "providers": ["cpu"], "warmup": False},
+            "tracker": {"seg_thr": 0.6},
+        }
+    )
+    slot = ModelSlot(settings, Notifier())
+    with caplog.at_level(logging.INFO, logger="siamedge.service"):
+        slot.load()
+    assert slot.engine is not None and slot.engine.contract.seg_thr == 0.45
+    assert "tracker.seg_thr 0.6 replaces the model's 0.45" in caplog.messages
+    assert not any("lost_score" in message for message in caplog.messages)

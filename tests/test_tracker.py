@@ -12,13 +12,19 @@ import pytest
 from numpy.typing import NDArray
 
 from siamedge import contract as c
-from siamedge.config import ModelSettings, TrackerSettings
+from siamedge.config import DEFAULT_LOST_SCORE, DEFAULT_SEG_THR, ModelSettings, TrackerSettings
 from siamedge.engine import Engine
 from siamedge.errors import BoxError
 from siamedge.tracking.geometry import PointXY, box_corners
 from siamedge.tracking.model_io import ModelStep, Serial
 from siamedge.tracking.result import TrackState
-from siamedge.tracking.tracker import StepOutcome, Tracker, TrackerParams, step_together
+from siamedge.tracking.tracker import (
+    StepOutcome,
+    Tracker,
+    TrackerParams,
+    replaced_model_thresholds,
+    step_together,
+)
 
 PARAMS = TrackerParams(seg_thr=0.35, min_contour_area=100.0, lost_score=0.5, lost_frames=3)
 CONTRACT = c.ModelContract(
@@ -222,13 +228,24 @@ def test_set_target_moves_the_search(toy_model: Callable[..., Path]) -> None:
     assert outcome.result.center_xy == (301.0, 202.0)
 
 
-def test_model_metadata_thresholds_win_over_the_configuration() -> None:
-    settings = TrackerSettings(seg_thr=0.35, lost_score=0.3)
+def test_thresholds_come_from_the_configuration_then_the_model_then_the_defaults() -> None:
     from_model = c.ModelContract(**{**CONTRACT.__dict__, "seg_thr": 0.45, "lost_score": 0.2})
-    params = TrackerParams.from_settings(settings, from_model)
+    unset = TrackerSettings()
+    params = TrackerParams.from_settings(unset, from_model)
     assert (params.seg_thr, params.lost_score) == (0.45, 0.2)
-    params = TrackerParams.from_settings(settings, CONTRACT)
-    assert (params.seg_thr, params.lost_score) == (0.35, 0.3)
+    assert replaced_model_thresholds(unset, from_model) == []
+    params = TrackerParams.from_settings(unset, CONTRACT)  # the model records neither
+    assert (params.seg_thr, params.lost_score) == (DEFAULT_SEG_THR, DEFAULT_LOST_SCORE)
+
+    configured = TrackerSettings(seg_thr=0.5, lost_score=0.2)
+    params = TrackerParams.from_settings(configured, from_model)
+    assert (params.seg_thr, params.lost_score) == (0.5, 0.2)
+    assert replaced_model_thresholds(configured, from_model) == [
+        "tracker.seg_thr 0.5 replaces the model's 0.45"
+    ]
+    params = TrackerParams.from_settings(configured, CONTRACT)
+    assert (params.seg_thr, params.lost_score) == (0.5, 0.2)
+    assert replaced_model_thresholds(configured, CONTRACT) == []
 
 
 def test_builtin_model_records_its_thresholds() -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
-from siamedge.config import TrackerSettings
+from siamedge.config import DEFAULT_LOST_SCORE, DEFAULT_SEG_THR, TrackerSettings
 from siamedge.contract import ModelContract
 from siamedge.tracking.crop import BGR, CropScratch, crop_resized, mean_color
 from siamedge.tracking.geometry import (
@@ -50,16 +50,35 @@ class TrackerParams:
 
     @classmethod
     def from_settings(cls, settings: TrackerSettings, contract: ModelContract) -> TrackerParams:
-        """The configured values; the mask threshold and the lost-score threshold come from the
-        model when it records them (their meaning depends on the model)."""
+        """The configured values; the mask and lost-score thresholds left unset (None) come
+        from the model when it records them, else from the defaults."""
         return cls(
-            seg_thr=contract.seg_thr if contract.seg_thr is not None else settings.seg_thr,
+            seg_thr=_threshold(settings.seg_thr, contract.seg_thr, DEFAULT_SEG_THR),
             min_contour_area=settings.min_contour_area,
-            lost_score=contract.lost_score
-            if contract.lost_score is not None
-            else settings.lost_score,
+            lost_score=_threshold(settings.lost_score, contract.lost_score, DEFAULT_LOST_SCORE),
             lost_frames=settings.lost_frames,
         )
+
+
+def replaced_model_thresholds(settings: TrackerSettings, contract: ModelContract) -> list[str]:
+    """One line for each threshold the model records that the configuration replaces, e.g.
+    "tracker.seg_thr 0.5 replaces the model's 0.45" (for the log at model load)."""
+    pairs = (
+        ("seg_thr", settings.seg_thr, contract.seg_thr),
+        ("lost_score", settings.lost_score, contract.lost_score),
+    )
+    return [
+        f"tracker.{key} {configured:g} replaces the model's {recorded:g}"
+        for key, configured, recorded in pairs
+        if configured is not None and recorded is not None and configured != recorded
+    ]
+
+
+def _threshold(configured: float | None, recorded: float | None, default: float) -> float:
+    """The configured threshold, else the model's, else the default."""
+    if configured is not None:
+        return configured
+    return recorded if recorded is not None else default
 
 
 @dataclass(frozen=True)
