@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Protocol
@@ -21,6 +23,11 @@ EX_CONFIG = 78
 """sysexits.h EX_CONFIG: the systemd unit does not restart on it (RestartPreventExitStatus)."""
 EX_FAILURE = 1
 EX_INTERRUPTED = 130
+"""128 + SIGINT."""
+EX_BROKEN_PIPE = 141
+"""128 + SIGPIPE: the reader of stdout went away (`siamedge track ... | head -1`)."""
+EX_TERMINATED = 143
+"""128 + SIGTERM."""
 
 
 def positive_int(text: str) -> int:
@@ -83,19 +90,49 @@ def _load(module_name: str) -> Command:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
+    _replace_closed_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(logging.INFO)
+    terminated = _TerminationFlag()
+    if args.command != "run":  # the service stops on its own signal handlers
+        signal.signal(signal.SIGTERM, terminated.interrupt)
     try:
-        return _load(COMMANDS[args.command][0]).run(args)
+        status = _load(COMMANDS[args.command][0]).run(args)
+        sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
     except ConfigError as exc:
         print(f"siamedge: configuration error: {exc}", file=sys.stderr)
         return EX_CONFIG
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush
+        return EX_BROKEN_PIPE
     except (SiamedgeError, OSError) as exc:  # OSError: a file it was told to read or write
         print(f"siamedge: error: {exc}", file=sys.stderr)
         return EX_FAILURE
     except KeyboardInterrupt:
-        return EX_INTERRUPTED
+        return EX_TERMINATED if terminated.raised else EX_INTERRUPTED
+    return EX_TERMINATED if terminated.raised else status
+
+
+class _TerminationFlag:
+    """SIGTERM stops a command as Ctrl-C does (the same clean-up: partial files removed,
+    outputs closed), and remembers that it was SIGTERM for the exit status."""
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    def interrupt(self, signum: int, frame: object) -> None:
+        self.raised = True
+        raise KeyboardInterrupt
+
+
+def _replace_closed_streams() -> None:
+    """A command started with stdout or stderr closed (`siamedge schema >&-`) writes to
+    /dev/null instead of failing on a missing stream."""
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (for the process)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
 
 
 if __name__ == "__main__":
