@@ -70,6 +70,8 @@ def choose_providers(requested: str | Sequence[str], available: Sequence[str]) -
         name = PROVIDER_BY_NAME.get(short)
         if name is None:
             raise ModelError(f"unknown execution provider {short!r}; use tensorrt, cuda or cpu")
+        if name in chosen:
+            continue  # `cpu,cpu`: onnxruntime would warn about the duplicate on stderr
         if name in available:
             chosen.append(name)
         else:

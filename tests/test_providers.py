@@ -43,6 +43,7 @@ def test_auto_prefers_tensorrt_then_cuda_then_cpu() -> None:
 def test_explicit_list_keeps_order_and_drops_unavailable(caplog: pytest.LogCaptureFixture) -> None:
     assert p.choose_providers(["cpu", "cuda"], [p.CPU, p.CUDA]) == [p.CPU, p.CUDA]
     assert p.choose_providers(["tensorrt", "cpu"], [p.CPU]) == [p.CPU]
+    assert p.choose_providers(["cpu", "cuda", "cpu"], [p.CPU, p.CUDA]) == [p.CPU, p.CUDA]
     assert "tensorrt is not available" in caplog.text
 
 
