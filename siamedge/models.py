@@ -38,9 +38,15 @@ def resolve_model_path(model: str) -> Path:
     try:
         mode = path.stat().st_mode
     except (FileNotFoundError, NotADirectoryError):
-        raise ModelError(f"model file not found: {path}") from None
+        raise ModelError(f"model file not found: {path}{_relative_note(path)}") from None
     except OSError as exc:  # e.g. a folder the service may not enter (ProtectHome=yes)
         raise ModelError(f"model file {path} cannot be read: {exc.strerror}") from None
     if not stat.S_ISREG(mode):
         raise ModelError(f"model path is not a file: {path}")
     return path
+
+
+def _relative_note(path: Path) -> str:
+    """Where a relative path was looked for: the working directory, not the config file's
+    folder (the unit's WorkingDirectory= under systemd)."""
+    return "" if path.is_absolute() else f" (relative to the working directory {Path.cwd()})"

@@ -26,6 +26,17 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
         e.Engine.load(str(tmp_path / "nope.onnx"), CPU_ONLY)
 
 
+def test_a_missing_relative_path_names_where_it_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError) as raised:
+        e.Engine.load("models/m.onnx", CPU_ONLY)
+    assert str(raised.value) == (
+        f"model file not found: models/m.onnx (relative to the working directory {tmp_path})"
+    )
+
+
 def test_a_folder_is_not_a_model(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="model path is not a file"):
         e.Engine.load(str(tmp_path), CPU_ONLY)
