@@ -7,14 +7,19 @@ A socket timeout bounds each recv() only: a head trickled a byte at a time kept 
 
 from __future__ import annotations
 
+import os
 import select
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from siamedge.cli import EX_FAILURE
 from siamedge.config import SourceSettings
 from siamedge.errors import SourceError
 from siamedge.sources.factory import create_source
@@ -253,3 +258,56 @@ def test_a_redirect_is_refused_with_its_location_redacted(
         match=r"HTTP 302 Found: redirected to http://u:\*\*\*@cam/video\?token=\*\*\*; use that",
     ):
         _open_get(server.url())
+
+
+# --- URLs that do not parse -----------------------------------------------------------------
+
+MALFORMED_URLS = [
+    # urlsplit() itself refuses an unclosed IPv6 bracket: it escaped as a ValueError traceback.
+    ("http://[::1", "auto", "stream http://[::1: not a valid URL: Invalid IPv6 URL"),
+    ("http://[::1/x", "mjpeg", "mjpeg http://[::1/x: not a valid URL: Invalid IPv6 URL"),
+    (
+        "https://u:s3cret@[::1/x?token=abc",
+        "auto",
+        "stream https://u:***@[::1/x?token=***: not a valid URL: Invalid IPv6 URL",
+    ),
+    # .port refuses these, and always gave the clean error: kept the same.
+    ("http://cam:99999/x", "auto", "stream http://cam:99999/x: not a valid URL: Port out of range"),
+]
+
+
+@pytest.mark.parametrize(
+    ("url", "kind", "message"),
+    MALFORMED_URLS,
+    ids=["ipv6-auto", "ipv6-mjpeg", "ipv6-secrets", "bad-port"],
+)
+def test_a_url_that_does_not_parse_is_a_source_error_naming_it(
+    url: str, kind: str, message: str
+) -> None:
+    source = create_source(SourceSettings.model_validate({"uri": url, "kind": kind}))
+    try:
+        with pytest.raises(SourceError) as caught:
+            source.open()
+    finally:
+        source.close()
+    assert str(caught.value).startswith(message)
+    assert "s3cret" not in str(caught.value)
+
+
+TRACK_MALFORMED = ("--source", "http://[::1", "--box", "1,1,50,50")
+
+
+def test_track_on_a_url_that_does_not_parse_exits_with_the_error_and_no_traceback(
+    repo_root: Path,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "siamedge.cli", "track", *TRACK_MALFORMED],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(repo_root)},
+        timeout=120,
+        check=False,
+    )
+    stderr = done.stderr.decode()
+    assert "Traceback" not in stderr
+    assert "siamedge: error: stream http://[::1: not a valid URL: Invalid IPv6 URL" in stderr
+    assert done.returncode == EX_FAILURE, stderr

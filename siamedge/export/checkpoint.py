@@ -5,6 +5,7 @@ Reads with torch.load(weights_only=True) only: never unpickles arbitrary objects
 
 from __future__ import annotations
 
+import errno
 import logging
 import pickle
 import warnings
@@ -47,7 +48,12 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
             warnings.simplefilter("ignore", UserWarning)
             loaded = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as exc:
-        raise ModelError(f"cannot read the checkpoint {path}: {exc.strerror}") from exc
+        if exc.errno != errno.EINVAL:  # permission denied, I/O error: the system's reason
+            raise ModelError(f"cannot read the checkpoint {path}: {exc.strerror}") from exc
+        # torch's zip reader answers EINVAL for an archive cut short (its central directory
+        # points past the end): a file problem, not the system's.
+        reason = _unreadable_reason(path, exc)
+        raise ModelError(f"{path}: {NOT_A_CHECKPOINT}: {reason}") from exc
     except Exception as exc:  # torch raises pickle, zip and runtime errors alike
         # torch's own message suggests weights_only=False (arbitrary code execution) and may
         # hold ANSI escapes: name the file and the reason instead.

@@ -109,8 +109,9 @@ def open_get(url: str, *, timeout_s: float, accept: str, description: str) -> Ht
     timeout_s bounds the whole open, from the connection to the last line of the answer's head:
     a socket timeout alone bounds each recv(), so a server that sent its head a byte at a time
     would keep the source opening for hours (http.client reads lines of up to 64 KiB)."""
-    parts = urlsplit(url)
     try:
+        # urlsplit itself refuses some URLs (an unclosed IPv6 bracket), .port a bad port.
+        parts = urlsplit(url)
         host, port = parts.hostname, parts.port
     except ValueError as exc:
         raise SourceError(f"{description}: not a valid URL: {exc}") from None
