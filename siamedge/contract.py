@@ -6,7 +6,8 @@ Checks a model's declared tensors against the contract; never loads a runtime or
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from siamedge.errors import ModelError
@@ -92,6 +93,76 @@ HYPER_PARAMETER_KEYS = (
 OPTIONAL_HYPER_PARAMETER_KEYS = ("lost_score",)
 """Keys a model may add: `lost_score`, the score below which its target counts as lost."""
 
+
+def _positive_integer(value: float) -> bool:
+    return value.is_integer() and value > 0
+
+
+HYPER_PARAMETER_RANGES: Mapping[str, tuple[str, Callable[[float], bool]]] = {
+    "exemplar_size": ("a positive integer", _positive_integer),
+    "instance_size": ("a positive integer", _positive_integer),
+    "total_stride": ("a positive integer", _positive_integer),
+    "score_size": ("a positive integer", _positive_integer),
+    "base_size": ("an integer >= 0", lambda value: value.is_integer() and value >= 0),
+    "context_amount": ("a finite number > 0", lambda value: value > 0),
+    "penalty_k": ("a finite number >= 0", lambda value: value >= 0),
+    "window_influence": ("a number in [0, 1]", lambda value: 0 <= value <= 1),
+    "lr": ("a number in [0, 1]", lambda value: 0 <= value <= 1),
+    "seg_thr": ("a number in (0, 1)", lambda value: 0 < value < 1),
+    "lost_score": ("a number in [0, 1]", lambda value: 0 <= value <= 1),
+}
+"""Numeric hyper-parameter key -> (its allowed values in words, test of a finite value).
+
+What the tracker arithmetic needs: crop sizes, stride and score grid count whole pixels or cells,
+and score_size divides by the stride; base_size shifts the mask window by whole cells;
+context_amount > 0 keeps s_z = sqrt((w + p)(h + p)) real and the context a margin; penalty_k >= 0
+so that exp(-penalty_k x change) only lowers scores; window_influence and lr weigh two values
+(a x (1 - t) + b x t); seg_thr thresholds mask probabilities (0 or 1 would keep all or nothing);
+lost_score compares with a score in [0, 1]. The tunable ones match export/spec.py's
+HyperParameters, the thresholds config.py's TrackerSettings. Every value must be a finite JSON
+number; integers may be written as 8.0.
+"""
+ANCHOR_KEYS = ("ratios", "scales")
+"""Hyper-parameter keys holding a non-empty list of finite numbers > 0."""
+NULLABLE_HYPER_PARAMETER_KEYS = ("seg_thr", "lost_score")
+"""Keys whose null means "not recorded", as if absent."""
+
+
+def hyper_parameter_problem(key: str, value: object) -> str | None:
+    """What is wrong with one hyper-parameter value, e.g. "hyper-parameter total_stride must be
+    a positive integer, got 0"; None when nothing is, or for keys siamedge does not define (a
+    model's own keys are its business).
+    """
+    if key in ANCHOR_KEYS:
+        if isinstance(value, list) and value and all(_positive(item) for item in value):
+            return None
+        allowed = "a non-empty list of finite numbers > 0"
+    elif key in HYPER_PARAMETER_RANGES:
+        allowed, admits = HYPER_PARAMETER_RANGES[key]
+        number = _finite_number(value)
+        if number is not None and admits(number):
+            return None
+    else:
+        return None
+    return f"hyper-parameter {key} must be {allowed}, got {value!r}"
+
+
+def _finite_number(value: object) -> float | None:
+    """The value as a float when it is a finite JSON number (not a boolean), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float range
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _positive(value: object) -> bool:
+    number = _finite_number(value)
+    return number is not None and number > 0
+
+
 # The SiamMask VOT geometry, fixed by the network (CONTRACT.md). A model declares its own crop
 # sizes through its shapes; stride, base size and context come from its metadata, else these.
 EXEMPLAR_SIZE = 127
@@ -176,10 +247,14 @@ def _static_shape(spec: TensorSpec, where: str, batched: bool) -> tuple[int, ...
         elif batched and index == 0:
             dims.append(DYNAMIC_BATCH)
         else:
-            what = "only the batch dimension may be" if batched else "the contract needs"
+            rule = (
+                "only the batch dimension may be dynamic; the others need fixed sizes"
+                if batched
+                else "the contract needs static shapes"
+            )
             raise ModelError(
                 f"{where}: {spec.name!r} has a dynamic shape {list(spec.shape)}; "
-                f"{what} static shapes (TensorRT builds one engine)"
+                f"{rule} (TensorRT builds one engine)"
             )
     return tuple(dims)
 
@@ -225,7 +300,10 @@ def _check_tensors(
 
 
 def parse_hyper_parameters(metadata: Mapping[str, str], where: str) -> dict[str, object]:
-    """The hyper-parameter JSON object from the model metadata ({} when absent)."""
+    """The hyper-parameter JSON object from the model metadata ({} when absent).
+
+    ModelError names the first value out of its range (hyper_parameter_problem).
+    """
     raw = metadata.get(META_HYPER_PARAMETERS)
     if raw is None:
         return {}
@@ -235,14 +313,18 @@ def parse_hyper_parameters(metadata: Mapping[str, str], where: str) -> dict[str,
         raise ModelError(f"{where}: metadata {META_HYPER_PARAMETERS} is not JSON: {exc}") from exc
     if not isinstance(parsed, dict):
         raise ModelError(f"{where}: metadata {META_HYPER_PARAMETERS} must be a JSON object")
+    for key, value in parsed.items():
+        if value is None and key in NULLABLE_HYPER_PARAMETER_KEYS:
+            continue
+        problem = hyper_parameter_problem(key, value)
+        if problem is not None:
+            raise ModelError(f"{where}: {problem}")
     return parsed
 
 
-def _number(params: Mapping[str, object], key: str, default: float, where: str) -> float:
-    value = params.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ModelError(f"{where}: hyper-parameter {key!r} must be a number, got {value!r}")
-    return float(value)
+def _number(params: Mapping[str, object], key: str) -> float | None:
+    """A checked numeric hyper-parameter (parse_hyper_parameters); None when absent or null."""
+    return _finite_number(params.get(key))
 
 
 def _layout(metadata: Mapping[str, str], where: str) -> str:
@@ -352,18 +434,19 @@ def check_contract(
         )
 
     params = parse_hyper_parameters(metadata, where)
-    seg_thr = params.get("seg_thr")
-    lost_score = params.get("lost_score")
+    total_stride = _number(params, "total_stride")
+    base_size = _number(params, "base_size")
+    context_amount = _number(params, "context_amount")
     return ModelContract(
         instance_size=image[2],
         exemplar_size=mask[0],
         feature_shape=(1, *features[1:]),
-        total_stride=int(_number(params, "total_stride", TOTAL_STRIDE, where)),
-        base_size=int(_number(params, "base_size", BASE_SIZE, where)),
-        context_amount=_number(params, "context_amount", CONTEXT_AMOUNT, where),
+        total_stride=TOTAL_STRIDE if total_stride is None else int(total_stride),
+        base_size=BASE_SIZE if base_size is None else int(base_size),
+        context_amount=CONTEXT_AMOUNT if context_amount is None else context_amount,
         has_score=OUT_SCORE in out_shapes,
-        seg_thr=None if seg_thr is None else _number(params, "seg_thr", 0.0, where),
-        lost_score=None if lost_score is None else _number(params, "lost_score", 0.0, where),
+        seg_thr=_number(params, "seg_thr"),
+        lost_score=_number(params, "lost_score"),
         model_name=metadata.get(META_MODEL_NAME),
         metadata=dict(metadata),
         batched=batched,

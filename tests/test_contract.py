@@ -7,7 +7,9 @@ import json
 import pytest
 
 from siamedge import contract as c
+from siamedge.builtin_model import HyperParameters as BuiltinHyperParameters
 from siamedge.errors import ModelError
+from siamedge.export.spec import HyperParameters as ExportHyperParameters
 
 GOOD_INPUTS = [
     c.TensorSpec("im", "float32", (1, 3, 255, 255)),
@@ -105,10 +107,104 @@ def test_contract_violations_are_named(
 def test_bad_metadata_is_named() -> None:
     with pytest.raises(ModelError, match=r"siamedge\.hyper_parameters is not JSON"):
         c.check_contract(GOOD_INPUTS, GOOD_OUTPUTS, {c.META_HYPER_PARAMETERS: "{"}, "m")
-    with pytest.raises(ModelError, match="'seg_thr' must be a number"):
+    with pytest.raises(ModelError, match=r"seg_thr must be a number in \(0, 1\), got 'high'"):
         c.check_contract(
             GOOD_INPUTS, GOOD_OUTPUTS, {c.META_HYPER_PARAMETERS: '{"seg_thr": "high"}'}, "m"
         )
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("total_stride", 0, "total_stride must be a positive integer, got 0"),
+        ("total_stride", 0.5, "total_stride must be a positive integer, got 0.5"),
+        ("total_stride", 8.5, "total_stride must be a positive integer, got 8.5"),
+        ("total_stride", -8, "total_stride must be a positive integer, got -8"),
+        ("total_stride", None, "total_stride must be a positive integer, got None"),
+        ("exemplar_size", 0, "exemplar_size must be a positive integer, got 0"),
+        ("instance_size", "255", "instance_size must be a positive integer, got '255'"),
+        ("score_size", INF, "score_size must be a positive integer, got inf"),
+        ("base_size", -1, "base_size must be an integer >= 0, got -1"),
+        ("base_size", 4.5, "base_size must be an integer >= 0, got 4.5"),
+        ("context_amount", NAN, "context_amount must be a finite number > 0, got nan"),
+        ("context_amount", INF, "context_amount must be a finite number > 0, got inf"),
+        ("context_amount", -1, "context_amount must be a finite number > 0, got -1"),
+        ("context_amount", 0, "context_amount must be a finite number > 0, got 0"),
+        ("penalty_k", -0.04, "penalty_k must be a finite number >= 0, got -0.04"),
+        ("window_influence", 1.5, "window_influence must be a number in [0, 1], got 1.5"),
+        ("window_influence", NAN, "window_influence must be a number in [0, 1], got nan"),
+        ("lr", -0.25, "lr must be a number in [0, 1], got -0.25"),
+        ("lr", True, "lr must be a number in [0, 1], got True"),
+        ("seg_thr", 5, "seg_thr must be a number in (0, 1), got 5"),
+        ("seg_thr", 0, "seg_thr must be a number in (0, 1), got 0"),
+        ("seg_thr", 1.0, "seg_thr must be a number in (0, 1), got 1.0"),
+        ("lost_score", -INF, "lost_score must be a number in [0, 1], got -inf"),
+        ("lost_score", 1.5, "lost_score must be a number in [0, 1], got 1.5"),
+        ("ratios", [], "ratios must be a non-empty list of finite numbers > 0, got []"),
+        (
+            "ratios",
+            [0.5, -1],
+            "ratios must be a non-empty list of finite numbers > 0, got [0.5, -1]",
+        ),
+        ("scales", 8, "scales must be a non-empty list of finite numbers > 0, got 8"),
+        ("scales", [NAN], "scales must be a non-empty list of finite numbers > 0, got [nan]"),
+    ],
+)
+def test_hyper_parameters_out_of_range_are_named(key: str, value: object, message: str) -> None:
+    metadata = {
+        c.META_HYPER_PARAMETERS: json.dumps({**ExportHyperParameters().metadata(), key: value})
+    }
+    with pytest.raises(ModelError) as caught:
+        c.check_contract(GOOD_INPUTS, GOOD_OUTPUTS, metadata, "m.onnx")
+    assert str(caught.value) == f"m.onnx: hyper-parameter {message}"
+
+
+# The public export's values (CONTRACT.md, the reference trace's header) and the VOT benchmark's.
+PUBLIC_EXPORT = {
+    **c.geometry_metadata(),
+    "penalty_k": 0.04,
+    "window_influence": 0.4,
+    "lr": 1.0,
+    "seg_thr": 0.35,
+    "out_size": 127,
+    "ratios": [0.33, 0.5, 1, 2, 3],
+    "scales": [8],
+    "windowing": "cosine",
+}
+VOT_BENCHMARK = {**PUBLIC_EXPORT, "window_influence": 0.42, "lr": 0.25, "seg_thr": 0.30}
+EDGES = {"total_stride": 8.0, "base_size": 0, "penalty_k": 0, "window_influence": 1, "lr": 0}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        BuiltinHyperParameters().metadata(),
+        ExportHyperParameters().metadata(),
+        PUBLIC_EXPORT,
+        VOT_BENCHMARK,
+        {**PUBLIC_EXPORT, **EDGES, "lost_score": 0, "seg_thr": None},
+        {**PUBLIC_EXPORT, "lost_score": 1, "seg_thr": 0.999},
+    ],
+    ids=[
+        "builtin",
+        "export-default",
+        "public-export",
+        "vot-benchmark",
+        "lower-edges",
+        "upper-edges",
+    ],
+)
+def test_real_hyper_parameters_are_accepted(params: dict[str, object]) -> None:
+    metadata = {c.META_HYPER_PARAMETERS: json.dumps(params)}
+    contract = c.check_contract(GOOD_INPUTS, GOOD_OUTPUTS, metadata, "m.onnx")
+    assert contract.total_stride == params["total_stride"]
+    assert contract.base_size == params["base_size"]
+    assert contract.context_amount == params["context_amount"]
+    assert contract.seg_thr == params["seg_thr"]
+    assert contract.lost_score == params.get("lost_score")
 
 
 def batched(specs: list[c.TensorSpec], batch: c.Dim = "batch") -> list[c.TensorSpec]:
@@ -154,8 +250,12 @@ def test_batched_tensors_must_agree_on_the_batch() -> None:
 
 def test_batched_layout_allows_only_the_batch_dimension_to_be_symbolic() -> None:
     inputs = replaced(batched(GOOD_INPUTS), c.TensorSpec("im", "float32", ("b", 3, "s", "s")))
-    with pytest.raises(ModelError, match=r"'im' has a dynamic shape.*only the batch dimension"):
+    with pytest.raises(ModelError) as caught:
         c.check_contract(inputs, batched(GOOD_OUTPUTS), {}, "m")
+    assert str(caught.value) == (
+        "m: 'im' has a dynamic shape ['b', 3, 's', 's']; only the batch dimension may be dynamic; "
+        "the others need fixed sizes (TensorRT builds one engine)"
+    )
 
 
 def test_batched_layout_names_a_missing_batch_dimension() -> None:
