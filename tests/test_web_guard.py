@@ -98,6 +98,8 @@ def test_an_origin_must_be_the_hosts_own() -> None:
         "ws://127.0.0.1:8080",
         "http://127.0.0.1:8080/path",
         "http://user@127.0.0.1:8080",
+        "http://[::1",  # urlsplit raises on it
+        "http://[zz]:80",
     ):
         reason = origin_refusal(origin, host, rules)
         assert reason is not None and "cross-site" in reason, origin

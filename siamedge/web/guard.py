@@ -142,7 +142,10 @@ def origin_refusal(origin: str | None, host: str | None, policy: HostPolicy) -> 
     if origin is None:
         return None
     refusal = f"Origin {origin[:120]!r} is not this server's; cross-site requests are refused"
-    parts = urlsplit(origin.strip().lower())
+    try:
+        parts = urlsplit(origin.strip().lower())
+    except ValueError:  # an unclosed IPv6 bracket: no site at all
+        return refusal
     default_port = ORIGIN_SCHEMES.get(parts.scheme)
     if default_port is None or not parts.netloc or parts.path or parts.query:
         return refusal  # `null` (a sandboxed frame, a file) is no site's either
