@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, cast
@@ -34,8 +35,9 @@ from siamedge.errors import BoxError, SiamedgeError, SourceError
 from siamedge.messaging.protocol import results_message
 from siamedge.overlay import draw_track
 from siamedge.providers import short_provider_names
-from siamedge.sources.base import Frame
+from siamedge.sources.base import Frame, FrameSource
 from siamedge.sources.factory import create_source
+from siamedge.sources.images import ImageFolderSource
 from siamedge.tracking.crop import CropScratch
 from siamedge.tracking.geometry import BoxXYWH
 from siamedge.tracking.result import TrackResult
@@ -46,6 +48,9 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 1.0
 OVERLAY_FOURCC = "mp4v"
 DEFAULT_VIDEO_FPS = 30.0
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
+"""--video names the overlay writer can open with OVERLAY_FOURCC (matched case-insensitively)."""
+FRACTION_HINT = "; --box is in pixels (x,y,w,h), not fractions of the frame"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,10 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         action="append",
         type=parse_box,
-        help="start box in the first frame: x,y,w,h; repeat for more targets (track ids 1, 2, ...)",
+        help="start box in the first frame, in pixels: x,y,w,h; one that starts with a minus "
+        "needs an equals sign (--box=-10,-10,100,100); repeat for more targets "
+        "(track ids 1, 2, ...)",
     )
     parser.add_argument("--out", type=Path, help="write one JSON line per frame here")
-    parser.add_argument("--video", type=Path, help="write an overlay video (mp4) here")
+    parser.add_argument(
+        "--video", type=Path, help="write an overlay video here (.mp4, .avi, .mkv or .mov)"
+    )
     parser.add_argument("--frames", type=positive_int, help="stop after this many frames")
     parser.add_argument(
         "--providers",
@@ -128,8 +137,9 @@ class TrackJob:
 
 
 def check_outputs(job: TrackJob) -> None:
-    """SiamedgeError naming the option when --out or --video cannot be written, or would
-    overwrite the source (checked before the model loads: nothing is opened for writing yet)."""
+    """SiamedgeError naming the option when --out or --video cannot be written, would overwrite
+    the source or each other, or --video is no video name (checked before the model loads:
+    nothing is opened for writing yet)."""
     source = Path(job.source.uri).resolve() if Path(job.source.uri).exists() else None
     for option, path in (("--out", job.out), ("--video", job.video)):
         if path is None:
@@ -141,6 +151,30 @@ def check_outputs(job: TrackJob) -> None:
             raise SiamedgeError(f"{option} {path}: the folder {path.parent} does not exist")
         if source is not None and (target == source or source in target.parents):
             raise SiamedgeError(f"{option} {path} would overwrite the source {job.source.uri}")
+        if not writable(target):
+            raise SiamedgeError(f"{option} {path}: cannot write: permission denied")
+    if job.video is not None:
+        if job.video.suffix.lower() not in VIDEO_SUFFIXES:
+            names = ", ".join(VIDEO_SUFFIXES[:-1]) + f" or {VIDEO_SUFFIXES[-1]}"
+            raise SiamedgeError(
+                f"--video {job.video}: the overlay video's name must end in {names}"
+            )
+        if job.out is not None and same_file(job.out, job.video):
+            raise SiamedgeError(f"--out and --video both name {job.out}; give two files")
+
+
+def writable(target: Path) -> bool:
+    """Whether this process may write the file, or create it when it does not exist."""
+    if target.exists():
+        return os.access(target, os.W_OK)
+    return os.access(target.parent, os.W_OK | os.X_OK)
+
+
+def same_file(first: Path, second: Path) -> bool:
+    """Whether two paths name one file (the same path, through a link, or a hard link)."""
+    if first.resolve() == second.resolve():
+        return True
+    return first.exists() and second.exists() and first.samefile(second)
 
 
 def open_output(option: str, path: Path) -> IO[str]:
@@ -151,13 +185,12 @@ def open_output(option: str, path: Path) -> IO[str]:
         raise SiamedgeError(f"{option} {path}: cannot write: {exc.strerror or exc}") from None
 
 
-def frames_of(job: TrackJob) -> Iterator[Frame]:
-    """Every frame of the job's source in order (at most max_frames)."""
-    source = create_source(job.source)
+def frames_of(source: FrameSource, max_frames: int | None) -> Iterator[Frame]:
+    """Every frame of the source in order (at most max_frames); opens and closes it."""
     source.open()
     try:
         count = 0
-        while job.max_frames is None or count < job.max_frames:
+        while max_frames is None or count < max_frames:
             frame = source.read()
             if frame is None:
                 return
@@ -165,6 +198,57 @@ def frames_of(job: TrackJob) -> Iterator[Frame]:
             count += 1
     finally:
         source.close()
+
+
+def frame_file(source: FrameSource, frame: Frame) -> Path | None:
+    """The image file the frame was read from, when the source is a folder of images."""
+    if isinstance(source, ImageFolderSource):
+        files = source.files
+        if 0 <= frame.index < len(files):
+            return files[frame.index]
+    return None
+
+
+def check_frame_size(source: FrameSource, frame: Frame, first_wh: tuple[int, int]) -> None:
+    """SourceError naming the frame (and its file) when its size is not the first frame's."""
+    if frame.size_wh == first_wh:
+        return
+    path = frame_file(source, frame)
+    name = f"frame {frame.index}" + ("" if path is None else f" ({path})")
+    (width, height), (first_width, first_height) = frame.size_wh, first_wh
+    raise SourceError(
+        f"{name} is {width}x{height} px, the first frame {first_width}x{first_height} px: "
+        "all frames of a track must have one size (resize them, or track each size on its own)"
+    )
+
+
+class JsonLinesFile:
+    """The --out file, one JSON object a line; SiamedgeError naming it when a write fails (a
+    full disk may show only when the buffer is flushed at close)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._file = open_output("--out", path)
+
+    def write(self, message: dict[str, Any]) -> None:
+        try:
+            self._file.write(json.dumps(message, separators=(",", ":")) + "\n")
+        except BrokenPipeError:
+            raise  # `--out /dev/stdout | head -1`: the reader is done, not a failure
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def close(self) -> None:
+        """Flush and close (the file is closed even when the flush fails); safe to call twice."""
+        try:
+            self._file.close()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: OSError) -> SiamedgeError:
+        return SiamedgeError(f"--out {self._path}: cannot write: {exc.strerror or exc}")
 
 
 class OverlayWriter:
@@ -183,69 +267,105 @@ class OverlayWriter:
         self._writer.release()
 
 
+class TrackOutputs:
+    """The --out JSON lines and --video overlay of a run, opened on its first frame."""
+
+    def __init__(self, job: TrackJob, ids: list[str], frame_wh: tuple[int, int]) -> None:
+        """The overlay opens first: a --video that cannot be written fails before --out (an
+        earlier run's results, maybe) is truncated."""
+        self._ids = ids
+        self._mask_encoding = job.mask_encoding
+        self._video: OverlayWriter | None = None
+        self._out: JsonLinesFile | None = None
+        with ExitStack() as opened:
+            if job.video is not None:
+                fps = job.source.fps or DEFAULT_VIDEO_FPS
+                self._video = opened.enter_context(closing(OverlayWriter(job.video, fps, frame_wh)))
+            if job.out is not None:
+                self._out = opened.enter_context(closing(JsonLinesFile(job.out)))
+            self._files = opened.pop_all()
+
+    def write(self, frame: Frame, results: list[TrackResult]) -> None:
+        """One frame's results: a JSON line and an overlay frame."""
+        tracks = list(zip(self._ids, results, strict=True))
+        if self._out is not None:
+            self._out.write(
+                results_message(
+                    frame.index,
+                    frame.timestamp,
+                    frame.size_wh,
+                    tracks,
+                    mask_encoding=self._mask_encoding,
+                )
+            )
+        if self._video is not None:
+            canvas = frame.image.copy()
+            for slot, (track_id, result) in enumerate(tracks):
+                draw_track(canvas, track_id, result, slot)
+            self._video.write(canvas)
+
+    def close(self) -> None:
+        """Close both files (SiamedgeError naming --out when its last lines cannot be written)."""
+        self._files.close()
+
+
 def track_ids(count: int) -> list[str]:
     """The track ids of the job's boxes, in order: "1", "2", ..."""
     return [str(number) for number in range(1, count + 1)]
 
 
+def show_progress(stream: IO[str] | None, line: str, *, last: bool = False) -> None:
+    """A progress line: rewritten in place on a terminal, one line each elsewhere, nothing when
+    the stream is None (stderr closed: `2>&-`). last: the summary, which stays on its line."""
+    if stream is None:
+        return
+    if stream.isatty():
+        stream.write(f"\r{line}\n" if last else f"\r{line}")
+    else:
+        stream.write(f"{line}\n")
+    stream.flush()
+
+
 def run_track(job: TrackJob, progress: IO[str] | None = None) -> int:
     """Track the boxes over the source; returns the number of frames written.
 
-    progress: where progress lines go (default: sys.stderr as it is at the call).
+    progress: where progress lines go (default: sys.stderr as it is at the call, none when it
+    is closed); the summary comes once the outputs are closed.
     """
-    progress = progress or sys.stderr
+    stream = progress if progress is not None else sys.stderr
     check_outputs(job)
     engine = Engine.load(job.model.path, job.model, max_batch=len(job.boxes_xywh))
     params = TrackerParams.from_settings(job.tracker, engine.contract)
     scratch = CropScratch()  # shared: the crops of a step are made one after another
     trackers = [Tracker(engine, params, scratch) for _ in job.boxes_xywh]
     ids = track_ids(len(trackers))
+    source = create_source(job.source)
     with ExitStack() as stack:
-        out: IO[str] | None = None
-        writer: OverlayWriter | None = None
+        outputs: TrackOutputs | None = None
+        first_wh = (0, 0)
         started = last_report = time.monotonic()
         count = 0
-        for frame in frames_of(job):
-            if count == 0:
+        for frame in frames_of(source, job.max_frames):
+            if outputs is None:
                 results = _start(trackers, frame, job.boxes_xywh)
-                # Opened once the source gave a frame: a failed start leaves files as they were.
-                if job.out is not None:
-                    out = stack.enter_context(open_output("--out", job.out))
+                first_wh = frame.size_wh
+                # Opened once the targets started: a failed start leaves files as they were.
+                outputs = stack.enter_context(closing(TrackOutputs(job, ids, first_wh)))
             else:
-                results = [_result(outcome) for outcome in step_together(trackers, frame.image)]
-            if out is not None:
-                message: dict[str, Any] = results_message(
-                    frame.index,
-                    frame.timestamp,
-                    frame.size_wh,
-                    list(zip(ids, results, strict=True)),
-                    mask_encoding=job.mask_encoding,
-                )
-                out.write(json.dumps(message, separators=(",", ":")) + "\n")
-            if job.video is not None:
-                if writer is None:
-                    fps = job.source.fps or DEFAULT_VIDEO_FPS
-                    writer = OverlayWriter(job.video, fps, frame.size_wh)
-                    stack.callback(writer.close)
-                canvas = frame.image.copy()
-                for slot, (track_id, result) in enumerate(zip(ids, results, strict=True)):
-                    draw_track(canvas, track_id, result, slot)
-                writer.write(canvas)
+                check_frame_size(source, frame, first_wh)
+                outcomes = step_together(trackers, frame.image)
+                results = [_result(frame, outcome) for outcome in outcomes]
+            outputs.write(frame, results)
             count += 1
             now = time.monotonic()
             if now - last_report >= PROGRESS_INTERVAL_S:
                 last_report = now
-                line = f"frame {count} ({count / (now - started):.1f} fps)"
-                progress.write(f"\r{line}" if progress.isatty() else f"{line}\n")
-                progress.flush()
+                show_progress(stream, f"frame {count} ({count / (now - started):.1f} fps)")
         if count == 0:
             raise SourceError(f"{job.source.uri}: the source gave no frames")
         elapsed = time.monotonic() - started
-        start_of_line = "\r" if progress.isatty() else ""
-        fps = count / elapsed
-        progress.write(
-            f"{start_of_line}tracked {count} frames in {elapsed:.1f} s ({fps:.1f} fps)\n"
-        )
+    fps = count / elapsed
+    show_progress(stream, f"tracked {count} frames in {elapsed:.1f} s ({fps:.1f} fps)", last=True)
     return count
 
 
@@ -258,11 +378,12 @@ def _start(
         try:
             results.append(tracker.start(frame.image, box))
         except BoxError as exc:
-            raise BoxError(f"--box {number} (pixels of the first frame): {exc}") from None
+            hint = FRACTION_HINT if all(0.0 <= value <= 1.0 for value in box) else ""
+            raise BoxError(f"--box {number} (pixels of the first frame): {exc}{hint}") from None
     return results
 
 
-def _result(outcome: StepOutcome | ValueError) -> TrackResult:
+def _result(frame: Frame, outcome: StepOutcome | ValueError) -> TrackResult:
     if isinstance(outcome, ValueError):
-        raise SourceError(f"cannot go on tracking: {outcome}")
+        raise SourceError(f"frame {frame.index}: cannot go on tracking: {outcome}")
     return outcome.result

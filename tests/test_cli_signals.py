@@ -82,6 +82,24 @@ def test_a_reader_that_went_away_ends_the_command_quietly(repo_root: Path) -> No
     assert stderr == b""
 
 
+def test_track_into_a_pipe_whose_reader_went_away_ends_quietly(repo_root: Path) -> None:
+    x, y, w, h = SyntheticClip(SyntheticSettings()).truth(0).box_xywh
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        child = siamedge(
+            repo_root,
+            *("track", "--source", "synthetic", "--box", f"{x},{y},{w},{h}", "--frames", "5"),
+            *("--out", "/dev/stdout", "--providers", "cpu"),
+            stdout=write_end,
+        )
+        _, stderr = child.communicate(timeout=STARTUP_S)
+    finally:
+        os.close(write_end)
+    assert child.returncode == EX_BROKEN_PIPE, stderr
+    assert b"error" not in stderr
+
+
 def test_a_closed_stdout_is_not_a_crash(repo_root: Path) -> None:
     closed = subprocess.run(
         ["bash", "-c", f'"{sys.executable}" -m siamedge.cli schema results >&-'],
