@@ -724,29 +724,64 @@ def model_bytes(hp: HyperParameters | None = None) -> bytes:
     return data
 
 
+DEFAULT_OUT = Path("models") / BUILTIN_FILE
+"""Relative to the working directory: models/ of a source checkout when run from its root."""
+PROG = "python -m siamedge.builtin_model"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the builder command."""
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path("models") / BUILTIN_FILE,
-        help=f"where to write the model (default models/{BUILTIN_FILE})",
+        default=DEFAULT_OUT,
+        help=f"where to write the model (default {DEFAULT_OUT}; its folder is created if "
+        "missing, any other folder must exist)",
     )
 
 
+def _prepare(out: Path) -> str | None:
+    """None when `out` can be written (creating models/ for the default), else why not."""
+    if out.is_dir():
+        return f"--out {out} is a folder: give the path of the file to write"
+    folder = out.parent
+    if out == DEFAULT_OUT:
+        # models/ may legitimately be missing: a checkout whose only file in it was deleted
+        # (git keeps no empty folder) is the case models.py sends people here for.
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            return f"cannot create the folder {folder}: {exc.strerror or exc}"
+    elif not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        return f"--out {out}: the folder {folder} {what}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
-    """Write the model file; exit status 0."""
-    data = model_bytes()
+    """Write the model file; exit status 0, or 1 (one line on stderr) when it cannot.
+
+    --out must not be a folder and its folder must exist, except for the default
+    models/builtin-ncc.onnx, whose models/ folder is created when missing.
+    """
     out: Path = args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(data)
-    log.info("wrote %s (%d bytes, siamedge %s)", out, len(data), __version__)
-    return 0
+    problem = _prepare(out)
+    if problem is None:
+        data = model_bytes()
+        try:
+            out.write_bytes(data)
+        except OSError as exc:
+            problem = f"cannot write {out}: {exc.strerror or exc}"
+        else:
+            log.info("wrote %s (%d bytes, siamedge %s)", out, len(data), __version__)
+            return 0
+    print(f"{PROG}: error: {problem}", file=sys.stderr)
+    return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m siamedge.builtin_model --out models/builtin-ncc.onnx`."""
-    parser = argparse.ArgumentParser(prog="python -m siamedge.builtin_model", description=__doc__)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     add_arguments(parser)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return run(parser.parse_args(argv))

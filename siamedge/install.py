@@ -233,6 +233,12 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
     config_source: Path | None = None
     config_text: str | None = None
+    if config_path.exists() and not config_path.is_file():
+        kind = "a directory" if config_path.is_dir() else "not a regular file"
+        raise SiamedgeError(
+            f"--config-dir {args.config_dir}: {config_path} is {kind}, not a configuration "
+            "file; move it away or pick another --config-dir"
+        )
     if not config_path.exists():
         config_source = args.config_source or _first_existing(CONFIG_SOURCES, "configuration")
         config_text = _read_config_source(config_source)
@@ -280,23 +286,55 @@ def _describe(plan: Plan, dry_run: bool) -> list[str]:
     return lines
 
 
-def apply(plan: Plan) -> None:
-    """Write the files and reload systemd; raises OSError or SiamedgeError on failure."""
-    _write(plan.unit_path, plan.unit_text)
-    if plan.dropin_path is not None and plan.dropin_text is not None:
-        _write(plan.dropin_path, plan.dropin_text)
-    if plan.config_text is not None:
-        _write(plan.config_path, plan.config_text)
-    if plan.reload:
+class ReloadError(SiamedgeError):
+    """The files are installed, but `systemctl daemon-reload` failed (systemd not running...)."""
+
+    def __init__(self, written: Sequence[Path], reason: str) -> None:
+        self.written = tuple(written)
+        self.reason = reason
+        names = ", ".join(str(path) for path in written)
+        super().__init__(
+            f"installed {names}, but systemctl daemon-reload failed: {reason}; "
+            "run `systemctl daemon-reload` yourself once systemd runs, then the next steps "
+            "(or install with --no-reload to skip the reload)"
+        )
+
+
+def _daemon_reload() -> str | None:
+    """Run `systemctl daemon-reload`: None, or why it failed (one line)."""
+    try:
         done = subprocess.run(
             ["systemctl", "daemon-reload"], capture_output=True, text=True, check=False
         )
-        if done.returncode != 0:
-            raise SiamedgeError(f"systemctl daemon-reload failed: {done.stderr.strip()}")
+    except FileNotFoundError:
+        return "systemctl not found (is this a systemd host?)"
+    except OSError as exc:
+        return f"cannot run systemctl: {exc.strerror or exc}"
+    if done.returncode == 0:
+        return None
+    said = " ".join(done.stderr.split())
+    return said or f"exit status {done.returncode}"
+
+
+def apply(plan: Plan) -> None:
+    """Write the files and reload systemd.
+
+    Raises OSError when a file cannot be written, ReloadError (a SiamedgeError) when they
+    all are but the reload fails: the files stay installed.
+    """
+    files = [(plan.unit_path, plan.unit_text)]
+    if plan.dropin_path is not None and plan.dropin_text is not None:
+        files.append((plan.dropin_path, plan.dropin_text))
+    if plan.config_text is not None:
+        files.append((plan.config_path, plan.config_text))
+    for path, text in files:
+        _write(path, text)
+    if plan.reload and (reason := _daemon_reload()) is not None:
+        raise ReloadError([path for path, _ in files], reason)
 
 
 NEXT_STEPS = """\
-next steps:
+next steps:{reload}
   edit {config}
   systemctl enable --now siamedge
   systemctl status siamedge
@@ -338,7 +376,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Install (or with --dry-run, describe) the service; prints the next steps.
 
-    Every input is checked before anything is written; errors are SiamedgeError.
+    Every input is checked before anything is written. Returns EXIT_OK (0) when done; every
+    failure raises, like the rest of siamedge: ConfigError for a bad template or configuration
+    source (`siamedge` exits 78), SiamedgeError otherwise (exits 1). That includes ReloadError:
+    the files are installed but `systemctl daemon-reload` failed (systemd not PID 1, as in a
+    container or chroot); the next steps are printed first, with the reload as the first one,
+    and the error names the installed files and what to do.
     """
     plan = make_plan(args)
     if plan.unwritable and not args.dry_run:
@@ -353,5 +396,9 @@ def run(args: argparse.Namespace) -> int:
         raise SiamedgeError(f"{exc}; {ROOT_HINT}") from None
     except OSError as exc:
         raise SiamedgeError(f"installing failed: {exc}") from None
-    print(NEXT_STEPS.format(config=plan.config_path))
+    except ReloadError:
+        reload = "\n  systemctl daemon-reload  (failed here: run it once systemd runs)"
+        print(NEXT_STEPS.format(reload=reload, config=plan.config_path), flush=True)
+        raise
+    print(NEXT_STEPS.format(reload="", config=plan.config_path))
     return EXIT_OK

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from siamedge.cli import positive_int
 from siamedge.client import Client, Event, Frame, Status, Track
 from siamedge.config import MqttSettings, load_settings, settings_from_mapping
 
@@ -161,14 +162,40 @@ class _Screen:
             self._out.flush()
 
 
+def positive_seconds(text: str) -> float:
+    """argparse type of a duration: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
+def port_number(text: str) -> int:
+    """argparse type of a TCP port, 1 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 65535, got {value}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `siamedge watch`."""
     parser.add_argument("--config", type=Path, help="YAML configuration whose mqtt section to use")
     parser.add_argument("--host", help="broker host (default: mqtt.host)")
-    parser.add_argument("--port", type=int, help="broker port (default: mqtt.port)")
+    parser.add_argument("--port", type=port_number, help="broker port (default: mqtt.port)")
     parser.add_argument("--topic-prefix", help="topic prefix of the instance (mqtt.topic_prefix)")
-    parser.add_argument("--count", type=int, help="stop after this many results messages")
-    parser.add_argument("--seconds", type=float, help="stop after this many seconds")
+    parser.add_argument(
+        "--count", type=positive_int, help="stop after this many results messages (at least 1)"
+    )
+    parser.add_argument(
+        "--seconds", type=positive_seconds, help="stop after this many seconds (above 0)"
+    )
     parser.add_argument(
         "--plain", action="store_true", help="plain lines even on a terminal (one per track)"
     )

@@ -487,3 +487,66 @@ def test_runtime_modules_do_not_import_onnx() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert result.stdout.strip() == "[]"
+
+
+def _build_command(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """`python -m siamedge.builtin_model ARGV` in this process: (exit status, stderr)."""
+    from siamedge.builtin_model import main
+
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+def test_a_folder_as_out_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _build_command(["--out", str(tmp_path)], capsys)
+    assert code == 1
+    assert err.splitlines() == [
+        f"python -m siamedge.builtin_model: error: --out {tmp_path} is a folder: "
+        "give the path of the file to write"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("parent_is_a_file", [False, True])
+def test_a_missing_folder_of_out_is_refused_not_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], parent_is_a_file: bool
+) -> None:
+    folder = tmp_path / "missing"
+    if parent_is_a_file:
+        folder.write_text("not a folder\n", encoding="utf-8")
+    code, err = _build_command(["--out", str(folder / BUILTIN_FILE)], capsys)
+    assert code == 1
+    what = "is not a folder" if parent_is_a_file else "does not exist"
+    assert err.splitlines() == [
+        f"python -m siamedge.builtin_model: error: --out {folder / BUILTIN_FILE}: "
+        f"the folder {folder} {what}"
+    ]
+    assert folder.is_file() if parent_is_a_file else not folder.exists()
+
+
+def test_a_failed_write_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / BUILTIN_FILE
+    out.symlink_to(tmp_path / "gone" / BUILTIN_FILE)  # its folder is there, the write fails
+    code, err = _build_command(["--out", str(out)], capsys)
+    assert code == 1
+    assert err.splitlines() == [
+        f"python -m siamedge.builtin_model: error: cannot write {out}: No such file or directory"
+    ]
+    assert not (tmp_path / "gone").exists()
+
+
+@pytest.mark.parametrize("argv", [[], ["--out", f"models/{BUILTIN_FILE}"]], ids=["default", "out"])
+def test_the_default_out_creates_its_models_folder(
+    argv: list[str],
+    tmp_path: Path,
+    repo_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # What models.py tells people to run when the builtin model is missing; in a checkout whose
+    # models/ went with the file (git keeps no empty folder) it must still work.
+    monkeypatch.chdir(tmp_path)
+    code, err = _build_command(argv, capsys)
+    assert code == 0, err
+    committed = (repo_root / "models" / BUILTIN_FILE).read_bytes()
+    assert (tmp_path / "models" / BUILTIN_FILE).read_bytes() == committed

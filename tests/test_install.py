@@ -296,6 +296,101 @@ def test_unwritable_folders_need_root(
     _assert_nothing_written(tmp_path)
 
 
+NOT_BOOTED = (
+    "System has not been booted with systemd as init system (PID 1). Can't operate.\n"
+    "Failed to connect to bus: Host is down"
+)
+
+
+def _systemctl_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str | None) -> Path:
+    """PATH holds only a stand-in `systemctl` running `script` (none at all for None); the
+    file its arguments are appended to."""
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "systemctl-calls"
+    if script is not None:
+        systemctl = bin_dir / "systemctl"
+        systemctl.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n{script}\n', encoding="utf-8")
+        systemctl.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    return calls
+
+
+def _reloading_argv(tmp_path: Path, entry_point: Path, dev_dir: Path) -> list[str]:
+    return [a for a in _argv(tmp_path, entry_point, dev_dir) if a != "--no-reload"]
+
+
+@pytest.mark.parametrize(
+    ("script", "reason"),
+    [
+        (f"printf '%s\\n' \"{NOT_BOOTED}\" >&2\nexit 1", " ".join(NOT_BOOTED.split())),
+        ("exit 3", "exit status 3"),
+        (None, "systemctl not found (is this a systemd host?)"),
+    ],
+    ids=["not-booted-with-systemd", "silent-failure", "no-systemctl"],
+)
+def test_a_failed_reload_says_the_files_are_installed_and_what_to_do(
+    tmp_path: Path,
+    entry_point: Path,
+    empty_dev: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    script: str | None,
+    reason: str,
+) -> None:
+    calls = _systemctl_on_path(tmp_path, monkeypatch, script)
+    argv = _reloading_argv(tmp_path, entry_point, empty_dev)
+    assert cli.main(["install-service", *argv]) == cli.EX_FAILURE
+    unit = tmp_path / "units" / "siamedge.service"
+    config = tmp_path / "etc" / "siamedge" / "siamedge.yaml"
+    assert unit.is_file() and config.is_file()  # installed, and left installed
+    if script is not None:
+        assert calls.read_text(encoding="utf-8") == "daemon-reload\n"
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"siamedge: error: installed {unit}, {config}, but systemctl daemon-reload failed: "
+        f"{reason}; run `systemctl daemon-reload` yourself once systemd runs, then the next "
+        "steps (or install with --no-reload to skip the reload)"
+    ]
+    next_steps = captured.out.split("next steps:\n", 1)[1].splitlines()
+    assert next_steps[0] == "  systemctl daemon-reload  (failed here: run it once systemd runs)"
+    assert "  systemctl enable --now siamedge" in next_steps
+
+
+def test_a_reload_that_works_is_not_a_next_step(
+    tmp_path: Path,
+    entry_point: Path,
+    empty_dev: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    calls = _systemctl_on_path(tmp_path, monkeypatch, "exit 0")
+    argv = _reloading_argv(tmp_path, entry_point, empty_dev)
+    assert cli.main(["install-service", *argv]) == install.EXIT_OK
+    assert calls.read_text(encoding="utf-8") == "daemon-reload\n"
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert "next steps:\n  edit " in captured.out
+
+
+@DRY_OR_REAL
+def test_a_folder_named_like_the_config_is_refused(
+    tmp_path: Path, entry_point: Path, empty_dev: Path, mode: tuple[str, ...]
+) -> None:
+    config_dir = tmp_path / "etc" / "siamedge"
+    (config_dir / "siamedge.yaml").mkdir(parents=True)
+    args = _args(tmp_path, entry_point, empty_dev, *mode)
+    expected = (
+        rf"^--config-dir {re.escape(str(config_dir))}: "
+        rf"{re.escape(str(config_dir / 'siamedge.yaml'))} is a directory, not a configuration "
+        r"file; move it away or pick another --config-dir$"
+    )
+    with pytest.raises(SiamedgeError, match=expected):
+        install.run(args)
+    assert not (tmp_path / "units").exists()
+    assert list((config_dir / "siamedge.yaml").iterdir()) == []
+
+
 def test_render_quotes_paths_and_relaxes_protect_home() -> None:
     template = "[Service]\nExecStart=/x run\nProtectHome=yes\n"
     text = install.render_unit(

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from fixtures.mosquitto import Broker, MqttCollector, free_port
 
+from siamedge.cli import main as cli_main
 from siamedge.client import Status, parse_results
 from siamedge.messaging.protocol import encode_results, encode_status
 from siamedge.messaging.topics import Topics
@@ -245,6 +246,45 @@ def test_an_unreachable_broker_is_reported(mqtt_prefix: str, repo_root: Path) ->
     )
     assert done.returncode == EX_UNAVAILABLE
     assert f"no connection to 127.0.0.1:{port}" in done.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "reason"),
+    [
+        ("--count", "0", "must be at least 1, got 0"),
+        ("--count", "-3", "must be at least 1, got -3"),
+        ("--seconds", "-1", "must be a finite number above 0, got -1"),
+        ("--seconds", "0", "must be a finite number above 0, got 0"),
+        ("--seconds", "nan", "must be a finite number above 0, got nan"),
+        ("--seconds", "inf", "must be a finite number above 0, got inf"),
+        ("--port", "99999", "must be between 1 and 65535, got 99999"),
+        ("--port", "0", "must be between 1 and 65535, got 0"),
+    ],
+)
+def test_bad_flags_are_usage_errors(
+    flag: str, value: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: accepted, then an immediate exit (69 or 0), a watch that never stopped (nan),
+    # or a configuration error about mqtt.port (exit 78). Never reaches a broker: the
+    # unreachable 127.0.0.1:1 would make a parsed command exit 69, not 2.
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["watch", "--host", "127.0.0.1", "--port", "1", "--seconds", "1", flag, value])
+    assert exited.value.code == 2
+    assert f"argument {flag}: {reason}" in capsys.readouterr().err
+
+
+def test_a_bad_port_is_a_usage_error_of_the_command(repo_root: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "siamedge.cli", "watch", "--port", "99999", "--seconds", "1"],
+        capture_output=True,
+        env=child_env(repo_root),
+        timeout=EXIT_TIMEOUT_S,
+        check=False,
+    )
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    assert "argument --port: must be between 1 and 65535, got 99999" in stderr
+    assert "configuration error" not in stderr
 
 
 def status_of(payload: bytes) -> Status:
