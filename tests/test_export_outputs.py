@@ -70,6 +70,24 @@ def test_a_failed_write_leaves_nothing_new_and_keeps_the_older_model(tmp_path: P
     assert [path.name for path in tmp_path.iterdir()] == ["m.onnx"]
 
 
+def test_an_interrupt_while_writing_leaves_nothing_new(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C (or SIGTERM, which the command line turns into one) that arrives while a file's
+    bytes are being written: the half-written temporary file goes too."""
+    write_bytes = Path.write_bytes
+
+    def interrupted(path: Path, data: bytes) -> int:
+        write_bytes(path, data[: len(data) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_bytes", interrupted)
+    out = tmp_path / "new" / "m.onnx"
+    with pytest.raises(KeyboardInterrupt):
+        write_all([(_model(out), lambda: b"new track model")])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_failed_move_into_place_leaves_nothing_new(tmp_path: Path) -> None:
     """A directory that appears at an output path after the up-front check: the files written
     beside it and the folder made for them go again."""

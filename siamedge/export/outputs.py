@@ -116,6 +116,9 @@ def _write_partial(output: OutputFile, content: Callable[[], bytes]) -> Path:
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise output.error(exc.strerror or str(exc)) from None
+    except BaseException:  # Ctrl-C or SIGTERM while writing: not yet in write_all's list
+        partial.unlink(missing_ok=True)
+        raise
     return partial
 
 
