@@ -118,9 +118,9 @@ and score_size divides by the stride; base_size shifts the mask window by whole 
 context_amount > 0 keeps s_z = sqrt((w + p)(h + p)) real and the context a margin; penalty_k >= 0
 so that exp(-penalty_k x change) only lowers scores; window_influence and lr weigh two values
 (a x (1 - t) + b x t); seg_thr thresholds mask probabilities (0 or 1 would keep all or nothing);
-lost_score compares with a score in [0, 1]. The tunable ones match export/spec.py's
-HyperParameters, the thresholds config.py's TrackerSettings. Every value must be a finite JSON
-number; integers may be written as 8.0.
+lost_score compares with a score in [0, 1]. export/spec.py's HyperParameters checks with these;
+the thresholds match config.py's TrackerSettings. Every value must be a finite JSON number;
+integers may be written as 8.0.
 """
 ANCHOR_KEYS = ("ratios", "scales")
 """Hyper-parameter keys holding a non-empty list of finite numbers > 0."""

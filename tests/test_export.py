@@ -400,11 +400,13 @@ def test_opset_option(seed0_network: SiamMaskVOT, tmp_path: Path) -> None:
 
 
 def test_hyper_parameters_are_validated() -> None:
-    with pytest.raises(ModelError, match="window_influence must be in"):
+    with pytest.raises(
+        ModelError, match=r"window_influence must be a number in \[0, 1\], got 1\.5"
+    ):
         HyperParameters(window_influence=1.5)
-    with pytest.raises(ModelError, match="seg_thr must be in"):
+    with pytest.raises(ModelError, match=r"seg_thr must be a number in \(0, 1\), got 0\.0"):
         HyperParameters(seg_thr=0.0)
-    with pytest.raises(ModelError, match="penalty_k must be finite"):
+    with pytest.raises(ModelError, match="penalty_k must be a finite number >= 0, got nan"):
         HyperParameters(penalty_k=float("nan"))
 
 

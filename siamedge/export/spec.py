@@ -18,6 +18,7 @@ from siamedge.contract import (
     SCORE_SIZE,
     TOTAL_STRIDE,
     geometry_metadata,
+    hyper_parameter_problem,
 )
 from siamedge.errors import ModelError
 
@@ -66,19 +67,11 @@ class HyperParameters:
     seg_thr: float = 0.35
 
     def __post_init__(self) -> None:
+        """ModelError for a value a model may not record (contract.HYPER_PARAMETER_RANGES)."""
         for name, value in asdict(self).items():
-            if not math.isfinite(value):
-                raise ModelError(f"hyper-parameter {name} must be finite, got {value!r}")
-        if self.penalty_k < 0:
-            raise ModelError(f"hyper-parameter penalty_k must be >= 0, got {self.penalty_k}")
-        if not 0.0 <= self.window_influence <= 1.0:
-            raise ModelError(
-                f"hyper-parameter window_influence must be in [0, 1], got {self.window_influence}"
-            )
-        if not 0.0 <= self.lr <= 1.0:
-            raise ModelError(f"hyper-parameter lr must be in [0, 1], got {self.lr}")
-        if not 0.0 < self.seg_thr < 1.0:
-            raise ModelError(f"hyper-parameter seg_thr must be in (0, 1), got {self.seg_thr}")
+            problem = hyper_parameter_problem(name, value)
+            if problem is not None:
+                raise ModelError(problem)
 
     def metadata(self) -> dict[str, object]:
         """The contract's hyper-parameter object (contract.HYPER_PARAMETER_KEYS)."""
