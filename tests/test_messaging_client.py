@@ -33,7 +33,7 @@ from paho.mqtt.properties import Properties
 from siamedge.config import MqttSettings, TlsSettings
 from siamedge.errors import CommandError
 from siamedge.messaging.client import ConnectionState, IncomingCommand, MqttClient
-from siamedge.messaging.connection import stop_paho
+from siamedge.messaging.connection import NO_MQTT_ANSWER, stop_paho
 from siamedge.messaging.protocol import (
     MAX_COMMAND_BYTES,
     SourceStatus,
@@ -579,6 +579,23 @@ def test_tls_with_an_unknown_ca_is_a_clear_failure(
         with client:
             wait_until(lambda: "CERTIFICATE_VERIFY_FAILED" in client.connection.reason)
     assert any("CERTIFICATE_VERIFY_FAILED" in r.getMessage() for r in caplog.records)
+
+
+def test_a_plain_client_at_a_tls_listener_is_told_why(
+    mosquitto_factory: Callable[..., Broker],
+    mqtt_prefix: str,
+    mqtt_tls_files: TlsFiles,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The broker closes the connection without a CONNACK; paho's own words for that are
+    # "Normal disconnection" or "Unspecified error", and nothing was logged.
+    broker = mosquitto_factory(listener_config=mqtt_tls_files.listener_config())
+    with caplog.at_level(logging.WARNING, logger="siamedge.messaging.client"):
+        client = MqttClient(settings_for(broker, mqtt_prefix))
+        with client:
+            wait_until(lambda: client.connection.reason == NO_MQTT_ANSWER)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"MQTT disconnected from 127.0.0.1:{broker.port}: {NO_MQTT_ANSWER}" in warnings
 
 
 def test_oversized_command_is_answered_without_queueing(

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures.mosquitto import Broker, MqttCollector, free_port
+from fixtures.mosquitto import Broker, MqttCollector, TlsFiles, free_port
 
 from siamedge.cli import main as cli_main
 from siamedge.client import Status, parse_results
+from siamedge.messaging.connection import NO_MQTT_ANSWER
 from siamedge.messaging.protocol import encode_results, encode_status
 from siamedge.messaging.topics import Topics
 from siamedge.tracking.result import MaskWindow, TrackResult, TrackState
@@ -224,9 +225,9 @@ def test_ctrl_c_ends_it_cleanly(mosquitto: Broker, mqtt_prefix: str, repo_root: 
     assert b"Traceback" not in output
 
 
-def test_an_unreachable_broker_is_reported(mqtt_prefix: str, repo_root: Path) -> None:
-    port = free_port()
-    done = subprocess.run(
+def watch_port(port: int, repo_root: Path) -> subprocess.CompletedProcess[bytes]:
+    """`siamedge watch` for one second against 127.0.0.1:port."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -244,8 +245,24 @@ def test_an_unreachable_broker_is_reported(mqtt_prefix: str, repo_root: Path) ->
         timeout=EXIT_TIMEOUT_S,
         check=False,
     )
+
+
+def test_an_unreachable_broker_is_reported(mqtt_prefix: str, repo_root: Path) -> None:
+    port = free_port()
+    done = watch_port(port, repo_root)
     assert done.returncode == EX_UNAVAILABLE
-    assert f"no connection to 127.0.0.1:{port}" in done.stderr.decode()
+    assert f"no connection to 127.0.0.1:{port}: cannot connect" in done.stderr.decode()
+
+
+def test_a_tls_listener_is_not_reported_as_a_normal_disconnection(
+    mosquitto_factory: Callable[..., Broker], mqtt_tls_files: TlsFiles, repo_root: Path
+) -> None:
+    broker = mosquitto_factory(listener_config=mqtt_tls_files.listener_config())
+    done = watch_port(broker.port, repo_root)
+    assert done.returncode == EX_UNAVAILABLE
+    stderr = done.stderr.decode()
+    assert f"no connection to 127.0.0.1:{broker.port}: {NO_MQTT_ANSWER}" in stderr
+    assert "Normal disconnection" not in stderr
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,13 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from siamedge.config import MqttSettings
 from siamedge.errors import CommandError
-from siamedge.messaging.connection import PROTOCOLS, paho_client, paho_keepalive, stop_paho
+from siamedge.messaging.connection import (
+    NO_MQTT_ANSWER,
+    PROTOCOLS,
+    paho_client,
+    paho_keepalive,
+    stop_paho,
+)
 from siamedge.messaging.homeassistant import DISCOVERY_QOS, DiscoveryMessage, discovery_messages
 from siamedge.messaging.ledger import CommandCounters, ErrorBudget, Outcome
 from siamedge.messaging.outbox import Outbox
@@ -192,6 +198,7 @@ class MqttClient:
         self._subscribe_mid: int | None = None
         self._short_sessions = 0  # connections dropped soon after they were accepted, in a row
         self._connected_mono = 0.0  # time.monotonic() of the last accepted connection
+        self._answered = False  # the broker sent a CONNACK on the current connection
         # Re-sent on every connect: a broker restarted without persistence has lost them.
         self._retained_on_connect: tuple[DiscoveryMessage, ...] = (
             discovery_messages(settings.homeassistant, self._topics, self._client_id)
@@ -367,6 +374,7 @@ class MqttClient:
         properties: Properties | None,
     ) -> None:
         try:
+            self._answered = True
             if reason_code.is_failure:
                 self._set_state(
                     False, f"broker refused the connection: {reason_code}", logging.ERROR
@@ -414,12 +422,15 @@ class MqttClient:
                 return
             with self._lock:
                 was_connected = self._state.connected
+            answered, self._answered = self._answered, False
             if was_connected:  # a refused CONNECT already recorded its own reason
                 self._set_state(False, f"connection lost: {reason_code}", logging.WARNING)
                 self._note_session(
                     time.monotonic() - self._connected_mono,
                     reason_code.value == SESSION_TAKEN_OVER,
                 )
+            elif not answered:
+                self._set_state(False, NO_MQTT_ANSWER, logging.WARNING)
         except Exception:
             log.exception("MQTT on_disconnect failed")
 

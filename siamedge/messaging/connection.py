@@ -15,6 +15,13 @@ from siamedge.messaging.credentials import resolve_password, tls_context
 
 PROTOCOLS = {"5": MQTTProtocolVersion.MQTTv5, "3.1.1": MQTTProtocolVersion.MQTTv311}
 
+NO_MQTT_ANSWER = (
+    "the server closed the connection without an MQTT answer (is this port an MQTT broker's? "
+    "does the broker expect TLS, mqtt.tls?)"
+)
+"""Why a connection ended before the broker's CONNACK (paho says "Normal disconnection" or
+"Unspecified error"): an HTTP server, an SSH port, or a TLS listener sent a plain CONNECT."""
+
 
 def paho_keepalive(keepalive_s: int) -> int:
     """The keepalive to give paho so that a dead link is noticed within 1.5 x `keepalive_s`.

@@ -20,7 +20,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from siamedge.config import MqttSettings
-from siamedge.messaging.connection import paho_client, stop_paho
+from siamedge.messaging.connection import NO_MQTT_ANSWER, paho_client, stop_paho
 from siamedge.messaging.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,8 @@ class Subscriber:
         self._subscribed = threading.Event()
         self._ever_subscribed = False
         self._state = "connecting"
+        self._answered = False
+        """Whether the broker sent a CONNACK on the current connection."""
         client = paho_client(settings, f"{client_id_prefix}{uuid.uuid4().hex[:8]}")
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -111,6 +113,7 @@ class Subscriber:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        self._answered = True
         if reason_code.is_failure:
             self._state = f"broker refused the connection: {reason_code}"
             return
@@ -134,7 +137,11 @@ class Subscriber:
         properties: Properties | None,
     ) -> None:
         self._subscribed.clear()
-        self._state = f"disconnected: {reason_code}"
+        if self._answered:
+            self._state = f"disconnected: {reason_code}"
+        else:
+            self._state = NO_MQTT_ANSWER
+        self._answered = False
 
     def _on_subscribe(
         self,
