@@ -239,6 +239,12 @@ def make_plan(args: argparse.Namespace) -> Plan:
             f"--config-dir {args.config_dir}: {config_path} is {kind}, not a configuration "
             "file; move it away or pick another --config-dir"
         )
+    if config_path.is_symlink() and not config_path.exists():
+        raise SiamedgeError(
+            f"--config-dir {args.config_dir}: {config_path} is a symbolic link to "
+            f"{os.readlink(config_path)}, which does not exist; make that file, remove the link "
+            "or pick another --config-dir"
+        )
     if not config_path.exists():
         config_source = args.config_source or _first_existing(CONFIG_SOURCES, "configuration")
         config_text = _read_config_source(config_source)

@@ -391,6 +391,27 @@ def test_a_folder_named_like_the_config_is_refused(
     assert list((config_dir / "siamedge.yaml").iterdir()) == []
 
 
+@DRY_OR_REAL
+def test_a_dangling_config_link_is_refused_not_written_through(
+    tmp_path: Path, entry_point: Path, empty_dev: Path, mode: tuple[str, ...]
+) -> None:
+    config_dir = tmp_path / "etc" / "siamedge"
+    config_dir.mkdir(parents=True)
+    target = tmp_path / "mnt" / "card" / "siamedge.yaml"  # e.g. an SD card not mounted yet
+    (config_dir / "siamedge.yaml").symlink_to(target)
+    args = _args(tmp_path, entry_point, empty_dev, *mode)
+    expected = (
+        rf"^--config-dir {re.escape(str(config_dir))}: "
+        rf"{re.escape(str(config_dir / 'siamedge.yaml'))} is a symbolic link to "
+        rf"{re.escape(str(target))}, which does not exist; make that file, remove the link or "
+        r"pick another --config-dir$"
+    )
+    with pytest.raises(SiamedgeError, match=expected):
+        install.run(args)
+    assert not (tmp_path / "units").exists()
+    assert not (tmp_path / "mnt").exists()
+
+
 def test_render_quotes_paths_and_relaxes_protect_home() -> None:
     template = "[Service]\nExecStart=/x run\nProtectHome=yes\n"
     text = install.render_unit(
