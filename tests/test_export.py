@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import pickle
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ from siamedge import __version__
 from siamedge import contract as c
 from siamedge.cli import main
 from siamedge.errors import ModelError
-from siamedge.export import command
+from siamedge.export import command, exporter
 from siamedge.export.builder import ExportOptions, build_model
 from siamedge.export.checkpoint import (
     network_from_state_dict,
@@ -376,6 +377,29 @@ def test_fp16_halves_the_weights_and_keeps_the_interface(
     assert "float16 weights" in result.lines()[0]
     metadata = {prop.key: prop.value for prop in model.metadata_props}
     assert metadata[c.META_PRECISION] == c.PRECISION_FLOAT16
+
+
+def test_an_interrupt_during_validation_says_the_model_is_unvalidated(
+    exported_models: ExportedModels,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C (or SIGTERM, which the CLI turns into it) lands here
+
+    monkeypatch.setattr(exporter, "compare_with_reference", interrupted)
+    out = tmp_path / "model.onnx"
+    with (
+        caplog.at_level(logging.WARNING, logger=exporter.__name__),
+        pytest.raises(KeyboardInterrupt),
+    ):
+        export_checkpoint(exported_models.checkpoint, out, ExportOptions())
+    assert out.stat().st_size == exported_models.full.size_bytes
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{out} is written but was not validated (interrupted); `siamedge inspect {out}` checks "
+        "its contract"
+    ]
 
 
 def test_opset_option(seed0_network: SiamMaskVOT, tmp_path: Path) -> None:

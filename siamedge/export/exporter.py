@@ -126,18 +126,27 @@ def export_checkpoint(
     log.info("exported %s to %s (%.1f MB)", checkpoint, out, size / MEGABYTE)
     trt = trt_init = comparison = graph_capture = None
     if validate:
-        check_onnx(out)
-        trt = check_tensorrt(model)
-        if init_path is not None and init_model is not None:
-            check_onnx(init_path)
-            trt_init = check_tensorrt(init_model)
-            graph_capture = tuple(graph_capture_problems(model))
-            if graph_capture:
-                log.warning("%s cannot run as a CUDA graph: %s", out, "; ".join(graph_capture))
-        comparison = compare_with_reference(out, ReferenceStep(net, options.hp), options.fp16)
-        for path, report in ((out, trt), (init_path, trt_init)):
-            if report is not None and not report.ok:
-                log.warning("%s may not load in TensorRT: %s", path, "; ".join(report.problems))
+        try:
+            check_onnx(out)
+            trt = check_tensorrt(model)
+            if init_path is not None and init_model is not None:
+                check_onnx(init_path)
+                trt_init = check_tensorrt(init_model)
+                graph_capture = tuple(graph_capture_problems(model))
+                if graph_capture:
+                    log.warning("%s cannot run as a CUDA graph: %s", out, "; ".join(graph_capture))
+            comparison = compare_with_reference(out, ReferenceStep(net, options.hp), options.fp16)
+            for path, report in ((out, trt), (init_path, trt_init)):
+                if report is not None and not report.ok:
+                    log.warning("%s may not load in TensorRT: %s", path, "; ".join(report.problems))
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI
+            log.warning(
+                "%s is written but was not validated (interrupted); `siamedge inspect %s` checks "
+                "its contract",
+                out,
+                out,
+            )
+            raise
     return ExportResult(
         path=out,
         size_bytes=size,
