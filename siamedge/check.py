@@ -49,7 +49,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from siamedge import periodic, providers
-from siamedge.cli import positive_int
+from siamedge.arguments import fraction, non_negative, positive_int
 from siamedge.config import ModelSettings, SyntheticSettings, TrackerSettings, load_settings
 from siamedge.contract import ModelContract
 from siamedge.engine import Engine, describe_layout, import_onnxruntime
@@ -524,22 +524,6 @@ def parse_providers(text: str) -> tuple[str, ...]:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return tuple(providers.PROVIDER_BY_NAME[short] for short in names)
-
-
-def non_negative(text: str) -> float:
-    """argparse type of a finite number >= 0."""
-    value = float(text)
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number of at least 0, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """argparse type of a share, 0 to 1."""
-    value = non_negative(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -30,14 +30,6 @@ EX_TERMINATED = 143
 """128 + SIGTERM."""
 
 
-def positive_int(text: str) -> int:
-    """argparse type of counts that must be at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 class Command(Protocol):
     """A subcommand module: declares its options and runs."""
 

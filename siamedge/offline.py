@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from siamedge.cli import positive_int
+from siamedge.arguments import positive_int
 from siamedge.config import (
     MaskEncoding,
     ModelSettings,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from siamedge.cli import positive_int
+from siamedge.arguments import port_number, positive_int, positive_seconds
 from siamedge.client import Client, Event, Frame, Status, Track
 from siamedge.config import MqttSettings, load_settings, settings_from_mapping
 
@@ -160,28 +160,6 @@ class _Screen:
         if self._tty:
             self._out.write(_SHOW_CURSOR)
             self._out.flush()
-
-
-def positive_seconds(text: str) -> float:
-    """argparse type of a duration: a finite number above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
-    return value
-
-
-def port_number(text: str) -> int:
-    """argparse type of a TCP port, 1 to 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a port number, got {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 65535, got {value}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
