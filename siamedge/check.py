@@ -28,8 +28,8 @@ at most 6e-5 px in float32, 0.055 / 0.075 px (centre / size, mask IoU 0.991) wit
 0.0003 / 0.0025 px in float32) is measured by benchmarks/trace_drift.py. Float32 rounding moves
 mask probabilities by about 1e-6, flipping only the rare pixel that sits on the threshold (IoU
 above 0.99); a mask taken at a wrong anchor cell (the public export's transposed-cell bug) has
-a median IoU of 0.28 with the right one. The TensorRT provider builds fp16 kernels unless
-model.trt_fp16 is false (--config), so expect fp16-sized differences from it by default.
+a median IoU of 0.28 with the right one. With model.trt_fp16: true (--config; off by default)
+the TensorRT provider builds fp16 kernels: expect fp16-sized differences from it then.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -107,6 +108,22 @@ def test_start_returns_the_id_and_results_arrive_typed(client: Client) -> None:
     assert decoded.dtype == np.bool_
     assert decoded.any()
     np.testing.assert_array_equal(decoded, coco_decode(dict(mask.encoded)))
+
+
+def test_the_readme_example_runs_and_decodes_a_mask(
+    client: Client, mosquitto: Broker, daemon: Daemon, repo_root: Path
+) -> None:
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    example = readme.split("### Client library", 1)[1].split("```python\n", 1)[1].split("```")[0]
+    settings_call = 'MqttSettings(host="127.0.0.1", topic_prefix="siamedge/cam-01/")'
+    assert settings_call in example
+    example = example.replace(settings_call, "settings")
+    settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, topic_prefix=daemon.prefix)
+    namespace: dict[str, Any] = {"settings": settings, "print": lambda *args: None}
+    exec(compile(example, "README.md", "exec"), namespace)  # our own README
+    mask = namespace["mask"]
+    assert mask.shape == (TEST_CLIP.height, TEST_CLIP.width) and mask.dtype == np.bool_
+    assert mask.any()
 
 
 def test_stop_ends_the_track(client: Client) -> None:
