@@ -137,6 +137,7 @@ class Engine:
             for index, batch in enumerate(sorted(bound_batches))
         }
         self._run_capture = ort_log.RunCapture()
+        self._quiet_run = run_options(ort, quiet=True)
         self.calls = 0
         """Model calls made so far (session runs, both branches)."""
 
@@ -396,17 +397,17 @@ class Engine:
         for name in names:
             binding.bind_output(name)
 
-        def run() -> list[Any]:
-            session.run_with_iobinding(binding)
+        def run(captured: bool) -> list[Any]:
+            session.run_with_iobinding(binding, None if captured else self._quiet_run)
             outputs: list[Any] = binding.copy_outputs_to_cpu()
             return outputs
 
         return self._counted(session, len(feeds[c.IN_IMAGE]), run)
 
-    def _counted(self, session: Any, rows: int, run: Callable[[], list[Any]]) -> list[Any]:
+    def _counted(self, session: Any, rows: int, run: Callable[[bool], list[Any]]) -> list[Any]:
         """Count a model call and name its failure; the first calls of each batch size go
         through onnxruntime's log capture (cuDNN picks its algorithms then, and may say so;
-        see ort_log.RunCapture)."""
+        see ort_log.RunCapture), the others run quiet (run(False))."""
         self.calls += 1
         try:
             return self._run_capture.run((id(session), rows), run)
@@ -436,9 +437,8 @@ class _FixedBuffers:
         """graph_id: the CUDA graph these buffers' calls capture and replay (GRAPH_ID_KEY);
         None: onnxruntime's one default graph."""
         self.batch = batch
-        self.run_options = ort.RunOptions()
-        if graph_id is not None:
-            self.run_options.add_run_config_entry(GRAPH_ID_KEY, str(graph_id))
+        self.run_options = run_options(ort, graph_id=graph_id)
+        self.quiet_run_options = run_options(ort, graph_id=graph_id, quiet=True)
         side, window = contract.instance_size, contract.exemplar_size
         inputs = {
             c.IN_IMAGE: ((batch, 3, side, side), np.float32),
@@ -471,8 +471,10 @@ class _FixedBuffers:
         session: Any,
         feeds: Mapping[str, NDArray[Any]],
         features: Sequence[NDArray[np.float32]],
+        captured: bool,
     ) -> list[Any]:
-        """One call on up to `batch` targets: feeds already padded to the batch."""
+        """One call on up to `batch` targets: feeds already padded to the batch; quiet unless
+        its output is captured (ort_log.RunCapture)."""
         for name, value in feeds.items():
             if name in self._inputs:
                 self._inputs[name].update_inplace(np.asarray(value, order="C"))
@@ -480,9 +482,21 @@ class _FixedBuffers:
             stacked = _padded(np.concatenate(features).astype(np.float32), self.batch)
             self._inputs[c.IN_FEATURES].update_inplace(np.ascontiguousarray(stacked))
             self._features = list(features)
-        session.run_with_iobinding(self._binding, self.run_options)
+        options = self.run_options if captured else self.quiet_run_options
+        session.run_with_iobinding(self._binding, options)
         # On the CPU numpy() is a view of the bound buffer, which the next call overwrites.
         return [np.array(value.numpy()) for value in self._outputs]
+
+
+def run_options(ort: ModuleType, *, graph_id: int | None = None, quiet: bool = False) -> Any:
+    """onnxruntime RunOptions: graph_id names the CUDA graph a call captures or replays
+    (GRAPH_ID_KEY); quiet: log fatal errors only (ort_log.QUIET_RUN_SEVERITY)."""
+    options = ort.RunOptions()
+    if graph_id is not None:
+        options.add_run_config_entry(GRAPH_ID_KEY, str(graph_id))
+    if quiet:
+        options.log_severity_level = ort_log.QUIET_RUN_SEVERITY
+    return options
 
 
 def graph_batches(largest: int, *, several: bool) -> tuple[int, ...]:

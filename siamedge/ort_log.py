@@ -23,6 +23,10 @@ T = TypeVar("T")
 SEVERITY_BY_NAME: Mapping[str, int] = {"verbose": 0, "info": 1, "warning": 2, "error": 3}
 """onnxruntime's severity numbers (SessionOptions.log_severity_level) by config name."""
 
+QUIET_RUN_SEVERITY = 4
+"""RunOptions.log_severity_level of the runs RunCapture does not capture (fatal only): a failing
+run prints its error line in colour on stderr, and the exception it raises says the same."""
+
 LEVEL_BY_PREFIX: Mapping[str, int] = {
     "V": logging.DEBUG,
     "I": logging.INFO,
@@ -213,8 +217,8 @@ class RunCapture:
     every run of a key for which one of them printed repeated (cuDNN) messages: the CUDA provider
     retries a failing cuDNN plan now and then on some float16 models (on an H200 every frame, or
     three lines when a new clip starts), not only on its first run. Other keys run uncaptured
-    (a captured block costs about 65 us here). Each kind of repeated message is logged once at
-    its level, then at DEBUG.
+    (a captured block costs about 65 us here), and should then run with a run log severity of
+    QUIET_RUN_SEVERITY. Each kind of repeated message is logged once at its level, then at DEBUG.
     """
 
     RUNS_WATCHED = 2
@@ -224,14 +228,15 @@ class RunCapture:
         self._noisy: set[Hashable] = set()
         self._reported: set[str] = set()
 
-    def run(self, key: Hashable, call: Callable[[], T]) -> T:
-        """call(), captured while its key is watched or noisy."""
+    def run(self, key: Hashable, call: Callable[[bool], T]) -> T:
+        """call(captured): captured while its key is watched or noisy; call(False) means
+        onnxruntime's output goes straight to stderr, so the run should be quiet."""
         runs = self._runs.get(key, 0)
         if runs >= self.RUNS_WATCHED and key not in self._noisy:
-            return call()
+            return call(False)
         self._runs[key] = runs + 1
         with captured(self._reported) as output:
-            result = call()
+            result = call(True)
         if any(_collapse_key(line) for line in output.lines):
             self._noisy.add(key)
         return result

@@ -455,6 +455,8 @@ class Service:
         step_started = time.perf_counter()
         stepped, dropped = manager.step(frame)
         step_ms = (time.perf_counter() - step_started) * 1000.0 if stepped else None
+        for track in dropped:
+            mqtt.publish_track_dropped(track.track_id, track.reason)
         if dropped:
             self._status_due.set()
         tracks = stepped + started

@@ -9,7 +9,7 @@ import itertools
 import logging
 from dataclasses import dataclass
 
-from siamedge.errors import BoxError, CommandError
+from siamedge.errors import BoxError, CommandError, ModelError
 from siamedge.sources.base import Frame
 from siamedge.tracking.crop import CropScratch
 from siamedge.tracking.geometry import BoxXYWH
@@ -34,7 +34,8 @@ class ActiveTrack:
 
 @dataclass(frozen=True)
 class Dropped:
-    """A track that stopped by itself (e.g. the source changed resolution) and why."""
+    """A track that stopped by itself (the source changed resolution, the model failed) and
+    why."""
 
     track_id: str
     reason: str
@@ -68,7 +69,8 @@ class TrackManager:
     ) -> tuple[str, TrackResult]:
         """Start (or restart, for a known track_id) a target on this frame.
 
-        Raises CommandError for a box that cannot be tracked or when max_tracks are running.
+        Raises CommandError for a box that cannot be tracked, when max_tracks are running, or
+        when the model fails on it.
         """
         restart = track_id is not None and track_id in self._tracks
         if not restart and len(self._tracks) >= self._max_tracks:
@@ -82,6 +84,8 @@ class TrackManager:
             result = tracker.start(frame.image, box_xywh)
         except BoxError as exc:
             raise CommandError(str(exc), request_id) from None
+        except ModelError as exc:
+            raise CommandError(f"not started: {exc}", request_id) from None
         if track_id is None:
             track_id = self._new_id()
         slot = self._tracks[track_id].slot if restart else self._free_slot()
@@ -118,10 +122,14 @@ class TrackManager:
         """Track every target into this frame in one batched model call (targets started on
         this frame are skipped).
 
-        Returns the results, and the tracks that had to be dropped (frame size changed).
+        Returns the results, and the tracks that had to be dropped: the frame size changed, or
+        the model call failed (then every target of the call is dropped, with the reason).
         """
         tracks = [t for t in self._tracks.values() if t.started_frame != frame.index]
-        outcomes = step_together([track.tracker for track in tracks], frame.image)
+        try:
+            outcomes = step_together([track.tracker for track in tracks], frame.image)
+        except ModelError as exc:
+            return [], self._drop(tracks, f"the model step failed: {exc}")
         results: list[tuple[str, TrackResult]] = []
         dropped: list[Dropped] = []
         for track, outcome in zip(tracks, outcomes, strict=True):
@@ -133,6 +141,14 @@ class TrackManager:
             else:
                 results.append((track.track_id, outcome.result))
         return results, dropped
+
+    def _drop(self, tracks: list[ActiveTrack], reason: str) -> list[Dropped]:
+        """End tracks that cannot go on, all for one reason (logged once)."""
+        for track in tracks:
+            del self._tracks[track.track_id]
+        log.error("track(s) %s dropped: %s", ", ".join(t.track_id for t in tracks), reason)
+        self._release_scratch_when_idle()
+        return [Dropped(track.track_id, reason) for track in tracks]
 
     def _release_scratch_when_idle(self) -> None:
         """With no target left, let the crop scratch go (a large target's: up to 64 MiB)."""

@@ -13,7 +13,7 @@ import pytest
 from fixtures.toy_models import TOY_CELL, TOY_METADATA, TOY_SCORE, TOY_SHIFT
 
 from siamedge import engine as e
-from siamedge import providers
+from siamedge import ort_log, providers
 from siamedge.config import ModelSettings
 from siamedge.errors import ModelError
 from siamedge.tracking.model_io import BatchStep
@@ -353,6 +353,28 @@ def test_first_call_of_a_batch_size_routes_onnxruntime_output_through_logging(
     ort_lines = [r.getMessage() for r in caplog.records if r.name == "siamedge.onnxruntime"]
     assert any("Extending BFCArena" in line for line in ort_lines)
     assert "onnxruntime" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("watched", [True, False])
+def test_a_failing_call_is_a_model_error_and_prints_nothing(
+    batched_toy_model: Callable[..., Path], capfd: pytest.CaptureFixture[str], watched: bool
+) -> None:
+    # As a GPU provider can fail at run time: onnxruntime printed its own coloured error line
+    # on stderr (journald) once the first calls of a batch size were no longer captured.
+    path = batched_toy_model("split.onnx", split=True, track_fails_from_x=200)
+    engine = e.Engine.load(str(path), CPU_ONLY)
+    engine.warm_up()  # the warm-up's targets sit at x = 127.5
+    center, size = np.array([[150.0, 60.0]]), np.array([[40.0, 40.0]])
+    features = engine.template(np.zeros((1, 127, 127, 3), np.uint8), center, size)
+    search = np.zeros((1, 255, 255, 3), np.uint8)
+    for _ in range(0 if watched else ort_log.RunCapture.RUNS_WATCHED):
+        engine.track(search, center, size, np.ones(1), [features])
+    capfd.readouterr()
+    with pytest.raises(ModelError) as failed:
+        engine.track(search, center + 200.0, size, np.ones(1), [features])
+    assert str(failed.value).startswith(f"{path}: inference failed: ")
+    assert "indices element out of data bounds, idx=350" in str(failed.value)
+    assert capfd.readouterr().err == ""
 
 
 def test_crops_are_written_as_float_planes_top_left() -> None:

@@ -240,11 +240,11 @@ def test_run_time_fallback_print_is_parsed_too(capfd: pytest.CaptureFixture[str]
     )
 
 
-def speaking(*texts: str) -> Callable[[], None]:
+def speaking(*texts: str) -> Callable[[bool], None]:
     """A model call that writes the next of `texts` to fd 2 each time it runs."""
     said = iter(texts)
 
-    def run() -> None:
+    def run(captured: bool) -> None:
         os.write(2, next(said).encode())
 
     return run

@@ -29,11 +29,21 @@ from siamedge.messaging.protocol import (
     error_summary_message,
     results_message,
     status_message,
+    track_dropped_message,
 )
 from siamedge.schema import load_schema, schema_names
 from siamedge.tracking.result import MaskWindow, TrackResult, TrackState
 
-EXPECTED = {"start", "stop", "results", "status", "ack", "error", "error-summary"}
+EXPECTED = {
+    "start",
+    "stop",
+    "results",
+    "status",
+    "ack",
+    "error",
+    "error-summary",
+    "track-dropped",
+}
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "siamedge" / "schemas"
 
 
@@ -171,6 +181,7 @@ def test_status_ack_and_error_messages_follow_their_schemas() -> None:
     error = error_message(CommandError("bad", None), "p/track/start", b"\xff" * 300)
     validate("error", error)
     validate("error-summary", error_summary_message(3, 50.0))
+    validate("track-dropped", track_dropped_message("t1", "the model step failed: boom"))
 
 
 def test_output_schemas_accept_fields_a_later_release_adds_and_the_tests_do_not() -> None:
@@ -185,6 +196,7 @@ def test_output_schemas_accept_fields_a_later_release_adds_and_the_tests_do_not(
         "ack": ack_message("start", "t1", None),
         "error": error_message(CommandError("bad", None), "p/track/start", b"{}"),
         "error-summary": error_summary_message(3, 50.0),
+        "track-dropped": track_dropped_message("t1", "frame size changed"),
     }
     for name, message in messages.items():
         validate(name, message)
@@ -206,6 +218,7 @@ def test_output_schemas_accept_fields_a_later_release_adds_and_the_tests_do_not(
         ("p/track/status", {"ack": "start", "track_id": 5, "request_id": None}, "ack"),
         ("p/track/errors", {"reason": "", "request_id": None, "topic": "t"}, "error"),
         ("p/track/errors", {"reason": "x", "count": 0}, "error-summary"),
+        ("p/track/errors", {"reason": "x", "track_id": 1}, "track-dropped"),
         ("p/replies/1", {"ack": "pause", "track_id": None, "request_id": None}, "ack"),
     ],
 )

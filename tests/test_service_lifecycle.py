@@ -435,6 +435,93 @@ def test_a_broken_model_keeps_the_service_up_until_it_is_replaced(
     collector.wait_for(daemon.topic("results"), 3, where=lambda m: bool(m["tracks"]))
 
 
+def test_a_model_that_fails_while_tracking_drops_the_tracks_and_the_service_goes_on(
+    mosquitto: Broker,
+    daemon_factory: DaemonFactory,
+    mqtt_collector: CollectorFactory,
+    batched_toy_model: Callable[..., Path],
+) -> None:
+    # As a GPU provider can fail at run time: the daemon exited 1 and systemd's restart lost
+    # every track. The toy's track model fails for targets from x = 200 on, its init model from
+    # x = 400 on; the warm-up (x = 127.5) passes.
+    model = batched_toy_model(
+        "failing.onnx", split=True, track_fails_from_x=200, init_fails_from_x=400
+    )
+    config = daemon_config(mosquitto, unique_prefix(), model={"path": str(model)})
+    daemon = daemon_factory(config)
+    collector = mqtt_collector(mosquitto, daemon.topics)
+    wait_online(collector, daemon)
+
+    def start(request_id: str, x: int) -> None:
+        command = {"box": [x, 100, 40, 40], "track_id": request_id, "request_id": request_id}
+        collector.publish(daemon.topic("start"), json.dumps(command))
+
+    start("steps", 100)  # centre x 120: tracks
+    start("falls", 300)  # starts, then its first step fails
+    dropped = json.loads(
+        collector.wait_for(daemon.topic("errors"), where=lambda m: "track_id" in m)[0].payload
+    )
+    assert dropped["track_id"] in {"steps", "falls"}
+    assert dropped["reason"].startswith(
+        f"track {dropped['track_id']!r} dropped: the model step failed: {model}: inference failed: "
+    )
+    assert "indices element out of data bounds" in dropped["reason"]
+    # Both targets were in the failed call: both are dropped, each with its own message.
+    both = collector.wait_for(daemon.topic("errors"), 2, where=lambda m: "track_id" in m)
+    assert {json.loads(m.payload)["track_id"] for m in both} == {"steps", "falls"}
+    status_where(collector, daemon, lambda m: m.get("track_ids") == [])
+
+    start("never", 500)  # the init model fails: the start is refused, with the reason
+    error = json.loads(
+        collector.wait_for(daemon.topic("errors"), where=lambda m: m.get("request_id") == "never")[
+            0
+        ].payload
+    )
+    assert error["reason"].startswith(f"not started: {model}: inference failed: ")
+
+    start("again", 100)  # the service goes on: a target the model can take tracks
+    collector.wait_for(
+        daemon.topic("results"),
+        3,
+        where=lambda m: [t["track_id"] for t in m["tracks"]] == ["again"],
+    )
+    assert daemon.process.poll() is None
+    assert "Traceback" not in daemon.log
+    assert "\x1b[" not in daemon.log  # no onnxruntime line in colour
+
+
+def test_a_track_dropped_by_a_resolution_change_is_said_on_the_errors_topic(
+    mosquitto: Broker,
+    daemon_factory: DaemonFactory,
+    mqtt_collector: CollectorFactory,
+    tmp_path: Path,
+) -> None:
+    # The track vanished from the results with the reason only in the log.
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    noise = np.random.default_rng(0)
+    for index, (width, height) in enumerate([(320, 240)] * 10 + [(160, 120)] * 10):
+        image = noise.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        cv2.imwrite(str(folder / f"{index:03d}.png"), image)
+    config = daemon_config(
+        mosquitto, unique_prefix(), source={"uri": str(folder), "fps": 20, "loop": True}
+    )
+    daemon = daemon_factory(config)
+    collector = mqtt_collector(mosquitto, daemon.topics)
+    wait_online(collector, daemon)
+    command = {"box": [10, 10, 40, 40], "track_id": "cam", "request_id": "r1"}
+    collector.publish(daemon.topic("start"), json.dumps(command))
+    message = collector.wait_for(daemon.topic("errors"), where=lambda m: "track_id" in m)[0]
+    dropped = json.loads(message.payload)
+    assert dropped["track_id"] == "cam"
+    assert dropped["reason"] in {
+        f"track 'cam' dropped: frame size changed from {old} to {new}; restart the target"
+        for old, new in [((320, 240), (160, 120)), ((160, 120), (320, 240))]
+    }
+    status_where(collector, daemon, lambda m: m.get("track_ids") == [])
+    assert daemon.process.poll() is None
+
+
 def test_watchdog_pings_stop_when_a_reopen_hangs(
     mosquitto: Broker, daemon_factory: DaemonFactory, notify_socket: NotifyReceiver
 ) -> None:

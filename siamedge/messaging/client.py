@@ -61,6 +61,7 @@ from siamedge.messaging.protocol import (
     encode_online,
     encode_results,
     encode_status,
+    encode_track_dropped,
     request_id_of,
 )
 from siamedge.messaging.topics import CommandKind, Topics, is_publishable_topic
@@ -769,6 +770,11 @@ class MqttClient:
         payload = encode_error(error, command.topic, command.payload)
         if not self._reply(command, self._topics.errors, payload, ERRORS_QOS):
             self._error_budget.restore(1)
+
+    def publish_track_dropped(self, track_id: str, reason: str) -> None:
+        """Say on the errors topic that a track ended by itself, and why (QoS 1; kept for the
+        reconnect while the broker is away)."""
+        self._queue(self._topics.errors, encode_track_dropped(track_id, reason), ERRORS_QOS)
 
     def flush_errors(self) -> None:
         """Publish the summary of the error replies held back, once the rate limit allows it

@@ -691,6 +691,24 @@ def encode_error_summary(count: int, replies_per_s: float) -> bytes:
     return dumps(error_summary_message(count, replies_per_s))
 
 
+def track_dropped_message(track_id: str, reason: str) -> JsonObject:
+    """A track the service ended by itself (the frame size changed, the model failed), on the
+    errors topic: `{"reason", "track_id", "request_id": null, "topic": null,
+    "payload_excerpt": null}` (the command error's fields, so one reader serves both)."""
+    return {
+        "reason": f"track {track_id!r} dropped: {reason}",
+        "track_id": track_id,
+        "request_id": None,
+        "topic": None,
+        "payload_excerpt": None,
+    }
+
+
+def encode_track_dropped(track_id: str, reason: str) -> bytes:
+    """track_dropped_message as a JSON payload."""
+    return dumps(track_dropped_message(track_id, reason))
+
+
 def ack_message(kind: CommandKind, track_id: str | None, request_id: str | None) -> JsonObject:
     """`{"ack": "start"|"stop", "track_id", "request_id"}`; track_id null: stop of all tracks."""
     return {"ack": kind, "track_id": track_id, "request_id": request_id}
