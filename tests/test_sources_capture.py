@@ -463,3 +463,20 @@ def test_the_backoff_starts_again_only_after_a_source_streamed_a_while(
     wait_until(lambda: len(_delays(caplog)) >= len(delays), "the retries")
     assert capture.stop()
     assert _delays(caplog)[: len(delays)] == delays
+
+
+def test_a_camera_that_never_opens_keeps_backing_off_up_to_the_cap(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="siamedge.sources.capture")
+    recorder = Recorder()
+    source = FakeSource(open_errors=[SourceError("fake: no such device")] * 100)
+    capture = capture_of(source, on_state=recorder)
+    capture.start()
+    wait_until(lambda: len(_delays(caplog)) >= 5, "the retries")
+    assert capture.stop()
+
+    assert _delays(caplog)[:5] == [FAST_MIN_S, 2 * FAST_MIN_S, FAST_MAX_S, FAST_MAX_S, FAST_MAX_S]
+    retrying = [s for s in recorder.statuses if s.state is SourceState.RETRYING]
+    assert [s.failures for s in retrying[:5]] == [1, 2, 3, 4, 5]
+    assert SourceState.STREAMING not in recorder.states()

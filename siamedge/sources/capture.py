@@ -143,10 +143,10 @@ class CaptureThread:
         self._source_held = False
         self._next_due: float | None = None
         self._read_since: float | None = None
+        """Monotonic start of the read in progress; None between reads."""
         self._open_since: float | None = None
         self._opened_at = 0.0
         """When the source last opened (monotonic s); see STABLE_STREAM_S."""
-        """Monotonic start of the read in progress; None between reads."""
         self._thread = threading.Thread(
             target=self._run, name=f"capture {source.description}", daemon=True
         )

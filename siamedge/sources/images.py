@@ -1,11 +1,11 @@
 """A folder of still images (jpg, jpeg, png, bmp) played in file-name order, once or looped.
 
-Never skips an unreadable image silently: it raises SourceError naming the file.
+Never skips an unreadable image silently: it logs a warning naming the file (once per version of
+the file), and raises SourceError when none of the folder's images can be read.
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
 import time
 from pathlib import Path
@@ -45,22 +45,18 @@ def folder_stamp(files: list[Path]) -> FolderStamp | None:
     return tuple(entries)
 
 
-def position_after(files: list[Path], name: str) -> int:
-    """The index of the first file whose name sorts after name (len(files) when none does).
-
-    files: sorted by name, as list_images() gives them; name need not be among them any more.
-    """
-    return bisect.bisect_right([path.name for path in files], name)
-
-
 class ImageFolderSource:
     """Each image of `folder` as one frame; at the end None, or (loop=True) the first again.
 
     The folder is listed on open() and, when looping, again at each wrap, so added or removed
     files are picked up. Frame indices keep counting across loops and reopenings.
-    A reopen after an unreadable image goes on with the image after it, so one bad file does not
-    hide the rest from the capture thread (which reopens a failed source). With loop=False a
-    folder played to the end is not played again by a later open() until it changes.
+    An image that cannot be read (corrupt, or gone since the listing) is skipped: logged once per
+    version of the file, and its index left unused, so `track` output and file names still match.
+    The source does not fail for it: the capture thread closes and reopens a failed source with a
+    growing backoff, which paused a short looping folder for longer on every lap. Only when no
+    image of the folder can be read does read() fail (and the capture thread back off as for a
+    dead camera). With loop=False a folder played to the end is not played again by a later
+    open() until it changes.
     """
 
     def __init__(self, folder: Path | str, *, loop: bool) -> None:
@@ -70,8 +66,8 @@ class ImageFolderSource:
         self._position = 0
         self._next_index = 0
         self._open = False
-        self._resume_after: str | None = None
-        """The name of the image that failed to read: the next open() starts after it."""
+        self._unreadable: dict[str, FileStamp | None] = {}
+        """Images skipped as unreadable, by name, with the stamp of the version already logged."""
         self._played: FolderStamp | None = None
         """The folder as it was when a loop=False pass reached its end."""
 
@@ -101,48 +97,70 @@ class ImageFolderSource:
                     "played again when it changes"
                 )
             self._played = None
-        self._files = files
-        self._position = 0
-        if self._resume_after is not None:
-            self._position = position_after(files, self._resume_after)
-            log.info(
-                "%s: going on after %s, which could not be read",
-                self.description,
-                self._resume_after,
-            )
-            self._resume_after = None
+        self._set_listing(files)
         self._open = True
         log.info("%s opened: %d images", self.description, len(files))
 
     def read(self) -> Frame | None:
-        """The next image as (H, W, 3) uint8 BGR; SourceError naming an unreadable file."""
+        """The next readable image as (H, W, 3) uint8 BGR, skipping unreadable ones; None at the
+        end (loop=False); SourceError when as many images in a row as the folder holds cannot be
+        read (none can), or the folder is gone or empty at a wrap."""
         if not self._open:
             raise SourceError(f"{self.description}: read() before open()")
-        if self._position >= len(self._files):
-            if not self._loop:
-                self._played = folder_stamp(self._files)
-                return None
-            self._files = self._listed()
-            self._position = 0
-            log.debug("%s: starting again, %d images", self.description, len(self._files))
-        path = self._files[self._position]
-        self._position += 1
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            self._resume_after = path.name
-            raise SourceError(f"{self.description}: cannot read image {path} (missing or corrupt)")
-        # Read on past the bad image without a reopen: nothing left to resume.
-        self._resume_after = None
-        frame = Frame(
-            image=np.asarray(image, dtype=np.uint8), index=self._next_index, timestamp=time.time()
-        )
-        self._next_index += 1
-        return frame
+        skipped = 0
+        while True:
+            if self._position >= len(self._files):
+                if not self._loop:
+                    self._played = folder_stamp(self._files)
+                    return None
+                self._set_listing(self._listed())
+                log.debug("%s: starting again, %d images", self.description, len(self._files))
+            path = self._files[self._position]
+            self._position += 1
+            index = self._next_index
+            self._next_index += 1
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is not None:
+                self._unreadable.pop(path.name, None)
+                return Frame(
+                    image=np.asarray(image, dtype=np.uint8), index=index, timestamp=time.time()
+                )
+            self._skip(path)
+            skipped += 1
+            # Every image tried once in this call: fail instead of spinning through the folder.
+            if skipped >= len(self._files):
+                raise SourceError(
+                    f"{self.description}: none of its {len(self._files)} images can be read "
+                    f"(missing or corrupt; the last tried: {path.name})"
+                )
 
     def close(self) -> None:
         """Forget the listing; safe to call twice."""
         self._open = False
         self._files = []
+
+    def _set_listing(self, files: list[Path]) -> None:
+        """Play files from the first; forget skipped images no longer listed."""
+        self._files = files
+        self._position = 0
+        names = {path.name for path in files}
+        self._unreadable = {
+            name: stamp for name, stamp in self._unreadable.items() if name in names
+        }
+
+    def _skip(self, path: Path) -> None:
+        """Log an unreadable image: a warning the first time, for each new version of it."""
+        stamp = file_stamp(path)
+        if path.name in self._unreadable and self._unreadable[path.name] == stamp:
+            log.debug("%s: skipping %s again (unreadable)", self.description, path.name)
+            return
+        self._unreadable[path.name] = stamp
+        log.warning(
+            "%s: cannot read image %s (missing or corrupt); skipping it "
+            "(not logged again until it changes)",
+            self.description,
+            path,
+        )
 
     def _listed(self) -> list[Path]:
         """The folder's images; SourceError when it is missing, unreadable or has none."""
