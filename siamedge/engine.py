@@ -154,6 +154,7 @@ class Engine:
         max_batch: the most targets one call will carry (TensorRT profiles, warm-up).
         """
         ort = import_onnxruntime()
+        providers.require_available(ort, settings.providers)
         path = resolve_model_path(model)
         track_settings = _graph_settings(ort, path, settings)
         session = providers.open_session(

@@ -84,6 +84,14 @@ def choose_providers(requested: str | Sequence[str], available: Sequence[str]) -
     return chosen
 
 
+def require_available(ort: ModuleType, requested: str | Sequence[str]) -> None:
+    """ProvidersUnavailableError when an explicit list names no provider this onnxruntime
+    offers: checked before the model file is looked at, since no file can mend it."""
+    available = ort.get_available_providers()
+    if requested != "auto" and not any(PROVIDER_BY_NAME.get(s) in available for s in requested):
+        choose_providers(requested, available)  # raises, naming both lists
+
+
 class ProvidersUnavailableError(ModelError):
     """No provider of an explicit list is offered by this onnxruntime build: a configuration
     mismatch that no model file can mend."""
