@@ -83,8 +83,10 @@ def _load(module_name: str) -> Command:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     _replace_closed_streams()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the subcommands' modules load (about a second)
+        return EX_INTERRUPTED
     configure_logging(logging.INFO)
     terminated = _TerminationFlag()
     if args.command != "run":  # the service stops on its own signal handlers

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 from fixtures.waiting import wait_until
 
-from siamedge.cli import EX_BROKEN_PIPE, EX_TERMINATED
+from siamedge.cli import EX_BROKEN_PIPE, EX_INTERRUPTED, EX_TERMINATED
 from siamedge.config import SyntheticSettings
 from siamedge.sources.synthetic import SyntheticClip
 
@@ -110,3 +110,29 @@ def test_a_closed_stdout_is_not_a_crash(repo_root: Path) -> None:
     )
     assert closed.returncode == 0, closed.stderr
     assert closed.stderr == b""
+
+
+CTRL_C_WHILE_LOADING = """
+import os, signal, sys
+from siamedge import cli
+load = cli._load
+def loading(name):
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C lands while the subcommands' modules load
+    return load(name)
+cli._load = loading
+sys.exit(cli.main(["run", "--config", "never-read.yaml"]))
+"""
+
+
+def test_ctrl_c_while_the_modules_load_is_not_a_traceback(repo_root: Path) -> None:
+    # The first second of `siamedge run` printed a KeyboardInterrupt traceback.
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
+    done = subprocess.run(
+        [sys.executable, "-c", CTRL_C_WHILE_LOADING],
+        env=env,
+        capture_output=True,
+        timeout=STARTUP_S,
+        check=False,
+    )
+    assert done.returncode == EX_INTERRUPTED
+    assert done.stderr == b""
