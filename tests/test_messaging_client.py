@@ -346,6 +346,50 @@ def test_v5_response_topic_gets_the_ack_with_correlation_data(
     assert error.properties.CorrelationData == b"c2"
 
 
+def test_a_command_topic_named_as_response_topic_is_not_answered_there(
+    mosquitto: Broker,
+    mqtt_prefix: str,
+    mqtt_collector: Collect,
+    make_client: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The ack went to track/start, came back as a start command and was refused as one.
+    client = connected(make_client(settings_for(mosquitto, mqtt_prefix)))
+    collector = mqtt_collector(mosquitto, [client.topics.status, client.topics.errors])
+    with caplog.at_level(logging.WARNING, logger="siamedge.messaging.client"):
+        collector.publish(
+            client.topics.start,
+            '{"box": [1, 2, 3, 4], "request_id": "loop"}',
+            response_topic=client.topics.start,
+        )
+        (start,) = wait_commands(client, 1)
+    assert start.response_topic is None
+    assert (
+        f"MQTT ignoring the response topic {client.topics.start!r}: it is a command topic, "
+        "where the reply would come back as a command"
+    ) in caplog.messages
+    client.acknowledge(start, "t1", "loop")
+    collector.wait_for(client.topics.status, where=lambda p: p.get("request_id") == "loop")
+    collector.publish(client.topics.stop, '{"all": true, "request_id": "after"}')
+    (stop,) = wait_commands(client, 1)  # the ack did not come back as a command
+    assert b'"after"' in stop.payload
+    assert collector.messages(client.topics.errors) == []
+
+
+def test_clearing_a_retained_command_is_not_answered_on_mqtt_3_1_1(
+    mosquitto: Broker, mqtt_prefix: str, mqtt_collector: Collect, make_client: Callable[..., Any]
+) -> None:
+    # The broker clears the retain flag towards the daemon's subscription, and the clearing
+    # message was answered "payload is empty".
+    client = connected(make_client(settings_for(mosquitto, mqtt_prefix, protocol="3.1.1")))
+    collector = mqtt_collector(mosquitto, [client.topics.errors], protocol="3.1.1")
+    collector.publish(client.topics.start, b"", retain=True)
+    collector.publish(client.topics.stop, '{"all": true, "request_id": "next"}')
+    (command,) = wait_commands(client, 1)
+    assert b'"next"' in command.payload
+    assert collector.messages(client.topics.errors) == []
+
+
 def test_mqtt_v311_round_trip(
     mosquitto: Broker, mqtt_prefix: str, mqtt_collector: Collect, make_client: Callable[..., Any]
 ) -> None:

@@ -490,7 +490,9 @@ class MqttClient:
         if kind is None:
             log.debug("MQTT ignoring a message on %s", message.topic)
             return
-        if message.retain and not message.payload:
+        if not message.payload and (message.retain or self._settings.protocol == "3.1.1"):
+            # MQTT 3.1.1 brokers clear the retain flag towards subscriptions: there an empty
+            # message is a retained command being cleared as well as anything else.
             log.debug("MQTT a retained %s command on %s was cleared", kind, message.topic)
             return
         response_topic: str | None = None
@@ -508,6 +510,13 @@ class MqttClient:
                 expires_at = received_mono + expiry_s
             if response_topic is not None and not is_publishable_topic(response_topic):
                 log.warning("MQTT ignoring the invalid response topic %r", response_topic)
+                response_topic = None
+            if response_topic is not None and self._topics.command_kind(response_topic):
+                log.warning(
+                    "MQTT ignoring the response topic %r: it is a command topic, where the "
+                    "reply would come back as a command",
+                    response_topic,
+                )
                 response_topic = None
         command = IncomingCommand(
             kind=kind,
