@@ -37,11 +37,11 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from siamedge.config import MqttSettings
 from siamedge.errors import CommandError
 from siamedge.messaging.connection import (
-    NO_MQTT_ANSWER,
     PROTOCOLS,
     paho_client,
     paho_keepalive,
     stop_paho,
+    unanswered_reason,
 )
 from siamedge.messaging.homeassistant import DISCOVERY_QOS, DiscoveryMessage, discovery_messages
 from siamedge.messaging.ledger import CommandCounters, ErrorBudget, Outcome
@@ -431,7 +431,7 @@ class MqttClient:
                     reason_code.value == SESSION_TAKEN_OVER,
                 )
             elif not answered:
-                self._set_state(False, NO_MQTT_ANSWER, logging.WARNING)
+                self._set_state(False, unanswered_reason(reason_code), logging.WARNING)
         except Exception:
             log.exception("MQTT on_disconnect failed")
 

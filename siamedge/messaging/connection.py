@@ -9,6 +9,7 @@ import math
 
 from paho.mqtt.client import Client
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from siamedge.config import MqttSettings
 from siamedge.messaging.credentials import resolve_password, tls_context
@@ -21,6 +22,20 @@ NO_MQTT_ANSWER = (
 )
 """Why a connection ended before the broker's CONNACK (paho says "Normal disconnection" or
 "Unspecified error"): an HTTP server, an SSH port, or a TLS listener sent a plain CONNECT."""
+
+NO_MQTT_ANSWER_IN_TIME = (
+    "the server took the connection but gave no MQTT answer within the keepalive (is this port "
+    "an MQTT broker's? does the broker expect TLS, mqtt.tls?)"
+)
+"""The same when the server keeps the connection open and silent (paho: "Keep alive timeout")."""
+
+KEEPALIVE_TIMEOUT = 141
+"""MQTT 5's reason code "Keep alive timeout", which paho also gives when it gives up waiting."""
+
+
+def unanswered_reason(reason_code: ReasonCode) -> str:
+    """Why a connection ended before the broker's CONNACK, in words that point at the cause."""
+    return NO_MQTT_ANSWER_IN_TIME if reason_code.value == KEEPALIVE_TIMEOUT else NO_MQTT_ANSWER
 
 
 def paho_keepalive(keepalive_s: int) -> int:

@@ -20,7 +20,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from siamedge.config import MqttSettings
-from siamedge.messaging.connection import NO_MQTT_ANSWER, paho_client, stop_paho
+from siamedge.messaging.connection import paho_client, stop_paho, unanswered_reason
 from siamedge.messaging.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ class Subscriber:
         if self._answered:
             self._state = f"disconnected: {reason_code}"
         else:
-            self._state = NO_MQTT_ANSWER
+            self._state = unanswered_reason(reason_code)
         self._answered = False
 
     def _on_subscribe(
