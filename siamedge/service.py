@@ -298,10 +298,10 @@ class Service:
             self._notifier.stopping("stopped while starting")
             log.info("stopped while starting")
             return 0
-        capture.start()
-        mqtt.start()
         front_ends: list[FrontEnd] = []
-        try:
+        try:  # whatever fails from here on, the threads started so far are stopped
+            capture.start()
+            mqtt.start()
             self._start_front_ends(front_ends)
             self._wait_for_first_attempts(capture, mqtt)
             if self._stop.is_set():

@@ -27,6 +27,7 @@ from fixtures.notify_socket import Notification, NotifyReceiver
 from siamedge.cli import EX_CONFIG
 from siamedge.config import Settings
 from siamedge.engine import Engine
+from siamedge.messaging.client import MqttClient
 from siamedge.models import builtin_model_path
 from siamedge.providers import PROVIDER_BY_NAME
 from siamedge.service import Service
@@ -169,6 +170,23 @@ def test_a_stop_during_the_model_load_ends_the_start_without_ready(
     sent = [note.fields for note in notify_socket.drain()]
     assert sent[-1]["STOPPING"] == "1", sent
     assert not any("READY" in fields for fields in sent), sent
+
+
+def test_a_failure_while_starting_stops_the_threads_already_started(
+    mosquitto: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The capture thread was started outside the clean-up: a failing MQTT start left it
+    # running (the audit's empty mqtt.host ended in "terminate called without an active
+    # exception").
+    service = Service(Settings.model_validate(daemon_config(mosquitto, unique_prefix())))
+
+    def refuse(self: MqttClient) -> None:
+        raise OSError("the network stack said no")
+
+    monkeypatch.setattr(MqttClient, "start", refuse)
+    with pytest.raises(OSError, match="the network stack said no"):
+        service.run()
+    assert [t.name for t in threading.enumerate() if t.name.startswith("capture ")] == []
 
 
 class SilentServer:
