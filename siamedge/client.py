@@ -118,7 +118,16 @@ class Status:
         return None if value is None else str(value)
 
 
-Event = Frame | Status
+@dataclass(frozen=True)
+class TrackDropped:
+    """A track the daemon ended by itself (on `track/errors`): the frame size changed, or the
+    model failed. reason: the daemon's words (`track 't1' dropped: ...`)."""
+
+    track_id: str
+    reason: str
+
+
+Event = Frame | Status | TrackDropped
 
 
 def _number(value: Any) -> float:
@@ -361,7 +370,8 @@ class Client:
     # ---- results and status ---------------------------------------------------------------
 
     def poll(self, timeout_s: float = POLL_S) -> Event | None:
-        """The next results frame or status report, waiting up to timeout_s; None if none came.
+        """The next results frame, status report or dropped track, waiting up to timeout_s;
+        None if none came.
 
         Malformed messages are skipped (and counted in `ignored`).
         """
@@ -399,6 +409,8 @@ class Client:
             if kind == "status":
                 self._status = Status(online=data.get("online") is True, report=data)
                 return self._status
+            if kind == "errors":
+                return _dropped_track(data)
             return parse_results(data)
         except (KeyError, TypeError, ValueError):
             self._ignored += 1
@@ -442,6 +454,14 @@ class Client:
             f"siamedge did not come online within {timeout_s:g} s on {self._broker} "
             f"(topic {self.topics.status!r}); broker: {self.state}"
         )
+
+
+def _dropped_track(data: Mapping[str, Any]) -> TrackDropped | None:
+    """The dropped track an errors message tells of; None for another client's command error."""
+    track_id, reason = data.get("track_id"), data.get("reason")
+    if isinstance(track_id, str) and isinstance(reason, str) and data.get("topic") is None:
+        return TrackDropped(track_id, reason)
+    return None
 
 
 def _is_up(status: Status, with_frames: bool) -> bool:

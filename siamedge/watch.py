@@ -1,4 +1,5 @@
-"""`siamedge watch`: a live table of one instance's tracks from `track/results` and `track/status`.
+"""`siamedge watch`: a live table of one instance's tracks from `track/results` and `track/status`,
+and the tracks it drops (`track/errors`).
 
 On a terminal the table is redrawn in place; otherwise each results message prints one plain line
 per track. Only reads from the broker: never sends a command.
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from siamedge.arguments import port_number, positive_int, positive_seconds
-from siamedge.client import Client, Event, Frame, Status, Track
+from siamedge.client import Client, Event, Frame, Status, Track, TrackDropped
 from siamedge.config import MqttSettings, load_settings, settings_from_mapping
 
 EX_UNAVAILABLE = 69
@@ -35,11 +36,13 @@ _WIDTHS = (12, 9, 16, 15, 6, 10)
 
 @dataclass(frozen=True)
 class View:
-    """What the table shows: the last results message and the last status report."""
+    """What the table shows: the last results message, the last status report and the last
+    track the daemon dropped."""
 
     results: Frame | None = None
     status: Status | None = None
     results_seen: int = 0
+    dropped: TrackDropped | None = None
 
 
 def _num(value: Any, digits: int) -> str:
@@ -103,6 +106,8 @@ def status_line(status: Status | None, connection: str) -> str:
 def table_lines(view: View, connection: str) -> list[str]:
     """The terminal screen: status line, frame line, header and one row per track."""
     lines = [status_line(view.status, connection)]
+    if view.dropped is not None:
+        lines.append(view.dropped.reason)
     results = view.results
     if results is None:
         lines.append("no results yet")
@@ -122,9 +127,11 @@ def table_lines(view: View, connection: str) -> list[str]:
 
 
 def apply(view: View, event: Event) -> View:
-    """The view after one results frame or status report."""
+    """The view after one results frame, status report or dropped track."""
     if isinstance(event, Status):
         return replace(view, status=event)
+    if isinstance(event, TrackDropped):
+        return replace(view, dropped=event)
     return replace(view, results=event, results_seen=view.results_seen + 1)
 
 
@@ -144,6 +151,9 @@ class _Screen:
             if isinstance(event, Frame) and view.results is not None:
                 for line in plain_lines(view.results):
                     self._out.write(line + "\n")
+                self._out.flush()
+            elif isinstance(event, TrackDropped):
+                self._out.write(event.reason + "\n")
                 self._out.flush()
             return
         now = time.monotonic()

@@ -34,14 +34,18 @@ from siamedge.client import (
     ClientTimeoutError,
     Frame,
     Status,
+    TrackDropped,
     parse_results,
 )
 from siamedge.config import MqttSettings
+from siamedge.errors import CommandError
 from siamedge.messaging.protocol import (
     SourceStatus,
     StatusReport,
     encode_results,
+    error_message,
     status_message,
+    track_dropped_message,
 )
 from siamedge.messaging.topics import Topics
 from siamedge.tracking.result import MaskWindow, TrackResult, TrackState
@@ -231,6 +235,28 @@ def test_acks_and_malformed_messages_are_not_events(
         assert event.report["reason"] == "shutdown"
         assert client.status == event
         assert client.ignored == 2
+
+
+def test_a_track_the_daemon_dropped_is_an_event_and_command_errors_are_not(
+    mosquitto: Broker, mqtt_collector: Callable[..., MqttCollector]
+) -> None:
+    prefix = unique_prefix()
+    topics = Topics.for_prefix(prefix)
+    publisher = mqtt_collector(mosquitto, [])
+    with Client(settings_for(mosquitto, prefix)) as client:
+        client.connect()
+        # Another client's refused command, then a track the daemon ended by itself.
+        error = error_message(CommandError("no track 'x'", "r9"), topics.stop, b"{}")
+        publisher.publish(topics.errors, json.dumps(error))
+        dropped = track_dropped_message("t1", "frame size changed from (8, 6) to (4, 3)")
+        publisher.publish(topics.errors, json.dumps(dropped))
+        event = client.poll(RESULTS_IDLE_S)
+        while event is None:
+            event = client.poll(RESULTS_IDLE_S)
+        assert event == TrackDropped(
+            "t1", "track 't1' dropped: frame size changed from (8, 6) to (4, 3)"
+        )
+        assert client.ignored == 0
 
 
 def settings_for(broker: Broker, prefix: str) -> MqttSettings:

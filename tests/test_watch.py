@@ -21,9 +21,9 @@ import pytest
 from fixtures.mosquitto import Broker, MqttCollector, TlsFiles, free_port
 
 from siamedge.cli import main as cli_main
-from siamedge.client import Status, parse_results
+from siamedge.client import Status, TrackDropped, parse_results
 from siamedge.messaging.connection import NO_MQTT_ANSWER
-from siamedge.messaging.protocol import encode_results, encode_status
+from siamedge.messaging.protocol import encode_results, encode_status, track_dropped_message
 from siamedge.messaging.topics import Topics
 from siamedge.tracking.result import MaskWindow, TrackResult, TrackState
 from siamedge.watch import EX_UNAVAILABLE, View, apply, plain_lines, status_line, table_lines
@@ -130,6 +130,41 @@ def test_plain_lines_for_each_results_message(
     assert done.returncode == 0, done.stderr
     assert done.stdout.decode().splitlines() == EXPECTED_LINES * 2
     assert b"\x1b[" not in done.stdout  # no terminal codes into a pipe
+
+
+def test_a_track_the_daemon_dropped_is_shown_with_its_reason(
+    mosquitto: Broker,
+    mqtt_prefix: str,
+    mqtt_collector: Collect,
+    publishing: Callable[[bytes], None],
+    repo_root: Path,
+) -> None:
+    publishing(results_payload(7))
+    reason = "track 'cat' dropped: frame size changed from (640, 360) to (320, 240)"
+    collector = mqtt_collector(mosquitto, [])
+    errors = Topics.for_prefix(mqtt_prefix).errors
+    watcher = subprocess.Popen(
+        watch_command(mosquitto, mqtt_prefix, "--seconds", "15"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(repo_root),
+    )
+    try:
+        assert watcher.stdout is not None
+        assert watcher.stdout.readline().decode().rstrip("\n") in EXPECTED_LINES  # subscribed
+        why = "frame size changed from (640, 360) to (320, 240)"
+        collector.publish(errors, json.dumps(track_dropped_message("cat", why)))
+        for line in iter(watcher.stdout.readline, b""):
+            if not line.startswith(b"frame "):
+                assert line.decode() == reason + "\n"
+                break
+        else:
+            raise AssertionError("watch ended without showing the dropped track")
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        watcher.communicate(timeout=EXIT_TIMEOUT_S)
+    view = apply(View(), TrackDropped("cat", reason))
+    assert table_lines(view, "subscribed")[1] == reason
 
 
 def test_config_file_names_the_broker(

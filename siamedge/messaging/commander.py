@@ -77,15 +77,23 @@ class Commander(Subscriber):
         is_error = message.topic == self.topics.errors
         if is_error or message.topic == self.topics.status:
             reply = _reply_of(bytes(message.payload), is_error)
-            if reply is not None:
-                request_id = reply.message.get("request_id")
-                with self._replies:
-                    if isinstance(request_id, str) and request_id in self._pending:
-                        self._pending[request_id] = reply
-                        self._replies.notify_all()
-                return  # acks and errors are answers, not status reports
-        if not is_error:
-            super()._on_message(client, userdata, message)
+            if reply is not None and self._answers(reply):
+                return
+            if reply is not None and not is_error:
+                return  # an ack to another client's command: not a status report
+        # Results, status reports, and the errors that answer nothing of ours (tracks the
+        # daemon dropped, other clients' commands): queued for the tool.
+        super()._on_message(client, userdata, message)
+
+    def _answers(self, reply: Reply) -> bool:
+        """Hand the reply to request() if it answers a command waiting here."""
+        request_id = reply.message.get("request_id")
+        with self._replies:
+            if isinstance(request_id, str) and request_id in self._pending:
+                self._pending[request_id] = reply
+                self._replies.notify_all()
+                return True
+        return False
 
 
 def _reply_of(payload: bytes, is_error: bool) -> Reply | None:

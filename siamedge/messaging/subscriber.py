@@ -30,7 +30,7 @@ QUEUE_SIZE = 256
 """Messages waiting for the tool; a slow terminal drops the oldest, never grows memory."""
 CLIENT_ID_PREFIX = "siamedge-watch-"
 
-MessageKind = Literal["results", "status"]
+MessageKind = Literal["results", "status", "errors"]
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,8 @@ class Subscriber:
             kind = "results"
         elif message.topic == self._topics.status:
             kind = "status"
+        elif message.topic == self._topics.errors:
+            kind = "errors"  # only subclasses that subscribe to it (messaging.commander)
         else:
             return
         with self._lock:
