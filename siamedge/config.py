@@ -9,12 +9,21 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from siamedge.errors import ConfigError
+from siamedge.messaging.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +32,100 @@ class _Section(BaseModel):
     # No NaN or infinity anywhere: an infinite timeout or rate passes `gt=0` and then raises
     # OverflowError in the thread that waits on it.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+MAX_DURATION_S = 86_400.0
+"""The longest delay, interval or timeout any setting takes: a day. Each one ends up as a wait in
+some thread, and Python refuses a wait longer than threading.TIMEOUT_MAX (about 292 years) with
+OverflowError in that thread, where it dies unseen; a day is past any sensible value and far
+below every limit, also summed or in milliseconds (OpenCV's C int milliseconds hold 24.8 days)."""
+MIN_RATE_PER_S = 1 / MAX_DURATION_S
+"""The lowest rate (fps, replies a second) any setting takes: once a day, so that the period
+between two stays within MAX_DURATION_S."""
+MQTT_MAX_KEEPALIVE_S = 65535
+"""MQTT's limit: CONNECT carries the keep alive as a 16-bit number of seconds."""
+MQTT_MAX_STRING_BYTES = 65535
+"""MQTT's limit: a UTF-8 string goes out with a 16-bit length (MQTT 5 spec 1.5.4)."""
+SHOWN_CHARS = 40
+"""A longer string is cut to its start in an error message."""
+
+
+def _at_most(limit: float, rule: str) -> AfterValidator:
+    """A check (after the type's own) that a number is at most `limit`; `rule` says it."""
+
+    def check(value: float) -> float:
+        if value > limit:
+            raise ValueError(f"must be at most {rule}, got {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _at_least(limit: float, rule: str) -> AfterValidator:
+    """A check (after the type's own) that a number is at least `limit`; `rule` says it."""
+
+    def check(value: float) -> float:
+        if value < limit:
+            raise ValueError(f"must be at least {rule}, got {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
+Seconds = Annotated[float, _at_most(MAX_DURATION_S, f"{MAX_DURATION_S:.0f} s (a day)")]
+"""A delay, interval or timeout: at most MAX_DURATION_S."""
+Milliseconds = Annotated[
+    int, _at_most(MAX_DURATION_S * 1000, f"{MAX_DURATION_S * 1000:.0f} ms (a day)")
+]
+"""A duration in milliseconds: at most MAX_DURATION_S."""
+Rate = Annotated[
+    float, Field(gt=0), _at_least(MIN_RATE_PER_S, f"1/{MAX_DURATION_S:.0f} a second (once a day)")
+]
+"""Events a second: above 0 (pydantic's own message), and at least MIN_RATE_PER_S."""
+
+
+def _shown(value: str) -> str:
+    """A string for an error message: its repr, cut to its start when long."""
+    if len(value) <= SHOWN_CHARS:
+        return repr(value)
+    return f"{value[:SHOWN_CHARS]!r}... ({len(value)} characters)"
+
+
+def _not_for_mqtt(code: int) -> str | None:
+    """What the code point is when an MQTT string may not hold it, else None. Non-characters:
+    U+FDD0-U+FDEF and the last two of every plane (U+FFFE, U+FFFF, U+1FFFE, ...)."""
+    if code == 0:
+        return "NUL"
+    if code <= 0x1F or 0x7F <= code <= 0x9F:
+        return "a control character"
+    if 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE:
+        return "a non-character"
+    return None
+
+
+def _mqtt_string_problem(value: str) -> str | None:
+    """Why `value` cannot go out as an MQTT string (client id, user name, topic), or None.
+
+    MQTT 5 (spec 1.5.4) forbids U+0000 (surrogates, not UTF-8, pydantic refuses in any str)
+    and lets the receiver take control characters and non-characters for a malformed packet:
+    mosquitto does, and drops the connection, again at every reconnect. Too long, paho's
+    network thread dies.
+    """
+    for index, char in enumerate(value):
+        if (kind := _not_for_mqtt(ord(char))) is None:
+            continue
+        return (
+            f"{_shown(value)} holds {kind}, U+{ord(char):04X} (character {index + 1}): "
+            "MQTT strings may not hold NUL, control characters or non-characters "
+            "(MQTT 5 spec 1.5.4; the broker drops the connection)"
+        )
+    size = len(value.encode("utf-8"))
+    if size > MQTT_MAX_STRING_BYTES:
+        return (
+            f"{_shown(value)} is {size} bytes in UTF-8, over the {MQTT_MAX_STRING_BYTES} an MQTT "
+            "string holds (MQTT 5 spec 1.5.4)"
+        )
+    return None
 
 
 ProviderName = Literal["tensorrt", "cuda", "cpu"]
@@ -201,19 +304,20 @@ class SourceSettings(_Section):
     """Camera index or /dev/videoN, GStreamer pipeline, rtsp://, http(s)://, a file, a folder."""
     width: int | None = Field(default=None, ge=1)
     height: int | None = Field(default=None, ge=1)
-    fps: float | None = Field(default=None, gt=0)
+    fps: Rate | None = None
     """Camera: requested rate. File, images, synthetic: playback rate (None: the file's own
-    rate; images and synthetic 30)."""
+    rate; images and synthetic 30). At least MIN_RATE_PER_S (a frame a day)."""
     fourcc: str | None = Field(default=None, min_length=4, max_length=4)
     loop: bool = True
     """Files, folders and synthetic clips start again at the end."""
-    reopen_min_s: float = Field(default=0.5, gt=0)
+    reopen_min_s: Seconds = Field(default=0.5, gt=0)
     """A failed or ended source is reopened after this delay, doubled on each further failure..."""
-    reopen_max_s: float = Field(default=30.0, gt=0)
-    """...up to this delay; a delivered frame resets it to reopen_min_s."""
-    open_timeout_s: float = Field(default=10.0, gt=0)
+    reopen_max_s: Seconds = Field(default=30.0, gt=0)
+    """...up to this delay; a source that then streams for 5 s (capture.STABLE_STREAM_S) starts
+    again from reopen_min_s. Both at most a day, as are the two timeouts (MAX_DURATION_S)."""
+    open_timeout_s: Seconds = Field(default=10.0, gt=0)
     """Streams: opening the URL takes longer than this -> the attempt failed (retried)."""
-    read_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: Seconds = Field(default=5.0, gt=0)
     """Streams: no frame for this long -> the stream is lost (reopened). Any source: a read
     blocked this long is reported `stalled` on the status topic while it lasts."""
     synthetic: SyntheticSettings = SyntheticSettings()
@@ -228,8 +332,9 @@ class SourceSettings(_Section):
     """rtsp: `nvv4l2decoder` (Jetson hardware decoder) or `avdec` (libav, software, anywhere)."""
     codec: RtspCodec = "h264"
     """rtsp: what the camera sends (rtph264depay/h264parse or rtph265depay/h265parse)."""
-    latency_ms: int = Field(default=200, ge=0)
-    """rtsp: rtspsrc jitter buffer in ms (rtspsrc's own default of 2000 lags behind live)."""
+    latency_ms: Milliseconds = Field(default=200, ge=0)
+    """rtsp: rtspsrc jitter buffer in ms (rtspsrc's own default of 2000 lags behind live), at
+    most a day."""
     transport: RtspTransport = "tcp"
     """rtsp: `tcp` (interleaved in the RTSP connection: through NAT, no lost packets) or
     `udp` (lower latency on a clean LAN). width, height and fps are not used by rtsp."""
@@ -305,6 +410,8 @@ class HomeAssistantSettings(_Section):
     def _prefix_is_a_topic(cls, value: str) -> str:
         if not value or value.endswith("/") or any(char in value for char in "+#\0"):
             raise ValueError("must be a topic without '+', '#', NUL or a trailing '/'")
+        if (problem := _mqtt_string_problem(value)) is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("node_id")
@@ -319,18 +426,32 @@ MAX_SESSION_EXPIRY_S = 0xFFFFFFFF - 1
 """MQTT 5 encodes the session expiry in 32 bits; 0xFFFFFFFF means never, which we refuse."""
 
 
+_TOPIC_ROOM_BYTES = max(len(topic.encode("utf-8")) for topic in Topics.for_prefix().all())
+"""What the longest topic adds to topic_prefix (`track/results`)."""
+
+
 class MqttSettings(_Section):
     """Broker connection and topics."""
 
     host: str = "127.0.0.1"
+    """The broker's host name or address (not empty, no spaces or control characters)."""
     port: int = Field(default=1883, ge=1, le=65535)
     client_id: str | None = Field(default=None, min_length=1)
     """Default: siamedge-<hostname>. The broker keeps the session under this id, so it must be
-    the same across restarts and unique per daemon on one broker."""
+    the same across restarts and unique per daemon on one broker. Like username and
+    topic_prefix an MQTT string: at most 65535 bytes of UTF-8, no NUL, control characters or
+    non-characters."""
     protocol: Literal["5", "3.1.1"] = "5"
-    keepalive_s: int = Field(default=30, ge=5)
+    keepalive_s: Annotated[
+        int,
+        _at_most(
+            MQTT_MAX_KEEPALIVE_S,
+            f"{MQTT_MAX_KEEPALIVE_S} s (MQTT's limit: the keep alive is a 16-bit field)",
+        ),
+    ] = Field(default=30, ge=5)
     """A dead or half-open link to the broker is noticed within 1.5 x this (the client pings
-    every keepalive_s / 2); the broker cuts a silent daemon after about 0.75 x this."""
+    every keepalive_s / 2); the broker cuts a silent daemon after about 0.75 x this. At most
+    MQTT_MAX_KEEPALIVE_S (`siamedge watch` gives it to the broker as it is)."""
     username: str | None = None
     password_file: str | None = None
     password_env: str | None = None
@@ -338,9 +459,11 @@ class MqttSettings(_Section):
     topic_prefix: str = ""
     """Prepended to every topic, e.g. `siamedge/cam-01/` for fleets."""
     results_qos: Literal[0, 1, 2] = 0
-    reconnect_min_s: float = Field(default=1.0, gt=0)
-    reconnect_max_s: float = Field(default=30.0, gt=0)
-    status_interval_s: float = Field(default=10.0, gt=0)
+    reconnect_min_s: Seconds = Field(default=1.0, gt=0)
+    reconnect_max_s: Seconds = Field(default=30.0, gt=0)
+    status_interval_s: Seconds = Field(default=10.0, gt=0)
+    """The status report goes out this often. It, the reconnect delays and command_max_age_s
+    and command_clock_skew_s are at most a day (MAX_DURATION_S)."""
     mask_encoding: MaskEncoding = "rle"
     session_expiry_s: int = Field(default=300, ge=0, le=MAX_SESSION_EXPIRY_S)
     """How long the broker keeps our session (subscriptions and the QoS 1 commands published
@@ -350,25 +473,52 @@ class MqttSettings(_Section):
     the session until its own `persistent_client_expiration`."""
     command_queue_size: int = Field(default=64, ge=1, le=4096)
     """Commands waiting for the main loop; when full, the oldest is dropped (and answered)."""
-    command_max_age_s: float | None = Field(default=10.0, gt=0)
+    command_max_age_s: Seconds | None = Field(default=10.0, gt=0)
     """A command whose `sent_at` is older than this when the service takes it is rejected as
     stale (its box points at where the target was), and so is a start that waited this long for
     a frame to start on (counted from `sent_at`, or from its arrival without one). Longer than a
     reconnect or a systemd restart (RestartSec=5 plus loading the model); None: no limit."""
-    command_clock_skew_s: float = Field(default=2.0, ge=0)
+    command_clock_skew_s: Seconds = Field(default=2.0, ge=0)
     """How far a command's `sent_at` may lie in the future (the sender's clock runs ahead)."""
-    error_replies_per_s: float = Field(default=50.0, gt=0)
+    error_replies_per_s: Rate = 50.0
     """Error replies on the errors topic per second (bursts up to as many); the ones over it are
-    counted and reported in one summary message, so a flood cannot fill the outgoing queue."""
+    counted and reported in one summary message, so a flood cannot fill the outgoing queue.
+    At least MIN_RATE_PER_S: a summary goes out within a day."""
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_a_name(cls, value: str) -> str:
+        # paho raises at connect for an empty one; a blank one is looked up for ever.
+        if not value or any(char.isspace() or not char.isprintable() for char in value):
+            raise ValueError(
+                "must be the broker's host name or address, without spaces or control "
+                f"characters, got {_shown(value)}"
+            )
+        return value
+
+    @field_validator("client_id", "username")
+    @classmethod
+    def _mqtt_string(cls, value: str | None) -> str | None:
+        if value is not None and (problem := _mqtt_string_problem(value)) is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("topic_prefix")
     @classmethod
     def _prefix_is_a_topic_level(cls, value: str) -> str:
         if any(char in value for char in "+#\0"):
             raise ValueError("topic_prefix must not contain '+', '#' or NUL")
+        if (problem := _mqtt_string_problem(value)) is not None:
+            raise ValueError(problem)
         if value and not value.endswith("/"):
             value += "/"
+        size = len(value.encode("utf-8"))
+        if size + _TOPIC_ROOM_BYTES > MQTT_MAX_STRING_BYTES:
+            raise ValueError(
+                f"{_shown(value)} is {size} bytes in UTF-8: with the {_TOPIC_ROOM_BYTES} of the "
+                f"longest topic under it, over the {MQTT_MAX_STRING_BYTES} an MQTT topic holds"
+            )
         return value
 
     @model_validator(mode="after")
@@ -399,17 +549,18 @@ class WebSettings(_Section):
     """Or the name of an environment variable holding it."""
     preview_width: int = Field(default=640, ge=64, le=3840)
     """Width of the MJPEG preview in pixels (height keeps the frame's aspect ratio)."""
-    preview_fps: float = Field(default=10.0, gt=0, le=60)
+    preview_fps: Rate = Field(default=10.0, le=60)
     jpeg_quality: int = Field(default=80, ge=10, le=100)
     max_connections: int = Field(default=32, ge=2, le=1024)
     """Open HTTP connections at once; more are answered 503 at once and closed."""
     max_streams: int = Field(default=24, ge=1, le=1024)
     """MJPEG viewers at once (within max_connections); more get 503."""
-    request_timeout_s: float = Field(default=10.0, gt=0)
+    request_timeout_s: Seconds = Field(default=10.0, gt=0)
     """A request (line, headers, body) must arrive within this long of the connection, and a
     stream viewer that reads nothing for this long is dropped."""
-    command_timeout_s: float = Field(default=5.0, gt=0)
-    """How long a command waits for the service (a frame) before the answer is 503."""
+    command_timeout_s: Seconds = Field(default=5.0, gt=0)
+    """How long a command waits for the service (a frame) before the answer is 503. Both
+    timeouts at most a day (MAX_DURATION_S); preview_fps at least MIN_RATE_PER_S."""
     allowed_hosts: list[str] = []
     """Host names (`name` for any port, `name:port`) browsers may use to reach the view, e.g.
     `siamedge.example.com` behind a reverse proxy; others get 421 (DNS rebinding). Always
@@ -453,11 +604,12 @@ class ServiceSettings(_Section):
     """The daemon's own behaviour."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    watchdog_stall_s: float = Field(default=10.0, gt=0)
+    watchdog_stall_s: Seconds = Field(default=10.0, gt=0)
     """No processed frame for this long stops the watchdog pings (systemd restarts us)."""
-    model_retry_s: float = Field(default=10.0, gt=0)
+    model_retry_s: Seconds = Field(default=10.0, gt=0)
     """A model that failed to load is looked at this often, and loaded again once its file
-    changed (the service keeps running meanwhile and rejects start commands with the reason)."""
+    changed (the service keeps running meanwhile and rejects start commands with the reason).
+    Both at most a day (MAX_DURATION_S)."""
 
 
 class Settings(_Section):

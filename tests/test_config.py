@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
+import threading
 from pathlib import Path
-from typing import Any, get_args
+from typing import Annotated, Any, get_args, get_origin
 
 import pytest
 import yaml
 from pydantic import BaseModel
 
-from siamedge.config import Settings, load_settings
+from siamedge.config import Settings, load_settings, settings_from_mapping
 from siamedge.errors import ConfigError
+from siamedge.messaging.topics import Topics
 
 
 @pytest.mark.parametrize("name", ["siamedge.yaml", "demo.yaml"])
@@ -165,3 +168,187 @@ def _undocumented(section: type[BaseModel], data: Any, text: str, prefix: str) -
 def test_the_usb_camera_config_documents_every_key(repo_root: Path) -> None:
     text = (repo_root / "config" / "siamedge.yaml").read_text("utf-8")
     assert _undocumented(Settings, yaml.safe_load(text), text, "") == []
+
+
+# Each of these loaded and then broke the daemon: a traceback from paho (empty host, a keepalive
+# or client id over MQTT's 16 bits), a broker that drops every connection (NUL and control
+# characters), or a thread dying of OverflowError (durations past threading.TIMEOUT_MAX).
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "mqtt:\n  host: ''\n",
+            "mqtt.host: Value error, must be the broker's host name or address, without spaces "
+            "or control characters, got ''",
+        ),
+        (
+            "mqtt:\n  host: '  '\n",
+            "mqtt.host: Value error, must be the broker's host name or address, without spaces "
+            "or control characters, got '  '",
+        ),
+        (
+            "mqtt:\n  keepalive_s: 200000\n",
+            "mqtt.keepalive_s: Value error, must be at most 65535 s (MQTT's limit: the keep "
+            "alive is a 16-bit field), got 200000",
+        ),
+        (
+            'mqtt:\n  client_id: "cam\\0one"\n',
+            "mqtt.client_id: Value error, 'cam\\x00one' holds NUL, U+0000 (character 4): MQTT "
+            "strings may not hold NUL, control characters or non-characters (MQTT 5 spec "
+            "1.5.4; the broker drops the connection)",
+        ),
+        (
+            f"mqtt:\n  client_id: {'c' * 65536}\n",
+            f"mqtt.client_id: Value error, {'c' * 40!r}... (65536 characters) is 65536 bytes in "
+            "UTF-8, over the 65535 an MQTT string holds (MQTT 5 spec 1.5.4)",
+        ),
+        (
+            f"mqtt:\n  client_id: {'é' * 32768}\n",  # 32768 characters, 65536 bytes
+            f"mqtt.client_id: Value error, {'é' * 40!r}... (32768 characters) is 65536 bytes in "
+            "UTF-8, over the 65535 an MQTT string holds (MQTT 5 spec 1.5.4)",
+        ),
+        (
+            'mqtt:\n  username: "op\\x01"\n',
+            "mqtt.username: Value error, 'op\\x01' holds a control character, U+0001 (character "
+            "3): MQTT strings may not hold NUL, control characters or non-characters (MQTT 5 "
+            "spec 1.5.4; the broker drops the connection)",
+        ),
+        (
+            f"mqtt:\n  username: {'u' * 65536}\n",
+            f"mqtt.username: Value error, {'u' * 40!r}... (65536 characters) is 65536 bytes in "
+            "UTF-8, over the 65535 an MQTT string holds (MQTT 5 spec 1.5.4)",
+        ),
+        (
+            'mqtt:\n  topic_prefix: "site\\x85/"\n',
+            "mqtt.topic_prefix: Value error, 'site\\x85/' holds a control character, U+0085 "
+            "(character 5): MQTT strings may not hold NUL, control characters or "
+            "non-characters (MQTT 5 spec 1.5.4; the broker drops the connection)",
+        ),
+        (
+            # with `/` and `track/results` one byte over MQTT's 65535
+            f"mqtt:\n  topic_prefix: {'p' * 65522}\n",
+            f"mqtt.topic_prefix: Value error, {'p' * 40!r}... (65523 characters) is 65523 bytes "
+            "in UTF-8: with the 13 of the longest topic under it, over the 65535 an MQTT topic "
+            "holds",
+        ),
+        (
+            'mqtt:\n  homeassistant:\n    discovery_prefix: "ha\\uFFFF"\n',
+            "mqtt.homeassistant.discovery_prefix: Value error, 'ha\\uffff' holds a "
+            "non-character, U+FFFF (character 3): MQTT strings may not hold NUL, control "
+            "characters or non-characters (MQTT 5 spec 1.5.4; the broker drops the connection)",
+        ),
+        (
+            "source:\n  read_timeout_s: 1e10\n",
+            "source.read_timeout_s: Value error, must be at most 86400 s (a day), "
+            "got 10000000000.0",
+        ),
+        (
+            "source:\n  fps: 1e-11\n",
+            "source.fps: Value error, must be at least 1/86400 a second (once a day), got 1e-11",
+        ),
+        (
+            "source:\n  reopen_min_s: 1e10\n  reopen_max_s: 1e10\n",
+            "source.reopen_min_s: Value error, must be at most 86400 s (a day), got "
+            "10000000000.0; source.reopen_max_s: Value error, must be at most 86400 s (a day), "
+            "got 10000000000.0",
+        ),
+        (
+            "source:\n  kind: rtsp\n  uri: rtsp://cam/x\n  latency_ms: 5000000000\n",
+            "source.latency_ms: Value error, must be at most 86400000 ms (a day), got 5000000000",
+        ),
+        (
+            "web:\n  preview_fps: 1e-11\n",
+            "web.preview_fps: Value error, must be at least 1/86400 a second (once a day), "
+            "got 1e-11",
+        ),
+    ],
+)
+def test_values_that_broke_the_daemon_are_refused_naming_the_key(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    assert str(raised.value) == f"{path}: {message}"
+
+
+def test_the_limits_themselves_load(tmp_path: Path) -> None:
+    path = tmp_path / "edge.yaml"
+    path.write_text(
+        "source:\n  fps: 1.1574074074074073e-05\n  read_timeout_s: 86400\n"
+        "  reopen_min_s: 86400\n  reopen_max_s: 86400\n"
+        f"mqtt:\n  host: '::1'\n  keepalive_s: 65535\n  client_id: {'é' * 32767}x\n"
+        f"  username: 'Zoë 🐈'\n  topic_prefix: {'p' * 65521}\n"
+        "web:\n  request_timeout_s: 86400\n  preview_fps: 1.1574074074074073e-05\n",
+        encoding="utf-8",
+    )
+    settings = load_settings(path)
+    topics = Topics.for_prefix(settings.mqtt.topic_prefix).all()
+
+    assert settings.mqtt.keepalive_s == 65535
+    assert len(str(settings.mqtt.client_id).encode("utf-8")) == 65535
+    assert max(len(topic.encode("utf-8")) for topic in topics) == 65535
+    assert settings.source.read_timeout_s == 86400
+    assert settings.source.fps == 1 / 86400
+
+
+def _plain(annotation: Any) -> Any:
+    """`X` for `Annotated[X, ...]`, else the annotation itself."""
+    return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
+
+
+def _number_keys(section: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every key of a number field below `section`, dotted."""
+    keys = []
+    for name, field in section.model_fields.items():
+        inner = _section_model(field.annotation)
+        if inner is not None:
+            keys += _number_keys(inner, f"{prefix}{name}.")
+        elif {int, float} & {
+            _plain(kind) for kind in (field.annotation, *get_args(field.annotation))
+        }:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+RATE_KEYS = [key for key in _number_keys(Settings) if key.endswith(("fps", "_per_s"))]
+DURATION_KEYS = [
+    key for key in _number_keys(Settings) if key.endswith(("_s", "_ms")) and key not in RATE_KEYS
+]
+
+
+def test_every_duration_and_rate_is_found() -> None:
+    assert RATE_KEYS == ["source.fps", "mqtt.error_replies_per_s", "web.preview_fps"]
+    assert DURATION_KEYS == [
+        "source.reopen_min_s",
+        "source.reopen_max_s",
+        "source.open_timeout_s",
+        "source.read_timeout_s",
+        "source.latency_ms",
+        "mqtt.keepalive_s",
+        "mqtt.reconnect_min_s",
+        "mqtt.reconnect_max_s",
+        "mqtt.status_interval_s",
+        "mqtt.session_expiry_s",
+        "mqtt.command_max_age_s",
+        "mqtt.command_clock_skew_s",
+        "service.watchdog_stall_s",
+        "service.model_retry_s",
+        "web.request_timeout_s",
+        "web.command_timeout_s",
+    ]
+
+
+@pytest.mark.parametrize("key", DURATION_KEYS + RATE_KEYS)
+def test_no_duration_or_rate_can_overflow_a_wait(key: str) -> None:
+    """A wait past threading.TIMEOUT_MAX (about 9.2e9 s) raises OverflowError in its thread:
+    every duration is refused well below it, and every rate well above its inverse."""
+    section, name = key.rsplit(".", maxsplit=1)
+    seconds = 10 * threading.TIMEOUT_MAX
+    value = 1 / seconds if key in RATE_KEYS else seconds * (1000 if name.endswith("_ms") else 1)
+    data: dict[str, Any] = {name: value}
+    for part in reversed(section.split(".")):
+        data = {part: data}
+    with pytest.raises(ConfigError, match=rf"^x\.yaml: {re.escape(key)}: [^;\n]*$"):
+        settings_from_mapping(data, "x.yaml")

@@ -1,5 +1,6 @@
 """Property-based fuzzing of the configuration: random YAML for every section either loads into
-settings (all numbers finite) or raises ConfigError naming the file and the key; nothing else.
+settings the daemon can use (all numbers finite, every wait within what a thread can wait, the
+MQTT values within MQTT's limits) or raises ConfigError naming the file and the key; nothing else.
 
 Seeded (derandomize) and bounded, so CI runs the same examples every time.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +126,65 @@ def finite_numbers(value: Any) -> bool:
     return not isinstance(value, float) or math.isfinite(value)
 
 
+def waitable(value: Any) -> bool:
+    """Whether every duration (`*_s`, `*_ms`) in loaded settings, and the period of every rate
+    (`*fps`, `*_per_s`), fits a thread's wait: more raises OverflowError in the waiting thread."""
+    if not isinstance(value, BaseModel):
+        return True
+    for name in type(value).model_fields:
+        number = getattr(value, name)
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            if not waitable(number):
+                return False
+            continue
+        if name.endswith(("fps", "_per_s")):
+            seconds = 1 / number
+        else:
+            seconds = number / 1000 if name.endswith("_ms") else number
+        if name.endswith(("fps", "_s", "_ms")) and seconds > threading.TIMEOUT_MAX:
+            return False
+    return True
+
+
+def _mqtt_string(text: str | None) -> bool:
+    """MQTT 5 spec 1.5.4: at most 65535 bytes of UTF-8; mosquitto drops a connection whose
+    strings hold NUL, control characters or non-characters."""
+    if text is None:
+        return True
+    bad = [
+        code
+        for code in map(ord, text)
+        if code <= 0x1F
+        or 0x7F <= code <= 0x9F
+        or 0xFDD0 <= code <= 0xFDEF
+        or code & 0xFFFE == 0xFFFE
+    ]
+    return not bad and len(text.encode("utf-8")) <= 65535
+
+
+def sendable(settings: Settings) -> bool:
+    """Whether the MQTT settings go through paho and the broker: a host, a 16-bit keepalive,
+    MQTT strings."""
+    mqtt = settings.mqtt
+    return (
+        mqtt.host.strip() != ""
+        and mqtt.keepalive_s <= 65535
+        and all(
+            _mqtt_string(text)
+            for text in (
+                mqtt.client_id,
+                mqtt.username,
+                mqtt.topic_prefix,
+                mqtt.homeassistant.discovery_prefix,
+            )
+        )
+    )
+
+
+def usable(settings: Settings) -> bool:
+    return finite_numbers(settings) and waitable(settings) and sendable(settings)
+
+
 def load_or_error(path: Path) -> Settings | ConfigError:
     try:
         return load_settings(path)
@@ -157,7 +218,7 @@ def test_a_random_section_loads_or_raises_config_error_naming_the_key_and_file(
     path.write_text(yaml.safe_dump(nest(section, mapping), allow_unicode=True), encoding="utf-8")
     outcome = load_or_error(path)
     if isinstance(outcome, Settings):
-        assert finite_numbers(outcome)
+        assert usable(outcome)
         return
     message = str(outcome)
     # every problem names its place: the section, and a key that was given in it
@@ -215,13 +276,21 @@ def yaml_files(draw: st.DrawFn) -> bytes:
 @example(content=b"mqtt:\n  port: " + b"9" * 5000 + b"\n")
 @example(content=b"source:\n  fps: .inf\n")
 @example(content=b"mqtt:\n  command_max_age_s: 1e400\n")
+# Found by an audit: these loaded, then killed a thread or were retried for ever.
+@example(content=b"source:\n  read_timeout_s: 1e10\n")
+@example(content=b"source:\n  fps: 1e-11\n")
+@example(content=b"service:\n  watchdog_stall_s: 1e10\n")
+@example(content=b"mqtt:\n  host: ''\n")
+@example(content=b"mqtt:\n  keepalive_s: 200000\n")
+@example(content=b'mqtt:\n  client_id: "a\\0b"\n')
+@example(content=b'mqtt:\n  topic_prefix: "a\\x01"\n')
 def test_any_file_loads_or_raises_config_error_naming_the_file(
     content: bytes, tmp_path: Path
 ) -> None:
     path = tmp_path / "fuzz.yaml"
     path.write_bytes(content)
     outcome = load_or_error(path)
-    assert isinstance(outcome, ConfigError) or finite_numbers(outcome)
+    assert isinstance(outcome, ConfigError) or usable(outcome)
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from fixtures.media import FOLDER_IMAGES, frame_number, write_video
 
+from siamedge.cli import EX_CONFIG
 from siamedge.config import SourceSettings
 from siamedge.errors import SourceError
 from siamedge.sources.camera import CameraSource
@@ -24,6 +27,7 @@ from siamedge.sources.images import ImageFolderSource
 from siamedge.sources.stream import StreamSource
 
 WAIT_S = 5.0
+RUN_TIMEOUT_S = 60.0
 
 
 @pytest.mark.parametrize(
@@ -35,9 +39,15 @@ WAIT_S = 5.0
         ("12", "camera"),
         ("/dev/video3", "camera"),
         ("rtsp://admin:pw@10.0.0.2:554/stream1", "stream"),
+        ("rtsp://user:pw@cam/path", "stream"),
+        ("rtsp://[::1]:8554/live", "stream"),
+        ("udp://@:5000", "stream"),  # listening: a port without a host
+        ("srt://:9000?mode=listener", "stream"),
+        ("udp://239.0.0.1:1234", "stream"),
         ("RTSPS://cam.local/live", "stream"),
         ("rtmp://server/app/key", "stream"),
         ("http://127.0.0.1:8080/video.mjpg", "stream"),
+        ("http://127.0.0.1:8080/stream.mjpg", "stream"),
         ("https://example.org/clip.mp4", "stream"),
         ("videotestsrc ! videoconvert ! appsink", "gstreamer"),
         (
@@ -131,3 +141,66 @@ def test_create_capture_runs_the_source(image_folder: Path) -> None:
     assert frame_number(frame.image) == frame.index % FOLDER_IMAGES  # looped folder, in order
     assert states[:2] == [SourceState.STARTING, SourceState.STREAMING]
     assert states[-1] is SourceState.STOPPED
+
+
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        (
+            "http://",
+            "no host in the URL: name the server to read from, e.g. http://192.168.1.20/stream",
+        ),
+        (
+            "rtsp://",
+            "no host in the URL: name the server to read from, e.g. rtsp://192.168.1.20/stream",
+        ),
+        (
+            " RTSPS:///live ",
+            "no host in the URL: name the server to read from, e.g. rtsps://192.168.1.20/stream",
+        ),
+        (
+            "http://:8080/x",
+            "no host in the URL: name the server to read from, e.g. http://192.168.1.20/stream",
+        ),
+        (
+            "rtmp:///app/key",
+            "no host in the URL: name the server to read from, e.g. rtmp://192.168.1.20/stream",
+        ),
+        (
+            "udp://",
+            "no host and no port in the URL: name a server, or a port to listen on, e.g. "
+            "udp://192.168.1.20:5000 or udp://@:5000",
+        ),
+    ],
+)
+def test_a_stream_url_without_a_host_is_an_error_naming_it(uri: str, problem: str) -> None:
+    # Accepted, these were reopened with backoff for ever: no retry can find a host.
+    with pytest.raises(SourceError) as raised:
+        infer_kind(uri)
+    assert str(raised.value) == f"source uri {uri.strip()!r}: {problem}"
+
+
+@pytest.mark.parametrize("kind", ["stream", "mjpeg"])
+def test_an_explicit_stream_kind_needs_a_host_too(kind: str) -> None:
+    with pytest.raises(SourceError, match=r"^source uri 'https://u:\*\*\*@/cam': no host in"):
+        create_source(SourceSettings.model_validate({"kind": kind, "uri": "https://u:pw@/cam"}))
+
+
+def test_the_daemon_refuses_a_stream_url_without_a_host_with_exit_78(tmp_path: Path) -> None:
+    # A process of its own: the daemon installs signal handlers. The broker port is closed.
+    config = tmp_path / "siamedge.yaml"
+    config.write_text("source:\n  uri: http://\nmqtt:\n  port: 9\n", encoding="utf-8")
+
+    done = subprocess.run(
+        [sys.executable, "-m", "siamedge.cli", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=RUN_TIMEOUT_S,
+    )
+
+    assert done.returncode == EX_CONFIG, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "siamedge: configuration error: source.uri: source uri 'http://': no host in the URL: "
+        "name the server to read from, e.g. http://192.168.1.20/stream"
+    )

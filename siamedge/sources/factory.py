@@ -10,6 +10,7 @@ import re
 import threading
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from siamedge.config import SourceKind, SourceSettings
 from siamedge.errors import SourceError
@@ -35,6 +36,9 @@ ConcreteKind = Literal[
 SYNTHETIC_URI = "synthetic"
 CAMERA_PATH_PREFIX = "/dev/video"
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
+HOST_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https")
+"""Stream URLs read from a server: without a host they fail at every reopen, for ever. The other
+stream schemes (udp, tcp, srt) also listen, on a port alone (`udp://@:5000`, `srt://:9000`)."""
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".h264")
 """A uri ending like this names a video file even before the file exists (it is retried)."""
 FALLBACK_PLAYBACK_FPS = 30.0
@@ -50,6 +54,7 @@ def infer_kind(uri: str) -> ConcreteKind:
     stream URLs -> stream; an existing folder -> images; an existing file, or a name ending in a
     video suffix -> file; a gst-launch pipeline (with `!`, or ending in appsink) -> gstreamer.
     An http(s) `stream` is read as MJPEG when it answers multipart/x-mixed-replace (create_source).
+    A stream URL with nothing to read from (no host) is an error too (check_stream_url).
     """
     text = uri.strip()
     if text.lower() == SYNTHETIC_URI:
@@ -59,6 +64,7 @@ def infer_kind(uri: str) -> ConcreteKind:
     scheme = _SCHEME.match(text)
     if scheme:
         if scheme.group(1).lower() in STREAM_SCHEMES:
+            check_stream_url(text)
             return "stream"
         raise SourceError(
             f"source uri {redact_url(text)!r}: unsupported URL scheme {scheme.group(1)!r} "
@@ -80,11 +86,41 @@ def infer_kind(uri: str) -> ConcreteKind:
     )
 
 
+def check_stream_url(uri: str) -> None:
+    """SourceError naming the uri (password hidden) when a URL of STREAM_SCHEMES names nothing
+    to read from: no host for HOST_SCHEMES, neither host nor port for the others. Anything
+    else passes, a URL that does not parse too (its source says why when it opens)."""
+    text = uri.strip()
+    scheme = text.partition("://")[0].lower()
+    if scheme not in STREAM_SCHEMES:
+        return
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return
+    if parts.hostname:
+        return
+    if scheme in HOST_SCHEMES:
+        raise SourceError(
+            f"source uri {redact_url(text)!r}: no host in the URL: name the server to read "
+            f"from, e.g. {scheme}://192.168.1.20/stream"
+        )
+    if port is None:
+        raise SourceError(
+            f"source uri {redact_url(text)!r}: no host and no port in the URL: name a server, "
+            f"or a port to listen on, e.g. {scheme}://192.168.1.20:5000 or {scheme}://@:5000"
+        )
+
+
 def resolve_kind(settings: SourceSettings) -> ConcreteKind:
-    """settings.kind, or the kind inferred from settings.uri when it is `auto`."""
+    """settings.kind, or the kind inferred from settings.uri when it is `auto`; SourceError
+    when the uri names no source of the kind that can be read."""
     kind: SourceKind = settings.kind
     if kind == "auto":
         return infer_kind(settings.uri)
+    if kind in ("stream", "mjpeg"):
+        check_stream_url(settings.uri)
     return kind
 
 
