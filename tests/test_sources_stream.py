@@ -85,6 +85,13 @@ def test_password_never_appears_in_description_or_errors() -> None:
             "rtsp://cam/live?user=admin&password=***&channel=1",
         ),
         ("http://cam/stream.mjpeg?token=abc", "http://cam/stream.mjpeg?token=***"),
+        # Passwords with `/`, `?`, `#` or `@` unescaped: the parsed host part ends early.
+        ("rtsp://admin:1234/56@cam/live", "rtsp://admin:***@cam/live"),
+        ("rtsp://admin:pa/ss@cam:554/live", "rtsp://admin:***@cam:554/live"),
+        ("rtsp://admin:p?w@cam/live", "rtsp://admin:***@cam/live"),
+        ("rtsp://admin:p#w@cam/live", "rtsp://admin:***@cam/live"),
+        ("rtsp://admin:p@w/x@cam/live", "rtsp://admin:***@cam/live"),
+        ("rtsp://cam:554/live", "rtsp://cam:554/live"),
     ],
 )
 def test_redact_url(url: str, shown: str) -> None:

@@ -10,7 +10,10 @@ import re
 from urllib.parse import urlsplit, urlunsplit
 
 REDACTED = "***"
-_USERINFO_PASSWORD = re.compile(r"(://[^/@:]*:)[^/]*@")
+_USERINFO_PASSWORD = re.compile(r"(://[^/@:?#\s]*:)\S*@")
+"""`scheme://user:` then anything up to the last `@`: a password written with `/`, `?` or `#`
+unescaped (`admin:1234/x@cam`) ends the URL's host part early, so the parsed URL shows it as
+a host, port and path. Over-hides the rare `@` in a path after a port (`cam:554/a@b`)."""
 _SECRET_QUERY = re.compile(
     r"((?:^|[?&;])(?:token|access_token|password|passwd|pwd|key|api_key|apikey|auth)=)[^&;#]*",
     re.IGNORECASE,
@@ -29,6 +32,9 @@ def _without_password(url: str) -> str:
         port_number = parts.port
     except ValueError:
         # Unparsable (bad port, bad IPv6 literal): hide whatever sits between `user:` and `@`.
+        return _USERINFO_PASSWORD.sub(rf"\1{REDACTED}@", url)
+    if "@" not in parts.netloc or "@" in parts.path:
+        # No password, or one whose `/`, `?` or `#` ended the host part early (see above).
         return _USERINFO_PASSWORD.sub(rf"\1{REDACTED}@", url)
     if parts.password is None:
         return url
