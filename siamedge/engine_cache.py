@@ -1,4 +1,5 @@
-"""TensorRT engine folders: one per model file's content, the few most recently used kept.
+"""TensorRT engine folders: one per model file's content and build settings, the few most
+recently used kept.
 
 Hashes model files and manages folders under the cache folder; never reads a graph or opens a
 session, and never touches what it did not name (the timing cache, other files).
@@ -29,8 +30,9 @@ READ_CHUNK_BYTES = 1 << 20
 _ENGINE_FOLDER = re.compile(rf"^.+-[0-9a-f]{{{DIGEST_CHARS}}}$")
 
 
-def model_digest(model: Path) -> str:
-    """The first DIGEST_CHARS hex characters of the SHA-256 of the model file's bytes."""
+def model_digest(model: Path, build: str = "") -> str:
+    """The first DIGEST_CHARS hex characters of the SHA-256 of the model file's bytes (followed
+    by `build`, when given)."""
     digest = hashlib.sha256()
     try:
         with model.open("rb") as stream:
@@ -38,25 +40,32 @@ def model_digest(model: Path) -> str:
                 digest.update(chunk)
     except OSError as exc:
         raise ModelError(f"{model}: cannot read the model: {exc.strerror}") from None
+    if build:
+        digest.update(b"\0" + build.encode("utf-8"))
     return digest.hexdigest()[:DIGEST_CHARS]
 
 
-def engine_dir(cache_dir: Path, model: Path) -> Path:
-    """Where the model's TensorRT engines live: cache_dir/<file stem>-<content digest>.
+def engine_dir(cache_dir: Path, model: Path, build: str = "") -> Path:
+    """Where the model's TensorRT engines live: cache_dir/<file stem>-<digest of its content
+    and `build`>.
 
     onnxruntime names an engine after the model's file name, tensor names and library
-    versions, not its weights or constants: a model exported again under the same name (new
-    weights, other hyper-parameters) would load the old engine and compute with the old
-    numbers. Its own folder per content cannot.
+    versions, its precision, DLA core and profiles, not its weights or constants: a model
+    exported again under the same name (new weights, other hyper-parameters) would load the old
+    engine and compute with the old numbers. Its own folder per content cannot. build: the
+    settings an engine is built with that onnxruntime does not name it after (TF32, the
+    builder's optimisation level, the workspace), so that changing one builds a new engine.
     """
-    return cache_dir / f"{model.stem}-{model_digest(model)}"
+    return cache_dir / f"{model.stem}-{model_digest(model, build)}"
 
 
-def use_engine_dir(cache_dir: Path, model: Path, keep: int = ENGINE_FOLDERS_KEPT) -> Path:
+def use_engine_dir(
+    cache_dir: Path, model: Path, keep: int = ENGINE_FOLDERS_KEPT, build: str = ""
+) -> Path:
     """The model's engine folder, created or marked as just used, once the engine folders
     beyond the `keep` most recently used are removed (a folder that cannot be removed is
     logged and left)."""
-    folder = engine_dir(cache_dir, model)
+    folder = engine_dir(cache_dir, model, build)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         os.utime(folder)

@@ -65,8 +65,9 @@ _PROVIDER_START_MARKERS = (
     re.compile(r"Please install TensorRT libraries"),
     # onnxruntime 1.29+ says this on every CUDA session it creates, started or not.
     re.compile(r"No registered plugin EP device found for '\w+ExecutionProvider'"),
-    # The session refused graph capture (model.cuda_graph); providers.py retries without it.
-    re.compile(r"cannot use the graph capture feature"),
+    # The session refused graph capture (model.cuda_graph, trt_cuda_graph); providers.py
+    # retries without it.
+    re.compile(r"cannot use the graph capture feature|cannot use the CUDA Graph feature"),
 )
 
 # Messages cuDNN repeats once per convolution node: one line with a count is enough.

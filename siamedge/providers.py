@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +33,27 @@ MEBIBYTE = 1 << 20
 GRAPH_OPTIONS = {CUDA: "enable_cuda_graph", TENSORRT: "trt_cuda_graph_enable"}
 """The provider options that ask for CUDA graph capture."""
 
-GRAPH_CAPTURE_REFUSED = "cannot use the graph capture feature"
+GRAPH_CAPTURE_REFUSED = (
+    "cannot use the graph capture feature",
+    "cannot use the CUDA Graph feature",
+)
 """What onnxruntime's error says when a session cannot capture the model as a CUDA graph (not
-every node on the provider, or control flow); the provider itself can still run it."""
+every node on the provider, or control flow): the CUDA provider's words, then TensorRT's. The
+provider itself can still run the model."""
+
+PROFILES_REFUSED = "provide all the dynamic shape inputs with associated profiles"
+"""TensorRT's error when it takes only part of the model (onnxruntime partitions the rest to
+CUDA or CPU): the parts' own dynamic inputs have no profile. Without explicit profiles it sets
+them from the shapes it meets."""
+
+STALE_ENGINE = "could not deserialize engine from cache"
+"""TensorRT's error for a cached engine it cannot load (another TensorRT runtime, a damaged
+file): the engine folder is emptied and the engine built again."""
+
+PROFILE_OPTIONS = ("trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes")
+_UNKNOWN_OPTION = re.compile(
+    r"Unknown provider option: \"?(?P<cuda>[\w.]+)\"?|Invalid TensorRT EP option: (?P<trt>[\w.]+)"
+)
 
 
 def default_cache_dir() -> Path:
@@ -288,9 +308,17 @@ def open_session(
     failed: list[tuple[str, str]] = []
     profiles = engines = None
     declaration = read_declaration(ort, path) if TENSORRT in chosen or CUDA in chosen else None
+    asked_tf32 = settings.cuda_tf32
     if CUDA in chosen and declaration is not None:
         settings = cuda_settings_for(settings, declaration.metadata, str(path))
     if TENSORRT in chosen and declaration is not None:
+        if CUDA in chosen and asked_tf32 and not settings.trt_tf32:
+            log.warning(
+                "model.cuda_tf32: true has no effect while TensorRT is tried too: TF32 stays "
+                "off for the whole process (%s=0, for TensorRT's float32 layers; "
+                "model.trt_tf32: true allows it for both)",
+                TF32_OVERRIDE,
+            )
         keep_fp32_exact(settings)
         cache_dir = prepare_cache_dir(cache_dir or _configured_cache_dir(settings))
         try:
@@ -301,7 +329,15 @@ def open_session(
             failed.append((TENSORRT, str(exc)))
             chosen.remove(TENSORRT)
         else:
-            engines = engine_cache.use_engine_dir(cache_dir, path)
+            if settings.trt_dla_enable and profiles is not None and max_batch > 1:
+                log.warning(
+                    "%s: the DLA takes fixed shapes only, and this model's batch ranges over 1-%d "
+                    "targets (tracker.max_tracks): TensorRT will run it on the GPU. For the DLA, "
+                    "set tracker.max_tracks: 1 or export the model with --batch 1",
+                    path,
+                    max_batch,
+                )
+            engines = engine_cache.use_engine_dir(cache_dir, path, build=trt_build_key(settings))
             log.info("TensorRT engines of %s: %s", path.name, engines)
     with_options = [
         (
@@ -326,6 +362,17 @@ def keep_fp32_exact(settings: ModelSettings) -> None:
     log.debug("%s=0: TensorRT builds float32 layers without TF32 (model.trt_tf32)", TF32_OVERRIDE)
 
 
+def trt_build_key(settings: ModelSettings) -> str:
+    """The settings a TensorRT engine is built with that onnxruntime's engine names leave out
+    (they name precision, DLA core and profiles): TF32 (NVIDIA_TF32_OVERRIDE, read at build),
+    the builder's optimisation level and the workspace."""
+    return (
+        f"tf32={os.environ.get(TF32_OVERRIDE, 'unset')} "
+        f"builder_optimization_level={settings.trt_builder_optimization_level} "
+        f"workspace_mb={settings.trt_workspace_mb}"
+    )
+
+
 def _configured_cache_dir(settings: ModelSettings) -> Path:
     return Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
 
@@ -343,6 +390,7 @@ def _open_session(
     """
     remaining = list(providers)
     failed = list(failed or [])
+    emptied: set[str] = set()
     while True:
         names = [name for name, _ in remaining]
         error: Exception | None = None
@@ -356,15 +404,13 @@ def _open_session(
                 )
             except Exception as exc:  # onnxruntime raises its own untyped errors
                 error = exc
+        said = str(error) if error is not None else "\n".join(f.error for f in output.fallbacks)
+        mended = _mended(ort, path, remaining, said, emptied)
+        if mended is not None:
+            remaining = mended
+            continue
         if error is not None:
             message = _short_error(error)
-            without_graphs = _without_graphs(remaining)
-            if GRAPH_CAPTURE_REFUSED in message and without_graphs is not None:
-                log.warning(
-                    "%s runs without CUDA graphs: %s", path, ort_log.short_ort_error(message)
-                )
-                remaining = without_graphs
-                continue
             if _is_model_problem(message) or names[0] == CPU:
                 _report(failed, None)
                 raise ModelError(f"{path}: cannot load the model: {message}") from error
@@ -395,6 +441,73 @@ def _open_session(
             # At run time too: an EP failure must surface, not swap in default options.
             session.disable_fallback()
         return session
+
+
+def _mended(
+    ort: ModuleType,
+    path: Path,
+    providers: list[tuple[str, dict[str, Any]]],
+    error: str,
+    emptied: set[str],
+) -> list[tuple[str, dict[str, Any]]] | None:
+    """The provider list to try again after a session error that other options avoid, with a
+    warning saying what changed; None when the error is not one of those.
+
+    An option this onnxruntime does not know (a newer one on an older Jetson build) is left
+    out; a refused CUDA graph capture or TensorRT profiles (TensorRT takes part of the model)
+    run without them; a cached engine TensorRT cannot load is removed, once per folder.
+    """
+    unknown = _UNKNOWN_OPTION.search(error)
+    if unknown is not None:
+        key = unknown["cuda"] or unknown["trt"]
+        for name, options in providers:
+            if key in options:
+                version = getattr(ort, "__version__", "?")
+                log.warning(
+                    "%s: this onnxruntime (%s) does not know the %s option %s: running without it",
+                    path,
+                    version,
+                    name,
+                    key,
+                )
+                return _without_option(providers, name, (key,))
+    if any(marker in error for marker in GRAPH_CAPTURE_REFUSED):
+        without_graphs = _without_graphs(providers)
+        if without_graphs is not None:
+            log.warning("%s runs without CUDA graphs: %s", path, ort_log.short_ort_error(error))
+            return without_graphs
+    trt_options = dict(providers).get(TENSORRT, {})
+    if PROFILES_REFUSED in error and PROFILE_OPTIONS[0] in trt_options:
+        log.warning(
+            "%s: TensorRT takes only part of the model, whose parts need profiles of their own: "
+            "running it with the profiles TensorRT sets from the shapes it meets (%s)",
+            path,
+            ort_log.short_ort_error(error),
+        )
+        return _without_option(providers, TENSORRT, PROFILE_OPTIONS)
+    folder = trt_options.get("trt_engine_cache_path")
+    if STALE_ENGINE in error and folder is not None and folder not in emptied:
+        emptied.add(folder)
+        log.warning(
+            "%s: TensorRT cannot load its cached engine (built by another TensorRT?): "
+            "removing %s and building it again",
+            path,
+            folder,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return providers
+    return None
+
+
+def _without_option(
+    providers: list[tuple[str, dict[str, Any]]], provider: str, keys: Sequence[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The provider list with `keys` left out of `provider`'s options."""
+    return [
+        (name, {k: v for k, v in options.items() if name != provider or k not in keys})
+        for name, options in providers
+    ]
 
 
 def _without_graphs(

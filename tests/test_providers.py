@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -330,13 +330,23 @@ class FakeGpuOrt:
     GraphOptimizationLevel = ort.GraphOptimizationLevel
 
     def __init__(
-        self, *, honours_enable_fallback: bool, cuda_works: bool = True, graphs_fail: bool = False
+        self,
+        *,
+        honours_enable_fallback: bool,
+        cuda_works: bool = True,
+        graphs_fail: bool = False,
+        cuda_knows: frozenset[str] | None = None,
+        tensorrt: Callable[[dict[str, Any]], str | None] | None = None,
     ) -> None:
         """graphs_fail: refuse a CUDA provider asked for graph capture, as onnxruntime does for
-        a model with nodes off the provider."""
+        a model with nodes off the provider. cuda_knows: the CUDA option keys this build
+        parses (others: `Unknown provider option`). tensorrt: TensorRT's libraries are there,
+        and this says its error for the options it is given (None: it starts)."""
         self.honours_enable_fallback = honours_enable_fallback
         self.cuda_works = cuda_works
         self.graphs_fail = graphs_fail
+        self.cuda_knows = cuda_knows
+        self.tensorrt = tensorrt
         self.attempts: list[list[tuple[str, dict[str, Any]]]] = []
         self.severities: list[int] = []
         self.sessions: list[FakeSession] = []
@@ -360,22 +370,47 @@ class FakeGpuOrt:
         if "enable_fallback" not in kwargs:  # providers.read_declaration, on the CPU
             return real
         self.attempts.append(entries)
+        cuda_options = dict(entries).get(p.CUDA, {})
+        unknown = sorted(set(cuda_options) - self.cuda_knows) if self.cuda_knows else []
+        if p.CUDA in names and unknown:
+            error = f'Unknown provider option: "{unknown[0]}".'
+            if self.honours_enable_fallback:
+                raise RuntimeError(error)
+            print(fallback_print(error, names), end="")
+            return self._session(real, [p.CUDA, p.CPU])  # onnxruntime's retry: no options
+        if p.TENSORRT in names and self.tensorrt is not None:
+            refused = self.tensorrt(dict(entries)[p.TENSORRT])
+            if refused is not None:
+                raise RuntimeError(refused)
+            return self._session(real, names)
         if p.TENSORRT in names:
             os.write(2, REAL_TRT_LIBRARY_ERROR.encode())
             if self.honours_enable_fallback and kwargs.get("enable_fallback") == 0:
                 raise RuntimeError(REAL_TRT_EXCEPTION)
             print(REAL_FALLBACK_PRINT, end="")
             names = [p.CUDA, p.CPU]
-        cuda_options = dict(entries).get(p.CUDA, {})
         if p.CUDA in names and self.graphs_fail and cuda_options.get("enable_cuda_graph"):
             os.write(2, GRAPH_CAPTURE_LOG.encode())
             raise RuntimeError(GRAPH_CAPTURE_EXCEPTION)
         if p.CUDA in names and not self.cuda_works:
             os.write(2, REAL_CUDA_FAILURE.encode())
             names.remove(p.CUDA)
-        session = FakeSession(real, names)
+        return self._session(real, names)
+
+    def _session(self, real: Any, started: list[str]) -> FakeSession:
+        session = FakeSession(real, started)
         self.sessions.append(session)
         return session
+
+
+def fallback_print(error: str, requested: list[str]) -> str:
+    """What onnxruntime before 1.23 prints when it retries a failed session on its own."""
+    return (
+        "*************** EP Error ***************\n"
+        f"EP Error {error} when using {requested}\n"
+        "Falling back to ['CUDAExecutionProvider', 'CPUExecutionProvider'] and retrying.\n"
+        "****************************************\n"
+    )
 
 
 def warnings_and_up(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -444,6 +479,127 @@ def test_cuda_that_refuses_graph_capture_runs_the_model_without_graphs_and_says_
     assert capfd.readouterr() == ("", "")
 
 
+CUDA_1_18_OPTIONS = frozenset(
+    {"device_id", "use_tf32", "cudnn_conv_algo_search", "arena_extend_strategy"}
+    | {"do_copy_in_default_stream", "gpu_mem_limit", "prefer_nhwc", "enable_cuda_graph"}
+)
+"""The CUDA options siamedge sets that onnxruntime 1.18 parses (not fuse_conv_bias)."""
+
+
+@pytest.mark.parametrize("honours_enable_fallback", [True, False], ids=["ort-1.31", "older-ort"])
+def test_an_option_this_onnxruntime_lacks_is_left_out_not_the_provider(
+    honours_enable_fallback: bool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Older onnxruntime builds (JetPack's) refuse an option they do not know; its own fallback
+    # blamed TensorRT, listed first, and siamedge dropped it (and CUDA, with the bad option).
+    fake = FakeGpuOrt(
+        honours_enable_fallback=honours_enable_fallback,
+        cuda_knows=CUDA_1_18_OPTIONS,
+        tensorrt=lambda options: None,
+    )
+    settings = ModelSettings(cache_dir=str(tmp_path / "trt"), cuda_fuse_conv_bias=True)
+    model = resolve_model_path("builtin")
+    session = p.open_session(fake, model, settings)  # type: ignore[arg-type]
+    assert session.get_providers() == [p.TENSORRT, p.CUDA, p.CPU]
+    first, second = (dict(attempt) for attempt in fake.attempts)
+    assert first[p.CUDA]["fuse_conv_bias"] == 1
+    assert second[p.CUDA] == {k: v for k, v in first[p.CUDA].items() if k != "fuse_conv_bias"}
+    assert second[p.TENSORRT] == first[p.TENSORRT]
+    assert warnings_and_up(caplog) == [
+        f"{model}: this onnxruntime (?) does not know the CUDAExecutionProvider option "
+        "fuse_conv_bias: running without it"
+    ]
+
+
+TRT_GRAPH_REFUSAL = (
+    "This session cannot use the CUDA Graph feature as requested by the user as all the graph "
+    "nodes have not been assigned to TensorrtExecutionProvider"
+)
+
+
+def test_tensorrt_that_refuses_graph_capture_keeps_tensorrt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # TensorRT words the refusal otherwise than CUDA: it was taken for TensorRT failing.
+    fake = FakeGpuOrt(
+        honours_enable_fallback=True,
+        tensorrt=lambda options: (
+            TRT_GRAPH_REFUSAL if options.get("trt_cuda_graph_enable") else None
+        ),
+    )
+    settings = ModelSettings(cache_dir=str(tmp_path / "trt"), trt_cuda_graph=True)
+    model = resolve_model_path("builtin")
+    session = p.open_session(fake, model, settings)  # type: ignore[arg-type]
+    assert session.get_providers() == [p.TENSORRT, p.CUDA, p.CPU]
+    assert "trt_cuda_graph_enable" not in dict(fake.attempts[-1])[p.TENSORRT]
+    assert warnings_and_up(caplog) == [f"{model} runs without CUDA graphs: {TRT_GRAPH_REFUSAL}"]
+
+
+PARTIAL_PROFILES = (
+    "[ONNXRuntimeError] : 11 : EP_FAIL : User needs to provide all the dynamic shape inputs "
+    "with associated profiles if they want to explicitly set profiles through provider "
+    "options.\nPlease note that main graph could be partitioned into TRT/CUDA/CPU subgraphs, "
+    "in this case, user also needs to provide shape profiles for the TRT subgraph's input if "
+    "it's dynamic shape input.\nFollowing input(s) has no associated shape profiles provided: "
+    "/track/If_output_0"
+)
+
+
+def test_tensorrt_taking_part_of_the_model_runs_without_explicit_profiles(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = FakeGpuOrt(
+        honours_enable_fallback=True,
+        tensorrt=lambda options: PARTIAL_PROFILES if p.PROFILE_OPTIONS[0] in options else None,
+    )
+    settings = ModelSettings(cache_dir=str(tmp_path / "trt"))
+    model = dynamic_batch_model(tmp_path / "dyn.onnx")
+    session = p.open_session(fake, model, settings, max_batch=4)  # type: ignore[arg-type]
+    assert session.get_providers() == [p.TENSORRT, p.CUDA, p.CPU]
+    first, second = (dict(attempt)[p.TENSORRT] for attempt in fake.attempts)
+    assert all(key in first for key in p.PROFILE_OPTIONS)
+    assert second == {k: v for k, v in first.items() if k not in p.PROFILE_OPTIONS}
+    (warning,) = warnings_and_up(caplog)
+    assert warning.startswith(f"{model}: TensorRT takes only part of the model")
+
+
+STALE_ENGINE_ERROR = (
+    "[ONNXRuntimeError] : 11 : EP_FAIL : TensorRT EP could not deserialize engine from cache: "
+    "/var/lib/siamedge/trt/model-0123/TensorrtExecutionProvider_TRTKernel_graph_1_fp16.engine"
+)
+
+
+def test_a_cached_engine_tensorrt_cannot_load_is_built_again_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def tensorrt(options: dict[str, Any]) -> str | None:
+        folder = Path(options["trt_engine_cache_path"])
+        return STALE_ENGINE_ERROR if (folder / "old.engine").exists() else None
+
+    fake = FakeGpuOrt(honours_enable_fallback=True, tensorrt=tensorrt)
+    settings = ModelSettings(cache_dir=str(tmp_path / "trt"))
+    model = resolve_model_path("builtin")
+    p.keep_fp32_exact(settings)
+    folder = engine_dir(tmp_path / "trt", model, p.trt_build_key(settings))
+    folder.mkdir(parents=True)
+    (folder / "old.engine").write_bytes(b"built by another TensorRT")
+    session = p.open_session(fake, model, settings)  # type: ignore[arg-type]
+    assert session.get_providers() == [p.TENSORRT, p.CUDA, p.CPU]
+    assert folder.is_dir() and list(folder.iterdir()) == []
+    assert len(fake.attempts) == 2
+    (warning,) = warnings_and_up(caplog)
+    assert warning == (
+        f"{model}: TensorRT cannot load its cached engine (built by another TensorRT?): "
+        f"removing {folder} and building it again"
+    )
+    # An engine that still does not load after that: TensorRT is left out, once.
+    fake.tensorrt = lambda options: STALE_ENGINE_ERROR
+    caplog.clear()
+    session = p.open_session(fake, model, settings)  # type: ignore[arg-type]
+    assert session.get_providers() == [p.CUDA, p.CPU]
+    assert warnings_and_up(caplog)[-1].startswith("TensorrtExecutionProvider did not start (")
+
+
 def test_tensorrt_gets_batch_profiles_for_a_dynamic_batch_model(tmp_path: Path) -> None:
     fake = FakeGpuOrt(honours_enable_fallback=True)
     settings = ModelSettings(cache_dir=str(tmp_path / "trt"))
@@ -455,9 +611,55 @@ def test_tensorrt_gets_batch_profiles_for_a_dynamic_batch_model(tmp_path: Path) 
     assert trt_options["trt_profile_opt_shapes"] == "im:8x3x8x8,pos:8x2"
     assert trt_options["trt_profile_max_shapes"] == "im:8x3x8x8,pos:8x2"
     # engines in the model's own folder, the timing cache shared
-    assert trt_options["trt_engine_cache_path"] == str(engine_dir(tmp_path / "trt", model))
+    engines = engine_dir(tmp_path / "trt", model, p.trt_build_key(settings))
+    assert trt_options["trt_engine_cache_path"] == str(engines)
     assert trt_options["trt_timing_cache_path"] == str(tmp_path / "trt")
-    assert engine_dir(tmp_path / "trt", model).is_dir()
+    assert engines.is_dir()
+    # A build setting that onnxruntime does not name its engines after gets its own folder.
+    other = settings.model_copy(update={"trt_builder_optimization_level": 5})
+    tried = len(fake.attempts)
+    p.open_session(fake, model, other, max_batch=8)  # type: ignore[arg-type]
+    rebuilt = dict(fake.attempts[tried])[p.TENSORRT]["trt_engine_cache_path"]
+    assert rebuilt == str(engine_dir(tmp_path / "trt", model, p.trt_build_key(other)))
+    assert rebuilt != str(engines)
+
+
+def test_the_dla_with_a_batch_range_is_said_to_run_on_the_gpu(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # NVIDIA: "DLA does not support dynamic dimensions"; onnxruntime asks for GPU fallback.
+    fake = FakeGpuOrt(honours_enable_fallback=True, tensorrt=lambda options: None)
+    settings = ModelSettings(
+        cache_dir=str(tmp_path / "trt"), trt_fp16=True, trt_dla_enable=True, trt_dla_core=1
+    )
+    model = dynamic_batch_model(tmp_path / "dyn.onnx")
+    p.open_session(fake, model, settings, max_batch=1)  # type: ignore[arg-type]
+    assert warnings_and_up(caplog) == []
+    p.open_session(fake, model, settings, max_batch=4)  # type: ignore[arg-type]
+    assert warnings_and_up(caplog) == [
+        f"{model}: the DLA takes fixed shapes only, and this model's batch ranges over 1-4 "
+        "targets (tracker.max_tracks): TensorRT will run it on the GPU. For the DLA, set "
+        "tracker.max_tracks: 1 or export the model with --batch 1"
+    ]
+
+
+def test_cuda_tf32_that_the_tensorrt_override_cancels_is_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(p.TF32_OVERRIDE, raising=False)
+    fake = FakeGpuOrt(honours_enable_fallback=True, tensorrt=lambda options: None)
+    model = resolve_model_path("builtin")
+    settings = ModelSettings(cache_dir=str(tmp_path / "trt"), cuda_tf32=True)
+    p.open_session(fake, model, settings)  # type: ignore[arg-type]
+    assert os.environ[p.TF32_OVERRIDE] == "0"
+    assert warnings_and_up(caplog) == [
+        "model.cuda_tf32: true has no effect while TensorRT is tried too: TF32 stays off for "
+        "the whole process (NVIDIA_TF32_OVERRIDE=0, for TensorRT's float32 layers; "
+        "model.trt_tf32: true allows it for both)"
+    ]
+    caplog.clear()
+    p.open_session(fake, model, settings.model_copy(update={"providers": ["cuda"]}))  # type: ignore[arg-type]
+    assert warnings_and_up(caplog) == []
 
 
 def test_a_model_tensorrt_cannot_profile_skips_tensorrt_with_one_line(
