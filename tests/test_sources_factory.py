@@ -186,10 +186,23 @@ def test_an_explicit_stream_kind_needs_a_host_too(kind: str) -> None:
         create_source(SourceSettings.model_validate({"kind": kind, "uri": "https://u:pw@/cam"}))
 
 
-def test_the_daemon_refuses_a_stream_url_without_a_host_with_exit_78(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        (
+            "http://",
+            "no host in the URL: name the server to read from, e.g. http://192.168.1.20/stream",
+        ),
+        ("rtsp://cam:99999/live", "not a valid URL: Port out of range 0-65535"),
+    ],
+)
+def test_the_daemon_refuses_a_stream_url_it_cannot_read_with_exit_78(
+    tmp_path: Path, uri: str, problem: str
+) -> None:
     # A process of its own: the daemon installs signal handlers. The broker port is closed.
+    # Both were retried for ever.
     config = tmp_path / "siamedge.yaml"
-    config.write_text("source:\n  uri: http://\nmqtt:\n  port: 9\n", encoding="utf-8")
+    config.write_text(f"source:\n  uri: {uri}\nmqtt:\n  port: 9\n", encoding="utf-8")
 
     done = subprocess.run(
         [sys.executable, "-m", "siamedge.cli", "run", "--config", str(config)],
@@ -201,6 +214,5 @@ def test_the_daemon_refuses_a_stream_url_without_a_host_with_exit_78(tmp_path: P
 
     assert done.returncode == EX_CONFIG, done.stderr
     assert done.stderr.splitlines()[-1] == (
-        "siamedge: configuration error: source.uri: source uri 'http://': no host in the URL: "
-        "name the server to read from, e.g. http://192.168.1.20/stream"
+        f"siamedge: configuration error: source.uri: source uri {uri!r}: {problem}"
     )

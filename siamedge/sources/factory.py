@@ -88,8 +88,8 @@ def infer_kind(uri: str) -> ConcreteKind:
 
 def check_stream_url(uri: str) -> None:
     """SourceError naming the uri (password hidden) when a URL of STREAM_SCHEMES names nothing
-    to read from: no host for HOST_SCHEMES, neither host nor port for the others. Anything
-    else passes, a URL that does not parse too (its source says why when it opens)."""
+    to read from (no host for HOST_SCHEMES, neither host nor port for the others) or does not
+    parse (an unclosed IPv6 bracket, a port out of range): no retry can mend it."""
     text = uri.strip()
     scheme = text.partition("://")[0].lower()
     if scheme not in STREAM_SCHEMES:
@@ -97,8 +97,8 @@ def check_stream_url(uri: str) -> None:
     try:
         parts = urlsplit(text)
         port = parts.port
-    except ValueError:
-        return
+    except ValueError as exc:
+        raise SourceError(f"source uri {redact_url(text)!r}: not a valid URL: {exc}") from None
     if parts.hostname:
         return
     if scheme in HOST_SCHEMES:
