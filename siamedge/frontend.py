@@ -40,6 +40,8 @@ class ServiceCounters:
     source_reopenings: times the source failed or ended and was scheduled to reopen.
     source_state: the capture thread's state (`starting`, `streaming`, `stalled`,
     `retrying`, `stopped`). results_dropped: results never sent (broker unreachable or slow).
+    tracks_dropped: tracks the service ended by itself (the model failed, the frame size
+    changed).
     """
 
     frames_captured: int = 0
@@ -49,6 +51,7 @@ class ServiceCounters:
     source_reopenings: int = 0
     source_state: str = "starting"
     results_dropped: int = 0
+    tracks_dropped: int = 0
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,8 @@ METRICS: dict[str, str] = {
     "active_tracks": "Tracks being followed.",
     "track_score": "The model's score of each track on the last frame.",
     "tracks_lost_total": "Times a track went from tracking to lost.",
+    "tracks_dropped_total": "Tracks the service ended by itself (the model failed, the frame "
+    "size changed).",
     "commands_total": "Commands by outcome (accepted, rejected, dropped_queue_full, expired, "
     "stale, duplicate).",
     "broker_connected": "1 while connected to the MQTT broker.",
@@ -142,6 +144,7 @@ class _ServiceCollector(Collector):
             track_score.add_metric([track_id], score)
         yield track_score
         yield counter("tracks_lost_total", lost)
+        yield counter("tracks_dropped_total", counters.tracks_dropped)
         commands = CounterMetricFamily(
             _name("commands"), _help("commands_total"), labels=["outcome"]
         )

@@ -226,6 +226,7 @@ class Service:
         self._broker_connections = 0
         self._exit_status = 0
         self._source_reopenings = 0
+        self._tracks_dropped = 0
 
     @property
     def stop_event(self) -> threading.Event:
@@ -262,6 +263,7 @@ class Service:
             source_reopenings=self._source_reopenings,
             source_state=capture.status.state.value,
             results_dropped=mqtt.dropped_results,
+            tracks_dropped=self._tracks_dropped,
         )
         return replace(snapshot, counters=counters)
 
@@ -455,6 +457,7 @@ class Service:
         step_started = time.perf_counter()
         stepped, dropped = manager.step(frame)
         step_ms = (time.perf_counter() - step_started) * 1000.0 if stepped else None
+        self._tracks_dropped += len(dropped)
         for track in dropped:
             mqtt.publish_track_dropped(track.track_id, track.reason)
         if dropped:

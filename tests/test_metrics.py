@@ -140,6 +140,7 @@ def test_the_endpoint_reads_the_snapshot_and_the_frame_reports(
         source_reopenings=2,
         source_state="streaming",
         results_dropped=5,
+        tracks_dropped=2,
     )
     port.current = StatusSnapshot(status, ConnectionState(True, "connected", 0.0), counters)
     (listener,) = port.listeners
@@ -167,6 +168,7 @@ def test_the_endpoint_reads_the_snapshot_and_the_frame_reports(
     assert value(after, "siamedge_track_score", track_id="a") == pytest.approx(0.1)
     assert ("siamedge_track_score", (("track_id", "b"),)) not in after  # b ended
     assert value(after, "siamedge_tracks_lost_total") == 1
+    assert value(after, "siamedge_tracks_dropped_total") == 2
     assert value(after, "siamedge_commands_total", outcome="accepted") == 2
     assert value(after, "siamedge_commands_total", outcome="rejected") == 1
     assert value(after, "siamedge_broker_connected") == 1

@@ -11,6 +11,7 @@ import signal
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -468,7 +469,13 @@ def test_a_model_that_fails_while_tracking_drops_the_tracks_and_the_service_goes
     model = batched_toy_model(
         "failing.onnx", split=True, track_fails_from_x=200, init_fails_from_x=400
     )
-    config = daemon_config(mosquitto, unique_prefix(), model={"path": str(model)})
+    metrics = free_port()
+    config = daemon_config(
+        mosquitto,
+        unique_prefix(),
+        model={"path": str(model)},
+        metrics={"enabled": True, "port": metrics},
+    )
     daemon = daemon_factory(config)
     collector = mqtt_collector(mosquitto, daemon.topics)
     wait_online(collector, daemon)
@@ -499,6 +506,10 @@ def test_a_model_that_fails_while_tracking_drops_the_tracks_and_the_service_goes
         ].payload
     )
     assert error["reason"].startswith(f"not started: {model}: inference failed: ")
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=10) as response:
+        scraped = response.read().decode()
+    assert "\nsiamedge_tracks_dropped_total 2.0\n" in scraped
 
     start("again", 100)  # the service goes on: a target the model can take tracks
     collector.wait_for(
