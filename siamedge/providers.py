@@ -478,11 +478,12 @@ def _mended(
             return without_graphs
     trt_options = dict(providers).get(TENSORRT, {})
     if PROFILES_REFUSED in error and PROFILE_OPTIONS[0] in trt_options:
+        unprofiled = re.search(r"has no associated shape profiles provided: *(.+)", error)
         log.warning(
-            "%s: TensorRT takes only part of the model, whose parts need profiles of their own: "
-            "running it with the profiles TensorRT sets from the shapes it meets (%s)",
+            "%s: TensorRT takes only part of the model, whose parts need profiles of their own "
+            "(%s): running it with the profiles TensorRT sets from the shapes it meets",
             path,
-            ort_log.short_ort_error(error),
+            unprofiled[1].strip() if unprofiled else ort_log.short_ort_error(error),
         )
         return _without_option(providers, TENSORRT, PROFILE_OPTIONS)
     folder = trt_options.get("trt_engine_cache_path")
