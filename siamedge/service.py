@@ -62,6 +62,9 @@ EARLIEST_PLAUSIBLE_TIME = 1_767_225_600.0
 """2026-01-01 UTC, before this release: a system clock earlier than that was never set (a board
 without a battery clock, before NTP)."""
 EX_SOFTWARE = 70
+MODEL_FAILURES_BEFORE_RESTART = 5
+"""Model calls failing in a row (no call working in between) after which the service exits with
+EX_SOFTWARE for systemd to restart it: a GPU left in a bad state is reset with the process."""
 """sysexits.h: the exit status when the service stops itself for a restart (a leak)."""
 LOOP_WAIT_S = 0.25
 """Longest wait for a frame before the loop looks at commands, status and the watchdog."""
@@ -395,6 +398,21 @@ class Service:
         self._exit_status = EX_SOFTWARE
         self._stop.set()
 
+    def _stop_if_model_keeps_failing(self, manager: TrackManager) -> None:
+        """Stop with EX_SOFTWARE once MODEL_FAILURES_BEFORE_RESTART model calls failed in a row."""
+        failed = manager.failed_calls_in_a_row
+        if failed < MODEL_FAILURES_BEFORE_RESTART or self._stop.is_set():
+            return
+        log.error(
+            "the model failed %d calls in a row (the last: %s); exiting with status %d so that "
+            "systemd restarts the service, which resets the GPU's state",
+            failed,
+            manager.last_failure,
+            EX_SOFTWARE,
+        )
+        self._exit_status = EX_SOFTWARE
+        self._stop.set()
+
     def _collect_requests(self, mqtt: MqttClient) -> list[Request]:
         requests = [
             Request(command.kind, command.payload, _MqttResponder(mqtt, command))
@@ -460,6 +478,7 @@ class Service:
         self._tracks_dropped += len(dropped)
         for track in dropped:
             mqtt.publish_track_dropped(track.track_id, track.reason)
+        self._stop_if_model_keeps_failing(manager)
         if dropped:
             self._status_due.set()
         tracks = stepped + started

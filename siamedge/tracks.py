@@ -51,6 +51,8 @@ class TrackManager:
         self._scratch = CropScratch()  # one for all: the crops of a step are made in turn
         self._tracks: dict[str, ActiveTrack] = {}
         self._ids = (f"{TRACK_ID_PREFIX}{n}" for n in itertools.count(1))
+        self._failed_calls = 0
+        self._last_failure: str | None = None
 
     @property
     def track_ids(self) -> list[str]:
@@ -85,6 +87,7 @@ class TrackManager:
         except BoxError as exc:
             raise CommandError(str(exc), request_id) from None
         except ModelError as exc:
+            self._model_failed(exc)
             raise CommandError(f"not started: {exc}", request_id) from None
         if track_id is None:
             track_id = self._new_id()
@@ -123,30 +126,76 @@ class TrackManager:
         this frame are skipped).
 
         Returns the results, and the tracks that had to be dropped: the frame size changed, or
-        the model call failed (then every target of the call is dropped, with the reason).
+        the model failed on them. When the batched call fails, each target is tried alone, so
+        that only those the model fails on are dropped.
         """
         tracks = [t for t in self._tracks.values() if t.started_frame != frame.index]
         try:
             outcomes = step_together([track.tracker for track in tracks], frame.image)
         except ModelError as exc:
-            return [], self._drop(tracks, f"the model step failed: {exc}")
+            if len(tracks) == 1:
+                self._model_failed(exc)
+                return [], self._drop(tracks, f"the model step failed: {exc}")
+            return self._step_alone(tracks, frame)
+        if tracks:
+            self._model_worked()
         results: list[tuple[str, TrackResult]] = []
         dropped: list[Dropped] = []
         for track, outcome in zip(tracks, outcomes, strict=True):
             if isinstance(outcome, ValueError):
-                del self._tracks[track.track_id]
-                dropped.append(Dropped(track.track_id, str(outcome)))
-                log.warning("track %s dropped: %s", track.track_id, outcome)
-                self._release_scratch_when_idle()
+                dropped.extend(self._drop([track], str(outcome), logging.WARNING))
             else:
                 results.append((track.track_id, outcome.result))
         return results, dropped
 
-    def _drop(self, tracks: list[ActiveTrack], reason: str) -> list[Dropped]:
+    def _step_alone(
+        self, tracks: list[ActiveTrack], frame: Frame
+    ) -> tuple[list[tuple[str, TrackResult]], list[Dropped]]:
+        """step() one target per model call, after a batched call failed."""
+        results: list[tuple[str, TrackResult]] = []
+        dropped: list[Dropped] = []
+        failure: ModelError | None = None
+        for track in tracks:
+            try:
+                (outcome,) = step_together([track.tracker], frame.image)
+            except ModelError as exc:
+                failure = exc
+                dropped.extend(self._drop([track], f"the model step failed: {exc}"))
+                continue
+            self._model_worked()
+            if isinstance(outcome, ValueError):
+                dropped.extend(self._drop([track], str(outcome), logging.WARNING))
+            else:
+                results.append((track.track_id, outcome.result))
+        if failure is not None and not results:
+            self._model_failed(failure)
+        return results, dropped
+
+    @property
+    def failed_calls_in_a_row(self) -> int:
+        """Model calls (starts and steps) that failed since the last track step that worked
+        (a start that works does not count: a model may start targets and fail every step)."""
+        return self._failed_calls
+
+    @property
+    def last_failure(self) -> str | None:
+        """Why the latest failed model call failed."""
+        return self._last_failure
+
+    def _model_worked(self) -> None:
+        self._failed_calls = 0
+
+    def _model_failed(self, error: ModelError) -> None:
+        self._failed_calls += 1
+        self._last_failure = str(error)
+
+    def _drop(
+        self, tracks: list[ActiveTrack], reason: str, level: int = logging.ERROR
+    ) -> list[Dropped]:
         """End tracks that cannot go on, all for one reason (logged once)."""
         for track in tracks:
             del self._tracks[track.track_id]
-        log.error("track(s) %s dropped: %s", ", ".join(t.track_id for t in tracks), reason)
+        log.log(level, "track(s) %s dropped: %s", ", ".join(t.track_id for t in tracks), reason)
         self._release_scratch_when_idle()
         return [Dropped(track.track_id, reason) for track in tracks]
 

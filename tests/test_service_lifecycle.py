@@ -31,7 +31,7 @@ from siamedge.engine import Engine
 from siamedge.messaging.client import MqttClient
 from siamedge.models import builtin_model_path
 from siamedge.providers import PROVIDER_BY_NAME
-from siamedge.service import Service
+from siamedge.service import EX_SOFTWARE, MODEL_FAILURES_BEFORE_RESTART, Service
 
 DaemonFactory = Callable[..., Daemon]
 CollectorFactory = Callable[..., MqttCollector]
@@ -457,15 +457,15 @@ def test_a_broken_model_keeps_the_service_up_until_it_is_replaced(
     collector.wait_for(daemon.topic("results"), 3, where=lambda m: bool(m["tracks"]))
 
 
-def test_a_model_that_fails_while_tracking_drops_the_tracks_and_the_service_goes_on(
+def test_a_model_that_fails_on_a_target_drops_it_and_the_service_goes_on(
     mosquitto: Broker,
     daemon_factory: DaemonFactory,
     mqtt_collector: CollectorFactory,
     batched_toy_model: Callable[..., Path],
 ) -> None:
     # As a GPU provider can fail at run time: the daemon exited 1 and systemd's restart lost
-    # every track. The toy's track model fails for targets from x = 200 on, its init model from
-    # x = 400 on; the warm-up (x = 127.5) passes.
+    # every track. The toy's track model fails for targets from x = 200 on (each step moves a
+    # target 1 px right), its init model from x = 400 on; the warm-up (x = 127.5) passes.
     model = batched_toy_model(
         "failing.onnx", split=True, track_fails_from_x=200, init_fails_from_x=400
     )
@@ -484,20 +484,25 @@ def test_a_model_that_fails_while_tracking_drops_the_tracks_and_the_service_goes
         command = {"box": [x, 100, 40, 40], "track_id": request_id, "request_id": request_id}
         collector.publish(daemon.topic("start"), json.dumps(command))
 
-    start("steps", 100)  # centre x 120: tracks
-    start("falls", 300)  # starts, then its first step fails
+    def tracking(m: dict[str, Any]) -> list[str]:
+        return [t["track_id"] for t in m["tracks"]]
+
+    start("steps", 0)  # centre x 20: 180 steps before the model fails on it
+    start("falls", 300)  # starts, then the model fails on its first step
     dropped = json.loads(
         collector.wait_for(daemon.topic("errors"), where=lambda m: "track_id" in m)[0].payload
     )
-    assert dropped["track_id"] in {"steps", "falls"}
+    assert dropped["track_id"] == "falls"
     assert dropped["reason"].startswith(
-        f"track {dropped['track_id']!r} dropped: the model step failed: {model}: inference failed: "
+        f"track 'falls' dropped: the model step failed: {model}: inference failed: "
     )
     assert "indices element out of data bounds" in dropped["reason"]
-    # Both targets were in the failed call: both are dropped, each with its own message.
-    both = collector.wait_for(daemon.topic("errors"), 2, where=lambda m: "track_id" in m)
-    assert {json.loads(m.payload)["track_id"] for m in both} == {"steps", "falls"}
+    # The batched call failed; each target tried alone: the one the model takes goes on.
+    collector.wait_for(daemon.topic("results"), where=lambda m: tracking(m) == ["steps"])
+    collector.publish(daemon.topic("stop"), json.dumps({"track_id": "steps"}))
     status_where(collector, daemon, lambda m: m.get("track_ids") == [])
+    assert [json.loads(m.payload)["track_id"] for m in collector.messages(daemon.topic("errors"))
+            if "track_id" in json.loads(m.payload)] == ["falls"]  # fmt: skip
 
     start("never", 500)  # the init model fails: the start is refused, with the reason
     error = json.loads(
@@ -509,17 +514,37 @@ def test_a_model_that_fails_while_tracking_drops_the_tracks_and_the_service_goes
 
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=10) as response:
         scraped = response.read().decode()
-    assert "\nsiamedge_tracks_dropped_total 2.0\n" in scraped
+    assert "\nsiamedge_tracks_dropped_total 1.0\n" in scraped
 
     start("again", 100)  # the service goes on: a target the model can take tracks
-    collector.wait_for(
-        daemon.topic("results"),
-        3,
-        where=lambda m: [t["track_id"] for t in m["tracks"]] == ["again"],
-    )
+    collector.wait_for(daemon.topic("results"), 3, where=lambda m: tracking(m) == ["again"])
     assert daemon.process.poll() is None
     assert "Traceback" not in daemon.log
     assert "\x1b[" not in daemon.log  # no onnxruntime line in colour
+
+
+def test_a_model_that_keeps_failing_exits_for_systemd_to_restart_the_service(
+    mosquitto: Broker,
+    daemon_factory: DaemonFactory,
+    mqtt_collector: CollectorFactory,
+    batched_toy_model: Callable[..., Path],
+) -> None:
+    # A GPU left in a bad state fails every call; the daemon looked healthy for ever.
+    model = batched_toy_model("broken.onnx", split=True, track_fails_from_x=128)
+    config = daemon_config(mosquitto, unique_prefix(), model={"path": str(model)})
+    daemon = daemon_factory(config)
+    collector = mqtt_collector(mosquitto, daemon.topics)
+    wait_online(collector, daemon)
+    for attempt in range(MODEL_FAILURES_BEFORE_RESTART):
+        command = {"box": [300, 100, 40, 40], "request_id": f"r{attempt}"}
+        collector.publish(daemon.topic("start"), json.dumps(command))
+        collector.wait_for(daemon.topic("errors"), attempt + 1, where=lambda m: "track_id" in m)
+    assert daemon.wait() == EX_SOFTWARE
+    assert (
+        f"the model failed {MODEL_FAILURES_BEFORE_RESTART} calls in a row (the last: {model}: "
+        "inference failed: "
+    ) in daemon.log
+    assert "so that systemd restarts the service" in daemon.log
 
 
 def test_a_track_dropped_by_a_resolution_change_is_said_on_the_errors_topic(
