@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -642,29 +640,6 @@ def test_a_plain_client_at_a_tls_listener_is_told_why(
             wait_until(lambda: client.connection.reason == NO_MQTT_ANSWER)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert f"MQTT disconnected from 127.0.0.1:{broker.port}: {NO_MQTT_ANSWER}" in warnings
-
-
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A port on 127.0.0.1 whose server takes connections and never says a word."""
-    server = socket.create_server(("127.0.0.1", 0))
-    taken: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                taken.append(server.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for connection in taken:
-        connection.close()
-    server.close()
 
 
 def test_a_server_that_never_answers_is_told_apart(silent_server: int, mqtt_prefix: str) -> None:

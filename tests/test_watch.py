@@ -300,6 +300,17 @@ def test_a_tls_listener_is_not_reported_as_a_normal_disconnection(
     assert "Normal disconnection" not in stderr
 
 
+def test_a_server_that_never_answers_is_not_said_to_have_closed(
+    silent_server: int, repo_root: Path
+) -> None:
+    # watch's own disconnect at the end was reported as the server closing the connection.
+    done = watch_port(silent_server, repo_root)
+    assert done.returncode == EX_UNAVAILABLE
+    stderr = done.stderr.decode()
+    assert f"no connection to 127.0.0.1:{silent_server}: connecting" in stderr
+    assert "closed the connection" not in stderr
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "reason"),
     [

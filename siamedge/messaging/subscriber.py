@@ -58,6 +58,7 @@ class Subscriber:
         self._state = "connecting"
         self._answered = False
         """Whether the broker sent a CONNACK on the current connection."""
+        self._closing = False
         client = paho_client(settings, f"{client_id_prefix}{uuid.uuid4().hex[:8]}")
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -100,7 +101,8 @@ class Subscriber:
             return self._messages.popleft() if self._messages else None
 
     def close(self) -> None:
-        """Disconnect and stop paho's thread."""
+        """Disconnect and stop paho's thread; `state` stays what it was."""
+        self._closing = True
         stop_paho(self._client)
 
     # ---- paho callbacks (network thread) ------------------------------------------------------
@@ -137,6 +139,8 @@ class Subscriber:
         properties: Properties | None,
     ) -> None:
         self._subscribed.clear()
+        if self._closing:  # our own disconnect says nothing about the broker
+            return
         if self._answered:
             self._state = f"disconnected: {reason_code}"
         else:
