@@ -495,6 +495,11 @@ class MqttSettings(_Section):
                 "must be the broker's host name or address, without spaces or control "
                 f"characters, got {_shown(value)}"
             )
+        if "/" in value or value.count(":") == 1:  # an IPv6 address has two or more
+            raise ValueError(
+                "must be the host alone, without a scheme (mqtt://), a path or a port (give "
+                f"it in mqtt.port), got {_shown(value)}"
+            )
         return value
 
     @field_validator("client_id", "username")

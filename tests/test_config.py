@@ -187,6 +187,16 @@ def test_the_usb_camera_config_documents_every_key(repo_root: Path) -> None:
             "or control characters, got '  '",
         ),
         (
+            "mqtt:\n  host: mqtt://broker.local\n",
+            "mqtt.host: Value error, must be the host alone, without a scheme (mqtt://), a path "
+            "or a port (give it in mqtt.port), got 'mqtt://broker.local'",
+        ),
+        (
+            "mqtt:\n  host: 127.0.0.1:1884\n",
+            "mqtt.host: Value error, must be the host alone, without a scheme (mqtt://), a path "
+            "or a port (give it in mqtt.port), got '127.0.0.1:1884'",
+        ),
+        (
             "mqtt:\n  keepalive_s: 200000\n",
             "mqtt.keepalive_s: Value error, must be at most 65535 s (MQTT's limit: the keep "
             "alive is a 16-bit field), got 200000",
