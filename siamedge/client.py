@@ -7,7 +7,8 @@
     with Client(MqttSettings(host="127.0.0.1")).connect() as client:
         track_id = client.start((100, 80, 60, 40))
         for frame in client.results():
-            print(frame.frame, frame.tracks[0].center)
+            for track in frame.tracks:  # none once the last track ended
+                print(frame.frame, track.track_id, track.center)
 
 Speaks only the documented MQTT protocol, through siamedge.messaging (the one owner of paho);
 never imports the daemon, and masks are decoded without pycocotools.
