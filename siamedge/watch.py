@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -135,6 +136,12 @@ def apply(view: View, event: Event) -> View:
     return replace(view, results=event, results_seen=view.results_seen + 1)
 
 
+def screen_rows(lines: list[str], columns: int) -> int:
+    """The terminal rows `lines` take, a line longer than `columns` wrapping onto more."""
+    width = max(columns, 1)
+    return sum(max(1, math.ceil(len(line) / width)) for line in lines)
+
+
 class _Screen:
     """Writes the table in place on a terminal, or plain lines elsewhere."""
 
@@ -164,7 +171,7 @@ class _Screen:
         clear = _CURSOR_UP_CLEAR.format(n=self._drawn) if self._drawn else ""
         self._out.write(clear + "\n".join(lines) + "\n")
         self._out.flush()
-        self._drawn = len(lines)
+        self._drawn = screen_rows(lines, shutil.get_terminal_size().columns)
 
     def close(self) -> None:
         if self._tty:

@@ -26,7 +26,15 @@ from siamedge.messaging.connection import NO_MQTT_ANSWER
 from siamedge.messaging.protocol import encode_results, encode_status, track_dropped_message
 from siamedge.messaging.topics import Topics
 from siamedge.tracking.result import MaskWindow, TrackResult, TrackState
-from siamedge.watch import EX_UNAVAILABLE, View, apply, plain_lines, status_line, table_lines
+from siamedge.watch import (
+    EX_UNAVAILABLE,
+    View,
+    apply,
+    plain_lines,
+    screen_rows,
+    status_line,
+    table_lines,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -353,6 +361,15 @@ def test_a_bad_port_is_a_usage_error_of_the_command(repo_root: Path) -> None:
 def status_of(payload: bytes) -> Status:
     report = json.loads(payload)
     return Status(online=report["online"], report=report)
+
+
+def test_a_long_line_counts_the_rows_it_wraps_onto() -> None:
+    # A dropped track's reason (about 250 characters) took 4 rows of 80 and was counted as
+    # one: every redraw left the old status and reason lines on the screen.
+    reason = "track 'cat' dropped: " + "x" * 230
+    assert screen_rows(["status", reason, "", "frame 7"], 80) == 1 + 4 + 1 + 1
+    assert screen_rows([reason], 1000) == 1
+    assert screen_rows(["ab"], 0) == 2
 
 
 def test_status_and_results_lines() -> None:
