@@ -31,5 +31,9 @@ class CommandError(SiamedgeError):
         self.request_id = request_id
 
 
+class ModelCallError(CommandError):
+    """A command the model failed on (its call raised): nothing wrong with the command itself."""
+
+
 class BoxError(SiamedgeError, ValueError):
     """A target box is unusable: non-positive size, not finite, or entirely outside the frame."""

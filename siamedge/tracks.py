@@ -9,7 +9,7 @@ import itertools
 import logging
 from dataclasses import dataclass
 
-from siamedge.errors import BoxError, CommandError, ModelError
+from siamedge.errors import BoxError, CommandError, ModelCallError, ModelError
 from siamedge.sources.base import Frame
 from siamedge.tracking.crop import CropScratch
 from siamedge.tracking.geometry import BoxXYWH
@@ -88,7 +88,7 @@ class TrackManager:
             raise CommandError(str(exc), request_id) from None
         except ModelError as exc:
             self._model_failed(exc)
-            raise CommandError(f"not started: {exc}", request_id) from None
+            raise ModelCallError(f"not started: {exc}", request_id) from None
         if track_id is None:
             track_id = self._new_id()
         slot = self._tracks[track_id].slot if restart else self._free_slot()

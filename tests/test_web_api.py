@@ -428,6 +428,18 @@ def test_a_start_without_frames_gets_503_and_is_not_queued(web_service: StartSer
     assert reply.headers["retry-after"]
 
 
+def test_a_start_the_model_fails_on_gets_503_not_409(
+    web_service: StartService, batched_toy_model: Callable[..., Path]
+) -> None:
+    # 409 says the command is at fault (too many tracks, an untrackable box); here the model is.
+    model = batched_toy_model("failing.onnx", split=True, init_fails_from_x=200)
+    running = web_service(model={"path": str(model)})
+    reply = running.post_json("/api/tracks", b'{"box": [300, 100, 40, 40]}')
+    assert reply.status == 503
+    assert reply.json()["reason"].startswith(f"not started: {model}: inference failed: ")
+    assert running.post_json("/api/tracks", b'{"box": [10, 10, 40, 40]}').status == 201
+
+
 def test_a_taken_port_is_a_configuration_error(web_service: StartService) -> None:
     running = web_service()
     second = Service(running.settings, front_ends=front_ends(running.settings))  # same web.port

@@ -44,7 +44,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from siamedge import __version__, listener
 from siamedge.config import WebSettings
-from siamedge.errors import CommandError
+from siamedge.errors import CommandError, ModelCallError
 from siamedge.frontend import ServicePort
 from siamedge.messaging.masks import JsonObject
 from siamedge.messaging.protocol import (
@@ -713,7 +713,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if outcome.error is not None:
             code = HTTPStatus.CONFLICT
-            if kind == "stop" and b'"track_id"' in payload:
+            if isinstance(outcome.error, ModelCallError):
+                code = HTTPStatus.SERVICE_UNAVAILABLE  # the model failed, not the command
+            elif kind == "stop" and b'"track_id"' in payload:
                 code = HTTPStatus.NOT_FOUND  # an unknown id is the only way a valid stop fails
             self._send_json(code, error_document(outcome.error, payload))
             return
