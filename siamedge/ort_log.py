@@ -215,11 +215,13 @@ class RunCapture:
     """Keeps onnxruntime's run-time output of one session owner off stderr, cheaply.
 
     The first RUNS_WATCHED runs of each key (a session and batch size) go through captured(), and
-    every run of a key for which one of them printed repeated (cuDNN) messages: the CUDA provider
-    retries a failing cuDNN plan now and then on some float16 models (on an H200 every frame, or
-    three lines when a new clip starts), not only on its first run. Other keys run uncaptured
-    (a captured block costs about 65 us here), and should then run with a run log severity of
-    QUIET_RUN_SEVERITY. Each kind of repeated message is logged once at its level, then at DEBUG.
+    every run of a key for which one of them printed repeated (cuDNN) messages, or whose last
+    watched run printed anything (a session warning it gives on every run, e.g. an output of
+    another shape than declared): the CUDA provider retries a failing cuDNN plan now and then on
+    some float16 models (on an H200 every frame, or three lines when a new clip starts), not
+    only on its first run. Other keys run uncaptured (a captured block costs about 65 us here),
+    and should then run with a run log severity of QUIET_RUN_SEVERITY. Each kind of repeated
+    message, and each line said again, is logged once at its level, then at DEBUG.
     """
 
     RUNS_WATCHED = 2
@@ -238,7 +240,8 @@ class RunCapture:
         self._runs[key] = runs + 1
         with captured(self._reported) as output:
             result = call(True)
-        if any(_collapse_key(line) for line in output.lines):
+        last_watched = runs + 1 == self.RUNS_WATCHED
+        if any(_collapse_key(line) for line in output.lines) or (last_watched and output.lines):
             self._noisy.add(key)
         return result
 
@@ -328,6 +331,10 @@ def _emit(events: list[OrtLine | str], reported: set[str] | None) -> None:
             log.log(level, "%s [%s]%s", event.message, event.location, repeats)
             continue
         level = logging.DEBUG if event.about_provider_start else event.level
+        if reported is not None:  # a line a session repeats on every run: logged once
+            said = f"{event.severity}:{event.location}:{event.message}"
+            level = logging.DEBUG if said in reported else level
+            reported.add(said)
         log.log(level, "%s [%s]", event.message, event.location)
 
 

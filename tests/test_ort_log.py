@@ -291,6 +291,23 @@ def test_a_session_without_cudnn_repeats_is_captured_only_on_its_first_runs(
     ]
 
 
+def test_a_session_that_warns_on_every_run_stays_captured_and_says_it_once(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A session warning (an output of another shape than declared) went raw to stderr, in
+    # colour, once per frame after the watched runs: 904 lines in 30 s.
+    caplog.set_level(logging.DEBUG, logger=ORT_LOGGER)
+    capture = ort_log.RunCapture()
+    runs = 6
+    run = speaking(*[SESSION_WARNING] * runs)
+    for _ in range(runs):
+        capture.run(("session", 1), run)
+    assert capture.is_noisy(("session", 1))
+    assert capfd.readouterr().err == ""
+    assert len(ort_messages(caplog, logging.WARNING)) == 1
+    assert len(ort_messages(caplog, logging.DEBUG)) == runs
+
+
 def test_cudnn_repeats_in_a_first_run_keep_the_key_captured(
     capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
