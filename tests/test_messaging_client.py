@@ -508,6 +508,42 @@ def test_full_queue_drops_the_oldest_and_answers_it(
     ]
 
 
+def test_a_command_storm_is_logged_within_the_error_reply_limit(
+    mosquitto: Broker,
+    mqtt_prefix: str,
+    mqtt_collector: Collect,
+    make_client: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # 300 commands gave 331 log lines (two per dropped command) while the replies kept to
+    # mqtt.error_replies_per_s.
+    settings = settings_for(mosquitto, mqtt_prefix, error_replies_per_s=5.0)
+    client = connected(make_client(settings, queue_size=2))
+    collector = mqtt_collector(mosquitto, [client.topics.errors])
+    storm = 40
+    with caplog.at_level(logging.DEBUG, logger="siamedge.messaging.client"):
+        for index in range(storm):
+            collector.publish(client.topics.stop, f'{{"all": true, "request_id": "s{index}"}}')
+        wait_until(lambda: client.dropped_commands == storm - 2)
+    said = [r for r in caplog.records if r.levelno >= logging.INFO and "command" in r.getMessage()]
+    full = [r for r in said if "command queue full" in r.getMessage()]
+    assert [r.levelno for r in full] == [logging.WARNING]  # once for the streak
+    answered = [r for r in said if "dropped_queue_full" in r.getMessage()]
+    assert 1 <= len(answered) < (storm - 2) / 2  # the budget: a burst of 5, then 5 a second
+
+    def replies() -> int:  # the errors sent one by one, not in a summary
+        return sum("count" not in payload_of(m) for m in collector.messages(client.topics.errors))
+
+    wait_until(lambda: replies() == len(answered))  # one log line per reply let out
+    client.drain_commands()
+    collector.publish(client.topics.stop, '{"all": true, "request_id": "x"}')
+    collector.publish(client.topics.stop, '{"all": true, "request_id": "y"}')
+    collector.publish(client.topics.stop, '{"all": true, "request_id": "z"}')
+    wait_until(lambda: client.dropped_commands == storm - 1)
+    full = [r for r in caplog.records if "command queue full" in r.getMessage()]
+    assert full[-1].levelno == logging.WARNING  # a new streak after the queue was emptied
+
+
 def a_track() -> TrackResult:
     bits = np.zeros((20, 30), dtype=np.bool_)
     bits[5:15, 5:25] = True

@@ -200,6 +200,7 @@ class MqttClient:
         self._short_sessions = 0  # connections dropped soon after they were accepted, in a row
         self._connected_mono = 0.0  # time.monotonic() of the last accepted connection
         self._answered = False  # the broker sent a CONNACK on the current connection
+        self._queue_overflowing = False  # commands dropped since the queue was last emptied
         # Re-sent on every connect: a broker restarted without persistence has lost them.
         self._retained_on_connect: tuple[DiscoveryMessage, ...] = (
             discovery_messages(settings.homeassistant, self._topics, self._client_id)
@@ -551,8 +552,11 @@ class MqttClient:
             if len(self._commands) >= self._queue_size:
                 dropped = self._commands.popleft()
             self._commands.append(command)
+            first_of_streak = dropped is not None and not self._queue_overflowing
+            self._queue_overflowing = self._queue_overflowing or dropped is not None
         if dropped is not None:
-            log.warning(
+            log.log(  # once until the queue is taken empty again: the answers count the rest
+                logging.WARNING if first_of_streak else logging.DEBUG,
                 "MQTT command queue full (%d): dropped the oldest %s command (received %s)",
                 self._queue_size,
                 dropped.kind,
@@ -578,6 +582,8 @@ class MqttClient:
         with self._lock:
             count = len(self._commands) if limit is None else min(limit, len(self._commands))
             taken = [self._commands.popleft() for _ in range(count)]
+            if not self._commands:
+                self._queue_overflowing = False
         now = time.monotonic()
         commands: list[IncomingCommand] = []
         for command in taken:
@@ -772,9 +778,17 @@ class MqttClient:
         """
         outcome = outcome_of(error)
         self._counters.add(outcome)
-        log.info("MQTT %s command %s: %s", command.kind, outcome, error.reason)
         self.flush_errors()
-        if not self._error_budget.admit(time.monotonic()):
+        admitted = self._error_budget.admit(time.monotonic())
+        # Over the rate limit the log holds back too: the summary's warning counts them.
+        log.log(
+            logging.INFO if admitted else logging.DEBUG,
+            "MQTT %s command %s: %s",
+            command.kind,
+            outcome,
+            error.reason,
+        )
+        if not admitted:
             return
         payload = encode_error(error, command.topic, command.payload)
         if not self._reply(command, self._topics.errors, payload, ERRORS_QOS):
