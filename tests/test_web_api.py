@@ -429,14 +429,19 @@ def test_a_start_without_frames_gets_503_and_is_not_queued(web_service: StartSer
 
 
 def test_a_start_the_model_fails_on_gets_503_not_409(
-    web_service: StartService, batched_toy_model: Callable[..., Path]
+    web_service: StartService,
+    batched_toy_model: Callable[..., Path],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # 409 says the command is at fault (too many tracks, an untrackable box); here the model is.
     model = batched_toy_model("failing.onnx", split=True, init_fails_from_x=200)
     running = web_service(model={"path": str(model)})
-    reply = running.post_json("/api/tracks", b'{"box": [300, 100, 40, 40]}')
+    with caplog.at_level(logging.INFO, logger="siamedge.web.commands"):
+        reply = running.post_json("/api/tracks", b'{"box": [300, 100, 40, 40]}')
     assert reply.status == 503
     assert reply.json()["reason"].startswith(f"not started: {model}: inference failed: ")
+    said = [r.getMessage() for r in caplog.records if r.name == "siamedge.web.commands"]
+    assert said == [f"HTTP start command rejected: {reply.json()['reason']}"]
     assert running.post_json("/api/tracks", b'{"box": [10, 10, 40, 40]}').status == 201
 
 

@@ -7,6 +7,7 @@ touches a tracker.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from siamedge.errors import CommandError
 from siamedge.frontend import Request
 from siamedge.messaging.topics import CommandKind
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,8 @@ class Outcome:
 class _Reply:
     """The Responder of one HTTP command: the main loop fills it, the HTTP thread waits."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: CommandKind) -> None:
+        self._kind = kind
         self._done = threading.Event()
         self._outcome: Outcome | None = None
 
@@ -38,6 +42,7 @@ class _Reply:
         self._done.set()
 
     def rejected(self, error: CommandError) -> None:
+        log.info("HTTP %s command rejected: %s", self._kind, error.reason)
         self._outcome = Outcome(None, error.request_id, error)
         self._done.set()
 
@@ -75,7 +80,7 @@ class WebInbox:
         """Queue a command and wait for the service's answer; None when none came in time
         (the command stays queued and may still be applied) or the inbox closed meanwhile.
         Raises InboxFullError when full or closed."""
-        reply = _Reply()
+        reply = _Reply(kind)
         with self._lock:
             if self._closed:
                 raise InboxFullError("the service is shutting down")
