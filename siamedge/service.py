@@ -593,6 +593,7 @@ class Service:
             uptime_s=round(time.monotonic() - self._started, 1),
             frame=self._last_frame[0] if self._last_frame else None,
             frame_timestamp=self._last_frame[1] if self._last_frame else None,
+            tracks_dropped=self._tracks_dropped,
         )
 
     def _status_line(self, model: ModelSlot, capture: CaptureThread, mqtt: MqttClient) -> str:

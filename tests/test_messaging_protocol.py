@@ -281,6 +281,7 @@ def test_status_message_shape() -> None:
         uptime_s=12.345,
         frame=41,
         frame_timestamp=1700000000.12345,
+        tracks_dropped=2,
     )
     assert status_message(report, commands_dropped=1, now=5.0, results_dropped=7) == {
         "online": True,
@@ -305,6 +306,7 @@ def test_status_message_shape() -> None:
         "mask_encoding": "rle",
         "commands_dropped": 1,
         "results_dropped": 7,
+        "tracks_dropped": 2,
         "uptime_s": 12.3,
         "frame": 41,
         "frame_timestamp": 1700000000.123,

@@ -560,6 +560,9 @@ class StatusReport:
     """Number of the last processed frame (None before the first)."""
     frame_timestamp: float | None = None
     """Its capture time, unix seconds."""
+    tracks_dropped: int = 0
+    """Tracks the service ended by itself since start (the model failed on them, the frame
+    size changed); each was said on the errors topic."""
 
 
 def status_message(
@@ -574,7 +577,8 @@ def status_message(
     `{"online": true, "protocol", "version", "model", "provider", "source": {"description", "open",
     "error", "state", "width", "height", "mode": {"width", "height", "fps", "fourcc"} | null},
     "fps", "dropped_frames", "active_tracks": n, "track_ids",
-    "max_tracks", "mask_encoding", "commands_dropped", "results_dropped", "uptime_s", "frame",
+    "max_tracks", "mask_encoding", "commands_dropped", "results_dropped", "tracks_dropped",
+    "uptime_s", "frame",
     "frame_timestamp", "timestamp"}`, plus `"commands": {outcome: count}` when `commands` is
     given. results_dropped: results never sent since start (the broker was unreachable or did not
     take them; dropped oldest first).
@@ -603,6 +607,7 @@ def status_message(
         "mask_encoding": report.mask_encoding,
         "commands_dropped": int(commands_dropped),
         "results_dropped": int(results_dropped),
+        "tracks_dropped": int(report.tracks_dropped),
         "uptime_s": round(float(report.uptime_s), LATENCY_DECIMALS),
         "frame": report.frame,
         "frame_timestamp": None
