@@ -62,10 +62,11 @@ EARLIEST_PLAUSIBLE_TIME = 1_767_225_600.0
 """2026-01-01 UTC, before this release: a system clock earlier than that was never set (a board
 without a battery clock, before NTP)."""
 EX_SOFTWARE = 70
+"""sysexits.h: the exit status when the service stops itself for a restart (a leak, a model
+that keeps failing)."""
 MODEL_FAILURES_BEFORE_RESTART = 5
-"""Model calls failing in a row (no call working in between) after which the service exits with
-EX_SOFTWARE for systemd to restart it: a GPU left in a bad state is reset with the process."""
-"""sysexits.h: the exit status when the service stops itself for a restart (a leak)."""
+"""Model calls failing in a row (no track step working in between) after which the service exits
+with EX_SOFTWARE for systemd to restart it: a GPU left in a bad state is reset with the process."""
 LOOP_WAIT_S = 0.25
 """Longest wait for a frame before the loop looks at commands, status and the watchdog."""
 READY_WAIT_S = 5.0

@@ -15,7 +15,7 @@ from siamedge.tracking.crop import CropScratch
 from siamedge.tracking.geometry import BoxXYWH
 from siamedge.tracking.model_io import StepModel
 from siamedge.tracking.result import TrackResult
-from siamedge.tracking.tracker import Tracker, TrackerParams, step_together
+from siamedge.tracking.tracker import StepOutcome, Tracker, TrackerParams, step_together
 
 log = logging.getLogger(__name__)
 
@@ -130,46 +130,42 @@ class TrackManager:
         that only those the model fails on are dropped.
         """
         tracks = [t for t in self._tracks.values() if t.started_frame != frame.index]
-        try:
-            outcomes = step_together([track.tracker for track in tracks], frame.image)
-        except ModelError as exc:
-            if len(tracks) == 1:
-                self._model_failed(exc)
-                return [], self._drop(tracks, f"the model step failed: {exc}")
-            return self._step_alone(tracks, frame)
-        if tracks:
-            self._model_worked()
         results: list[tuple[str, TrackResult]] = []
         dropped: list[Dropped] = []
-        for track, outcome in zip(tracks, outcomes, strict=True):
-            if isinstance(outcome, ValueError):
+        for track, outcome in self._outcomes(tracks, frame):
+            if isinstance(outcome, ModelError):
+                dropped.extend(self._drop([track], f"the model step failed: {outcome}"))
+            elif isinstance(outcome, ValueError):
                 dropped.extend(self._drop([track], str(outcome), logging.WARNING))
             else:
                 results.append((track.track_id, outcome.result))
         return results, dropped
 
-    def _step_alone(
+    def _outcomes(
         self, tracks: list[ActiveTrack], frame: Frame
-    ) -> tuple[list[tuple[str, TrackResult]], list[Dropped]]:
-        """step() one target per model call, after a batched call failed."""
-        results: list[tuple[str, TrackResult]] = []
-        dropped: list[Dropped] = []
-        failure: ModelError | None = None
-        for track in tracks:
-            try:
-                (outcome,) = step_together([track.tracker], frame.image)
-            except ModelError as exc:
-                failure = exc
-                dropped.extend(self._drop([track], f"the model step failed: {exc}"))
-                continue
-            self._model_worked()
-            if isinstance(outcome, ValueError):
-                dropped.extend(self._drop([track], str(outcome), logging.WARNING))
-            else:
-                results.append((track.track_id, outcome.result))
-        if failure is not None and not results:
-            self._model_failed(failure)
-        return results, dropped
+    ) -> list[tuple[ActiveTrack, StepOutcome | ValueError | ModelError]]:
+        """Each target's outcome of one batched call or, when that fails, of a call of its own;
+        counts the model's failures (see failed_calls_in_a_row)."""
+        outcomes: list[StepOutcome | ValueError | ModelError]
+        try:
+            outcomes = list(step_together([track.tracker for track in tracks], frame.image))
+        except ModelError as exc:
+            outcomes = [exc] if len(tracks) == 1 else [self._alone(t, frame) for t in tracks]
+        failures = [outcome for outcome in outcomes if isinstance(outcome, ModelError)]
+        if any(isinstance(outcome, StepOutcome) for outcome in outcomes):
+            self._failed_calls = 0
+        elif failures:
+            self._model_failed(failures[-1])
+        return list(zip(tracks, outcomes, strict=True))
+
+    @staticmethod
+    def _alone(track: ActiveTrack, frame: Frame) -> StepOutcome | ValueError | ModelError:
+        """One target's outcome of a model call of its own."""
+        try:
+            (outcome,) = step_together([track.tracker], frame.image)
+        except ModelError as exc:
+            return exc
+        return outcome
 
     @property
     def failed_calls_in_a_row(self) -> int:
@@ -181,9 +177,6 @@ class TrackManager:
     def last_failure(self) -> str | None:
         """Why the latest failed model call failed."""
         return self._last_failure
-
-    def _model_worked(self) -> None:
-        self._failed_calls = 0
 
     def _model_failed(self, error: ModelError) -> None:
         self._failed_calls += 1
