@@ -515,10 +515,9 @@ def _without_graphs(
     providers: list[tuple[str, dict[str, Any]]],
 ) -> list[tuple[str, dict[str, Any]]] | None:
     """The provider list without graph capture options; None when none asked for it."""
-    stripped = [
-        (name, {key: value for key, value in options.items() if key != GRAPH_OPTIONS.get(name)})
-        for name, options in providers
-    ]
+    stripped = providers
+    for name, key in GRAPH_OPTIONS.items():
+        stripped = _without_option(stripped, name, (key,))
     return None if stripped == providers else stripped
 
 
