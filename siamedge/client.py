@@ -249,7 +249,7 @@ class Client:
 
     @property
     def state(self) -> str:
-        """`connecting`, `subscribed`, or why the broker connection is down."""
+        """`connecting`, `subscribed`, why the broker connection is down, or `closed`."""
         return self._link.state
 
     @property

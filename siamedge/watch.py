@@ -246,10 +246,11 @@ def watch(
         interrupted = True  # the normal way to leave
     finally:
         screen.close()
+        last_state = client.state  # before close(), which makes it `closed`
         client.close()
     if not interrupted and not client.ever_connected:
         print(
-            f"siamedge watch: no connection to {settings.host}:{settings.port}: {client.state}",
+            f"siamedge watch: no connection to {settings.host}:{settings.port}: {last_state}",
             file=sys.stderr,
         )
         return EX_UNAVAILABLE

@@ -74,7 +74,7 @@ class Subscriber:
 
     @property
     def state(self) -> str:
-        """`connecting`, `subscribed`, or why the connection is down."""
+        """`connecting`, `subscribed`, why the connection is down, or `closed` (close())."""
         return self._state
 
     def start(self) -> None:
@@ -101,9 +101,10 @@ class Subscriber:
             return self._messages.popleft() if self._messages else None
 
     def close(self) -> None:
-        """Disconnect and stop paho's thread; `state` stays what it was."""
+        """Disconnect and stop paho's thread; `state` says `closed`."""
         self._closing = True
         stop_paho(self._client)
+        self._state = "closed"
 
     # ---- paho callbacks (network thread) ------------------------------------------------------
 
