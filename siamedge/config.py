@@ -91,6 +91,28 @@ def _shown(value: str) -> str:
     return f"{value[:SHOWN_CHARS]!r}... ({len(value)} characters)"
 
 
+def _listen_host(value: str) -> str:
+    """A web or metrics host: a name or address (an empty one would listen on every interface
+    without saying so, and the logged URL would have no host)."""
+    if not value or any(char.isspace() or not char.isprintable() for char in value):
+        raise ValueError(
+            "must be a host name or address to listen on (0.0.0.0 or :: for every interface), "
+            f"got {_shown(value)}"
+        )
+    return value
+
+
+ListenHost = Annotated[str, AfterValidator(_listen_host)]
+"""The address a web or metrics server listens on."""
+
+
+def _require_backoff_order(section: BaseModel, name: str) -> None:
+    """Raise when a section's `<name>_max_s` is below its `<name>_min_s`."""
+    low, high = getattr(section, f"{name}_min_s"), getattr(section, f"{name}_max_s")
+    if high < low:
+        raise ValueError(f"{name}_max_s must be >= {name}_min_s, got {high:g} < {low:g}")
+
+
 def _not_for_mqtt(code: int) -> str | None:
     """What the code point is when an MQTT string may not hold it, else None. Non-characters:
     U+FDD0-U+FDEF and the last two of every plane (U+FFFE, U+FFFF, U+1FFFE, ...)."""
@@ -373,8 +395,7 @@ class SourceSettings(_Section):
 
     @model_validator(mode="after")
     def _backoff_order(self) -> SourceSettings:
-        if self.reopen_max_s < self.reopen_min_s:
-            raise ValueError("reopen_max_s must be >= reopen_min_s")
+        _require_backoff_order(self, "reopen")
         return self
 
 
@@ -527,6 +548,12 @@ class MqttSettings(_Section):
         return value
 
     @model_validator(mode="after")
+    def _backoff_order(self) -> MqttSettings:
+        # paho would wait the longer first delay and then the shorter one for ever.
+        _require_backoff_order(self, "reconnect")
+        return self
+
+    @model_validator(mode="after")
     def _one_password_source(self) -> MqttSettings:
         if self.password_file and self.password_env:
             raise ValueError("set password_file or password_env, not both")
@@ -545,7 +572,7 @@ class WebSettings(_Section):
     """The optional live web view and HTTP API inside the daemon."""
 
     enabled: bool = False
-    host: str = "127.0.0.1"
+    host: ListenHost = "127.0.0.1"
     """Listen address; 0.0.0.0 exposes the view to the network (set a token then)."""
     port: int = Field(default=8080, ge=1, le=65535)
     token_file: str | None = None
@@ -600,7 +627,7 @@ class MetricsSettings(_Section):
     """The optional Prometheus endpoint (`GET /metrics`, extra `metrics`), on its own port."""
 
     enabled: bool = False
-    host: str = "127.0.0.1"
+    host: ListenHost = "127.0.0.1"
     """Listen address; 0.0.0.0 lets a Prometheus server on another machine scrape it."""
     port: int = Field(default=9108, ge=1, le=65535)
 

@@ -56,6 +56,11 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
             r"mqtt: Value error, set password_file or password_env, not both",
         ),
         ("source:\n  reopen_min_s: 5\n  reopen_max_s: 1\n", r"reopen_max_s must be >="),
+        (
+            "mqtt:\n  reconnect_min_s: 60\n",
+            r"bad\.yaml: mqtt: Value error, reconnect_max_s must be >= reconnect_min_s, "
+            r"got 30 < 60$",
+        ),
         ("model:\n  trt_dla_enable: true\n", r"model: Value error, trt_dla_enable needs trt_fp16"),
         # A key only another kind reads would be ignored without a word (software decoding).
         (
@@ -195,6 +200,17 @@ def test_the_usb_camera_config_documents_every_key(repo_root: Path) -> None:
             "mqtt:\n  host: 127.0.0.1:1884\n",
             "mqtt.host: Value error, must be the host alone, without a scheme (mqtt://), a path "
             "or a port (give it in mqtt.port), got '127.0.0.1:1884'",
+        ),
+        # An empty listen host bound every interface without a word (and the URL had no host).
+        (
+            "web:\n  host: ''\n",
+            "web.host: Value error, must be a host name or address to listen on (0.0.0.0 or :: "
+            "for every interface), got ''",
+        ),
+        (
+            "metrics:\n  host: ' '\n",
+            "metrics.host: Value error, must be a host name or address to listen on (0.0.0.0 or "
+            ":: for every interface), got ' '",
         ),
         (
             "mqtt:\n  keepalive_s: 200000\n",
