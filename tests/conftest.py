@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,14 @@ pytest_plugins = [
     "fixtures.mjpeg_server",
     "fixtures.rtsp",
 ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give SIGINT back its default when the suite runs as a shell's background job (`cmd &`
+    starts it ignored, and the children inherit that): the Ctrl-C tests send it to commands
+    that must see what a terminal gives them."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
