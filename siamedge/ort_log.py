@@ -70,11 +70,32 @@ _PROVIDER_START_MARKERS = (
     re.compile(r"cannot use the graph capture feature|cannot use the CUDA Graph feature"),
 )
 
-# Messages cuDNN repeats once per convolution node: one line with a count is enough.
+# Messages repeated once per node: one line with a count is enough. cuDNN's come once per
+# convolution. onnxruntime 1.17 warns once per constant it folded at load and then found unused
+# (52 lines for the builtin model on every start, whose file holds no initializer at all);
+# later versions say nothing, so that one is logged at DEBUG.
+
+
+@dataclass(frozen=True)
+class _Repeated:
+    name: str
+    pattern: re.Pattern[str]
+    most_level: int = logging.CRITICAL
+
+    def key(self, line: OrtLine) -> str:
+        """What its lines are counted and reported under (one kind, one severity)."""
+        return f"{line.severity}:{self.name}"
+
+
 _COLLAPSE = (
-    ("cudnn-fallback", re.compile(r"running in Fallback mode")),
-    ("cudnn-no-plan", re.compile(r"No execution plans support the graph")),
-    ("cudnn-fe-failure", re.compile(r"CUDNN_FE failure \d+")),
+    _Repeated("cudnn-fallback", re.compile(r"running in Fallback mode")),
+    _Repeated("cudnn-no-plan", re.compile(r"No execution plans support the graph")),
+    _Repeated("cudnn-fe-failure", re.compile(r"CUDNN_FE failure \d+")),
+    _Repeated(
+        "unused-initializer",
+        re.compile(r"^Removing initializer '.*'\. It is not used by any node"),
+        logging.DEBUG,
+    ),
 )
 
 _capture_lock = threading.RLock()
@@ -175,7 +196,7 @@ def captured(reported: set[str] | None = None) -> Iterator[CapturedOutput]:
     """Route what onnxruntime writes during the block through the `siamedge.onnxruntime` logger.
 
     fd 2 goes to a temporary file and sys.stdout to a buffer while the block runs; afterwards
-    onnxruntime's log lines are logged one each (cuDNN's per-node repeats collapsed to one line
+    onnxruntime's log lines are logged one each (per-node repeats collapsed to one line
     with a count, provider-start failures at DEBUG: providers.py reports those), its Python
     fallback blocks are parsed, and everything else (other threads' log lines, other
     libraries' output) is written to the real stderr / stdout unchanged and in order. fd 2 and
@@ -318,12 +339,13 @@ def _emit(events: list[OrtLine | str], reported: set[str] | None) -> None:
         if isinstance(event, str):
             _write_fd2(event)
             continue
-        key = _collapse_key(event)
-        if key is not None:
+        kind = _repeated(event)
+        if kind is not None:
+            key = kind.key(event)
             if key in seen:
                 continue
             seen.add(key)
-            level = event.level
+            level = min(event.level, kind.most_level)
             if reported is not None:
                 level = logging.DEBUG if key in reported else level
                 reported.add(key)
@@ -338,11 +360,13 @@ def _emit(events: list[OrtLine | str], reported: set[str] | None) -> None:
         log.log(level, "%s [%s]", event.message, event.location)
 
 
+def _repeated(line: OrtLine) -> _Repeated | None:
+    return next((kind for kind in _COLLAPSE if kind.pattern.search(line.message)), None)
+
+
 def _collapse_key(line: OrtLine) -> str | None:
-    for key, pattern in _COLLAPSE:
-        if pattern.search(line.message):
-            return f"{line.severity}:{key}"
-    return None
+    kind = _repeated(line)
+    return None if kind is None else kind.key(line)
 
 
 def _provider_library(provider: str) -> str | None:
