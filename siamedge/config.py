@@ -30,8 +30,11 @@ log = logging.getLogger(__name__)
 
 class _Section(BaseModel):
     # No NaN or infinity anywhere: an infinite timeout or rate passes `gt=0` and then raises
-    # OverflowError in the thread that waits on it.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # OverflowError in the thread that waits on it. Keys such as service.model_retry_s are
+    # ours: pydantic before 2.10 warned on every start that they lie in its `model_` namespace.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, protected_namespaces=()
+    )
 
 
 MAX_DURATION_S = 86_400.0
