@@ -17,6 +17,7 @@ from siamedge.tracking.mask import (
     largest_contour,
     mask_bbox,
     project_mask,
+    rect_corners,
     rotated_box_of,
     warp_probabilities,
     warp_window,
@@ -140,6 +141,52 @@ def test_rotated_box_needs_area_over_minimum() -> None:
     assert rotated_box_of(square, 81.0, 80.0) is not None
 
 
+# cv2.minAreaRect of the same points on OpenCV 4.8 (angle in [0, 90]) and the corners OpenCV 5.1
+# gives for them (angle in [-90, 0), as OpenCV 3.x and SiamMask's reference trace).
+OPENCV_4X_RECTS_AND_5X_CORNERS = [
+    (
+        ((191.946533203125, 193.02745056152344), (166.71078491210938, 42.148101806640625), 36.2538),
+        [(246.7023, 259.3150), (112.2659, 160.7283), (137.1908, 126.7399), (271.6272, 225.3266)],
+    ),
+    (((5.0, 2.5), (5.0, 10.0), 90.0), [(10.0, 5.0), (0.0, 5.0), (0.0, 0.0), (10.0, 0.0)]),
+    (
+        ((0.0, 5.000000476837158), (7.071068286895752, 7.071068286895752), 45.0),
+        [(0.0, 10.0), (-5.0, 5.0), (0.0, 0.0), (5.0, 5.0)],
+    ),
+]
+
+
+@pytest.mark.parametrize(("rect", "corners"), OPENCV_4X_RECTS_AND_5X_CORNERS)
+def test_an_opencv_4x_rect_gives_the_corners_opencv_5_gives(
+    rect: cv2.typing.RotatedRect, corners: list[tuple[float, float]]
+) -> None:
+    # The published rotated_box started at another corner on OpenCV 4.5.1-4.x (JetPack's 4.8).
+    np.testing.assert_allclose(rect_corners(rect), corners, atol=2e-3)
+
+
+def test_a_rect_in_the_minus_90_to_0_range_is_boxpoints_as_it_is() -> None:
+    rect = ((100.0, 50.0), (42.1, 166.7), -53.7)
+    assert rect_corners(rect) == tuple(tuple(map(float, p)) for p in cv2.boxPoints(rect))
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**20))
+def test_rotated_box_starts_at_the_lowest_corner_and_turns_clockwise(seed: int) -> None:
+    # OpenCV's documented order for its [-90, 0) range, whatever the installed OpenCV gives.
+    rng = np.random.default_rng(seed)
+    turn = rng.uniform(0, np.pi)
+    rotation = np.array([[np.cos(turn), np.sin(turn)], [-np.sin(turn), np.cos(turn)]])
+    points = rng.normal(size=(30, 2)) * rng.uniform(2, 40, 2) @ rotation + 200
+    contour = np.round(points).astype(np.int32)
+    box = np.array(rect_corners(cv2.minAreaRect(contour)))
+    lowest = box[:, 1].max()
+    tied = box[box[:, 1] > lowest - 1e-3]
+    assert box[0, 1] > lowest - 1e-3 and box[0, 0] == tied[:, 0].max()
+    following = np.roll(box, -1, axis=0)
+    turning = np.sum(box[:, 0] * following[:, 1] - following[:, 0] * box[:, 1])
+    assert turning > 0  # clockwise on screen (y down)
+
+
 def test_mask_bbox_in_frame_pixels() -> None:
     probs = np.zeros((MAP, MAP), np.float32)
     probs[40:60, 30:90] = 1.0
@@ -211,8 +258,7 @@ def test_rotated_box_of_a_long_noisy_contour_is_min_area_rect_of_all_points() ->
     mask, area = project_mask(probs, placement, (MAP * 8, MAP * 8), THRESHOLD)
     assert len(mask.contour_xy) >= HULL_FILTER_MIN_POINTS
     box = rotated_box_of(mask.contour_xy, area, 100.0)
-    expected = cv2.boxPoints(cv2.minAreaRect(mask.contour_xy))
-    assert box == tuple((float(x), float(y)) for x, y in expected)
+    assert box == rect_corners(cv2.minAreaRect(mask.contour_xy))
 
 
 @settings(max_examples=300, deadline=None)

@@ -44,6 +44,9 @@ HULL_FILTER_MIN_POINTS = 4096
 convex hull sorts every point); shorter ones cost less than the thinning."""
 
 
+RIGHT_ANGLE_DEG = 90.0
+
+
 @dataclass(frozen=True)
 class WarpWindow:
     """The frame window the warped mask can touch, and the affine map mask -> window pixels."""
@@ -188,7 +191,24 @@ def rotated_box_of(
         return None
     if len(contour_xy) >= HULL_FILTER_MIN_POINTS:
         contour_xy = hull_candidates(contour_xy)
-    corners = cv2.boxPoints(cv2.minAreaRect(contour_xy))
+    return rect_corners(cv2.minAreaRect(contour_xy))
+
+
+def rect_corners(rect: cv2.typing.RotatedRect) -> tuple[PointXY, PointXY, PointXY, PointXY]:
+    """cv2.boxPoints of a minAreaRect result ((centre), (width, height), angle in degrees), in
+    the order of OpenCV's angle range [-90, 0).
+
+    That is the range of OpenCV 3.x to 4.5.0 and 5.x, which SiamMask was written against (its
+    corners start at the lowest one). OpenCV 4.5.1 to 4.x give the same rectangle with an angle
+    in [0, 90], whose corners start elsewhere: the published corners would depend on the
+    OpenCV a board has. Such an angle is written in the other range first.
+    """
+    (cx, cy), (width, height), angle = rect
+    if angle == RIGHT_ANGLE_DEG:
+        rect = ((cx, cy), (width, height), -RIGHT_ANGLE_DEG)
+    elif 0 <= angle < RIGHT_ANGLE_DEG:
+        rect = ((cx, cy), (height, width), angle - RIGHT_ANGLE_DEG)
+    corners = cv2.boxPoints(rect)
     p0, p1, p2, p3 = ((float(x), float(y)) for x, y in corners)
     return p0, p1, p2, p3
 
