@@ -185,7 +185,9 @@ def _conv_model(path: Path) -> None:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 64, 64])],
         [numpy_helper.from_array(weights, "w"), numpy_helper.from_array(mixing, "m")],
     )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what onnxruntime 1.17 (the oldest siamedge takes) reads
+    onnx.save(model, path)
 
 
 def test_cpu_inference_runs_under_memory_deny_write_execute(
