@@ -75,6 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def import_problem(exc: ImportError) -> str:
+    """One line for a dependency that does not import, and what mends it."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and ("multiarray" in str(exc) or "_ARRAY_API" in str(exc)):
+        return (
+            f"a compiled module does not import ({exc}): it was built against another NumPy "
+            f"than the installed {numpy.__version__}; install the NumPy it was built for "
+            "(JetPack's OpenCV: pip install 'numpy<2')"
+        )
+    return (
+        f"cannot import {exc.name or 'a dependency'} ({exc}): install siamedge again with its "
+        "dependencies (pip install 'siamedge[cpu]'; on a Jetson, JetPack's python3-opencv in a "
+        "venv made with --system-site-packages)"
+    )
+
+
 def _load(module_name: str) -> Command:
     module: Command = importlib.import_module(module_name)
     return module
@@ -87,6 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except KeyboardInterrupt:  # Ctrl-C while the subcommands' modules load (about a second)
         return EX_INTERRUPTED
+    except ImportError as exc:  # a broken installation: a restart cannot mend it
+        print(f"siamedge: {import_problem(exc)}", file=sys.stderr)
+        return EX_CONFIG
     configure_logging(logging.INFO)
     terminated = _TerminationFlag()
     if args.command != "run":  # the service stops on its own signal handlers

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from fixtures.rtsp import SYSTEM_PYTHON
 
 from siamedge.cli import EX_CONFIG, main
 from siamedge.config import SyntheticSettings
@@ -237,3 +242,72 @@ def test_run_with_a_bad_config_exits_78(tmp_path: Path, capsys: pytest.CaptureFi
 def test_run_override_is_validated(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--mqtt-port", "0"]) == EX_CONFIG
     assert "mqtt.port" in capsys.readouterr().err
+
+
+BLOCKED_CV2 = """
+import sys
+sys.modules["cv2"] = None  # the import fails as for a venv without OpenCV
+from siamedge import cli
+sys.exit(cli.main(["schema"]))
+"""
+
+
+def test_a_dependency_that_does_not_import_is_one_line_and_exit_78(repo_root: Path) -> None:
+    # It was a traceback from deep inside the subcommands' modules on every command.
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED_CV2],
+        env={**os.environ, "PYTHONPATH": str(repo_root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == EX_CONFIG
+    assert done.stderr == (
+        "siamedge: cannot import cv2 (import of cv2 halted; None in sys.modules): install "
+        "siamedge again with its dependencies (pip install 'siamedge[cpu]'; on a Jetson, "
+        "JetPack's python3-opencv in a venv made with --system-site-packages)\n"
+    )
+
+
+OPENCV_OF_NUMPY_1_UNDER_NUMPY_2 = """
+import sys
+sys.path[:0] = sys.argv[1:]
+from siamedge import cli
+sys.exit(cli.main(["schema"]))
+"""
+
+
+def test_an_opencv_built_for_another_numpy_is_named_with_the_fix(
+    repo_root: Path, tmp_path: Path
+) -> None:
+    # The README's Jetson recipe once let pip bring NumPy 2 beside JetPack's OpenCV (built
+    # against NumPy 1): Debian's python3-opencv under this venv's NumPy is the same mismatch.
+    if np.lib.NumpyVersion(np.__version__) < "2.0.0":
+        pytest.skip("needs NumPy 2 in the test environment (the oldest-releases run has 1.24)")
+    system = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import cv2, sys; print(cv2.__file__, sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    system_cv2, version = system.stdout.split(" ", 1)
+    assert version.strip() == str(sys.version_info[:2])  # the venv's wheels load under it
+    only_cv2 = tmp_path / "system-cv2"
+    only_cv2.mkdir()
+    (only_cv2 / Path(system_cv2).name).symlink_to(system_cv2)
+    site = sysconfig.get_paths()["purelib"]  # this venv: NumPy 2, pydantic, paho
+    done = subprocess.run(
+        [SYSTEM_PYTHON, "-c", OPENCV_OF_NUMPY_1_UNDER_NUMPY_2, str(only_cv2), site, str(repo_root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == EX_CONFIG, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "siamedge: a compiled module does not import (numpy.core.multiarray failed to import): "
+        f"it was built against another NumPy than the installed {np.__version__}; install the "
+        "NumPy it was built for (JetPack's OpenCV: pip install 'numpy<2')"
+    )
