@@ -94,10 +94,15 @@ def _shown(value: str) -> str:
     return f"{value[:SHOWN_CHARS]!r}... ({len(value)} characters)"
 
 
+def _not_a_host(value: str) -> bool:
+    """Empty, or holding spaces or control characters."""
+    return not value or any(char.isspace() or not char.isprintable() for char in value)
+
+
 def _listen_host(value: str) -> str:
     """A web or metrics host: a name or address (an empty one would listen on every interface
     without saying so, and the logged URL would have no host)."""
-    if not value or any(char.isspace() or not char.isprintable() for char in value):
+    if _not_a_host(value):
         raise ValueError(
             "must be a host name or address to listen on (0.0.0.0 or :: for every interface), "
             f"got {_shown(value)}"
@@ -514,7 +519,7 @@ class MqttSettings(_Section):
     @classmethod
     def _host_is_a_name(cls, value: str) -> str:
         # paho raises at connect for an empty one; a blank one is looked up for ever.
-        if not value or any(char.isspace() or not char.isprintable() for char in value):
+        if _not_a_host(value):
             raise ValueError(
                 "must be the broker's host name or address, without spaces or control "
                 f"characters, got {_shown(value)}"
