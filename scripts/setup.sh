@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv and installs siamedge with the given extras; installs Debian packages when root.
-# Usage: scripts/setup.sh EXTRAS [APT_PACKAGES...]   e.g. scripts/setup.sh cpu,dev mosquitto
+# Creates .venv (or $VENV) and installs siamedge with the given extras; installs Debian packages
+# when root. Usage: scripts/setup.sh EXTRAS [APT_PACKAGES...]   e.g. scripts/setup.sh cpu,dev mosquitto
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +8,7 @@ extras="$1"
 shift
 apt_packages=("$@")
 python="${PYTHON:-python3}"
+venv="${VENV:-.venv}"
 
 missing=()
 for pkg in "${apt_packages[@]}"; do
@@ -35,10 +36,10 @@ fi
     echo "setup: siamedge needs Python >= 3.10 ($python is $("$python" --version))" >&2
     exit 1
 }
-[ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip
 if [[ ",$extras," == *",export,"* ]]; then
     # exactly this spec: other torch specs pull a multi-GB CUDA build
-    .venv/bin/python -m pip install -q "torch==2.13.0"
+    "$venv/bin/python" -m pip install -q "torch==2.13.0"
 fi
-.venv/bin/python -m pip install -q -e ".[$extras]"
+"$venv/bin/python" -m pip install -q -e ".[$extras]"
