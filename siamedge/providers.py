@@ -362,6 +362,18 @@ def keep_fp32_exact(settings: ModelSettings) -> None:
     log.debug("%s=0: TensorRT builds float32 layers without TF32 (model.trt_tf32)", TF32_OVERRIDE)
 
 
+def _tf32_off_by_environment() -> str:
+    """Keep TF32 off where the CUDA provider has no use_tf32 (onnxruntime before 1.18, e.g.
+    the Jetson Zoo's 1.17: Orin's Ampere GPU would run float32 convolutions in TF32 and break
+    parity) with NVIDIA_TF32_OVERRIDE=0, unless the environment decides already. In time: the
+    option is refused while onnxruntime parses it, before the provider makes its cuDNN and
+    cuBLAS handles. Says what was done."""
+    if TF32_OVERRIDE in os.environ:
+        return f"running without it ({TF32_OVERRIDE}={os.environ[TF32_OVERRIDE]} decides TF32)"
+    os.environ[TF32_OVERRIDE] = "0"
+    return f"{TF32_OVERRIDE}=0 keeps TF32 off instead (for the whole process)"
+
+
 def trt_build_key(settings: ModelSettings) -> str:
     """The settings a TensorRT engine is built with that onnxruntime's engine names leave out
     (they name precision, DLA core and profiles): TF32 (NVIDIA_TF32_OVERRIDE, read at build),
@@ -463,12 +475,16 @@ def _mended(
         for name, options in providers:
             if key in options:
                 version = getattr(ort, "__version__", "?")
+                instead = "running without it"
+                if name == CUDA and key == "use_tf32" and not options[key]:
+                    instead = _tf32_off_by_environment()
                 log.warning(
-                    "%s: this onnxruntime (%s) does not know the %s option %s: running without it",
+                    "%s: this onnxruntime (%s) does not know the %s option %s: %s",
                     path,
                     version,
                     name,
                     key,
+                    instead,
                 )
                 return _without_option(providers, name, (key,))
     if any(marker in error for marker in GRAPH_CAPTURE_REFUSED):

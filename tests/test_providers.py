@@ -511,6 +511,48 @@ def test_an_option_this_onnxruntime_lacks_is_left_out_not_the_provider(
     ]
 
 
+def test_cuda_without_use_tf32_keeps_tf32_off_through_the_environment(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # onnxruntime 1.17 (the Jetson Zoo's for JetPack 6) has no use_tf32: the option was left
+    # out and an Orin ran float32 convolutions in TF32 (0.64 px centre drift on an H200).
+    monkeypatch.setenv(p.TF32_OVERRIDE, "unset")  # recorded, so the test's own change is undone
+    monkeypatch.delenv(p.TF32_OVERRIDE)
+    fake = FakeGpuOrt(honours_enable_fallback=True, cuda_knows=CUDA_1_18_OPTIONS - {"use_tf32"})
+    model = resolve_model_path("builtin")
+    settings = ModelSettings(providers=["cuda", "cpu"])
+    session = p.open_session(fake, model, settings)  # type: ignore[arg-type]
+    assert session.get_providers() == [p.CUDA, p.CPU]
+    assert "use_tf32" not in dict(fake.attempts[-1])[p.CUDA]
+    assert os.environ[p.TF32_OVERRIDE] == "0"
+    assert warnings_and_up(caplog) == [
+        f"{model}: this onnxruntime (?) does not know the CUDAExecutionProvider option "
+        "use_tf32: NVIDIA_TF32_OVERRIDE=0 keeps TF32 off instead (for the whole process)"
+    ]
+
+
+@pytest.mark.parametrize(("tf32", "environment"), [(True, None), (False, "1")])
+def test_cuda_without_use_tf32_leaves_the_environment_when_tf32_is_allowed_or_decided(
+    tf32: bool,
+    environment: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv(p.TF32_OVERRIDE, environment or "unset")
+    if environment is None:
+        monkeypatch.delenv(p.TF32_OVERRIDE)
+    fake = FakeGpuOrt(honours_enable_fallback=True, cuda_knows=CUDA_1_18_OPTIONS - {"use_tf32"})
+    model = resolve_model_path("builtin")
+    settings = ModelSettings(providers=["cuda", "cpu"], cuda_tf32=tf32)
+    p.open_session(fake, model, settings)  # type: ignore[arg-type]
+    assert os.environ.get(p.TF32_OVERRIDE) == environment
+    instead = "running without it" + ("" if tf32 else " (NVIDIA_TF32_OVERRIDE=1 decides TF32)")
+    assert warnings_and_up(caplog)[-1] == (
+        f"{model}: this onnxruntime (?) does not know the CUDAExecutionProvider option "
+        f"use_tf32: {instead}"
+    )
+
+
 TRT_GRAPH_REFUSAL = (
     "This session cannot use the CUDA Graph feature as requested by the user as all the graph "
     "nodes have not been assigned to TensorrtExecutionProvider"
