@@ -70,14 +70,10 @@ _PROVIDER_START_MARKERS = (
     re.compile(r"cannot use the graph capture feature|cannot use the CUDA Graph feature"),
 )
 
-# Messages repeated once per node: one line with a count is enough. cuDNN's come once per
-# convolution. onnxruntime 1.17 warns once per constant it folded at load and then found unused
-# (52 lines for the builtin model on every start, whose file holds no initializer at all);
-# later versions say nothing, so that one is logged at DEBUG.
-
-
 @dataclass(frozen=True)
 class _Repeated:
+    """A message said once per node, logged as one line with a count, at most at most_level."""
+
     name: str
     pattern: re.Pattern[str]
     most_level: int = logging.CRITICAL
@@ -87,6 +83,9 @@ class _Repeated:
         return f"{line.severity}:{self.name}"
 
 
+# cuDNN's come once per convolution. onnxruntime 1.17 warns once per constant it folded at load
+# and then found unused (52 lines for the builtin model on every start, whose file holds no
+# initializer at all); later versions say nothing, so that one is logged at DEBUG.
 _COLLAPSE = (
     _Repeated("cudnn-fallback", re.compile(r"running in Fallback mode")),
     _Repeated("cudnn-no-plan", re.compile(r"No execution plans support the graph")),

@@ -45,6 +45,7 @@ convex hull sorts every point); shorter ones cost less than the thinning."""
 
 
 RIGHT_ANGLE_DEG = 90.0
+"""The ends of OpenCV's minAreaRect angle ranges, [-90, 0) or [0, 90] by version."""
 
 
 @dataclass(frozen=True)
