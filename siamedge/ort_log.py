@@ -70,6 +70,7 @@ _PROVIDER_START_MARKERS = (
     re.compile(r"cannot use the graph capture feature|cannot use the CUDA Graph feature"),
 )
 
+
 @dataclass(frozen=True)
 class _Repeated:
     """A message said once per node, logged as one line with a count, at most at most_level."""
