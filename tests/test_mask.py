@@ -43,6 +43,27 @@ def full_frame_warp(
     return warped
 
 
+EDGE_FLIP_SHARE = 0.05
+"""OpenCV 4.x's warpAffine rounds sample positions to 1/32 map pixel (OpenCV 5 samples float
+images exactly), and a window-relative map rounds otherwise than a frame-relative one, so a
+pixel within rounding of the threshold can flip: up to 1.2 % of the mask's edge pixels over
+1,500 random cases on OpenCV 4.8, none on 5.1. A window off by a pixel flips most of them."""
+NEIGHBOURS = np.ones((3, 3), np.uint8)
+
+
+def assert_same_mask_but_rounding(got: NDArray[np.bool_], expected: NDArray[np.bool_]) -> int:
+    """Assert that the masks differ only in pixels on the expected mask's edge, and in few of
+    them (EDGE_FLIP_SHARE); the number of differing pixels."""
+    differing = got != expected
+    bits = expected.view(np.uint8)
+    eroded = cv2.erode(bits, NEIGHBOURS)
+    assert not (differing & (cv2.dilate(bits, NEIGHBOURS) == eroded)).any()  # off the edge
+    edge = int(np.count_nonzero(bits > eroded))
+    count = int(np.count_nonzero(differing))
+    assert count <= max(2, EDGE_FLIP_SHARE * edge)
+    return count
+
+
 def blob_map(seed: int) -> NDArray[np.float32]:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:MAP, 0:MAP].astype(np.float32)
@@ -73,11 +94,7 @@ def test_windowed_mask_equals_full_frame_mask(
     mask, area = project_mask(probs, placement, (width, height), THRESHOLD)
 
     got = mask.to_full() if mask.bits.size else np.zeros((height, width), np.bool_)
-    # warpAffine rounds source coordinates to 1/32 px in fixed point, per row and column, so a
-    # window-relative map can flip a rare pixel sitting exactly on the threshold.
-    union = int(np.count_nonzero(got | expected))
-    differing = int(np.count_nonzero(got != expected))
-    assert differing <= max(2, 0.002 * union)
+    differing = assert_same_mask_but_rounding(got, expected)
     contours, _ = cv2.findContours(
         expected.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
     )
@@ -331,8 +348,7 @@ def test_hot_window_holds_every_pixel_over_the_threshold(
     mask, _ = project_mask(probs, placement, (width, height), THRESHOLD)
 
     got = mask.to_full() if mask.bits.size else np.zeros((height, width), np.bool_)
-    union = int(np.count_nonzero(got | expected))
-    assert int(np.count_nonzero(got != expected)) <= max(2, 0.002 * union)
+    assert_same_mask_but_rounding(got, expected)
     if mask.bits.size:  # a zero border all round, where the frame allows
         x0, y0 = mask.origin_xy
         h, w = mask.bits.shape
