@@ -356,10 +356,18 @@ TF32_OVERRIDE = "NVIDIA_TF32_OVERRIDE"
 def keep_fp32_exact(settings: ModelSettings) -> None:
     """Turn TF32 off for NVIDIA's libraries unless model.trt_tf32 allows it or the
     environment already decides (read when the libraries load: call before the session)."""
-    if settings.trt_tf32 or TF32_OVERRIDE in os.environ:
-        return
-    os.environ[TF32_OVERRIDE] = "0"
-    log.debug("%s=0: TensorRT builds float32 layers without TF32 (model.trt_tf32)", TF32_OVERRIDE)
+    if not settings.trt_tf32 and _tf32_off_unless_decided() is None:
+        log.debug(
+            "%s=0: TensorRT builds float32 layers without TF32 (model.trt_tf32)", TF32_OVERRIDE
+        )
+
+
+def _tf32_off_unless_decided() -> str | None:
+    """Set NVIDIA_TF32_OVERRIDE=0 unless the environment sets it; its value when it does."""
+    decided = os.environ.get(TF32_OVERRIDE)
+    if decided is None:
+        os.environ[TF32_OVERRIDE] = "0"
+    return decided
 
 
 def _tf32_off_by_environment() -> str:
@@ -368,9 +376,9 @@ def _tf32_off_by_environment() -> str:
     parity) with NVIDIA_TF32_OVERRIDE=0, unless the environment decides already. In time: the
     option is refused while onnxruntime parses it, before the provider makes its cuDNN and
     cuBLAS handles. Says what was done."""
-    if TF32_OVERRIDE in os.environ:
-        return f"running without it ({TF32_OVERRIDE}={os.environ[TF32_OVERRIDE]} decides TF32)"
-    os.environ[TF32_OVERRIDE] = "0"
+    decided = _tf32_off_unless_decided()
+    if decided is not None:
+        return f"running without it ({TF32_OVERRIDE}={decided} decides TF32)"
     return f"{TF32_OVERRIDE}=0 keeps TF32 off instead (for the whole process)"
 
 

@@ -484,6 +484,8 @@ CUDA_1_18_OPTIONS = frozenset(
     | {"do_copy_in_default_stream", "gpu_mem_limit", "prefer_nhwc", "enable_cuda_graph"}
 )
 """The CUDA options siamedge sets that onnxruntime 1.18 parses (not fuse_conv_bias)."""
+CUDA_1_17_OPTIONS = CUDA_1_18_OPTIONS - {"use_tf32"}
+"""use_tf32 came with 1.18."""
 
 
 @pytest.mark.parametrize("honours_enable_fallback", [True, False], ids=["ort-1.31", "older-ort"])
@@ -518,7 +520,7 @@ def test_cuda_without_use_tf32_keeps_tf32_off_through_the_environment(
     # out and an Orin ran float32 convolutions in TF32 (0.64 px centre drift on an H200).
     monkeypatch.setenv(p.TF32_OVERRIDE, "unset")  # recorded, so the test's own change is undone
     monkeypatch.delenv(p.TF32_OVERRIDE)
-    fake = FakeGpuOrt(honours_enable_fallback=True, cuda_knows=CUDA_1_18_OPTIONS - {"use_tf32"})
+    fake = FakeGpuOrt(honours_enable_fallback=True, cuda_knows=CUDA_1_17_OPTIONS)
     model = resolve_model_path("builtin")
     settings = ModelSettings(providers=["cuda", "cpu"])
     session = p.open_session(fake, model, settings)  # type: ignore[arg-type]
@@ -541,7 +543,7 @@ def test_cuda_without_use_tf32_leaves_the_environment_when_tf32_is_allowed_or_de
     monkeypatch.setenv(p.TF32_OVERRIDE, environment or "unset")
     if environment is None:
         monkeypatch.delenv(p.TF32_OVERRIDE)
-    fake = FakeGpuOrt(honours_enable_fallback=True, cuda_knows=CUDA_1_18_OPTIONS - {"use_tf32"})
+    fake = FakeGpuOrt(honours_enable_fallback=True, cuda_knows=CUDA_1_17_OPTIONS)
     model = resolve_model_path("builtin")
     settings = ModelSettings(providers=["cuda", "cpu"], cuda_tf32=tf32)
     p.open_session(fake, model, settings)  # type: ignore[arg-type]
