@@ -146,7 +146,9 @@ def test_settings_are_frozen() -> None:
 def _section_model(annotation: Any) -> type[BaseModel] | None:
     """The settings section an annotation holds (`X` or `X | None`), None for a plain value."""
     for candidate in (annotation, *get_args(annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+        # get_origin: on Python 3.10 `list[str]` passes isinstance(_, type), not issubclass()
+        is_class = isinstance(candidate, type) and get_origin(candidate) is None
+        if is_class and issubclass(candidate, BaseModel):
             return candidate
     return None
 
