@@ -36,6 +36,11 @@ fi
     echo "setup: siamedge needs Python >= 3.10 ($python is $("$python" --version))" >&2
     exit 1
 }
+version='import sys; print("%d.%d" % sys.version_info[:2])'
+if [ -x "$venv/bin/python" ] && [ "$("$venv/bin/python" -c "$version")" != "$("$python" -c "$version")" ]; then
+    echo "setup: $venv is Python $("$venv/bin/python" -c "$version"), not $("$python" -c "$version"): making it again" >&2
+    rm -rf "$venv"
+fi
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
 if [[ ",$extras," == *",export,"* ]]; then
