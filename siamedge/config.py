@@ -415,6 +415,10 @@ class TlsSettings(_Section):
     key_file: str | None = None
     insecure: bool = False
     """Skip the server hostname check (self-signed lab brokers only)."""
+    x509_strict: bool = False
+    """Refuse certificates that break RFC 5280 (a CA without key usage, as mosquitto's TLS
+    manual makes it; a certificate without its issuer's key id). Python 3.13's default; set
+    either way on every Python, so that a broker that works on one works on all."""
 
 
 MaskEncoding = Literal["rle", "polygon", "png", "none"]

@@ -645,6 +645,42 @@ def test_tls_with_a_client_certificate(
     assert client.connection.connected
 
 
+def test_a_ca_without_key_usage_is_refused_only_under_x509_strict(
+    mosquitto_factory: Callable[..., Broker],
+    mqtt_prefix: str,
+    mqtt_tls_files: TlsFiles,
+    make_client: Callable[..., Any],
+) -> None:
+    # mosquitto's TLS manual makes such a CA; Python 3.13's default context refused it, so the
+    # same broker that worked on 3.12 was never reached (test_tls_with_a_client_certificate).
+    broker = mosquitto_factory(listener_config=mqtt_tls_files.listener_config())
+    strict = TlsSettings(ca_file=str(mqtt_tls_files.ca_cert), x509_strict=True)
+    client = MqttClient(settings_for(broker, mqtt_prefix, tls=strict))
+    with client:
+        wait_until(lambda: "key usage" in client.connection.reason)
+    lax = TlsSettings(ca_file=str(mqtt_tls_files.ca_cert))
+    assert connected(make_client(settings_for(broker, mqtt_prefix, tls=lax))).connection.connected
+
+
+def test_certificates_as_rfc_5280_asks_pass_x509_strict(
+    mosquitto_factory: Callable[..., Broker],
+    mqtt_prefix: str,
+    mqtt_tls_files_rfc5280: TlsFiles,
+    make_client: Callable[..., Any],
+) -> None:
+    tls = mqtt_tls_files_rfc5280
+    broker = mosquitto_factory(listener_config=tls.listener_config(require_client_cert=True))
+    strict = TlsSettings(
+        ca_file=str(tls.ca_cert),
+        cert_file=str(tls.client_cert),
+        key_file=str(tls.client_key),
+        x509_strict=True,
+    )
+    assert connected(
+        make_client(settings_for(broker, mqtt_prefix, tls=strict))
+    ).connection.connected
+
+
 def test_tls_with_an_unknown_ca_is_a_clear_failure(
     mosquitto_factory: Callable[..., Broker],
     mqtt_prefix: str,

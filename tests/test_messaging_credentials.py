@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 from pathlib import Path
 
@@ -61,6 +62,14 @@ def test_tls_context_checks_the_host_name_unless_insecure(mqtt_tls_files: TlsFil
     assert secure.check_hostname
     insecure = tls_context(TlsSettings(ca_file=str(files.ca_cert), insecure=True))
     assert not insecure.check_hostname
+
+
+def test_tls_context_checks_rfc_5280_only_when_x509_strict(mqtt_tls_files: TlsFiles) -> None:
+    # Python 3.13's create_default_context() turns the check on; siamedge sets it either way.
+    ca_file = str(mqtt_tls_files.ca_cert)
+    assert not tls_context(TlsSettings(ca_file=ca_file)).verify_flags & ssl.VERIFY_X509_STRICT
+    strict = tls_context(TlsSettings(ca_file=ca_file, x509_strict=True))
+    assert strict.verify_flags & ssl.VERIFY_X509_STRICT
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,8 @@ def _refuse_key_password() -> bytes:
 
 def tls_context(settings: TlsSettings) -> ssl.SSLContext:
     """A client TLS context: the broker verified against `ca_file` (or the system CAs), an
-    optional client certificate, and the host name check off only when `insecure` is set."""
+    optional client certificate, the host name check off only when `insecure` is set, and
+    OpenSSL's RFC 5280 checks only when `x509_strict` is."""
     if settings.key_file and not settings.cert_file:
         raise ConfigError("mqtt.tls.key_file is set without mqtt.tls.cert_file")
     try:
@@ -64,5 +65,9 @@ def tls_context(settings: TlsSettings) -> ssl.SSLContext:
                 f"{' and ' + settings.key_file if settings.key_file else ''}: {exc}"
             ) from None
     context.check_hostname = not settings.insecure
+    if settings.x509_strict:
+        context.verify_flags |= ssl.VERIFY_X509_STRICT
+    else:
+        context.verify_flags &= ~ssl.VERIFY_X509_STRICT
     context.sslsocket_class = _ClosingSSLSocket
     return context
