@@ -293,7 +293,8 @@ def test_an_opencv_built_for_another_numpy_is_named_with_the_fix(
         check=True,
     )
     system_cv2, version = system.stdout.split(" ", 1)
-    assert version.strip() == str(sys.version_info[:2])  # the venv's wheels load under it
+    if version.strip() != str(sys.version_info[:2]):  # the venv's wheels must load under it
+        pytest.skip(f"needs a venv of the system Python {version.strip()}, this is {sys.version}")
     only_cv2 = tmp_path / "system-cv2"
     only_cv2.mkdir()
     (only_cv2 / Path(system_cv2).name).symlink_to(system_cv2)
