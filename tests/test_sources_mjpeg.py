@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from fixtures.daemon import TEST_CLIP, box_iou, daemon_config, unique_prefix, wa
 from fixtures.media import CLIP_FRAMES
 from fixtures.media import frame_number as clip_frame_number
 from fixtures.mjpeg_server import Framing, MjpegServer, PartFault, frame_number, numbered_frame
-from fixtures.mosquitto import Broker, MqttCollector
+from fixtures.mosquitto import Broker, MqttCollector, TlsFiles
 from fixtures.web import RunningService
 from numpy.typing import NDArray
 
@@ -36,6 +37,7 @@ from siamedge.sources.mjpeg_parts import Part, PartReader, parse_boundary
 from siamedge.sources.redact import redact_url
 from siamedge.sources.stream import StreamSource
 from siamedge.sources.synthetic import SyntheticClip
+from siamedge.tls import SYSTEM_CA_HINT
 
 StartServer = Callable[..., MjpegServer]
 READ_TIMEOUT_S = 0.5
@@ -297,6 +299,39 @@ def test_reads_live_frames_stamped_when_they_arrived(
         # after the server began writing that part, before read() returned it
         assert sent[number].started_at <= frame.timestamp <= returned_at
     assert source.skipped_parts == 0
+
+
+def _https(tls: TlsFiles) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls.server_cert, tls.server_key)
+    return context
+
+
+def test_an_https_camera_of_a_trusted_ca_streams(
+    mjpeg_server: StartServer, mqtt_tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its CA has no key usage (as mosquitto's manual and many cameras make one): Python 3.13's
+    # default context refused it, 3.10-3.12 took it; now every Python takes it.
+    monkeypatch.setenv("SSL_CERT_FILE", str(mqtt_tls_files.ca_cert))
+    server = mjpeg_server(fps=20, tls=_https(mqtt_tls_files))
+    source = mjpeg(server.url)
+    source.open()
+    numbers = read_numbers(source, 3)
+    source.close()
+    assert server.url.startswith("https://") and numbers == sorted(set(numbers))
+
+
+def test_an_https_camera_of_an_unknown_ca_is_refused_saying_why_and_what_to_do(
+    mjpeg_server: StartServer, mqtt_tls_files: TlsFiles
+) -> None:
+    server = mjpeg_server(fps=20, tls=_https(mqtt_tls_files))
+    with pytest.raises(SourceError) as refused:
+        mjpeg(server.url).open()
+    assert str(refused.value).endswith(
+        ": TLS handshake failed: certificate verify failed: unable to get local issuer "
+        f"certificate; {SYSTEM_CA_HINT}"
+    )
+    assert server.connections == 0
 
 
 def test_a_truncated_jpeg_is_skipped_counted_and_logged(

@@ -10,6 +10,7 @@ import ssl
 from siamedge.config import MqttSettings, TlsSettings
 from siamedge.errors import ConfigError
 from siamedge.secret_files import read_secret
+from siamedge.tls import client_context
 
 
 def resolve_password(settings: MqttSettings) -> str | None:
@@ -51,7 +52,7 @@ def tls_context(settings: TlsSettings) -> ssl.SSLContext:
     if settings.key_file and not settings.cert_file:
         raise ConfigError("mqtt.tls.key_file is set without mqtt.tls.cert_file")
     try:
-        context = ssl.create_default_context(cafile=settings.ca_file)
+        context = client_context(settings.ca_file, x509_strict=settings.x509_strict)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"mqtt.tls.ca_file: cannot load {settings.ca_file}: {exc}") from None
     if settings.cert_file:
@@ -65,9 +66,5 @@ def tls_context(settings: TlsSettings) -> ssl.SSLContext:
                 f"{' and ' + settings.key_file if settings.key_file else ''}: {exc}"
             ) from None
     context.check_hostname = not settings.insecure
-    if settings.x509_strict:
-        context.verify_flags |= ssl.VERIFY_X509_STRICT
-    else:
-        context.verify_flags &= ~ssl.VERIFY_X509_STRICT
     context.sslsocket_class = _ClosingSSLSocket
     return context

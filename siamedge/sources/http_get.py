@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 from siamedge import __version__
 from siamedge.errors import SourceError
 from siamedge.sources.redact import redact_url
+from siamedge.tls import SYSTEM_CA_HINT, client_context, handshake_failure
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -121,7 +122,7 @@ def open_get(url: str, *, timeout_s: float, accept: str, description: str) -> Ht
     connection: http.client.HTTPConnection
     context: ssl.SSLContext | None = None
     if parts.scheme.lower() == "https":
-        context = ssl.create_default_context()
+        context = client_context()
         connection = http.client.HTTPSConnection(host, port, context=context)
     else:
         connection = http.client.HTTPConnection(host, port)
@@ -331,8 +332,10 @@ def _connect_failure(exc: BaseException, timeout_s: float) -> str:
         return "connection refused (nothing listens on that port)"
     if isinstance(exc, socket.gaierror):
         return f"unknown host ({exc.strerror})"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS handshake failed: {handshake_failure(exc)}; {SYSTEM_CA_HINT}"
     if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed: {exc.reason or exc}"
+        return f"TLS handshake failed: {handshake_failure(exc)}"
     return f"cannot connect: {exc}"
 
 
