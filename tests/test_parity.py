@@ -8,6 +8,7 @@ within the tolerances its header states.
 from __future__ import annotations
 
 import json
+import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,14 @@ from siamedge.config import ModelSettings, TrackerSettings
 from siamedge.engine import Engine
 from siamedge.tracking.tracker import StepOutcome, Tracker, TrackerParams, step_together
 
-pytestmark = pytest.mark.torch
+pytestmark = [
+    pytest.mark.torch,
+    pytest.mark.skipif(
+        platform.machine() != "x86_64",
+        reason="the reference trace holds on x86_64: on aarch64 OpenCV's INTER_LINEAR resize "
+        "rounds crops differently (README, 'Parity with the original tracker')",
+    ),
+]
 
 CPU_ONE_THREAD = ModelSettings(providers=["cpu"], warmup=False, intra_op_threads=1)
 FREE_RUN_STATE_PX = 0.05
