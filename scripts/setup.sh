@@ -37,9 +37,12 @@ fi
     exit 1
 }
 version='import sys; print("%d.%d" % sys.version_info[:2])'
-if [ -x "$venv/bin/python" ] && [ "$("$venv/bin/python" -c "$version")" != "$("$python" -c "$version")" ]; then
-    echo "setup: $venv is Python $("$venv/bin/python" -c "$version"), not $("$python" -c "$version"): making it again" >&2
-    rm -rf "$venv"
+if [ -x "$venv/bin/python" ]; then
+    have=$("$venv/bin/python" -c "$version") want=$("$python" -c "$version")
+    if [ "$have" != "$want" ]; then
+        echo "setup: $venv is Python $have, not $want: making it again" >&2
+        rm -rf "$venv"
+    fi
 fi
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
