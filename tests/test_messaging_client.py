@@ -626,6 +626,7 @@ def test_wrong_password_is_a_logged_failure_not_a_crash(
     assert any("Bad user name or password" in text or "Not authorized" in text for text in failures)
 
 
+@pytest.mark.usefixtures("tls_default_of_python_3_13")
 def test_tls_with_a_client_certificate(
     mosquitto_factory: Callable[..., Broker],
     mqtt_prefix: str,
@@ -645,6 +646,7 @@ def test_tls_with_a_client_certificate(
     assert client.connection.connected
 
 
+@pytest.mark.usefixtures("tls_default_of_python_3_13")
 def test_a_ca_without_key_usage_is_refused_only_under_x509_strict(
     mosquitto_factory: Callable[..., Broker],
     mqtt_prefix: str,

@@ -307,6 +307,7 @@ def _https(tls: TlsFiles) -> ssl.SSLContext:
     return context
 
 
+@pytest.mark.usefixtures("tls_default_of_python_3_13")
 def test_an_https_camera_of_a_trusted_ca_streams(
     mjpeg_server: StartServer, mqtt_tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch
 ) -> None:
