@@ -627,19 +627,29 @@ def test_wrong_password_is_a_logged_failure_not_a_crash(
 
 
 @pytest.mark.usefixtures("tls_default_of_python_3_13")
+@pytest.mark.parametrize(
+    ("tls_files", "x509_strict"),
+    # mosquitto's TLS manual's CA (no key usage) with the default; one as RFC 5280 asks, strict
+    [("mqtt_tls_files", False), ("mqtt_tls_files_rfc5280", True)],
+)
 def test_tls_with_a_client_certificate(
     mosquitto_factory: Callable[..., Broker],
     mqtt_prefix: str,
-    mqtt_tls_files: TlsFiles,
     make_client: Callable[..., Any],
+    request: pytest.FixtureRequest,
+    tls_files: str,
+    x509_strict: bool,
 ) -> None:
-    tls = mqtt_tls_files
+    tls: TlsFiles = request.getfixturevalue(tls_files)
     broker = mosquitto_factory(listener_config=tls.listener_config(require_client_cert=True))
     settings = settings_for(
         broker,
         mqtt_prefix,
         tls=TlsSettings(
-            ca_file=str(tls.ca_cert), cert_file=str(tls.client_cert), key_file=str(tls.client_key)
+            ca_file=str(tls.ca_cert),
+            cert_file=str(tls.client_cert),
+            key_file=str(tls.client_key),
+            x509_strict=x509_strict,
         ),
     )
     client = connected(make_client(settings))
@@ -662,25 +672,6 @@ def test_a_ca_without_key_usage_is_refused_only_under_x509_strict(
         wait_until(lambda: "key usage" in client.connection.reason)
     lax = TlsSettings(ca_file=str(mqtt_tls_files.ca_cert))
     assert connected(make_client(settings_for(broker, mqtt_prefix, tls=lax))).connection.connected
-
-
-def test_certificates_as_rfc_5280_asks_pass_x509_strict(
-    mosquitto_factory: Callable[..., Broker],
-    mqtt_prefix: str,
-    mqtt_tls_files_rfc5280: TlsFiles,
-    make_client: Callable[..., Any],
-) -> None:
-    tls = mqtt_tls_files_rfc5280
-    broker = mosquitto_factory(listener_config=tls.listener_config(require_client_cert=True))
-    strict = TlsSettings(
-        ca_file=str(tls.ca_cert),
-        cert_file=str(tls.client_cert),
-        key_file=str(tls.client_key),
-        x509_strict=True,
-    )
-    assert connected(
-        make_client(settings_for(broker, mqtt_prefix, tls=strict))
-    ).connection.connected
 
 
 def test_tls_with_an_unknown_ca_is_a_clear_failure(
