@@ -325,6 +325,25 @@ class SyntheticSettings(_Section):
     negative one would fail at every open, not here)."""
 
 
+class TlsSettings(_Section):
+    """TLS towards a server: the broker (mqtt.tls) or an https camera (source.tls)."""
+
+    ca_file: str | None = None
+    """PEM file of the CA the server's certificate chains to (or of the certificate itself, for
+    a server that signs its own); None: the system store."""
+    cert_file: str | None = None
+    """A client certificate, for a server that asks for one (with key_file, unencrypted)."""
+    key_file: str | None = None
+    insecure: bool = False
+    """Skip the check that the certificate names the host connected to (mqtt.host, the
+    camera URL's): for a self-signed certificate made for another address. The chain is still
+    verified."""
+    x509_strict: bool = False
+    """Refuse certificates that break RFC 5280 (a CA without key usage, as mosquitto's TLS
+    manual makes it; a certificate without its issuer's key id). Python 3.13's default; set
+    either way on every Python, so that a broker that works on one works on all."""
+
+
 class SourceSettings(_Section):
     """Where frames come from."""
 
@@ -368,6 +387,11 @@ class SourceSettings(_Section):
     transport: RtspTransport = "tcp"
     """rtsp: `tcp` (interleaved in the RTSP connection: through NAT, no lost packets) or
     `udp` (lower latency on a clean LAN). width, height and fps are not used by rtsp."""
+    tls: TlsSettings | None = None
+    """https cameras that siamedge reads itself (kind mjpeg, or auto on an https:// URL): the
+    camera's CA or self-signed certificate, a client certificate, `insecure` for a certificate
+    that does not name the camera's address. None: the system store. FFmpeg (kind stream)
+    does its own TLS (README)."""
 
     @field_validator("flip")
     @classmethod
@@ -375,6 +399,20 @@ class SourceSettings(_Section):
         if not 0 <= value <= MAX_FLIP_METHOD:
             raise ValueError(f"must be 0-{MAX_FLIP_METHOD} (nvvidconv flip-method: {FLIP_METHODS})")
         return value
+
+    @model_validator(mode="after")
+    def _tls_for_https(self) -> SourceSettings:
+        if self.tls is None:
+            return self
+        if self.uri.strip().partition("://")[0].lower() != "https":
+            raise ValueError("source.tls is set but source.uri is not an https:// URL")
+        if self.kind not in ("auto", "mjpeg"):
+            raise ValueError(
+                f"source.tls applies to kind mjpeg or auto; kind {self.kind} is read by FFmpeg, "
+                "which takes a CA from OPENCV_FFMPEG_CAPTURE_OPTIONS=ca_file;PATH|tls_verify;1 "
+                "in the service environment"
+            )
+        return self
 
     @model_validator(mode="after")
     def _rtsp_url(self) -> SourceSettings:
@@ -405,20 +443,6 @@ class SourceSettings(_Section):
     def _backoff_order(self) -> SourceSettings:
         _require_backoff_order(self, "reopen")
         return self
-
-
-class TlsSettings(_Section):
-    """TLS towards the broker."""
-
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    insecure: bool = False
-    """Skip the server hostname check (self-signed lab brokers only)."""
-    x509_strict: bool = False
-    """Refuse certificates that break RFC 5280 (a CA without key usage, as mosquitto's TLS
-    manual makes it; a certificate without its issuer's key id). Python 3.13's default; set
-    either way on every Python, so that a broker that works on one works on all."""
 
 
 MaskEncoding = Literal["rle", "polygon", "png", "none"]

@@ -1,13 +1,16 @@
-"""Client TLS contexts that verify the same certificates on every Python siamedge runs on."""
+"""Client TLS contexts that verify the same certificates on every Python siamedge runs on, built
+from a `tls` settings section (mqtt.tls: the broker; source.tls: an https camera)."""
 
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass
 
-SYSTEM_CA_HINT = (
-    "the server's certificate must chain to a CA of the system store "
-    "(add it with update-ca-certificates, or point SSL_CERT_FILE at a PEM file of it)"
-)
+from siamedge.config import TlsSettings
+from siamedge.errors import ConfigError
+
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH.
+_NAME_MISMATCH_CODES = (62, 64)
 
 
 def client_context(ca_file: str | None = None, *, x509_strict: bool = False) -> ssl.SSLContext:
@@ -23,6 +26,76 @@ def client_context(ca_file: str | None = None, *, x509_strict: bool = False) -> 
     else:
         context.verify_flags &= ~ssl.VERIFY_X509_STRICT
     return context
+
+
+def settings_context(settings: TlsSettings, key: str) -> ssl.SSLContext:
+    """A client context from a `tls` section: the server verified against `ca_file` (or the
+    system CAs), an optional client certificate, the host name check off only when `insecure`
+    is set, OpenSSL's RFC 5280 checks only when `x509_strict` is. ConfigError naming
+    `<key>.<field>` and the file when one cannot be loaded."""
+    if settings.key_file and not settings.cert_file:
+        raise ConfigError(f"{key}.key_file is set without {key}.cert_file")
+    try:
+        context = client_context(settings.ca_file, x509_strict=settings.x509_strict)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{key}.ca_file: cannot load {settings.ca_file}: {exc}") from None
+    if settings.cert_file:
+
+        def refuse_key_password() -> bytes:
+            # OpenSSL would otherwise prompt on a terminal that a daemon does not have.
+            raise ConfigError(
+                f"{key}.key_file: the key is encrypted; siamedge needs an unencrypted key"
+            )
+
+        try:
+            context.load_cert_chain(
+                settings.cert_file, settings.key_file, password=refuse_key_password
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"{key}.cert_file/key_file: cannot load {settings.cert_file}"
+                f"{' and ' + settings.key_file if settings.key_file else ''}: {exc}"
+            ) from None
+    context.check_hostname = not settings.insecure
+    return context
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """A client's TLS context with the settings section it came from, which the advice for a
+    certificate that does not verify names."""
+
+    context: ssl.SSLContext
+    key: str
+    """The settings section, `source.tls`."""
+    ca_file: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: TlsSettings | None, key: str) -> ClientTls:
+        """The section's context, or the system store's when the section is not set."""
+        if settings is None:
+            return cls(client_context(), key)
+        return cls(settings_context(settings, key), key, settings.ca_file)
+
+    def verify_failure(self, exc: ssl.SSLCertVerificationError) -> str:
+        """Why a server's certificate did not verify, in OpenSSL's words, and what to set."""
+        if exc.verify_code in _NAME_MISMATCH_CODES:
+            advice = (
+                "the certificate does not name the host of the URL: use a name it names, or "
+                f"set {self.key}.insecure: true to skip the name check"
+            )
+        elif self.ca_file is None:
+            advice = (
+                "the server's certificate must chain to a CA of the system store (add it with "
+                f"update-ca-certificates) or to {self.key}.ca_file (the certificate itself "
+                "when the server signs its own)"
+            )
+        else:
+            advice = (
+                f"the server's certificate must chain to {self.key}.ca_file {self.ca_file} (or "
+                "be in it, when the server signs its own)"
+            )
+        return f"{handshake_failure(exc)}; {advice}"
 
 
 def handshake_failure(exc: ssl.SSLError) -> str:

@@ -73,6 +73,21 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
             r"source\.latency_ms, source\.transport set, .* is csi\): .* leave them out",
         ),
         ("source:\n  uri: /dev/video1\n  flip: 2\n", r"source\.flip set, .*set source\.kind: csi"),
+        # source.tls is for what siamedge reads itself over https; FFmpeg would ignore it.
+        (
+            "source:\n  uri: http://cam/video.mjpg\n  tls: {insecure: true}\n",
+            r"bad\.yaml: source: Value error, source\.tls is set but source\.uri is not an "
+            r"https:// URL$",
+        ),
+        (
+            "source:\n  kind: stream\n  uri: https://cam/live.m3u8\n  tls: {ca_file: /c.pem}\n",
+            r"source\.tls applies to kind mjpeg or auto; kind stream is read by FFmpeg, which "
+            r"takes a CA from OPENCV_FFMPEG_CAPTURE_OPTIONS=ca_file;PATH\|tls_verify;1 in the",
+        ),
+        (
+            "source:\n  uri: https://cam/video.mjpg\n  tls: {ca_fle: /c.pem}\n",
+            r"bad\.yaml: source\.tls\.ca_fle: Extra inputs are not permitted$",
+        ),
         # Loaded, these failed at every open of the clip, retried for ever: numpy refuses a
         # negative seed (without naming the key); 100000 x 100000 asks for hundreds of GB.
         (

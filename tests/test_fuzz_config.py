@@ -51,6 +51,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "tracker": TrackerSettings,
     "source": SourceSettings,
     "source.synthetic": SyntheticSettings,
+    "source.tls": TlsSettings,
     "mqtt": MqttSettings,
     "mqtt.tls": TlsSettings,
     "mqtt.homeassistant": HomeAssistantSettings,
@@ -109,11 +110,21 @@ def section_mappings(draw: st.DrawFn, section: type[BaseModel]) -> dict[str, Any
     return mapping
 
 
+SECTION_NEEDS: dict[str, dict[str, Any]] = {"source.tls": {"uri": "https://cam/video.mjpg"}}
+"""What the section above a section needs for it to apply (source.tls: an https:// uri)."""
+
+
 def nest(path: str, mapping: dict[str, Any]) -> dict[str, Any]:
     """`{"source": {"synthetic": mapping}}` for `source.synthetic`."""
     document: dict[str, Any] = mapping
     for part in reversed(path.split(".")):
         document = {part: document}
+    parent = path.rpartition(".")[0]
+    if needs := SECTION_NEEDS.get(path):
+        nest_in = document
+        for part in parent.split("."):
+            nest_in = nest_in[part]
+        nest_in.update(needs)
     return document
 
 

@@ -10,9 +10,11 @@ import logging
 import os
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -26,8 +28,9 @@ from fixtures.mosquitto import Broker, MqttCollector, TlsFiles
 from fixtures.web import RunningService
 from numpy.typing import NDArray
 
-from siamedge.config import SourceSettings
-from siamedge.errors import SourceError
+from siamedge.config import SourceKind, SourceSettings, TlsSettings
+from siamedge.errors import ConfigError, SourceError
+from siamedge.sources.base import FrameSource
 from siamedge.sources.capture import CaptureThread, SourceState, SourceStatus
 from siamedge.sources.factory import create_capture, create_source
 from siamedge.sources.http_auto import HttpAutoSource
@@ -37,7 +40,6 @@ from siamedge.sources.mjpeg_parts import Part, PartReader, parse_boundary
 from siamedge.sources.redact import redact_url
 from siamedge.sources.stream import StreamSource
 from siamedge.sources.synthetic import SyntheticClip
-from siamedge.tls import SYSTEM_CA_HINT
 
 StartServer = Callable[..., MjpegServer]
 READ_TIMEOUT_S = 0.5
@@ -330,9 +332,109 @@ def test_an_https_camera_of_an_unknown_ca_is_refused_saying_why_and_what_to_do(
         mjpeg(server.url).open()
     assert str(refused.value).endswith(
         ": TLS handshake failed: certificate verify failed: unable to get local issuer "
-        f"certificate; {SYSTEM_CA_HINT}"
+        "certificate; the server's certificate must chain to a CA of the system store (add it "
+        "with update-ca-certificates) or to source.tls.ca_file (the certificate itself when the "
+        "server signs its own)"
     )
     assert server.connections == 0
+
+
+@pytest.fixture(scope="module")
+def camera_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(certificate, key) as an IP camera makes them: self-signed, naming the camera's model
+    rather than the address it is reached at, without key usage."""
+    folder = tmp_path_factory.mktemp("camera-tls")
+    cert, key = folder / "camera.crt", folder / "camera.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=ipcam-x1"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def _camera_https(camera_certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*camera_certificate)
+    return context
+
+
+@pytest.mark.usefixtures("tls_default_of_python_3_13")
+@pytest.mark.parametrize("kind", ["mjpeg", "auto"])
+def test_a_camera_that_signs_its_own_certificate_streams_with_source_tls(
+    mjpeg_server: StartServer, camera_certificate: tuple[Path, Path], kind: SourceKind
+) -> None:
+    server = mjpeg_server(fps=20, tls=_camera_https(camera_certificate))
+    ca_file = str(camera_certificate[0])
+
+    def source_with(tls: TlsSettings) -> FrameSource:
+        settings = SourceSettings(kind=kind, uri=server.url, open_timeout_s=OPEN_TIMEOUT_S, tls=tls)
+        return create_source(settings)
+
+    with pytest.raises(SourceError) as refused:
+        source_with(TlsSettings(ca_file=ca_file)).open()
+    assert str(refused.value).endswith(
+        ": TLS handshake failed: certificate verify failed: IP address mismatch, certificate is "
+        "not valid for '127.0.0.1'.; the certificate does not name the host of the URL: use a "
+        "name it names, or set source.tls.insecure: true to skip the name check"
+    )
+    source = source_with(TlsSettings(ca_file=ca_file, insecure=True))
+    source.open()
+    frames = [source.read() for _ in range(3)]
+    source.close()
+    assert all(frame is not None and frame_number(frame.image) > 0 for frame in frames)
+    assert server.connections == 1
+
+
+def test_an_https_camera_not_of_source_tls_ca_file_is_refused_naming_it(
+    mjpeg_server: StartServer, mqtt_tls_files: TlsFiles, camera_certificate: tuple[Path, Path]
+) -> None:
+    server = mjpeg_server(fps=20, tls=_https(mqtt_tls_files))
+    other_ca = str(camera_certificate[0])
+    source = create_source(
+        SourceSettings(kind="mjpeg", uri=server.url, tls=TlsSettings(ca_file=other_ca))
+    )
+    with pytest.raises(SourceError) as refused:
+        source.open()
+    assert str(refused.value).endswith(
+        ": TLS handshake failed: certificate verify failed: unable to get local issuer "
+        f"certificate; the server's certificate must chain to source.tls.ca_file {other_ca} (or "
+        "be in it, when the server signs its own)"
+    )
+
+
+def test_an_https_camera_that_asks_for_a_client_certificate_gets_source_tls_one(
+    mjpeg_server: StartServer, mqtt_tls_files: TlsFiles
+) -> None:
+    files = mqtt_tls_files
+    server_context = _https(files)
+    server_context.verify_mode = ssl.CERT_REQUIRED
+    server_context.load_verify_locations(files.ca_cert)
+    server = mjpeg_server(fps=20, tls=server_context)
+    with_certificate = TlsSettings(
+        ca_file=str(files.ca_cert), cert_file=str(files.client_cert), key_file=str(files.client_key)
+    )
+    source = create_source(SourceSettings(kind="mjpeg", uri=server.url, tls=with_certificate))
+    source.open()
+    assert source.read() is not None
+    source.close()
+
+    without = create_source(
+        SourceSettings(kind="mjpeg", uri=server.url, tls=TlsSettings(ca_file=str(files.ca_cert)))
+    )
+    with pytest.raises(SourceError):  # TLS 1.3: the refusal comes with the first read
+        without.open()
+        without.read()
+    without.close()
+    assert server.connections == 1
+
+
+def test_source_tls_files_that_do_not_load_are_a_config_error_naming_them(tmp_path: Path) -> None:
+    missing = tmp_path / "camera.pem"
+    settings = SourceSettings(uri="https://cam/video.mjpg", tls=TlsSettings(ca_file=str(missing)))
+    with pytest.raises(ConfigError, match=f"^source.tls.ca_file: cannot load {missing}: "):
+        create_source(settings)
 
 
 def test_a_truncated_jpeg_is_skipped_counted_and_logged(

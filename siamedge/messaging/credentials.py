@@ -8,9 +8,8 @@ from __future__ import annotations
 import ssl
 
 from siamedge.config import MqttSettings, TlsSettings
-from siamedge.errors import ConfigError
 from siamedge.secret_files import read_secret
-from siamedge.tls import client_context
+from siamedge.tls import settings_context
 
 
 def resolve_password(settings: MqttSettings) -> str | None:
@@ -40,31 +39,9 @@ class _ClosingSSLSocket(ssl.SSLSocket):
             raise
 
 
-def _refuse_key_password() -> bytes:
-    # OpenSSL would otherwise prompt on a terminal that a daemon does not have.
-    raise ConfigError("mqtt.tls.key_file: the key is encrypted; siamedge needs an unencrypted key")
-
-
 def tls_context(settings: TlsSettings) -> ssl.SSLContext:
-    """A client TLS context: the broker verified against `ca_file` (or the system CAs), an
-    optional client certificate, the host name check off only when `insecure` is set, and
-    OpenSSL's RFC 5280 checks only when `x509_strict` is."""
-    if settings.key_file and not settings.cert_file:
-        raise ConfigError("mqtt.tls.key_file is set without mqtt.tls.cert_file")
-    try:
-        context = client_context(settings.ca_file, x509_strict=settings.x509_strict)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"mqtt.tls.ca_file: cannot load {settings.ca_file}: {exc}") from None
-    if settings.cert_file:
-        try:
-            context.load_cert_chain(
-                settings.cert_file, settings.key_file, password=_refuse_key_password
-            )
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                f"mqtt.tls.cert_file/key_file: cannot load {settings.cert_file}"
-                f"{' and ' + settings.key_file if settings.key_file else ''}: {exc}"
-            ) from None
-    context.check_hostname = not settings.insecure
+    """The broker's TLS context from mqtt.tls (siamedge.tls.settings_context), its sockets
+    closing themselves on a failed handshake."""
+    context = settings_context(settings, "mqtt.tls")
     context.sslsocket_class = _ClosingSSLSocket
     return context

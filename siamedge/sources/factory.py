@@ -26,6 +26,7 @@ from siamedge.sources.mjpeg import MjpegSource
 from siamedge.sources.presets import preset_pipeline, redact_pipeline
 from siamedge.sources.redact import redact_url
 from siamedge.sources.stream import StreamSource
+from siamedge.tls import ClientTls
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +144,18 @@ def create_source(settings: SourceSettings) -> FrameSource:
         return GStreamerSource(pipeline, description=f"{kind} `{redact_pipeline(pipeline)}`")
     if kind == "mjpeg":
         return MjpegSource(
-            uri, open_timeout_s=settings.open_timeout_s, read_timeout_s=settings.read_timeout_s
+            uri,
+            open_timeout_s=settings.open_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
+            tls=_camera_tls(settings),
         )
     if kind == "stream" and settings.kind == "auto" and is_http_url(uri):
         # MJPEG (multipart/x-mixed-replace) is read directly, anything else by FFmpeg.
         return HttpAutoSource(
-            uri, open_timeout_s=settings.open_timeout_s, read_timeout_s=settings.read_timeout_s
+            uri,
+            open_timeout_s=settings.open_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
+            tls=_camera_tls(settings),
         )
     if kind == "stream":
         return StreamSource(
@@ -162,6 +169,12 @@ def create_source(settings: SourceSettings) -> FrameSource:
     from siamedge.sources.synthetic import SyntheticSource  # noqa: PLC0415
 
     return SyntheticSource(settings.synthetic, loop=settings.loop)
+
+
+def _camera_tls(settings: SourceSettings) -> ClientTls | None:
+    """source.tls as a client context (ConfigError naming the file it cannot load); None when
+    not set (an https camera is then verified against the system store)."""
+    return None if settings.tls is None else ClientTls.from_settings(settings.tls, "source.tls")
 
 
 def playback_fps(settings: SourceSettings) -> float | None:

@@ -16,10 +16,15 @@ from siamedge.sources.mjpeg import ACCEPT, MjpegSource, is_mjpeg
 from siamedge.sources.mjpeg_parts import media_type
 from siamedge.sources.redact import redact_url
 from siamedge.sources.stream import StreamSource
+from siamedge.tls import ClientTls
 
 log = logging.getLogger(__name__)
 
 WEB_PAGE_TYPES = ("text/html", "application/xhtml+xml")
+FFMPEG_TLS_NOTE = (
+    " (FFmpeg does its own TLS, without source.tls: give it the CA with "
+    "OPENCV_FFMPEG_CAPTURE_OPTIONS=ca_file;PATH|tls_verify;1 in the service environment)"
+)
 
 
 class HttpAutoSource:
@@ -28,11 +33,21 @@ class HttpAutoSource:
     The probe waits up to open_timeout_s, and FFmpeg as long again for a non-MJPEG answer.
     """
 
-    def __init__(self, url: str, *, open_timeout_s: float, read_timeout_s: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        open_timeout_s: float,
+        read_timeout_s: float,
+        tls: ClientTls | None = None,
+    ) -> None:
         self._url = url
+        self._tls = tls
         self._description = f"stream {redact_url(url)}"
         self._open_timeout_s = open_timeout_s
-        self._mjpeg = MjpegSource(url, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s)
+        self._mjpeg = MjpegSource(
+            url, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s, tls=tls
+        )
         self._ffmpeg = StreamSource(
             url, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s
         )
@@ -52,7 +67,11 @@ class HttpAutoSource:
         """GET the URL and open the reader its Content-Type calls for; SourceError otherwise."""
         self.close()
         body = open_get(
-            self._url, timeout_s=self._open_timeout_s, accept=ACCEPT, description=self.description
+            self._url,
+            timeout_s=self._open_timeout_s,
+            accept=ACCEPT,
+            description=self.description,
+            tls=self._tls,
         )
         content_type = body.content_type
         if is_mjpeg(content_type):
@@ -66,9 +85,10 @@ class HttpAutoSource:
                 "use the camera's stream URL"
             )
         log.info(
-            "%s: Content-Type %r is not MJPEG; opening it with FFmpeg",
+            "%s: Content-Type %r is not MJPEG; opening it with FFmpeg%s",
             self.description,
             content_type,
+            FFMPEG_TLS_NOTE if self._tls is not None else "",
         )
         self._ffmpeg.open()
         self._active = self._ffmpeg

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 from siamedge import __version__
 from siamedge.errors import SourceError
 from siamedge.sources.redact import redact_url
-from siamedge.tls import SYSTEM_CA_HINT, client_context, handshake_failure
+from siamedge.tls import ClientTls, handshake_failure
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -103,9 +103,12 @@ class HttpBody:
         self._sock.close()
 
 
-def open_get(url: str, *, timeout_s: float, accept: str, description: str) -> HttpBody:
+def open_get(
+    url: str, *, timeout_s: float, accept: str, description: str, tls: ClientTls | None = None
+) -> HttpBody:
     """GET url; the body once the server has answered 200 within timeout_s, else SourceError
     naming the description and the reason (refused, unknown host, no answer, HTTP status).
+    An https server is verified with tls (None: against the system store).
 
     timeout_s bounds the whole open, from the connection to the last line of the answer's head:
     a socket timeout alone bounds each recv(), so a server that sent its head a byte at a time
@@ -120,11 +123,11 @@ def open_get(url: str, *, timeout_s: float, accept: str, description: str) -> Ht
         raise SourceError(f"{description}: not an http:// or https:// URL with a host")
     head = _HeadDeadline(timeout_s)
     connection: http.client.HTTPConnection
-    context: ssl.SSLContext | None = None
     if parts.scheme.lower() == "https":
-        context = client_context()
-        connection = http.client.HTTPSConnection(host, port, context=context)
+        tls = tls or ClientTls.from_settings(None, "source.tls")
+        connection = http.client.HTTPSConnection(host, port, context=tls.context)
     else:
+        tls = None
         connection = http.client.HTTPConnection(host, port)
     # Connected here rather than by connection.connect(), which would give the TCP connect (to
     # each address of the host in turn) and then the TLS handshake a whole timeout each.
@@ -133,7 +136,7 @@ def open_get(url: str, *, timeout_s: float, accept: str, description: str) -> Ht
     sock = _connect(
         connection.host,
         connection.port,
-        context=context,
+        tls=tls,
         deadline=head.deadline,
         timeout_s=timeout_s,
         description=description,
@@ -162,26 +165,30 @@ def _connect(
     host: str,
     port: int,
     *,
-    context: ssl.SSLContext | None,
+    tls: ClientTls | None,
     deadline: float,
     timeout_s: float,
     description: str,
 ) -> socket.socket:
-    """A socket connected to host:port (TLS-wrapped with context) before the deadline, else
+    """A socket connected to host:port (TLS-wrapped when tls is given) before the deadline, else
     SourceError with the reason. The name lookup is not bounded here (getaddrinfo has no
     timeout): the resolver's own timeouts bound it."""
     try:
         sock = _connect_tcp(host, port, deadline)
     except OSError as exc:
         raise SourceError(f"{description}: {_connect_failure(exc, timeout_s)}") from None
-    if context is None:
+    if tls is None:
         return sock
     try:
         sock.settimeout(_time_left(deadline))
-        return context.wrap_socket(sock, server_hostname=host)
+        return tls.context.wrap_socket(sock, server_hostname=host)
     except TimeoutError:
         sock.close()
         raise SourceError(f"{description}: no TLS handshake within {timeout_s:g} s") from None
+    except ssl.SSLCertVerificationError as exc:
+        sock.close()
+        failure = tls.verify_failure(exc)
+        raise SourceError(f"{description}: TLS handshake failed: {failure}") from None
     except OSError as exc:
         sock.close()
         raise SourceError(f"{description}: {_connect_failure(exc, timeout_s)}") from None
@@ -332,8 +339,6 @@ def _connect_failure(exc: BaseException, timeout_s: float) -> str:
         return "connection refused (nothing listens on that port)"
     if isinstance(exc, socket.gaierror):
         return f"unknown host ({exc.strerror})"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS handshake failed: {handshake_failure(exc)}; {SYSTEM_CA_HINT}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS handshake failed: {handshake_failure(exc)}"
     return f"cannot connect: {exc}"

@@ -30,6 +30,7 @@ from siamedge.sources.mjpeg_parts import (
     parse_boundary,
 )
 from siamedge.sources.redact import redact_url
+from siamedge.tls import ClientTls
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ class MjpegSource:
 
     url: http(s)://[user:password@]host[:port]/path[?query]; the credentials go out as Basic
         auth. open_timeout_s: connecting and the answer's head. read_timeout_s: read() fails
-        when no decodable frame arrives within it (no bytes at all: "stalled").
+        when no decodable frame arrives within it (no bytes at all: "stalled"). tls: how an
+        https camera is verified (None: against the system store).
     Frame indices keep counting across close()/open().
     """
 
@@ -62,6 +64,7 @@ class MjpegSource:
         open_timeout_s: float,
         read_timeout_s: float,
         max_part_bytes: int = MAX_PART_BYTES,
+        tls: ClientTls | None = None,
     ) -> None:
         if not is_http_url(url):
             raise SourceError(
@@ -72,6 +75,7 @@ class MjpegSource:
         self._open_timeout_s = open_timeout_s
         self._read_timeout_s = read_timeout_s
         self._max_part_bytes = max_part_bytes
+        self._tls = tls
         self._body: HttpBody | None = None
         self._parts: PartReader | None = None
         self._next_index = 0
@@ -102,7 +106,11 @@ class MjpegSource:
         """Connect and check the answer is an MJPEG stream; SourceError with the reason."""
         self.close()
         body = open_get(
-            self._url, timeout_s=self._open_timeout_s, accept=ACCEPT, description=self.description
+            self._url,
+            timeout_s=self._open_timeout_s,
+            accept=ACCEPT,
+            description=self.description,
+            tls=self._tls,
         )
         self.attach(body)
 
