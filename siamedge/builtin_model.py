@@ -584,10 +584,10 @@ def _track_branch(hp: HyperParameters) -> onnx.GraphProto:
     search = _pooled_features(g, image, probability, INSTANCE_SIZE)  # [N, C, 31, 31]
     ncc = _ncc(g, hp, template, search)
     weights = np.asarray(hp.channel_weights, dtype=np.float64)
-    weights = (weights / weights.sum()).reshape(1, FEATURE_CHANNELS, 1, 1)
+    kernel = (weights / weights.sum()).reshape(1, FEATURE_CHANNELS, 1, 1)
     raw = g.op(
         "Reshape",
-        g.op("Conv", ncc, g.f32(weights, "channel_weights")),
+        g.op("Conv", ncc, g.f32(kernel, "channel_weights")),
         g.i64([0, SCORE_SIZE, SCORE_SIZE]),
     )
     wi = hp.window_influence
