@@ -456,7 +456,7 @@ def test_the_backoff_starts_again_only_after_a_source_streamed_a_while(
     delays: list[float],
 ) -> None:
     monkeypatch.setattr(capture_module, "STABLE_STREAM_S", stable_stream_s)
-    caplog.set_level("INFO", logger="siamedge.sources.capture")
+    caplog.set_level("DEBUG", logger="siamedge.sources.capture")
     source = FakeSource(frames_per_open=1, end_error=SourceError("fake: dropped"))
     capture = capture_of(source)
     capture.start()
@@ -468,7 +468,7 @@ def test_the_backoff_starts_again_only_after_a_source_streamed_a_while(
 def test_a_camera_that_never_opens_keeps_backing_off_up_to_the_cap(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level("INFO", logger="siamedge.sources.capture")
+    caplog.set_level("DEBUG", logger="siamedge.sources.capture")
     recorder = Recorder()
     source = FakeSource(open_errors=[SourceError("fake: no such device")] * 100)
     capture = capture_of(source, on_state=recorder)
@@ -480,3 +480,51 @@ def test_a_camera_that_never_opens_keeps_backing_off_up_to_the_cap(
     retrying = [s for s in recorder.statuses if s.state is SourceState.RETRYING]
     assert [s.failures for s in retrying[:5]] == [1, 2, 3, 4, 5]
     assert SourceState.STREAMING not in recorder.states()
+
+
+def _failure_levels(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    """(level, reason) of each failure the capture thread logged, in order."""
+    return [
+        (record.levelname, record.getMessage().partition("; reopening in")[0])
+        for record in caplog.records
+        if "; reopening in" in record.getMessage()
+    ]
+
+
+def test_a_failure_the_same_as_the_last_is_logged_once_then_at_debug_until_a_reminder(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An unplugged camera was one WARNING line per attempt, for days (up to one every
+    # reopen_max_s, a long one when the reason explains a missing GStreamer).
+    caplog.set_level("DEBUG", logger="siamedge.sources.capture")
+    gone, refused = "fake: no such device", "fake: permission denied"
+    errors = [SourceError(gone)] * 3 + [SourceError(refused), SourceError(gone)]
+    source = FakeSource(open_errors=errors, frames_per_open=1, end_error=SourceError(gone))
+    capture = capture_of(source)
+    capture.start()
+    wait_until(lambda: len(_failure_levels(caplog)) >= 7, "the failures")
+    assert capture.stop()
+    assert _failure_levels(caplog)[:7] == [
+        ("WARNING", gone),
+        ("DEBUG", gone),
+        ("DEBUG", gone),
+        ("WARNING", refused),  # another reason
+        ("WARNING", gone),  # and back
+        ("WARNING", gone),  # the source streamed a frame before failing again
+        ("WARNING", gone),
+    ]
+
+    monkeypatch.setattr(capture_module, "REPEATED_FAILURE_LOG_EVERY_S", 0.2)
+    caplog.clear()
+    capture = capture_of(
+        FakeSource(open_errors=[SourceError(gone)] * 100), reopen_min_s=0.02, reopen_max_s=0.02
+    )
+    capture.start()
+    wait_until(lambda: len(_failure_levels(caplog)) >= 25, "the failures")
+    assert capture.stop()
+    records = [record for record in caplog.records if "; reopening in" in record.getMessage()]
+    warned_at = [record.created for record in records if record.levelname == "WARNING"]
+    # the reason again at WARNING every 0.2 s (attempts every 0.02 s: DEBUG in between)
+    assert records[0].levelname == "WARNING" and len(warned_at) >= 2
+    assert all(later - earlier >= 0.19 for earlier, later in itertools.pairwise(warned_at))
+    assert len(records) - len(warned_at) >= len(warned_at)

@@ -361,7 +361,7 @@ def test_the_capture_thread_backs_off_on_a_folder_with_no_readable_image(
 ) -> None:
     for path in image_folder.iterdir():
         corrupt(path)
-    caplog.set_level(logging.INFO, logger="siamedge.sources.capture")
+    caplog.set_level(logging.DEBUG, logger="siamedge.sources.capture")
     errors: list[SourceStatus] = []
     capture = CaptureThread(
         ImageFolderSource(image_folder, loop=True),

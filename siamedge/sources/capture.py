@@ -30,6 +30,12 @@ failure is retried after reopen_min_s. One that fails sooner (a camera that send
 drops the connection) keeps backing off, instead of being reopened every reopen_min_s."""
 
 
+REPEATED_FAILURE_LOG_EVERY_S = 600.0
+"""A failure the same as the one before (the camera still unplugged) is logged again at its
+level this often, at DEBUG in between: the journal keeps the reason without one line per
+attempt; the status topic carries every attempt."""
+
+
 class SourceState(str, enum.Enum):
     """Where the capture thread stands with its source."""
 
@@ -147,6 +153,8 @@ class CaptureThread:
         self._open_since: float | None = None
         self._opened_at = 0.0
         """When the source last opened (monotonic s); see STABLE_STREAM_S."""
+        self._logged_failure: tuple[str, float] | None = None
+        """The last failure logged at its level and when (monotonic s); None after a frame."""
         self._thread = threading.Thread(
             target=self._run, name=f"capture {source.description}", daemon=True
         )
@@ -377,6 +385,7 @@ class CaptureThread:
             if changed:
                 self._status = streaming
             self._lock.notify_all()
+        self._logged_failure = None
         if changed:
             log.info("%s: streaming", self._source.description)
             self._notify(streaming)
@@ -387,6 +396,15 @@ class CaptureThread:
         self._next_due = None
         delay = self._backoff.next_delay()
         failures = self.status.failures + 1
+        now = time.monotonic()
+        if (
+            self._logged_failure is not None
+            and self._logged_failure[0] == reason
+            and now - self._logged_failure[1] < REPEATED_FAILURE_LOG_EVERY_S
+        ):
+            level = logging.DEBUG
+        else:
+            self._logged_failure = (reason, now)
         log.log(level, "%s; reopening in %.2g s (attempt %d)", reason, delay, failures)
         self._set_status(
             SourceStatus(
