@@ -29,15 +29,15 @@ class TimedSession:
     def reset(self) -> None:
         self.elapsed_s = 0.0
 
-    def run(self, names: Any, feeds: Any) -> Any:
+    def run(self, names: Any, feeds: Any, run_options: Any = None) -> Any:
         self.started = time.perf_counter()
-        outputs = self._session.run(names, feeds)
+        outputs = self._session.run(names, feeds, run_options)
         self._ended()
         return outputs
 
-    def run_with_iobinding(self, binding: Any) -> None:
+    def run_with_iobinding(self, binding: Any, run_options: Any = None) -> None:
         self.started = time.perf_counter()
-        self._session.run_with_iobinding(binding)
+        self._session.run_with_iobinding(binding, run_options)
         self._ended()
 
     def _ended(self) -> None:
