@@ -66,8 +66,18 @@ def session(model: Path, provider: str, settings: ModelSettings, profile_dir: Pa
     return ort.InferenceSession(str(model), options, providers=chosen)
 
 
-def random_feeds(targets: int, declared: list[str]) -> dict[str, np.ndarray]:
-    """Track-step feeds (features still zero) for a batched model with these inputs."""
+def feature_shape(inputs: list[Any]) -> tuple[int, ...]:
+    """One target's template features as the model declares them (the builtin model's are
+    not SiamMask's); SiamMask's when the declaration leaves a dimension open."""
+    declared = next(arg.shape for arg in inputs if arg.name == c.IN_FEATURES)[1:]
+    if all(isinstance(dim, int) for dim in declared):
+        return tuple(declared)
+    return TEMPLATE_FEATURE_SHAPE[1:]
+
+
+def random_feeds(targets: int, inputs: list[Any]) -> dict[str, np.ndarray]:
+    """Track-step feeds (features still zero) for a batched model with these inputs
+    (onnxruntime's NodeArgs)."""
     rng = np.random.default_rng(0)
     side = c.INSTANCE_SIZE
     feeds: dict[str, np.ndarray] = {
@@ -75,9 +85,9 @@ def random_feeds(targets: int, declared: list[str]) -> dict[str, np.ndarray]:
         c.IN_CENTER: np.full((targets, 2), 400.0, np.float32),
         c.IN_SIZE: np.full((targets, 2), 180.0, np.float32),
         c.IN_SCALE: np.full(targets, SCALE_X),
-        c.IN_FEATURES: np.zeros((targets, *TEMPLATE_FEATURE_SHAPE[1:]), np.float32),
+        c.IN_FEATURES: np.zeros((targets, *feature_shape(inputs)), np.float32),
     }
-    if c.IN_FIRST_TIME in declared:
+    if c.IN_FIRST_TIME in {arg.name for arg in inputs}:
         feeds[c.IN_FIRST_TIME] = np.asarray(False)
     return feeds
 
@@ -100,8 +110,7 @@ def profile(
     """Profile `runs` track steps of `targets` rows after WARMUP_RUNS unprofiled ones."""
     with tempfile.TemporaryDirectory() as folder:
         run = session(model, provider, settings, Path(folder))
-        declared = [arg.name for arg in run.get_inputs()]
-        feeds = random_feeds(targets, declared)
+        feeds = random_feeds(targets, run.get_inputs())
         feeds[c.IN_FEATURES] = template_features(model, feeds)
         for _ in range(WARMUP_RUNS + runs):
             run.run(None, feeds)
