@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pytest
 from fixtures.daemon import TEST_CLIP, box_iou, daemon_config, unique_prefix, wait_online
-from fixtures.media import CLIP_FRAMES
+from fixtures.media import CLIP_FRAMES, serving
 from fixtures.media import frame_number as clip_frame_number
 from fixtures.mjpeg_server import Framing, MjpegServer, PartFault, frame_number, numbered_frame
 from fixtures.mosquitto import Broker, MqttCollector, TlsFiles
@@ -33,7 +33,7 @@ from siamedge.errors import ConfigError, SourceError
 from siamedge.sources.base import FrameSource
 from siamedge.sources.capture import CaptureThread, SourceState, SourceStatus
 from siamedge.sources.factory import create_capture, create_source
-from siamedge.sources.http_auto import HttpAutoSource
+from siamedge.sources.http_auto import FFMPEG_TLS_NOTE, HttpAutoSource
 from siamedge.sources.mjpeg import MjpegSource
 from siamedge.sources.mjpeg_decode import decode_jpeg, jpeg_size_wh
 from siamedge.sources.mjpeg_parts import Part, PartReader, parse_boundary
@@ -724,6 +724,40 @@ def test_kind_auto_reads_mjpeg_itself_and_other_http_video_with_ffmpeg(
 
     explicit = create_source(SourceSettings(kind="stream", uri=server.url))
     assert isinstance(explicit, StreamSource)
+
+
+@pytest.mark.parametrize(
+    ("ffmpeg_options", "plays"), [("ca_file;{ca}|tls_verify;1", True), ("tls_verify;1", False)]
+)
+def test_other_https_video_goes_to_ffmpeg_which_takes_its_ca_from_the_environment(
+    video_file: Path,
+    mqtt_tls_files: TlsFiles,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    ffmpeg_options: str,
+    plays: bool,
+) -> None:
+    # What the README and the log line tell: source.tls is siamedge's own reader's (the probe);
+    # FFmpeg verifies with OPENCV_FFMPEG_CAPTURE_OPTIONS, read at each open.
+    ca = str(mqtt_tls_files.ca_cert)
+    monkeypatch.setenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", ffmpeg_options.format(ca=ca))
+    caplog.set_level(logging.INFO, logger="siamedge.sources.http_auto")
+    with serving(video_file, tls=_https(mqtt_tls_files)) as url:
+        clip = create_source(
+            SourceSettings(uri=url, open_timeout_s=OPEN_TIMEOUT_S, tls=TlsSettings(ca_file=ca))
+        )
+        assert isinstance(clip, HttpAutoSource)
+        if plays:
+            clip.open()
+            assert isinstance(clip.reader, StreamSource)
+            frames = [clip.read() for _ in range(CLIP_FRAMES)]
+            clip.close()
+            numbers = [clip_frame_number(f.image) for f in frames if f is not None]
+            assert numbers == list(range(CLIP_FRAMES))
+        else:
+            with pytest.raises(SourceError, match=r"^stream https://127\.0\.0\.1:\d+/clip"):
+                clip.open()
+    assert any(FFMPEG_TLS_NOTE in record.getMessage() for record in caplog.records)
 
 
 # ---- the web view's stream ----------------------------------------------------------------------
