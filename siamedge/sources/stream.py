@@ -101,7 +101,13 @@ class StreamSource(VideoCaptureSource):
                 f"cannot open it within {self._open_timeout_s:g} s "
                 "(host down or unreachable, or a server that does not answer)"
             )
+        certificate = (
+            ", or a certificate FFmpeg does not trust: give it the CA with "
+            "OPENCV_FFMPEG_CAPTURE_OPTIONS=ca_file;PATH|tls_verify;1 in the service environment"
+            if self._url.strip().lower().startswith("https://")
+            else ""
+        )
         return (
             f"cannot open it: failed after {waited_s:.1f} s "
-            "(connection refused, wrong path or credentials, or no video)"
+            f"(connection refused, wrong path or credentials, or no video{certificate})"
         )
