@@ -4,13 +4,18 @@ from a `tls` settings section (mqtt.tls: the broker; source.tls: an https camera
 from __future__ import annotations
 
 import ssl
+import time
 from dataclasses import dataclass
 
 from siamedge.config import TlsSettings
 from siamedge.errors import ConfigError
 
-# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH.
-_NAME_MISMATCH_CODES = (62, 64)
+# OpenSSL's X509_V_ERR_* codes, by what to do about them.
+_NAME_MISMATCH_CODES = (62, 64)  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
+_DATE_CODES = (9, 10)  # CERT_NOT_YET_VALID, CERT_HAS_EXPIRED
+_UNTRUSTED_CODES = (2, 18, 19, 20, 21)
+"""UNABLE_TO_GET_ISSUER_CERT, DEPTH_ZERO_SELF_SIGNED_CERT, SELF_SIGNED_CERT_IN_CHAIN,
+UNABLE_TO_GET_ISSUER_CERT_LOCALLY, UNABLE_TO_VERIFY_LEAF_SIGNATURE: no trusted CA."""
 
 
 def client_context(ca_file: str | None = None, *, x509_strict: bool = False) -> ssl.SSLContext:
@@ -69,33 +74,66 @@ class ClientTls:
     key: str
     """The settings section, `source.tls`."""
     ca_file: str | None = None
+    x509_strict: bool = False
 
     @classmethod
     def from_settings(cls, settings: TlsSettings | None, key: str) -> ClientTls:
         """The section's context, or the system store's when the section is not set."""
         if settings is None:
             return cls(client_context(), key)
-        return cls(settings_context(settings, key), key, settings.ca_file)
+        context = settings_context(settings, key)
+        return cls(context, key, settings.ca_file, settings.x509_strict)
 
-    def verify_failure(self, exc: ssl.SSLCertVerificationError) -> str:
-        """Why a server's certificate did not verify, in OpenSSL's words, and what to set."""
-        if exc.verify_code in _NAME_MISMATCH_CODES:
+    def failure(self, exc: ssl.SSLError) -> str:
+        """What a TLS error of this client's connection says, and what to do about it."""
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return self.verify_failure(exc)
+        reason = handshake_failure(exc)
+        if exc.reason == "WRONG_VERSION_NUMBER":
+            return f"{reason}; the server does not answer TLS on that port (an http:// URL?)"
+        if exc.reason == "TLSV13_ALERT_CERTIFICATE_REQUIRED":
+            return (
+                f"{reason}; the server asks for a client certificate: set {self.key}.cert_file "
+                "and key_file"
+            )
+        return reason
+
+    def verify_failure(self, exc: ssl.SSLCertVerificationError, now: float | None = None) -> str:
+        """Why a server's certificate did not verify, in OpenSSL's words, and what to do about
+        it (now: unix seconds, for a certificate out of its dates; default the clock's)."""
+        reason = handshake_failure(exc)
+        code = exc.verify_code
+        if code in _NAME_MISMATCH_CODES:
             advice = (
                 "the certificate does not name the host of the URL: use a name it names, or "
                 f"set {self.key}.insecure: true to skip the name check"
             )
-        elif self.ca_file is None:
+        elif code in _DATE_CODES:
+            clock = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(now))
+            advice = (
+                f"this board's clock says {clock}: is it set (timedatectl; a board without a "
+                "battery clock starts in the past until NTP syncs)? If it is, the server's "
+                "certificate needs renewing"
+            )
+        elif code in _UNTRUSTED_CODES and self.ca_file is None:
             advice = (
                 "the server's certificate must chain to a CA of the system store (add it with "
                 f"update-ca-certificates) or to {self.key}.ca_file (the certificate itself "
                 "when the server signs its own)"
             )
-        else:
+        elif code in _UNTRUSTED_CODES:
             advice = (
                 f"the server's certificate must chain to {self.key}.ca_file {self.ca_file} (or "
                 "be in it, when the server signs its own)"
             )
-        return f"{handshake_failure(exc)}; {advice}"
+        elif self.x509_strict:
+            advice = (
+                f"{self.key}.x509_strict is on: a certificate that breaks RFC 5280 is refused "
+                "even when it chains to a trusted CA (x509_strict: false accepts it)"
+            )
+        else:
+            return reason
+        return f"{reason}; {advice}"
 
 
 def handshake_failure(exc: ssl.SSLError) -> str:

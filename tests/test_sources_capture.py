@@ -528,3 +528,24 @@ def test_a_failure_the_same_as_the_last_is_logged_once_then_at_debug_until_a_rem
     assert records[0].levelname == "WARNING" and len(warned_at) >= 2
     assert all(later - earlier >= 0.19 for earlier, later in itertools.pairwise(warned_at))
     assert len(records) - len(warned_at) >= len(warned_at)
+
+
+def test_failures_that_differ_only_in_a_measured_time_are_the_same_cause(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A stream that fails after 3.0 s, 3.1 s, ... (stream.py says how long the open took) was a
+    # new cause at every attempt; an HTTP status is a cause of its own.
+    caplog.set_level("DEBUG", logger="siamedge.sources.capture")
+    reasons = ["fake: failed after 3.0 s", "fake: failed after 3.1 s", "fake: failed after 12.7 s"]
+    reasons += ["fake: HTTP 401", "fake: HTTP 503"]
+    capture = capture_of(FakeSource(open_errors=[SourceError(reason) for reason in reasons]))
+    capture.start()
+    wait_until(lambda: len(_failure_levels(caplog)) >= 5, "the failures")
+    assert capture.stop()
+    assert [level for level, _ in _failure_levels(caplog)[:5]] == [
+        "WARNING",
+        "DEBUG",
+        "DEBUG",
+        "WARNING",
+        "WARNING",
+    ]

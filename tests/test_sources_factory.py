@@ -23,7 +23,9 @@ from siamedge.sources.factory import (
 )
 from siamedge.sources.file import VideoFileSource
 from siamedge.sources.gstreamer import GStreamerSource
+from siamedge.sources.http_get import open_get
 from siamedge.sources.images import ImageFolderSource
+from siamedge.sources.redact import redact_url
 from siamedge.sources.stream import StreamSource
 
 WAIT_S = 5.0
@@ -178,6 +180,34 @@ def test_a_stream_url_without_a_host_is_an_error_naming_it(uri: str, problem: st
     with pytest.raises(SourceError) as raised:
         infer_kind(uri)
     assert str(raised.value) == f"source uri {uri.strip()!r}: {problem}"
+
+
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        # http.client raised InvalidURL quoting the request target, token included
+        (
+            "http://cam/video.mjpg?token=s3cret now",
+            "a space or a control character in the path or query (percent-encode it: %20)",
+        ),
+        ("http://cam era/video.mjpg", "a space or a control character in the host"),
+        # the resolver's UnicodeError escaped as "unexpected UnicodeError" at every reopen
+        (
+            "https://cam..local/video.mjpg",
+            "not a valid host name (an empty label, or one over 63 characters): 'cam..local'",
+        ),
+    ],
+)
+def test_an_http_url_that_cannot_be_requested_is_an_error_without_its_secret(
+    uri: str, problem: str
+) -> None:
+    with pytest.raises(SourceError) as raised:
+        infer_kind(uri)
+    assert str(raised.value) == f"source uri {redact_url(uri)!r}: {problem}"
+    assert "s3cret" not in str(raised.value)
+    with pytest.raises(SourceError) as opening:  # and the reader itself, should one be made
+        open_get(uri, timeout_s=1.0, accept="*/*", description="mjpeg cam")
+    assert str(opening.value) == f"mjpeg cam: {problem}"
 
 
 @pytest.mark.parametrize("kind", ["stream", "mjpeg"])

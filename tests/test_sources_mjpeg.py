@@ -5,6 +5,7 @@ view's own stream, and a daemon tracking through an MJPEG camera.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ from siamedge.sources.base import FrameSource
 from siamedge.sources.capture import CaptureThread, SourceState, SourceStatus
 from siamedge.sources.factory import create_capture, create_source
 from siamedge.sources.http_auto import FFMPEG_TLS_NOTE, HttpAutoSource
+from siamedge.sources.http_get import open_get
 from siamedge.sources.mjpeg import MjpegSource
 from siamedge.sources.mjpeg_decode import decode_jpeg, jpeg_size_wh
 from siamedge.sources.mjpeg_parts import Part, PartReader, parse_boundary
@@ -404,6 +406,21 @@ def test_an_https_camera_not_of_source_tls_ca_file_is_refused_naming_it(
     )
 
 
+def test_an_https_camera_of_a_ca_without_key_usage_is_refused_under_x509_strict_saying_so(
+    mjpeg_server: StartServer, mqtt_tls_files: TlsFiles
+) -> None:
+    server = mjpeg_server(fps=20, tls=_https(mqtt_tls_files))
+    strict = TlsSettings(ca_file=str(mqtt_tls_files.ca_cert), x509_strict=True)
+    source = create_source(SourceSettings(kind="mjpeg", uri=server.url, tls=strict))
+    with pytest.raises(SourceError) as refused:
+        source.open()
+    assert str(refused.value).endswith(
+        ": TLS handshake failed: certificate verify failed: CA cert does not include key usage "
+        "extension; source.tls.x509_strict is on: a certificate that breaks RFC 5280 is refused "
+        "even when it chains to a trusted CA (x509_strict: false accepts it)"
+    )
+
+
 def test_an_https_camera_that_asks_for_a_client_certificate_gets_source_tls_one(
     mjpeg_server: StartServer, mqtt_tls_files: TlsFiles
 ) -> None:
@@ -423,10 +440,12 @@ def test_an_https_camera_that_asks_for_a_client_certificate_gets_source_tls_one(
     without = create_source(
         SourceSettings(kind="mjpeg", uri=server.url, tls=TlsSettings(ca_file=str(files.ca_cert)))
     )
-    with pytest.raises(SourceError):  # TLS 1.3: the refusal comes with the first read
+    with pytest.raises(SourceError) as refused:  # TLS 1.3: the refusal comes with the request
         without.open()
-        without.read()
-    without.close()
+    assert str(refused.value).endswith(
+        ": TLS: TLSV13_ALERT_CERTIFICATE_REQUIRED; the server asks for a client certificate: "
+        "set source.tls.cert_file and key_file"
+    )
     assert server.connections == 1
 
 
@@ -764,6 +783,31 @@ def test_other_https_video_goes_to_ffmpeg_which_takes_its_ca_from_the_environmen
                 "ca_file;PATH|tls_verify;1 in the service environment)"
             )
     assert any(FFMPEG_TLS_NOTE in record.getMessage() for record in caplog.records)
+
+
+def test_an_ipv6_address_without_a_port_is_asked_on_the_schemes_port(
+    video_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # http.client read `http://[::1]/...` as host ":" and port 1 ("unknown host").
+    with serving(video_file, host="::1") as url:
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        monkeypatch.setattr(http.client, "HTTP_PORT", port)  # the server stands in for :80
+        no_port = f"http://[::1]/{video_file.name}"
+        body = open_get(no_port, timeout_s=OPEN_TIMEOUT_S, accept="*/*", description="v6")
+        body.close()
+    assert body.content_type == "video/x-msvideo"
+
+
+def test_an_https_url_of_a_plain_http_server_says_it_does_not_answer_tls(
+    mjpeg_server: StartServer,
+) -> None:
+    server = mjpeg_server(fps=20)
+    with pytest.raises(SourceError) as refused:
+        mjpeg(server.url.replace("http://", "https://")).open()
+    assert str(refused.value).endswith(
+        ": TLS handshake failed: WRONG_VERSION_NUMBER; the server does not answer TLS on that "
+        "port (an http:// URL?)"
+    )
 
 
 # ---- the web view's stream ----------------------------------------------------------------------

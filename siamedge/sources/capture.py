@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -154,7 +155,8 @@ class CaptureThread:
         self._opened_at = 0.0
         """When the source last opened (monotonic s); see STABLE_STREAM_S."""
         self._logged_failure: tuple[str, float] | None = None
-        """The last failure logged at its level and when (monotonic s); None after a frame."""
+        """The cause (_cause) of the last failure logged at its level and when (monotonic s);
+        None after a frame."""
         self._thread = threading.Thread(
             target=self._run, name=f"capture {source.description}", daemon=True
         )
@@ -396,15 +398,15 @@ class CaptureThread:
         self._next_due = None
         delay = self._backoff.next_delay()
         failures = self.status.failures + 1
-        now = time.monotonic()
+        now, cause = time.monotonic(), _cause(reason)
         if (
             self._logged_failure is not None
-            and self._logged_failure[0] == reason
+            and self._logged_failure[0] == cause
             and now - self._logged_failure[1] < REPEATED_FAILURE_LOG_EVERY_S
         ):
             level = logging.DEBUG
         else:
-            self._logged_failure = (reason, now)
+            self._logged_failure = (cause, now)
         log.log(level, "%s; reopening in %.2g s (attempt %d)", reason, delay, failures)
         self._set_status(
             SourceStatus(
@@ -438,6 +440,15 @@ class CaptureThread:
             self._on_state(status)
         except Exception:
             log.exception("%s: the state callback failed", self._source.description)
+
+
+_MEASURED = re.compile(r"\d+\.\d+")
+
+
+def _cause(reason: str) -> str:
+    """A failure's reason without the times it measured (`failed after 3.1 s`), which differ
+    from attempt to attempt for the same cause; whole numbers (an HTTP status) stay."""
+    return _MEASURED.sub("#", reason)
 
 
 def _reason(exc: Exception) -> str:

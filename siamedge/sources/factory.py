@@ -20,7 +20,7 @@ from siamedge.sources.capture import CaptureThread, StateCallback
 from siamedge.sources.file import VideoFileSource, probe_fps
 from siamedge.sources.gstreamer import PIPELINE_SEPARATOR, GStreamerSource, ends_in_appsink
 from siamedge.sources.http_auto import HttpAutoSource
-from siamedge.sources.http_get import is_http_url
+from siamedge.sources.http_get import HTTP_SCHEMES, http_url_problem, is_http_url
 from siamedge.sources.images import ImageFolderSource
 from siamedge.sources.mjpeg import MjpegSource
 from siamedge.sources.presets import preset_pipeline, redact_pipeline
@@ -101,6 +101,8 @@ def check_stream_url(uri: str) -> None:
     except ValueError as exc:
         raise SourceError(f"source uri {redact_url(text)!r}: not a valid URL: {exc}") from None
     if parts.hostname:
+        if scheme in HTTP_SCHEMES and (problem := http_url_problem(text)) is not None:
+            raise SourceError(f"source uri {redact_url(text)!r}: {problem}")
         return
     if scheme in HOST_SCHEMES:
         raise SourceError(

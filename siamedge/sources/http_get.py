@@ -11,6 +11,7 @@ import base64
 import fcntl
 import http.client
 import io
+import re
 import socket
 import ssl
 import sys
@@ -41,6 +42,33 @@ def is_http_url(uri: str) -> bool:
     """True for an http:// or https:// URL (any case)."""
     scheme, sep, _ = uri.strip().partition("://")
     return bool(sep) and scheme.lower() in HTTP_SCHEMES
+
+
+_NOT_IN_URLS = re.compile(r"[\x00-\x20\x7f]")
+"""What http.client refuses in a host or a request target: spaces and control characters."""
+
+
+def http_url_problem(url: str) -> str | None:
+    """Why url cannot be requested as it is (no host, a bad port, a space or a control
+    character, a host name that does not encode), never quoting its path or query (they may
+    hold a token); None when it can. Does not look up the host."""
+    try:
+        # urlsplit itself refuses some URLs (an unclosed IPv6 bracket), .port a bad port.
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port
+    except ValueError as exc:
+        return f"not a valid URL: {exc}"
+    if parts.scheme.lower() not in HTTP_SCHEMES or not host:
+        return "not an http:// or https:// URL with a host"
+    if _NOT_IN_URLS.search(host):
+        return "a space or a control character in the host"
+    if _NOT_IN_URLS.search(parts.path + parts.query):
+        return "a space or a control character in the path or query (percent-encode it: %20)"
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return f"not a valid host name (an empty label, or one over 63 characters): {host!r}"
+    return None
 
 
 def basic_authorization(url: str) -> str | None:
@@ -113,17 +141,17 @@ def open_get(
     timeout_s bounds the whole open, from the connection to the last line of the answer's head:
     a socket timeout alone bounds each recv(), so a server that sent its head a byte at a time
     would keep the source opening for hours (http.client reads lines of up to 64 KiB)."""
-    try:
-        # urlsplit itself refuses some URLs (an unclosed IPv6 bracket), .port a bad port.
-        parts = urlsplit(url)
-        host, port = parts.hostname, parts.port
-    except ValueError as exc:
-        raise SourceError(f"{description}: not a valid URL: {exc}") from None
-    if parts.scheme.lower() not in HTTP_SCHEMES or not host:
-        raise SourceError(f"{description}: not an http:// or https:// URL with a host")
+    if (problem := http_url_problem(url)) is not None:
+        raise SourceError(f"{description}: {problem}")
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    https = parts.scheme.lower() == "https"
+    # Given, not left to http.client: it would read `::1` (a bracketed IPv6 host without a
+    # port) as host `:` and port 1.
+    port = parts.port or (http.client.HTTPS_PORT if https else http.client.HTTP_PORT)
     head = _HeadDeadline(timeout_s)
     connection: http.client.HTTPConnection
-    if parts.scheme.lower() == "https":
+    if https:
         tls = tls or ClientTls.from_settings(None, "source.tls")
         connection = http.client.HTTPSConnection(host, port, context=tls.context)
     else:
@@ -145,7 +173,7 @@ def open_get(
     connection.response_class = head.response_class()
     try:
         response = _request(
-            connection, sock, url, accept=accept, head=head, description=description
+            connection, sock, url, accept=accept, head=head, tls=tls, description=description
         )
     except BaseException:
         head.close()
@@ -185,10 +213,9 @@ def _connect(
     except TimeoutError:
         sock.close()
         raise SourceError(f"{description}: no TLS handshake within {timeout_s:g} s") from None
-    except ssl.SSLCertVerificationError as exc:
+    except ssl.SSLError as exc:
         sock.close()
-        failure = tls.verify_failure(exc)
-        raise SourceError(f"{description}: TLS handshake failed: {failure}") from None
+        raise SourceError(f"{description}: TLS handshake failed: {tls.failure(exc)}") from None
     except OSError as exc:
         sock.close()
         raise SourceError(f"{description}: {_connect_failure(exc, timeout_s)}") from None
@@ -302,6 +329,7 @@ def _request(
     *,
     accept: str,
     head: _HeadDeadline,
+    tls: ClientTls | None,
     description: str,
 ) -> http.client.HTTPResponse:
     split = urlsplit(url)
@@ -318,6 +346,9 @@ def _request(
         return connection.getresponse()
     except TimeoutError:
         raise SourceError(f"{description}: {_late_answer(head)}") from None
+    except ssl.SSLError as exc:  # TLS 1.3: the server's refusal of the client comes here
+        failure = tls.failure(exc) if tls is not None else handshake_failure(exc)
+        raise SourceError(f"{description}: TLS: {failure}") from None
     except (OSError, http.client.HTTPException) as exc:
         raise SourceError(f"{description}: no valid HTTP answer: {exc!r}") from None
 
@@ -339,8 +370,6 @@ def _connect_failure(exc: BaseException, timeout_s: float) -> str:
         return "connection refused (nothing listens on that port)"
     if isinstance(exc, socket.gaierror):
         return f"unknown host ({exc.strerror})"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed: {handshake_failure(exc)}"
     return f"cannot connect: {exc}"
 
 
