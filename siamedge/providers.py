@@ -51,6 +51,13 @@ STALE_ENGINE = "could not deserialize engine from cache"
 file): the engine folder is emptied and the engine built again."""
 
 PROFILE_OPTIONS = ("trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes")
+OPTIONS_SINCE: Mapping[tuple[str, str], tuple[int, int]] = {
+    (CUDA, "use_tf32"): (1, 18),
+    (CUDA, "fuse_conv_bias"): (1, 20),
+}
+"""The onnxruntime release that first knows an option siamedge may set (older ones refuse the
+session, and before 1.23 rebuild it by themselves without any options first): left out before
+the first session there, with the warning an unknown option gets."""
 _UNKNOWN_OPTION = re.compile(
     r"Unknown provider option: \"?(?P<cuda>[\w.]+)\"?|Invalid TensorRT EP option: (?P<trt>[\w.]+)"
 )
@@ -346,7 +353,43 @@ def open_session(
         )
         for name in chosen
     ]
+    for name, key in _too_new(ort, with_options):
+        with_options = _leave_out(ort, path, with_options, name, key)
     return _open_session(ort, path, options, with_options, failed)
+
+
+def _too_new(ort: ModuleType, providers: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, str]]:
+    """(provider, key) of the options given that this onnxruntime's version predates."""
+    found = re.match(r"(\d+)\.(\d+)", str(getattr(ort, "__version__", "")))
+    if found is None:
+        return []
+    version = (int(found[1]), int(found[2]))
+    return [
+        (name, key)
+        for name, options in providers
+        for key in options
+        if version < OPTIONS_SINCE.get((name, key), (0, 0))
+    ]
+
+
+def _leave_out(
+    ort: ModuleType, path: Path, providers: list[tuple[str, dict[str, Any]]], name: str, key: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """providers without the option `key` of `name`, which this onnxruntime does not know, with
+    a warning; `use_tf32: 0` becomes NVIDIA_TF32_OVERRIDE=0 (unless the environment decides)."""
+    instead = "running without it"
+    if name == CUDA and key == "use_tf32" and not dict(providers)[name][key]:
+        instead = _tf32_off_by_environment()
+    version = getattr(ort, "__version__", "?")
+    log.warning(
+        "%s: this onnxruntime (%s) does not know the %s option %s: %s",
+        path,
+        version,
+        name,
+        key,
+        instead,
+    )
+    return _without_option(providers, name, (key,))
 
 
 TF32_OVERRIDE = "NVIDIA_TF32_OVERRIDE"
@@ -482,19 +525,7 @@ def _mended(
         key = unknown["cuda"] or unknown["trt"]
         for name, options in providers:
             if key in options:
-                version = getattr(ort, "__version__", "?")
-                instead = "running without it"
-                if name == CUDA and key == "use_tf32" and not options[key]:
-                    instead = _tf32_off_by_environment()
-                log.warning(
-                    "%s: this onnxruntime (%s) does not know the %s option %s: %s",
-                    path,
-                    version,
-                    name,
-                    key,
-                    instead,
-                )
-                return _without_option(providers, name, (key,))
+                return _leave_out(ort, path, providers, name, key)
     if any(marker in error for marker in GRAPH_CAPTURE_REFUSED):
         without_graphs = _without_graphs(providers)
         if without_graphs is not None:

@@ -555,6 +555,47 @@ def test_cuda_without_use_tf32_leaves_the_environment_when_tf32_is_allowed_or_de
     )
 
 
+@pytest.mark.parametrize(
+    ("version", "knows", "left_out"),
+    [
+        ("1.17.1", CUDA_1_17_OPTIONS, ["use_tf32", "fuse_conv_bias"]),
+        ("1.19.2", CUDA_1_18_OPTIONS, ["fuse_conv_bias"]),
+        ("1.20.0", CUDA_1_18_OPTIONS | {"fuse_conv_bias"}, []),
+    ],
+)
+def test_options_newer_than_this_onnxruntime_are_left_out_before_the_first_session(
+    version: str,
+    knows: frozenset[str],
+    left_out: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A JetPack 6 board's onnxruntime 1.17 refused the first session for use_tf32, and (before
+    # enable_fallback) built a whole CUDA session of its own without options before siamedge
+    # tried again; NVIDIA_TF32_OVERRIDE came only after the CUDA provider had loaded.
+    monkeypatch.setenv(p.TF32_OVERRIDE, "unset")
+    monkeypatch.delenv(p.TF32_OVERRIDE)
+    fake = FakeGpuOrt(honours_enable_fallback=False, cuda_knows=knows)
+    fake.__version__ = version  # type: ignore[attr-defined]
+    model = resolve_model_path("builtin")
+    settings = ModelSettings(providers=["cuda", "cpu"], cuda_fuse_conv_bias=True)
+    session = p.open_session(fake, model, settings)  # type: ignore[arg-type]
+    assert session.get_providers() == [p.CUDA, p.CPU]
+    assert len(fake.attempts) == 1  # no session refused for an option
+    options = dict(fake.attempts[0])[p.CUDA]
+    assert set(options) == knows & set(p.provider_options(p.CUDA, settings, Path("/")))
+    assert os.environ.get(p.TF32_OVERRIDE) == ("0" if "use_tf32" in left_out else None)
+    instead = {
+        "use_tf32": "NVIDIA_TF32_OVERRIDE=0 keeps TF32 off instead (for the whole process)",
+        "fuse_conv_bias": "running without it",
+    }
+    assert warnings_and_up(caplog) == [
+        f"{model}: this onnxruntime ({version}) does not know the CUDAExecutionProvider option "
+        f"{key}: {instead[key]}"
+        for key in left_out
+    ]
+
+
 TRT_GRAPH_REFUSAL = (
     "This session cannot use the CUDA Graph feature as requested by the user as all the graph "
     "nodes have not been assigned to TensorrtExecutionProvider"
