@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from siamedge import contract as c
-from siamedge import ort_log, providers
+from siamedge import engine_cache, ort_log, providers
 from siamedge.config import ModelSettings
 from siamedge.errors import ModelError
 from siamedge.models import resolve_model_path
@@ -156,6 +156,24 @@ class Engine:
         ort = import_onnxruntime()
         providers.require_available(ort, settings.providers)
         path = resolve_model_path(model)
+        engine = cls._open(ort, path, settings, cache_dir=cache_dir, max_batch=max_batch)
+        if settings.warmup:
+            engine = cls._warmed_up(
+                engine, ort, path, settings, cache_dir=cache_dir, max_batch=max_batch
+            )
+        return engine
+
+    @classmethod
+    def _open(
+        cls,
+        ort: ModuleType,
+        path: Path,
+        settings: ModelSettings,
+        *,
+        cache_dir: Path | None,
+        max_batch: int,
+    ) -> Engine:
+        """The model's sessions (and its init model's, for the split layout), not warmed up."""
         track_settings = _graph_settings(ort, path, settings)
         session = providers.open_session(
             ort, path, track_settings, cache_dir=cache_dir, max_batch=max_batch
@@ -187,9 +205,57 @@ class Engine:
                 ", ".join(map(str, batches)),
                 "one graph each" if len(batches) > 1 else "one graph",
             )
-        if settings.warmup:
-            engine.warm_up(max_batch)
         return engine
+
+    @classmethod
+    def _warmed_up(
+        cls,
+        engine: Engine,
+        ort: ModuleType,
+        path: Path,
+        settings: ModelSettings,
+        *,
+        cache_dir: Path | None,
+        max_batch: int,
+    ) -> Engine:
+        """engine warmed up. TensorRT builds or loads the engine of a model with dynamic shapes
+        at the first run, not when the session opens: when that run fails, its engine folders
+        are emptied and the model opened again, once (an engine of another TensorRT), and then
+        without TensorRT (one warning each); ModelError when no other provider is asked for."""
+        emptied = False
+        while True:
+            try:
+                engine.warm_up(max_batch)
+                return engine
+            except ModelError as exc:
+                if engine.provider != providers.TENSORRT:
+                    raise
+                cause = exc.__cause__
+                failure = ort_log.short_ort_error(str(cause)) if cause else str(exc)
+            folders = engine.trt_engine_folders()
+            if folders and not emptied:
+                emptied = True
+                log.warning(
+                    "%s: TensorRT failed at its first run (%s): removing its engines in %s and "
+                    "building them again",
+                    path,
+                    failure,
+                    ", ".join(map(str, folders)),
+                )
+                for folder in folders:
+                    engine_cache.empty(folder)
+                engine = cls._open(ort, path, settings, cache_dir=cache_dir, max_batch=max_batch)
+                continue
+            rest = providers.without_tensorrt(ort, settings)
+            if rest is None:
+                raise ModelError(f"{path}: TensorRT failed at its first run: {failure}") from None
+            engine = cls._open(ort, path, rest, cache_dir=cache_dir, max_batch=max_batch)
+            log.warning(
+                "%s did not start (failed at its first run: %s); %s runs instead",
+                providers.TENSORRT,
+                failure,
+                engine.provider,
+            )
 
     @property
     def contract(self) -> c.ModelContract:
@@ -201,6 +267,17 @@ class Engine:
         """The execution provider that runs the model (the session's first)."""
         names: list[str] = self._session.get_providers()
         return names[0]
+
+    def trt_engine_folders(self) -> list[Path]:
+        """Where TensorRT keeps the engines of this model's sessions (none off TensorRT)."""
+        folders = []
+        for session in (self._session, self._init_session):
+            if session is None or session.get_providers()[0] != providers.TENSORRT:
+                continue
+            options = session.get_provider_options().get(providers.TENSORRT, {})
+            if folder := options.get("trt_engine_cache_path"):
+                folders.append(Path(folder))
+        return folders
 
     @property
     def session(self) -> Any:

@@ -87,3 +87,9 @@ def use_engine_dir(
         else:
             log.info("removed TensorRT engine folder %s (not used lately)", stale)
     return folder
+
+
+def empty(folder: Path) -> None:
+    """Remove every engine in folder, keeping the folder (engines TensorRT cannot load)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -550,10 +549,22 @@ def _mended(
             path,
             folder,
         )
-        shutil.rmtree(folder, ignore_errors=True)
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        engine_cache.empty(Path(folder))
         return providers
     return None
+
+
+def without_tensorrt(ort: ModuleType, settings: ModelSettings) -> ModelSettings | None:
+    """settings asking for the providers they ask for but TensorRT (those this onnxruntime
+    offers); None when that leaves none."""
+    requested = list(PROVIDER_BY_NAME) if settings.providers == "auto" else settings.providers
+    available = ort.get_available_providers()
+    rest = [
+        short
+        for short in requested
+        if short != "tensorrt" and PROVIDER_BY_NAME.get(short) in available
+    ]
+    return settings.model_copy(update={"providers": rest}) if rest else None
 
 
 def _without_option(

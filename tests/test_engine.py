@@ -6,9 +6,10 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
+import onnxruntime as ort_module
 import pytest
 from fixtures.toy_models import TOY_CELL, TOY_METADATA, TOY_SCORE, TOY_SHIFT
 
@@ -19,6 +20,7 @@ from siamedge.errors import ModelError
 from siamedge.tracking.model_io import BatchStep
 
 CPU_ONLY = ModelSettings(providers=["cpu"], warmup=False)
+TRT_NAME, CPU_NAME = providers.TENSORRT, providers.CPU
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
@@ -387,3 +389,123 @@ def test_crops_are_written_as_float_planes_top_left() -> None:
     np.testing.assert_array_equal(planes[:, :, :5, :7], crops.transpose(0, 3, 1, 2))
     assert (planes[:, :, 5:, :] == -1.0).all()
     assert (planes[:, :, :, 7:] == -1.0).all()
+
+
+TRT_BUILD_FAILED = "[ONNXRuntimeError] : 1 : FAIL : TensorRT EP Failed to Build Engine."
+"""What a model with dynamic shapes gets at its first run when TensorRT cannot load or build."""
+
+
+class _FirstRunSession:
+    """A real CPU session that reports the GPU providers a session would have started, and
+    fails its runs as TensorRT does at the first run when `fails` says so for its options."""
+
+    def __init__(self, real: object, started: list[str], options: dict[str, Any], fails: bool):
+        self._real, self._started, self._options, self._fails = real, started, options, fails
+
+    def get_providers(self) -> list[str]:
+        return self._started
+
+    def get_provider_options(self) -> dict[str, dict[str, str]]:
+        return {self._started[0]: {key: str(value) for key, value in self._options.items()}}
+
+    def run_with_iobinding(self, binding: Any, run_options: Any = None) -> None:
+        if self._fails:
+            raise RuntimeError(TRT_BUILD_FAILED)
+        self._real.run_with_iobinding(binding, run_options)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+class _TrtAtFirstRun:
+    """onnxruntime-gpu whose TensorRT opens every session (engines of a model with dynamic
+    shapes are built or loaded at the first run) and fails that run when `fails(folder)` says
+    so for its engine folder; CUDA runs. Sessions run on the real CPU build."""
+
+    def __init__(self, fails: Callable[[Path], bool]) -> None:
+        self.fails = fails
+        self.opened: list[list[str]] = []
+
+    def get_available_providers(self) -> list[str]:
+        return [providers.TENSORRT, providers.CUDA, providers.CPU]
+
+    def InferenceSession(  # noqa: N802 - onnxruntime's name
+        self, path: str, sess_options: Any = None, providers: Any = None, **kwargs: Any
+    ) -> Any:
+        real = ort_module.InferenceSession(path, sess_options, providers=[CPU_NAME])
+        if "enable_fallback" not in kwargs:  # reading the model's declaration
+            return real
+        names = [name for name, _ in providers]
+        self.opened.append(names)
+        options = dict(providers)[names[0]]
+        fails = names[0] == TRT_NAME and self.fails(Path(options["trt_engine_cache_path"]))
+        return _FirstRunSession(real, names, options, fails)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(ort_module, name)
+
+
+@pytest.fixture
+def trt_at_first_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Callable[[Callable[[Path], bool]], _TrtAtFirstRun]:
+    """Engine.load on _TrtAtFirstRun, the device buffers on the CPU (no GPU here)."""
+    monkeypatch.setattr(e, "_binding_device", lambda session: ("cpu", 0))
+    monkeypatch.setenv(providers.TF32_OVERRIDE, "0")
+
+    def make(fails: Callable[[Path], bool]) -> _TrtAtFirstRun:
+        fake = _TrtAtFirstRun(fails)
+        monkeypatch.setattr(e, "import_onnxruntime", lambda: fake)
+        return fake
+
+    return make
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_an_engine_tensorrt_cannot_load_at_the_first_run_is_built_again_once(
+    trt_at_first_run: Callable[[Callable[[Path], bool]], _TrtAtFirstRun],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The usual path of a model with dynamic shapes: the engine is loaded at the first run, not
+    # when the session opens, so a stale engine (a JetPack update) failed the warm-up for good.
+    fake = trt_at_first_run(lambda folder: (folder / "old.engine").exists())
+    settings = ModelSettings(cache_dir=str(tmp_path / "trt"))
+    model = e.resolve_model_path("builtin")
+    folder = providers.engine_cache.engine_dir(
+        tmp_path / "trt", model, providers.trt_build_key(settings)
+    )
+    folder.mkdir(parents=True)
+    (folder / "old.engine").write_bytes(b"built by another TensorRT")
+    engine = e.Engine.load("builtin", settings, max_batch=4)
+    assert engine.provider == TRT_NAME and list(folder.iterdir()) == []
+    assert fake.opened == [[TRT_NAME, providers.CUDA, CPU_NAME]] * 2
+    assert _warnings(caplog) == [
+        f"{model}: TensorRT failed at its first run (TensorRT EP Failed to Build Engine.): "
+        f"removing its engines in {folder} and building them again"
+    ]
+
+
+def test_tensorrt_that_fails_at_the_first_run_again_gives_way_to_cuda_or_is_an_error(
+    trt_at_first_run: Callable[[Callable[[Path], bool]], _TrtAtFirstRun],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = trt_at_first_run(lambda folder: True)  # e.g. out of memory building it on a Jetson
+    engine = e.Engine.load("builtin", ModelSettings(cache_dir=str(tmp_path / "trt")), max_batch=4)
+    assert engine.provider == providers.CUDA
+    assert fake.opened[-1] == [providers.CUDA, CPU_NAME] and len(fake.opened) == 3
+    assert _warnings(caplog)[1:] == [
+        "TensorrtExecutionProvider did not start (failed at its first run: TensorRT EP Failed "
+        "to Build Engine.); CUDAExecutionProvider runs instead"
+    ]
+    alone = ModelSettings(providers=["tensorrt"], cache_dir=str(tmp_path / "trt"))
+    with pytest.raises(ModelError) as failed:
+        e.Engine.load("builtin", alone)
+    assert str(failed.value) == (
+        f"{e.resolve_model_path('builtin')}: TensorRT failed at its first run: TensorRT EP Failed "
+        "to Build Engine."
+    )
