@@ -50,7 +50,8 @@ def engine_dir(cache_dir: Path, model: Path, build: str = "") -> Path:
     and `build`>.
 
     onnxruntime names an engine after the model's file name, tensor names and library
-    versions, its precision, DLA core and profiles, not its weights or constants: a model
+    versions, its precision and DLA core (the profiles it checks against a file beside the
+    engine), not its weights or constants: a model
     exported again under the same name (new weights, other hyper-parameters) would load the old
     engine and compute with the old numbers. Its own folder per content cannot. build: the
     settings an engine is built with that onnxruntime does not name it after (TF32, the
