@@ -303,8 +303,8 @@ def mask_iou(a: MaskWindow | None, b: MaskWindow | None) -> float:
         rows, cols = mask.bits.shape
         canvas[top : top + rows, left : left + cols] = mask.bits
         canvases.append(canvas)
-    union = np.count_nonzero(canvases[0] | canvases[1])
-    return float(np.count_nonzero(canvases[0] & canvases[1]) / union)
+    union = int(np.count_nonzero(canvases[0] | canvases[1]))
+    return int(np.count_nonzero(canvases[0] & canvases[1])) / union
 
 
 def _area(mask: MaskWindow | None) -> int:

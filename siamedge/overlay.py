@@ -54,7 +54,7 @@ def draw_track(image: NDArray[np.uint8], label: str, result: TrackResult, slot: 
     text = label if result.score is None else f"{label} {result.score:.2f}"
     if result.state is TrackState.LOST:
         text += " lost"
-    top = int(corners[:, 1].min())
-    left = int(corners[:, 0].min())
+    top = int(np.min(corners[:, 1]))
+    left = int(np.min(corners[:, 0]))
     scale = 0.5 * thickness
     cv2.putText(image, text, (left, max(12, top - 6)), FONT, scale, color, thickness, cv2.LINE_AA)

@@ -156,7 +156,7 @@ def rle_decode_counts(text: str) -> NDArray[np.int64]:
     if not text:
         return np.zeros(0, dtype=np.int64)
     chars = np.frombuffer(text.encode("ascii"), dtype=np.uint8).astype(np.int64) - _CHAR_OFFSET
-    if chars.min() < 0 or chars.max() > _MORE_BIT | _CHUNK_MASK:
+    if np.min(chars) < 0 or np.max(chars) > _MORE_BIT | _CHUNK_MASK:
         raise ValueError("RLE counts hold a character outside pycocotools' alphabet")
     more = (chars & _MORE_BIT) != 0
     if more[-1]:

@@ -230,8 +230,8 @@ def hull_candidates(contour_xy: NDArray[np.int32]) -> NDArray[np.int32]:
 
 def _line_extremes(value: NDArray[np.intp], line: NDArray[np.intp]) -> NDArray[np.bool_]:
     """Which points have the least or greatest value among the points on their line."""
-    index = line - line.min()
-    count = int(index.max()) + 1
+    index = line - np.min(line)
+    count = int(np.max(index)) + 1
     least = np.full(count, np.iinfo(np.intp).max, dtype=np.intp)
     most = np.full(count, np.iinfo(np.intp).min, dtype=np.intp)
     np.minimum.at(least, index, value)
