@@ -233,6 +233,7 @@ class Engine:
                 cause = exc.__cause__
                 failure = ort_log.short_ort_error(str(cause)) if cause else str(exc)
             folders = engine.trt_engine_folders()
+            del engine  # its sessions hold GPU memory that the next build may need
             if folders and not emptied:
                 emptied = True
                 log.warning(

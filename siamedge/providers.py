@@ -426,8 +426,8 @@ def _tf32_off_by_environment() -> str:
 
 def trt_build_key(settings: ModelSettings) -> str:
     """The settings a TensorRT engine is built with that onnxruntime's engine names leave out
-    (they name precision and DLA core; profiles are checked beside them): TF32 (NVIDIA_TF32_OVERRIDE, read at build),
-    the builder's optimisation level and the workspace."""
+    (they name precision and DLA core; profiles are checked beside them): TF32
+    (NVIDIA_TF32_OVERRIDE, read at build), the builder's optimisation level and the workspace."""
     return (
         f"tf32={os.environ.get(TF32_OVERRIDE, 'unset')} "
         f"builder_optimization_level={settings.trt_builder_optimization_level} "
