@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -89,6 +89,15 @@ class ModelInfo:
     opset_note: str
 
 
+class _Opening(NamedTuple):
+    """What Engine.load opens a model with, each time it opens it."""
+
+    ort: ModuleType
+    path: Path
+    cache_dir: Path | None
+    max_batch: int
+
+
 class Engine:
     """onnxruntime session(s) of a contract model; implements tracking.model_io.StepModel.
 
@@ -156,24 +165,16 @@ class Engine:
         ort = import_onnxruntime()
         providers.require_available(ort, settings.providers)
         path = resolve_model_path(model)
-        engine = cls._open(ort, path, settings, cache_dir=cache_dir, max_batch=max_batch)
+        opening = _Opening(ort, path, cache_dir, max_batch)
+        engine = cls._open(opening, settings)
         if settings.warmup:
-            engine = cls._warmed_up(
-                engine, ort, path, settings, cache_dir=cache_dir, max_batch=max_batch
-            )
+            engine = cls._warmed_up(engine, opening, settings)
         return engine
 
     @classmethod
-    def _open(
-        cls,
-        ort: ModuleType,
-        path: Path,
-        settings: ModelSettings,
-        *,
-        cache_dir: Path | None,
-        max_batch: int,
-    ) -> Engine:
+    def _open(cls, opening: _Opening, settings: ModelSettings) -> Engine:
         """The model's sessions (and its init model's, for the split layout), not warmed up."""
+        ort, path, cache_dir, max_batch = opening
         track_settings = _graph_settings(ort, path, settings)
         session = providers.open_session(
             ort, path, track_settings, cache_dir=cache_dir, max_batch=max_batch
@@ -208,24 +209,16 @@ class Engine:
         return engine
 
     @classmethod
-    def _warmed_up(
-        cls,
-        engine: Engine,
-        ort: ModuleType,
-        path: Path,
-        settings: ModelSettings,
-        *,
-        cache_dir: Path | None,
-        max_batch: int,
-    ) -> Engine:
+    def _warmed_up(cls, engine: Engine, opening: _Opening, settings: ModelSettings) -> Engine:
         """engine warmed up. TensorRT builds or loads the engine of a model with dynamic shapes
         at the first run, not when the session opens: when that run fails, its engine folders
         are emptied and the model opened again, once (an engine of another TensorRT), and then
         without TensorRT (one warning each); ModelError when no other provider is asked for."""
+        path = opening.path
         emptied = False
         while True:
             try:
-                engine.warm_up(max_batch)
+                engine.warm_up(opening.max_batch)
                 return engine
             except ModelError as exc:
                 if engine.provider != providers.TENSORRT:
@@ -245,12 +238,12 @@ class Engine:
                 )
                 for folder in folders:
                     engine_cache.empty(folder)
-                engine = cls._open(ort, path, settings, cache_dir=cache_dir, max_batch=max_batch)
+                engine = cls._open(opening, settings)
                 continue
-            rest = providers.without_tensorrt(ort, settings)
+            rest = providers.without_tensorrt(opening.ort, settings)
             if rest is None:
                 raise ModelError(f"{path}: TensorRT failed at its first run: {failure}") from None
-            engine = cls._open(ort, path, rest, cache_dir=cache_dir, max_batch=max_batch)
+            engine = cls._open(opening, rest)
             log.warning(
                 "%s did not start (failed at its first run: %s); %s runs instead",
                 providers.TENSORRT,

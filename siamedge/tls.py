@@ -75,6 +75,7 @@ class ClientTls:
     """The settings section, `source.tls`."""
     ca_file: str | None = None
     x509_strict: bool = False
+    client_certificate: bool = False
 
     @classmethod
     def from_settings(cls, settings: TlsSettings | None, key: str) -> ClientTls:
@@ -82,19 +83,28 @@ class ClientTls:
         if settings is None:
             return cls(client_context(), key)
         context = settings_context(settings, key)
-        return cls(context, key, settings.ca_file, settings.x509_strict)
+        certificate = settings.cert_file is not None
+        return cls(context, key, settings.ca_file, settings.x509_strict, certificate)
 
-    def failure(self, exc: ssl.SSLError) -> str:
-        """What a TLS error of this client's connection says, and what to do about it."""
+    def failure(self, exc: ssl.SSLError | ConnectionResetError) -> str:
+        """What a TLS error (or a reset) of this client's connection says, and what to do."""
         if isinstance(exc, ssl.SSLCertVerificationError):
             return self.verify_failure(exc)
-        reason = handshake_failure(exc)
-        if exc.reason == "WRONG_VERSION_NUMBER":
-            return f"{reason}; the server does not answer TLS on that port (an http:// URL?)"
-        if exc.reason == "TLSV13_ALERT_CERTIFICATE_REQUIRED":
+        if isinstance(exc, ConnectionResetError):
+            reason = exc.strerror or str(exc)
+        else:
+            reason = handshake_failure(exc)
+            if getattr(exc, "reason", None) == "WRONG_VERSION_NUMBER":
+                return f"{reason}; the server does not answer TLS on that port (an http:// URL?)"
+        certificate = f"set {self.key}.cert_file and key_file"
+        if getattr(exc, "reason", None) == "TLSV13_ALERT_CERTIFICATE_REQUIRED":
+            return f"{reason}; the server asks for a client certificate: {certificate}"
+        if isinstance(exc, ssl.SSLEOFError | ConnectionResetError) and not self.client_certificate:
+            # TLS 1.3: a server refusing a client without a certificate may close before its
+            # alert is read (the request it had not read makes the close a reset).
             return (
-                f"{reason}; the server asks for a client certificate: set {self.key}.cert_file "
-                "and key_file"
+                f"{reason}; the server closed the connection: if it asks for a client "
+                f"certificate, {certificate}"
             )
         return reason
 
@@ -141,4 +151,4 @@ def handshake_failure(exc: ssl.SSLError) -> str:
     verify, why (`certificate verify failed: self-signed certificate`), not only the code."""
     if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
         return f"certificate verify failed: {exc.verify_message}"
-    return str(exc.reason or exc)
+    return str(getattr(exc, "reason", None) or exc)

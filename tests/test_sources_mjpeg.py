@@ -9,6 +9,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -440,12 +441,16 @@ def test_an_https_camera_that_asks_for_a_client_certificate_gets_source_tls_one(
     without = create_source(
         SourceSettings(kind="mjpeg", uri=server.url, tls=TlsSettings(ca_file=str(files.ca_cert)))
     )
-    with pytest.raises(SourceError) as refused:  # TLS 1.3: the refusal comes with the request
+    # TLS 1.3: the refusal comes with the request, as the server's alert or, when the server
+    # closed before the alert was read, as an EOF or a reset (a race the test cannot fix)
+    with pytest.raises(SourceError) as refused:
         without.open()
-    assert str(refused.value).endswith(
-        ": TLS: TLSV13_ALERT_CERTIFICATE_REQUIRED; the server asks for a client certificate: "
-        "set source.tls.cert_file and key_file"
-    )
+    assert re.search(
+        r": TLS: (TLSV13_ALERT_CERTIFICATE_REQUIRED; the server asks for a client certificate: "
+        r"|.+; the server closed the connection: if it asks for a client certificate, )"
+        r"set source\.tls\.cert_file and key_file$",
+        str(refused.value),
+    ), refused.value
     assert server.connections == 1
 
 

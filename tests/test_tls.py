@@ -50,3 +50,19 @@ def test_other_failures_name_x509_strict_when_it_is_on_and_nothing_more_otherwis
     assert (
         lax.verify_failure(signature) == "certificate verify failed: certificate signature failure"
     )
+
+
+def test_a_server_closing_after_the_handshake_points_at_a_client_certificate() -> None:
+    # TLS 1.3: a server refusing a client without a certificate may close before its alert is
+    # read; the client sees an EOF, or a reset when its request was still unread.
+    eof = ssl.SSLEOFError(8, "EOF occurred in violation of protocol (_ssl.c:2427)")
+    reset = ConnectionResetError(104, "Connection reset by peer")
+    without = ClientTls.from_settings(None, "source.tls")
+    advice = (
+        "; the server closed the connection: if it asks for a client certificate, set "
+        "source.tls.cert_file and key_file"
+    )
+    assert without.failure(eof) == f"{eof}{advice}"
+    assert without.failure(reset) == f"Connection reset by peer{advice}"
+    with_one = ClientTls(without.context, "source.tls", client_certificate=True)
+    assert with_one.failure(reset) == "Connection reset by peer"

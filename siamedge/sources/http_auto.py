@@ -15,16 +15,13 @@ from siamedge.sources.http_get import open_get
 from siamedge.sources.mjpeg import ACCEPT, MjpegSource, is_mjpeg
 from siamedge.sources.mjpeg_parts import media_type
 from siamedge.sources.redact import redact_url
-from siamedge.sources.stream import StreamSource
+from siamedge.sources.stream import FFMPEG_CA_HINT, StreamSource
 from siamedge.tls import ClientTls
 
 log = logging.getLogger(__name__)
 
 WEB_PAGE_TYPES = ("text/html", "application/xhtml+xml")
-FFMPEG_TLS_NOTE = (
-    " (FFmpeg does its own TLS, without source.tls: give it the CA with "
-    "OPENCV_FFMPEG_CAPTURE_OPTIONS=ca_file;PATH|tls_verify;1 in the service environment)"
-)
+FFMPEG_TLS_NOTE = f" (FFmpeg does its own TLS, without source.tls: {FFMPEG_CA_HINT})"
 
 
 class HttpAutoSource:

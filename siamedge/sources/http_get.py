@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 from siamedge import __version__
 from siamedge.errors import SourceError
 from siamedge.sources.redact import redact_url
-from siamedge.tls import ClientTls, handshake_failure
+from siamedge.tls import ClientTls
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -346,9 +346,11 @@ def _request(
         return connection.getresponse()
     except TimeoutError:
         raise SourceError(f"{description}: {_late_answer(head)}") from None
-    except ssl.SSLError as exc:  # TLS 1.3: the server's refusal of the client comes here
-        failure = tls.failure(exc) if tls is not None else handshake_failure(exc)
-        raise SourceError(f"{description}: TLS: {failure}") from None
+    except (ssl.SSLError, ConnectionResetError) as exc:
+        if tls is None:  # a plain http connection reset
+            raise SourceError(f"{description}: no valid HTTP answer: {exc!r}") from None
+        # TLS 1.3: the server's refusal of the client comes here
+        raise SourceError(f"{description}: TLS: {tls.failure(exc)}") from None
     except (OSError, http.client.HTTPException) as exc:
         raise SourceError(f"{description}: no valid HTTP answer: {exc!r}") from None
 

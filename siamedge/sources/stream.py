@@ -38,6 +38,13 @@ TIMED_OUT_FRACTION = 0.9
 MS_PER_S = 1000
 
 
+FFMPEG_CA_HINT = (
+    "give it the CA with OPENCV_FFMPEG_CAPTURE_OPTIONS=ca_file;PATH|tls_verify;1 in the service "
+    "environment"
+)
+"""How FFmpeg, which does its own TLS, is given a camera's CA (source.tls is not FFmpeg's)."""
+
+
 def timeout_params(open_timeout_s: float, read_timeout_s: float) -> list[int]:
     """OpenCV open parameters for the timeouts this OpenCV knows (older ones lack them)."""
     params: list[int] = []
@@ -101,12 +108,8 @@ class StreamSource(VideoCaptureSource):
                 f"cannot open it within {self._open_timeout_s:g} s "
                 "(host down or unreachable, or a server that does not answer)"
             )
-        certificate = (
-            ", or a certificate FFmpeg does not trust: give it the CA with "
-            "OPENCV_FFMPEG_CAPTURE_OPTIONS=ca_file;PATH|tls_verify;1 in the service environment"
-            if self._url.strip().lower().startswith("https://")
-            else ""
-        )
+        https = self._url.strip().lower().startswith("https://")
+        certificate = f", or a certificate FFmpeg does not trust: {FFMPEG_CA_HINT}" if https else ""
         return (
             f"cannot open it: failed after {waited_s:.1f} s "
             f"(connection refused, wrong path or credentials, or no video{certificate})"
