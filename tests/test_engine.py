@@ -422,6 +422,10 @@ class _TrtAtFirstRun:
     shapes are built or loaded at the first run) and fails that run when `fails(folder)` says
     so for its engine folder; CUDA runs. Sessions run on the real CPU build."""
 
+    __version__ = "1.23.2"
+    """A build that knows every option siamedge sets (not the test run's own onnxruntime, which
+    is 1.17 in the oldest-releases run)."""
+
     def __init__(self, fails: Callable[[Path], bool]) -> None:
         self.fails = fails
         self.opened: list[list[str]] = []
