@@ -298,6 +298,13 @@ FLIP_METHODS = (
 MAX_FLIP_METHOD = 7
 RTSP_SCHEMES = ("rtsp", "rtsps")
 """URL schemes `kind: rtsp` takes (rtsps: RTSP over TLS)."""
+
+FFMPEG_CA_HINT = (
+    "give it the CA with OPENCV_FFMPEG_CAPTURE_OPTIONS=ca_file;PATH|tls_verify;1 in the service "
+    "environment"
+)
+"""How FFmpeg, which does its own TLS, is given a camera's CA (source.tls is not FFmpeg's)."""
+
 KIND_SPECIFIC_KEYS = {
     "csi": ("sensor_id", "sensor_mode", "flip"),
     "rtsp": ("decoder", "codec", "latency_ms", "transport"),
@@ -400,24 +407,26 @@ class SourceSettings(_Section):
             raise ValueError(f"must be 0-{MAX_FLIP_METHOD} (nvvidconv flip-method: {FLIP_METHODS})")
         return value
 
+    def _uri_scheme(self) -> str:
+        """The scheme of source.uri, lower case ("" for a device or a path)."""
+        return self.uri.strip().partition("://")[0].lower()
+
     @model_validator(mode="after")
     def _tls_for_https(self) -> SourceSettings:
         if self.tls is None:
             return self
-        if self.uri.strip().partition("://")[0].lower() != "https":
+        if self._uri_scheme() != "https":
             raise ValueError("source.tls is set but source.uri is not an https:// URL")
         if self.kind not in ("auto", "mjpeg"):
             raise ValueError(
                 f"source.tls applies to kind mjpeg or auto; kind {self.kind} is read by FFmpeg, "
-                "which takes a CA from OPENCV_FFMPEG_CAPTURE_OPTIONS=ca_file;PATH|tls_verify;1 "
-                "in the service environment"
+                f"which does its own TLS: {FFMPEG_CA_HINT}"
             )
         return self
 
     @model_validator(mode="after")
     def _rtsp_url(self) -> SourceSettings:
-        scheme = self.uri.strip().partition("://")[0].lower()
-        if self.kind == "rtsp" and scheme not in RTSP_SCHEMES:
+        if self.kind == "rtsp" and self._uri_scheme() not in RTSP_SCHEMES:
             raise ValueError(
                 "source.kind rtsp needs source.uri to be an rtsp:// or rtsps:// URL, e.g. "
                 "rtsp://user:password@192.168.1.20:554/stream1"

@@ -591,17 +591,7 @@ def several_graphs(ort: ModuleType, session: Any) -> bool:
     provider = session.get_providers()[0]
     if provider == providers.TENSORRT:
         return False
-    return provider != providers.CUDA or _version(ort.__version__) >= SEVERAL_GRAPHS_SINCE
-
-
-def _version(text: str) -> tuple[int, ...]:
-    """(1, 18) from "1.18.1" or "1.18.0.dev20240401"; parts up to the first that is no number."""
-    numbers = []
-    for part in text.split(".")[:2]:
-        if not part.isdigit():
-            break
-        numbers.append(int(part))
-    return tuple(numbers)
+    return provider != providers.CUDA or providers.ort_version(ort) >= SEVERAL_GRAPHS_SINCE
 
 
 def _graph_settings(ort: ModuleType, path: Path, settings: ModelSettings) -> ModelSettings:

@@ -359,16 +359,26 @@ def open_session(
 
 def _too_new(ort: ModuleType, providers: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, str]]:
     """(provider, key) of the options given that this onnxruntime's version predates."""
-    found = re.match(r"(\d+)\.(\d+)", str(getattr(ort, "__version__", "")))
-    if found is None:
+    version = ort_version(ort)
+    if len(version) < 2:  # no version to go by: no pre-check (the refusal path remains)
         return []
-    version = (int(found[1]), int(found[2]))
     return [
         (name, key)
         for name, options in providers
         for key in options
         if version < OPTIONS_SINCE.get((name, key), (0, 0))
     ]
+
+
+def ort_version(ort: ModuleType) -> tuple[int, ...]:
+    """(1, 18) from onnxruntime's "1.18.1" or "1.18.0.dev20240401"; the parts up to the first
+    that is no number, () when it gives none."""
+    numbers = []
+    for part in str(getattr(ort, "__version__", "")).split(".")[:2]:
+        if not part.isdigit():
+            break
+        numbers.append(int(part))
+    return tuple(numbers)
 
 
 def _leave_out(

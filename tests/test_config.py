@@ -82,7 +82,8 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
         (
             "source:\n  kind: stream\n  uri: https://cam/live.m3u8\n  tls: {ca_file: /c.pem}\n",
             r"source\.tls applies to kind mjpeg or auto; kind stream is read by FFmpeg, which "
-            r"takes a CA from OPENCV_FFMPEG_CAPTURE_OPTIONS=ca_file;PATH\|tls_verify;1 in the",
+            r"does its own TLS: give it the CA with OPENCV_FFMPEG_CAPTURE_OPTIONS=ca_file;PATH\|"
+            r"tls_verify;1 in the service environment",
         ),
         (
             "source:\n  uri: https://cam/video.mjpg\n  tls: {ca_fle: /c.pem}\n",

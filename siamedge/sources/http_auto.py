@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 
+from siamedge.config import FFMPEG_CA_HINT
 from siamedge.errors import SourceError
 from siamedge.sources.base import Frame, FrameSource
 from siamedge.sources.http_get import open_get
 from siamedge.sources.mjpeg import ACCEPT, MjpegSource, is_mjpeg
 from siamedge.sources.mjpeg_parts import media_type
 from siamedge.sources.redact import redact_url
-from siamedge.sources.stream import FFMPEG_CA_HINT, StreamSource
+from siamedge.sources.stream import StreamSource
 from siamedge.tls import ClientTls
 
 log = logging.getLogger(__name__)

@@ -25,6 +25,7 @@ import time
 
 import cv2
 
+from siamedge.config import FFMPEG_CA_HINT
 from siamedge.errors import SourceError
 from siamedge.sources.base import Frame
 from siamedge.sources.redact import redact_url
@@ -36,13 +37,6 @@ TIMED_OUT_FRACTION = 0.9
 """An open that failed after this fraction of open_timeout_s ran into the timeout."""
 
 MS_PER_S = 1000
-
-
-FFMPEG_CA_HINT = (
-    "give it the CA with OPENCV_FFMPEG_CAPTURE_OPTIONS=ca_file;PATH|tls_verify;1 in the service "
-    "environment"
-)
-"""How FFmpeg, which does its own TLS, is given a camera's CA (source.tls is not FFmpeg's)."""
 
 
 def timeout_params(open_timeout_s: float, read_timeout_s: float) -> list[int]:
