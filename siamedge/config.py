@@ -184,8 +184,10 @@ class ModelSettings(_Section):
     """Let TensorRT (and cuDNN/cuBLAS under it) use TF32 for float32 layers. TensorRT has no
     provider option for it: false sets NVIDIA_TF32_OVERRIDE=0 for the process when TensorRT is
     chosen (unless the environment already sets it), which keeps fp32 parity."""
-    trt_workspace_mb: int = Field(default=1024, gt=0)
-    """The most GPU memory TensorRT may use as scratch space while it builds the engine."""
+    trt_workspace_mb: int = Field(default=1024, ge=0)
+    """The most GPU memory TensorRT may use as scratch space while it builds the engine; 0
+    leaves it to onnxruntime (1 GiB before 1.19, since then TensorRT's own: the device's memory,
+    too much for a Jetson, whose GPU shares the board's memory)."""
     trt_builder_optimization_level: int | None = Field(default=None, ge=0, le=5)
     """TensorRT builder optimisation level 0-5: higher builds longer and may run faster.
     None keeps TensorRT's default (3)."""

@@ -154,12 +154,13 @@ def provider_options(
         options: dict[str, Any] = {
             "device_id": settings.cuda_device_id,
             "trt_fp16_enable": settings.trt_fp16,
-            "trt_max_workspace_size": settings.trt_workspace_mb * MEBIBYTE,
             "trt_engine_cache_enable": True,
             "trt_engine_cache_path": str(engine_dir or cache_dir),
             "trt_timing_cache_enable": True,
             "trt_timing_cache_path": str(cache_dir),
         }
+        if settings.trt_workspace_mb:  # 0: onnxruntime's own default
+            options["trt_max_workspace_size"] = settings.trt_workspace_mb * MEBIBYTE
         if settings.trt_builder_optimization_level is not None:
             options["trt_builder_optimization_level"] = settings.trt_builder_optimization_level
         if settings.trt_dla_enable:

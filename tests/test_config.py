@@ -49,6 +49,10 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
         ("mqtt:\n  port: http\n", r"mqtt\.port: Input should be a valid integer"),
         ("mqtt:\n  port: 70000\n", r"mqtt\.port: Input should be less than or equal to 65535"),
         ("tracker:\n  seg_thr: 1.5\n", r"tracker\.seg_thr: Input should be less than 1"),
+        (
+            "model:\n  trt_workspace_mb: -1\n",
+            r"model\.trt_workspace_mb: Input should be greater than or equal to 0",
+        ),
         ("model:\n  providers: [gpu]\n", r"model\.providers"),
         ("mqtt:\n  topic_prefix: 'a/+/'\n", r"mqtt\.topic_prefix: Value error"),
         (

@@ -112,6 +112,12 @@ def test_tensorrt_options_put_both_caches_in_the_cache_dir(tmp_path: Path) -> No
     assert p.provider_options(p.CPU, settings, tmp_path) == {}
 
 
+def test_tensorrt_workspace_zero_leaves_the_limit_to_onnxruntime(tmp_path: Path) -> None:
+    options = p.provider_options(p.TENSORRT, ModelSettings(trt_workspace_mb=0), tmp_path)
+    assert "trt_max_workspace_size" not in options
+    assert options["trt_engine_cache_enable"] is True
+
+
 def test_tensorrt_dla_builder_level_cuda_graph_and_profiles(tmp_path: Path) -> None:
     settings = ModelSettings(
         trt_fp16=True,
