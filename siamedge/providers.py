@@ -327,15 +327,8 @@ def open_session(
                 TF32_OVERRIDE,
             )
         keep_fp32_exact(settings)
-        cache_dir = prepare_cache_dir(cache_dir or _configured_cache_dir(settings))
         try:
             profiles = trt_profiles(declaration.inputs, max_batch)
-        except ProfileError as exc:
-            if len(chosen) == 1:
-                raise ModelError(f"{path}: TensorRT cannot run this model: {exc}") from None
-            failed.append((TENSORRT, str(exc)))
-            chosen.remove(TENSORRT)
-        else:
             if settings.trt_dla_enable and profiles is not None and max_batch > 1:
                 log.warning(
                     "%s: the DLA takes fixed shapes only, and this model's batch ranges over 1-%d "
@@ -344,7 +337,21 @@ def open_session(
                     path,
                     max_batch,
                 )
+            cache_dir = prepare_cache_dir(cache_dir or _configured_cache_dir(settings))
             engines = engine_cache.use_engine_dir(cache_dir, path, build=trt_build_key(settings))
+        except ProfileError as exc:
+            if len(chosen) == 1:
+                raise ModelError(f"{path}: TensorRT cannot run this model: {exc}") from None
+            failed.append((TENSORRT, str(exc)))
+            chosen.remove(TENSORRT)
+        except ModelError as exc:  # the caches' folders
+            if len(chosen) == 1:
+                raise
+            # Without its engine cache TensorRT would build the engines (minutes on a Jetson)
+            # at every start: the next provider runs instead, with the reason.
+            failed.append((TENSORRT, f"{exc}; siamedge runs TensorRT only with its engine cache"))
+            chosen.remove(TENSORRT)
+        else:
             log.info("TensorRT engines of %s: %s", path.name, engines)
     with_options = [
         (

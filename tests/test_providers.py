@@ -773,6 +773,29 @@ def test_a_model_tensorrt_cannot_profile_skips_tensorrt_with_one_line(
         p.open_session(fake, model, settings.model_copy(update={"providers": ["tensorrt"]}))  # type: ignore[arg-type]
 
 
+def test_tensorrt_cache_folder_that_cannot_be_made_gives_way_to_cuda_with_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_text("")  # e.g. a full or read-only card: the folder cannot be made
+    fake = FakeGpuOrt(honours_enable_fallback=True, tensorrt=lambda options: None)
+    settings = ModelSettings(cache_dir=str(blocker / "trt"))
+    session = p.open_session(fake, resolve_model_path("builtin"), settings)  # type: ignore[arg-type]
+    assert session.get_providers() == [p.CUDA, p.CPU]
+    assert [[name for name, _ in attempt] for attempt in fake.attempts] == [[p.CUDA, p.CPU]]
+    assert warnings_and_up(caplog) == [
+        f"TensorrtExecutionProvider did not start (TensorRT cache folder {blocker / 'trt'} "
+        "cannot be created: Not a directory; siamedge runs TensorRT only with its engine "
+        "cache); CUDAExecutionProvider runs instead"
+    ]
+    with pytest.raises(ModelError, match=f"^TensorRT cache folder {blocker / 'trt'} cannot be"):
+        p.open_session(
+            fake,
+            resolve_model_path("builtin"),
+            settings.model_copy(update={"providers": ["tensorrt"]}),
+        )  # type: ignore[arg-type]
+
+
 def test_tensorrt_alone_that_cannot_start_is_an_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
