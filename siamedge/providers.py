@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -389,6 +390,13 @@ def ort_version(ort: ModuleType) -> tuple[int, ...]:
     return tuple(numbers)
 
 
+_unknown_options_told: weakref.WeakKeyDictionary[ModuleType, set[tuple[str, str]]] = (
+    weakref.WeakKeyDictionary()
+)
+"""(provider, option) this onnxruntime was found not to know, warned of once (the split layout
+and TensorRT's second try open several sessions), DEBUG after."""
+
+
 def _leave_out(
     ort: ModuleType, path: Path, providers: list[tuple[str, dict[str, Any]]], name: str, key: str
 ) -> list[tuple[str, dict[str, Any]]]:
@@ -398,7 +406,11 @@ def _leave_out(
     if name == CUDA and key == "use_tf32" and not dict(providers)[name][key]:
         instead = _tf32_off_by_environment()
     version = getattr(ort, "__version__", "?")
-    log.warning(
+    told = _unknown_options_told.setdefault(ort, set())
+    level = logging.DEBUG if (name, key) in told else logging.WARNING  # once per onnxruntime
+    told.add((name, key))
+    log.log(
+        level,
         "%s: this onnxruntime (%s) does not know the %s option %s: %s",
         path,
         version,

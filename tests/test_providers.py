@@ -602,6 +602,34 @@ def test_options_newer_than_this_onnxruntime_are_left_out_before_the_first_sessi
     ]
 
 
+def test_an_option_this_onnxruntime_lacks_is_warned_of_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The split layout opens two sessions, TensorRT's second try a third: on a 1.17 board
+    # each one repeated the warning, the later ones blaming the environment for the override
+    # siamedge itself had set.
+    monkeypatch.setenv(p.TF32_OVERRIDE, "unset")
+    monkeypatch.delenv(p.TF32_OVERRIDE)
+    caplog.set_level(logging.DEBUG, logger=p.log.name)
+    fake = FakeGpuOrt(honours_enable_fallback=True, cuda_knows=CUDA_1_17_OPTIONS)
+    fake.__version__ = "1.17.1"  # type: ignore[attr-defined]
+    model = resolve_model_path("builtin")
+    settings = ModelSettings(providers=["cuda", "cpu"])
+    for _ in range(3):
+        p.open_session(fake, model, settings)  # type: ignore[arg-type]
+    told = [r for r in caplog.records if "know the CUDAExecutionProvider" in r.getMessage()]
+    assert [r.levelno for r in told] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    assert (
+        told[0]
+        .getMessage()
+        .endswith("NVIDIA_TF32_OVERRIDE=0 keeps TF32 off instead (for the whole process)")
+    )
+    assert os.environ[p.TF32_OVERRIDE] == "0"
+    other = FakeGpuOrt(honours_enable_fallback=True, cuda_knows=CUDA_1_17_OPTIONS)
+    p.open_session(other, model, settings)  # type: ignore[arg-type]
+    assert warnings_and_up(caplog)[-1].startswith(f"{model}: this onnxruntime (?) does not know")
+
+
 TRT_GRAPH_REFUSAL = (
     "This session cannot use the CUDA Graph feature as requested by the user as all the graph "
     "nodes have not been assigned to TensorrtExecutionProvider"
