@@ -25,7 +25,13 @@ from fixtures.daemon import (
     truth_box,
     unique_prefix,
 )
-from fixtures.mosquitto import WAIT_TIMEOUT_S, Broker, MqttCollector, free_port
+from fixtures.mosquitto import (
+    WAIT_TIMEOUT_S,
+    Broker,
+    MqttCollector,
+    free_port,
+    write_password_file,
+)
 
 from siamedge.client import (
     Client,
@@ -176,6 +182,34 @@ def test_no_broker_is_a_timeout() -> None:
         assert not client.ever_connected
     finally:
         client.close()
+
+
+def test_a_refused_login_is_named_not_hidden_behind_the_disconnect(
+    mosquitto_factory: Callable[..., Broker], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The broker's CONNACK said "Not authorized"; the disconnect that follows it (paho:
+    # "Protocol error") overwrote it, so a wrong password read as a broken broker.
+    passwords = write_password_file(tmp_path / "passwd", {"controller": "right"})
+    broker = mosquitto_factory(anonymous=False, password_file=passwords)
+    monkeypatch.setenv("SIAMEDGE_TEST_MQTT_PW", "wrong")
+    settings = MqttSettings(
+        host=broker.host,
+        port=broker.port,
+        username="controller",
+        password_env="SIAMEDGE_TEST_MQTT_PW",
+        reconnect_min_s=0.2,
+        reconnect_max_s=0.5,
+    )
+    client = Client(settings)
+    try:
+        with pytest.raises(ClientTimeoutError) as caught:
+            client.connect(timeout_s=1.5)
+    finally:
+        client.close()
+    assert str(caught.value) == (
+        f"no connection to the MQTT broker {broker.host}:{broker.port} within 1.5 s: "
+        "broker refused the connection: Not authorized"
+    )
 
 
 def test_results_parse_into_dataclasses() -> None:

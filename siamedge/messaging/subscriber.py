@@ -58,6 +58,8 @@ class Subscriber:
         self._state = "connecting"
         self._answered = False
         """Whether the broker sent a CONNACK on the current connection."""
+        self._refused = False
+        """Whether that CONNACK refused the connection (its reason outlives the disconnect)."""
         self._closing = False
         client = paho_client(settings, f"{client_id_prefix}{uuid.uuid4().hex[:8]}")
         client.on_connect = self._on_connect
@@ -117,7 +119,8 @@ class Subscriber:
         properties: Properties | None,
     ) -> None:
         self._answered = True
-        if reason_code.is_failure:
+        self._refused = reason_code.is_failure
+        if self._refused:
             self._state = f"broker refused the connection: {reason_code}"
             return
         client.subscribe(self._subscriptions())
@@ -142,11 +145,11 @@ class Subscriber:
         self._subscribed.clear()
         if self._closing:  # our own disconnect says nothing about the broker
             return
-        if self._answered:
-            self._state = f"disconnected: {reason_code}"
-        else:
-            self._state = unanswered_reason(reason_code)
-        self._answered = False
+        if not self._refused:  # a refusing CONNACK said why (Not authorized); paho's reason won't
+            self._state = (
+                f"disconnected: {reason_code}" if self._answered else unanswered_reason(reason_code)
+            )
+        self._answered = self._refused = False
 
     def _on_subscribe(
         self,
