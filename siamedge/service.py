@@ -306,9 +306,11 @@ class Service:
             return 0
         front_ends: list[FrontEnd] = []
         try:  # whatever fails from here on, the threads started so far are stopped
+            # Front ends first: a second daemon started by hand whose port is taken must fail
+            # before it takes the camera, or the broker session of the same client id.
+            self._start_front_ends(front_ends)
             capture.start()
             mqtt.start()
-            self._start_front_ends(front_ends)
             self._wait_for_first_attempts(capture, mqtt)
             if self._stop.is_set():
                 return 0

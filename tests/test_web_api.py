@@ -450,3 +450,41 @@ def test_a_taken_port_is_a_configuration_error(web_service: StartService) -> Non
     second = Service(running.settings, front_ends=front_ends(running.settings))  # same web.port
     with pytest.raises(ConfigError, match=r"web\.host/web\.port: cannot listen on"):
         second.run()
+
+
+class _RefusesOnceTheBrokerSeesAClient:
+    """A front end whose port turns out taken, after waiting for the daemon's MQTT connection
+    (if it comes: it must not), so the order of the start-up is what the test sees."""
+
+    def __init__(self, broker: Broker, connections: int) -> None:
+        self._broker = broker
+        self._connections = connections
+
+    def start(self) -> None:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            if self._broker.log.count("New client connected") > self._connections:
+                break
+            time.sleep(0.05)
+        raise ConfigError("web.host/web.port: cannot listen on it (taken, in this test)")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_second_daemon_whose_port_is_taken_never_reaches_the_broker(
+    web_service: StartService, mosquitto: Broker
+) -> None:
+    # An administrator trying the configuration by hand beside the service: its MQTT client
+    # (same client id) took over the running daemon's session and published it offline.
+    running = web_service()
+    connections = mosquitto.log.count("New client connected")
+    second = Service(
+        running.settings,
+        front_ends=[lambda service: _RefusesOnceTheBrokerSeesAClient(mosquitto, connections)],
+    )
+    with pytest.raises(ConfigError, match="taken, in this test"):
+        second.run()
+    assert mosquitto.log.count("New client connected") == connections
+    assert "closing old connection" not in mosquitto.log
+    assert running.status()["broker"]["connected"] is True
