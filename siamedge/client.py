@@ -323,7 +323,8 @@ class Client:
 
         normalized: the box in 0..1 of the frame. Raises ValueError for a box that is not 4
         finite numbers or a bad timeout_s (nothing sent), ClientError with the daemon's reason
-        when it refuses, ClientTimeoutError when no daemon replies within timeout_s.
+        when it refuses (or the broker's: MQTT 5 says when its ACL refuses the command),
+        ClientTimeoutError when no daemon replies within timeout_s.
         """
         command: dict[str, Any] = {"box": check_box(box, normalized=normalized)}
         if track_id is not None:

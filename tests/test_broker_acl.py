@@ -8,9 +8,13 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from fixtures.daemon import Daemon, current_frame, daemon_config, truth_box, wait_online
 from fixtures.mosquitto import Broker, MqttCollector, write_password_file
 from paho.mqtt.reasoncodes import ReasonCode
+
+from siamedge.client import Client, ClientError
+from siamedge.config import MqttSettings
 
 MakeBroker = Callable[..., Broker]
 Collect = Callable[..., MqttCollector]
@@ -112,3 +116,25 @@ def test_dashboards_may_not_read_commands_or_errors(
     assert _refused(controller.publish("track/status", b'{"online": false}'))
     assert _refused(controller.publish("track/results", b'{"tracks": []}'))
     assert _refused(controller.publish("homeassistant/sensor/x/config", b"{}"))
+
+
+def test_the_client_library_says_when_the_broker_refuses_its_command(
+    mosquitto_factory: MakeBroker, repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # MQTT 5's PUBACK says the ACL refused the start; the client waited out its timeout and
+    # then asked whether the daemon ran with this topic prefix.
+    broker = _acl_broker(mosquitto_factory, repo_root, tmp_path)
+    monkeypatch.setenv("SIAMEDGE_TEST_MQTT_PW", PASSWORDS["dashboard"])
+    settings = MqttSettings(
+        host=broker.host,
+        port=broker.port,
+        topic_prefix=PREFIX,
+        username="dashboard",
+        password_env="SIAMEDGE_TEST_MQTT_PW",
+    )
+    with Client(settings) as client, pytest.raises(ClientError) as caught:
+        client.start((1, 1, 9, 9), timeout_s=10)
+    assert str(caught.value) == (
+        "the broker refused the command on 'track/start': Not authorized (the broker's ACL "
+        "does not let this login publish there)"
+    )

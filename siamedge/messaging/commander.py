@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from paho.mqtt.client import Client, MQTTMessage
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from siamedge.config import MqttSettings
 from siamedge.messaging.subscriber import Subscriber
@@ -22,15 +24,19 @@ from siamedge.messaging.topics import CommandKind
 COMMAND_QOS = 1
 """The daemon wants commands at QoS 1 (README: MQTT protocol)."""
 REPLY_QOS = 1
+NOT_AUTHORIZED = 0x87
+"""MQTT 5's reason code for a publish the broker's access control refuses."""
 CLIENT_ID_PREFIX = "siamedge-client-"
 
 
 @dataclass(frozen=True)
 class Reply:
-    """The daemon's answer to one command: its ack (`accepted`) or its error, as JSON."""
+    """The daemon's answer to one command: its ack (`accepted`) or its error, as JSON; or the
+    broker's refusal to take the command (`refused_by_broker`: MQTT 5's PUBACK, e.g. an ACL)."""
 
     accepted: bool
     message: dict[str, Any]
+    refused_by_broker: bool = False
 
 
 class Commander(Subscriber):
@@ -40,7 +46,10 @@ class Commander(Subscriber):
     def __init__(self, settings: MqttSettings) -> None:
         self._replies = threading.Condition()
         self._pending: dict[str, Reply | None] = {}
+        self._broker_refusals: dict[int, str] = {}
+        """Why the broker refused the publish with this message id (MQTT 5 only)."""
         super().__init__(settings, client_id_prefix=CLIENT_ID_PREFIX)
+        self._client.on_publish = self._on_publish
 
     def request(
         self, kind: CommandKind, command: dict[str, Any], timeout_s: float
@@ -53,18 +62,41 @@ class Commander(Subscriber):
         deadline = time.monotonic() + timeout_s
         with self._replies:
             self._pending[request_id] = None  # before publishing: the reply may come at once
+        mid: int | None = None
         try:
-            self._client.publish(topic, payload, qos=COMMAND_QOS)
+            mid = self._client.publish(topic, payload, qos=COMMAND_QOS).mid
             with self._replies:
-                while self._pending[request_id] is None:
+                while self._pending[request_id] is None and mid not in self._broker_refusals:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
                     self._replies.wait(left)
+                if mid in self._broker_refusals:
+                    why = self._broker_refusals[mid]
+                    reason = f"the broker refused the command on {topic!r}: {why}"
+                    return request_id, Reply(False, {"reason": reason}, refused_by_broker=True)
                 return request_id, self._pending[request_id]
         finally:
             with self._replies:
                 del self._pending[request_id]
+                if mid is not None:
+                    self._broker_refusals.pop(mid, None)
+
+    def _on_publish(
+        self,
+        client: Client,
+        userdata: object,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:  # MQTT 5's PUBACK; 3.1.1 brokers drop refused ones silently
+            why = str(reason_code)
+            if reason_code.value == NOT_AUTHORIZED:
+                why += " (the broker's ACL does not let this login publish there)"
+            with self._replies:
+                self._broker_refusals[mid] = why
+                self._replies.notify_all()
 
     def _subscriptions(self) -> list[tuple[str, int]]:
         return [
