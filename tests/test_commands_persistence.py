@@ -135,6 +135,40 @@ def test_a_start_sent_while_the_daemon_is_stopped_runs_after_the_restart(
     assert counters(collector, again, 1)["accepted"] == 1
 
 
+def test_a_subscription_left_by_an_earlier_topic_prefix_is_dropped_with_one_warning(
+    mosquitto: Broker, daemon_factory: DaemonFactory, mqtt_collector: CollectorFactory
+) -> None:
+    # The broker's session keeps the subscriptions of the prefix the daemon had before a
+    # restart: commands on the old topics reached it and vanished without a word, and every
+    # prefix change added two more subscriptions.
+    config, old, _ = online_then_stopped(mosquitto, daemon_factory, mqtt_collector)
+    config["mqtt"]["topic_prefix"] = unique_prefix()
+    again = daemon_factory(config)
+    collector = mqtt_collector(mosquitto, again.topics)
+    wait_online(collector, again)
+    client_id = config["mqtt"]["client_id"]
+    forwarded = f"Sending PUBLISH to {client_id} (d0, q1, r0, m"
+
+    def forwarded_on_old_topics() -> int:
+        return sum(
+            forwarded in line and f"'{old.topic('start')}'" in line
+            for line in mosquitto.log.splitlines()
+        )
+
+    collector.publish(old.topic("start"), start_command("old-prefix-1"))
+    deadline = time.monotonic() + WAIT_TIMEOUT_S
+    while "which is no command topic of this daemon" not in again.log:
+        assert time.monotonic() < deadline, again.log
+        time.sleep(0.05)
+    assert forwarded_on_old_topics() == 1
+    collector.publish(old.topic("start"), start_command("old-prefix-2"))
+    collector.publish(again.topic("start"), start_command("new-prefix", track_id="new"))
+    assert ack(collector, again, "new-prefix")["track_id"] == "new"  # after the one above
+    assert forwarded_on_old_topics() == 1
+    assert again.log.count(f"MQTT a message on {old.topic('start')}, which is no command") == 1
+    assert not collector.messages(again.topic("errors"))
+
+
 def test_with_session_expiry_0_a_start_sent_while_stopped_is_lost(
     mosquitto: Broker, daemon_factory: DaemonFactory, mqtt_collector: CollectorFactory
 ) -> None:

@@ -225,6 +225,8 @@ class MqttClient:
             else [(topic, COMMAND_QOS) for topic in topics]
         )
         self._persistent = settings.session_expiry_s > 0
+        self._stale_topics: set[str] = set()
+        """Topics unsubscribed because only an earlier topic_prefix used them (network thread)."""
         client = paho_client(settings, self._client_id, persistent=self._persistent)
         client.enable_logger(_PAHO_LOGGER)
         client.max_queued_messages_set(MAX_QUEUED_OUTGOING)
@@ -486,10 +488,26 @@ class MqttClient:
         except Exception:
             log.exception("MQTT could not queue a message on %s", message.topic)
 
+    def _drop_stale_subscription(self, topic: str) -> None:
+        """A message on no command topic of ours came through a subscription that an earlier
+        mqtt.topic_prefix left in the broker's persistent session (the broker keeps it until
+        the session expires): unsubscribe it, with one warning."""
+        if topic in self._stale_topics:
+            log.debug("MQTT ignoring a message on %s (unsubscribed)", topic)
+            return
+        self._stale_topics.add(topic)
+        log.warning(
+            "MQTT a message on %s, which is no command topic of this daemon: the broker's "
+            "session still holds a subscription of an earlier mqtt.topic_prefix; unsubscribed "
+            "(the message is dropped)",
+            topic,
+        )
+        self._client.unsubscribe(topic)
+
     def _queue_message(self, message: MQTTMessage) -> None:
         kind = self._topics.command_kind(message.topic)
         if kind is None:
-            log.debug("MQTT ignoring a message on %s", message.topic)
+            self._drop_stale_subscription(message.topic)
             return
         if not message.payload and (message.retain or self._settings.protocol == "3.1.1"):
             # MQTT 3.1.1 brokers clear the retain flag towards subscriptions: there an empty
