@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -262,6 +262,17 @@ class ModelSettings(_Section):
                 "trt_dla_enable needs trt_fp16: true (the DLA runs fp16 and int8 only)"
             )
         return self
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _provider_names(cls, value: object) -> object:
+        # Checked here: pydantic would word a mistake in terms of the union's two types.
+        names = get_args(ProviderName)
+        if value == "auto" or (isinstance(value, list) and all(v in names for v in value)):
+            return value
+        raise ValueError(
+            f"must be auto or a list of {', '.join(names)} in order of preference, got {value!r}"
+        )
 
 
 DEFAULT_SEG_THR = 0.35

@@ -141,7 +141,12 @@ def run(args: argparse.Namespace) -> int:
         print(source_pipeline_text(settings.source))
         return 0
     configure_logging(settings.service.log_level)
-    return run_service(settings, args.config)
+    try:
+        return run_service(settings, args.config)
+    except ConfigError as exc:  # found while starting (a taken port, an unreadable CA file...)
+        if args.config is None or str(exc).startswith(f"{args.config}:"):
+            raise
+        raise ConfigError(f"{args.config}: {exc}") from None
 
 
 def source_pipeline_text(settings: SourceSettings) -> str:

@@ -53,7 +53,11 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
             "model:\n  trt_workspace_mb: -1\n",
             r"model\.trt_workspace_mb: Input should be greater than or equal to 0",
         ),
-        ("model:\n  providers: [gpu]\n", r"model\.providers"),
+        (
+            "model:\n  providers: [gpu]\n",
+            r"bad\.yaml: model\.providers: Value error, must be auto or a list of tensorrt, cuda, "
+            r"cpu in order of preference, got \['gpu'\]$",
+        ),
         ("mqtt:\n  topic_prefix: 'a/+/'\n", r"mqtt\.topic_prefix: Value error"),
         (
             "mqtt:\n  password_file: /a\n  password_env: B\n",

@@ -244,5 +244,5 @@ def test_the_daemon_refuses_a_stream_url_it_cannot_read_with_exit_78(
 
     assert done.returncode == EX_CONFIG, done.stderr
     assert done.stderr.splitlines()[-1] == (
-        f"siamedge: configuration error: source.uri: source uri {uri!r}: {problem}"
+        f"siamedge: configuration error: {config}: source.uri: source uri {uri!r}: {problem}"
     )
