@@ -96,6 +96,11 @@ def run(args: argparse.Namespace) -> int:
         max_frames=args.frames,
         mask_encoding=args.mask_encoding,
     )
+    if job.out is None and job.video is None:
+        log.warning(
+            "neither --out nor --video: the results are not kept (--out /dev/stdout prints "
+            "them as JSON lines)"
+        )
     run_track(job)
     return 0
 

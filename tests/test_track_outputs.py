@@ -5,6 +5,7 @@ a closed stderr."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -124,6 +125,15 @@ def test_the_summary_comes_after_the_outputs_are_complete(
     assert track("--frames", "3", "--out", str(out)) == 0
     assert "tracked 3 frames in" in capsys.readouterr().err
     assert [json.loads(line)["frame"] for line in out.read_text().splitlines()] == [0, 1, 2]
+
+
+def test_a_track_that_keeps_nothing_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    status = main(["track", "--source", "synthetic", "--frames", "2", "--box", "330,403,179,119"])
+    assert status == 0
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "neither --out nor --video: the results are not kept (--out /dev/stdout prints them "
+        "as JSON lines)"
+    ]
 
 
 def test_box_help_shows_how_to_give_a_negative_box(capsys: pytest.CaptureFixture[str]) -> None:
