@@ -36,6 +36,18 @@ TEGRA_NODE_PATTERNS = ("nvmap", "nvhost-*", "nvgpu/*/*", "host1x-fence", "nvdla*
 """Jetson GPU, DLA and memory-manager nodes, relative to /dev; which exist varies by L4T."""
 HOME_ROOTS = (Path("/home"), Path("/root"), Path("/run/user"))
 """Hidden by ProtectHome=yes; an entry point or config below them needs ProtectHome=read-only."""
+PRIVATE_TMP_ROOTS = (Path("/tmp"), Path("/var/tmp"))
+"""Empty to the service: PrivateTmp=yes (DynamicUser=yes implies it) mounts its own there."""
+ACCESS_CHECK_TOP = Path("/")
+"""Where the dynamic user's folder check starts: the folders at and above it count as open."""
+ENTRY_FIX = (
+    "install siamedge into a venv outside {where}, e.g. /opt/siamedge/venv, and run its "
+    "install-service"
+)
+PYTHON_FIX = (
+    "make the venv from a Python outside {where}, e.g. /usr/bin/python3 -m venv /opt/siamedge/venv"
+)
+CONFIG_FIX = "pick a --config-dir outside {where}, e.g. /etc/siamedge"
 
 FILE_MODE = 0o644
 DIR_MODE = 0o755
@@ -44,6 +56,19 @@ ROOT_HINT = "run it as root (sudo)"
 
 _EXEC_START = re.compile(r"^ExecStart=.*$", re.MULTILINE)
 _PROTECT_HOME = re.compile(r"^ProtectHome=.*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class ServiceNeed:
+    """A file the service runs or reads as its own user to start."""
+
+    what: str
+    """How messages name it: "the entry point", "its interpreter", "the configuration"."""
+    path: Path
+    bits: int
+    """The "other" bits it needs: S_IXOTH to run it, S_IROTH to read it (a script, a config)."""
+    fix: str
+    """What to do instead, with {where} for the folder it must not be in."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +139,95 @@ def runtime_paths(executable: Path) -> list[Path]:
         interpreter = Path(os.fsdecode(words[0]))
         paths += [interpreter, interpreter.resolve()]
     return paths
+
+
+def service_needs(executable: Path, config_path: Path) -> list[ServiceNeed]:
+    """What the service runs and reads to start, each as written and with its symlinks
+    resolved: the entry point and its interpreter (see runtime_paths), which the kernel runs,
+    a `#!` entry point read by that interpreter too, and the configuration, read."""
+    entry, *interpreters = runtime_paths(executable)
+    entry_bits = stat.S_IXOTH | (stat.S_IROTH if interpreters else 0)  # a #! script is read
+    needs = [ServiceNeed("the entry point", p, entry_bits, ENTRY_FIX) for p in (executable, entry)]
+    needs += [ServiceNeed("its interpreter", p, stat.S_IXOTH, PYTHON_FIX) for p in interpreters]
+    needs += [
+        ServiceNeed("the configuration", p, stat.S_IROTH, CONFIG_FIX)
+        for p in (config_path, config_path.resolve())
+    ]
+    by_path: dict[Path, ServiceNeed] = {}
+    for need in needs:
+        by_path.setdefault(need.path, need)
+    return list(by_path.values())
+
+
+def _hidden_problem(need: ServiceNeed, root: Path) -> str:
+    return (
+        f"{need.what} {need.path} is under {root}, which PrivateTmp=yes replaces with an empty "
+        f"folder for the service: {need.fix.format(where=root)}"
+    )
+
+
+def _access_problem(need: ServiceNeed, top: Path) -> tuple[Path, str] | None:
+    """The folder or file that keeps the dynamic user from `need`, and why; None if none."""
+    try:
+        for folder in reversed(need.path.parents):
+            if top in folder.parents and not (mode := folder.stat().st_mode) & stat.S_IXOTH:
+                return folder, (
+                    f"{need.what} {need.path} is below {folder} (mode {stat.S_IMODE(mode):04o}), "
+                    "which the service's dynamic user cannot enter: "
+                    f"{need.fix.format(where=folder)} (or chmod o+x {folder})"
+                )
+        mode = need.path.stat().st_mode
+    except OSError:  # missing (a configuration still to be written): nothing to judge
+        return None
+    if mode & need.bits == need.bits:
+        return None
+    read, run = need.bits & stat.S_IROTH, need.bits & stat.S_IXOTH
+    how = " and ".join(verb for verb, needed in (("read", read), ("run", run)) if needed)
+    rights = "r" * bool(read) + "x" * bool(run)
+    return need.path.resolve(), (
+        f"{need.what} {need.path} has mode {stat.S_IMODE(mode):04o}, but the service's dynamic "
+        f"user must {how} it: chmod o+{rights} {need.path}"
+    )
+
+
+def service_problems(
+    needs: Sequence[ServiceNeed],
+    private_tmp: tuple[Path, ...] = PRIVATE_TMP_ROOTS,
+    top: Path | None = ACCESS_CHECK_TOP,
+) -> list[str]:
+    """Why the service could not reach `needs`: one message per folder or file at fault.
+
+    A path under `private_tmp` is not there for it: PrivateTmp=yes mounts an empty folder
+    there. DynamicUser=yes runs it as a uid allocated at start, which owns none of these files
+    and is in none of their groups, so only their "other" bits count (not what root, who
+    installs it, may do; group bits are not counted, not even for SupplementaryGroups=video):
+    execute (enter, not list) on every folder on the way below `top`, and on the file the
+    `bits` of its need. `top` None skips these (the unit runs as a user of its own). ACLs are
+    not read.
+    """
+    problems: dict[Path, str] = {}
+    for need in needs:
+        if hidden := [root for root in private_tmp if _is_below(need.path, (root,))]:
+            problems.setdefault(hidden[0], _hidden_problem(need, hidden[0]))
+        elif top is not None and (found := _access_problem(need, top)) is not None:
+            problems.setdefault(*found)
+    return list(problems.values())
+
+
+def _unit_flag(text: str, key: str) -> bool:
+    """Whether the unit's last `key=` line turns it on (systemd's yes, true, on or 1)."""
+    values = re.findall(rf"^\s*{key}\s*=(.*)$", text, re.MULTILINE)
+    return bool(values) and values[-1].strip().lower() in ("yes", "true", "on", "1")
+
+
+def _unit_problems(unit_text: str, executable: Path, config_path: Path) -> list[str]:
+    """service_problems, as far as the unit hides /tmp and runs as a dynamic user."""
+    dynamic = _unit_flag(unit_text, "DynamicUser")  # which implies PrivateTmp=yes
+    return service_problems(
+        service_needs(executable, config_path),
+        PRIVATE_TMP_ROOTS if dynamic or _unit_flag(unit_text, "PrivateTmp") else (),
+        ACCESS_CHECK_TOP if dynamic else None,
+    )
 
 
 def tegra_device_nodes(dev_dir: Path) -> list[Path]:
@@ -252,6 +366,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
     else:
         notes.extend(_existing_config_problem(config_path))
     unwritable = tuple(f"{opt} {path}" for opt, path in targets if not _writable_dir(opt, path))
+    if problems := _unit_problems(unit_text, executable, config_path):
+        raise SiamedgeError(f"the installed service could not start: {'; '.join(problems)}")
     return Plan(
         unit_path=args.unit_dir / UNIT_NAME,
         unit_text=unit_text,

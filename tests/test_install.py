@@ -17,6 +17,16 @@ from siamedge.errors import ConfigError, SiamedgeError
 SHIPPED_EXEC_START = (
     "ExecStart=/opt/siamedge/venv/bin/siamedge run --config /etc/siamedge/siamedge.yaml"
 )
+STRICT_SERVICE_CHECKS = (install.PRIVATE_TMP_ROOTS, install.ACCESS_CHECK_TOP)
+"""What the real command checks, before _service_sees_tmp_path replaces it."""
+
+
+@pytest.fixture(autouse=True)
+def _service_sees_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest keeps tmp_path under /tmp, in folders only root may enter: the service checks
+    look below tmp_path only, with no private /tmp (the tests of them name their own)."""
+    monkeypatch.setattr(install, "PRIVATE_TMP_ROOTS", ())
+    monkeypatch.setattr(install, "ACCESS_CHECK_TOP", tmp_path)
 
 
 @pytest.fixture
@@ -464,3 +474,243 @@ def test_a_venv_made_from_a_python_under_a_home_folder_relaxes_protect_home(
 def test_render_needs_exactly_one_exec_start() -> None:
     with pytest.raises(ConfigError, match=r"custom\.service: expected exactly one ExecStart="):
         install.render_unit("[Service]\n", Path("/x"), Path("/y"), "custom.service")
+
+
+# --- what the service's dynamic user can reach ------------------------------------------------
+
+REFUSED = "the installed service could not start: "
+
+
+def _script(path: Path, interpreter: Path | str = "/bin/sh", mode: int = 0o755) -> Path:
+    """An executable `#!interpreter` script at `path`, its new folders open to everyone."""
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    path.write_text(f"#!{interpreter}\nexit 0\n", encoding="utf-8")
+    path.chmod(mode)
+    return path
+
+
+def _venv_from(python: Path, venv: Path) -> Path:
+    """A venv-like `siamedge` script whose `#!` names venv/bin/python, a link to `python`."""
+    _script(python)
+    link = venv / "bin" / "python"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(python)
+    return _script(venv / "bin" / "siamedge", link)
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder install-service takes for /tmp, which PrivateTmp=yes hides from the service."""
+    path = tmp_path / "tmp"
+    monkeypatch.setattr(install, "PRIVATE_TMP_ROOTS", (path, tmp_path / "var" / "tmp"))
+    return path
+
+
+def _refused(args: argparse.Namespace, *problems: str) -> None:
+    """install.run refuses with exactly these problems."""
+    with pytest.raises(SiamedgeError) as raised:
+        install.run(args)
+    assert str(raised.value) == REFUSED + "; ".join(problems)
+
+
+@DRY_OR_REAL
+def test_an_entry_point_under_a_private_tmp_is_refused(
+    tmp_path: Path, private_tmp: Path, empty_dev: Path, mode: tuple[str, ...]
+) -> None:
+    entry = _script(private_tmp / "checkout" / ".venv" / "bin" / "siamedge")
+    _refused(
+        _args(tmp_path, entry, empty_dev, *mode),
+        f"the entry point {entry} is under {private_tmp}, which PrivateTmp=yes replaces with an "
+        f"empty folder for the service: install siamedge into a venv outside {private_tmp}, "
+        "e.g. /opt/siamedge/venv, and run its install-service",
+    )
+    _assert_nothing_written(tmp_path)
+
+
+def test_a_venv_linked_into_a_private_tmp_is_refused(
+    tmp_path: Path, private_tmp: Path, empty_dev: Path
+) -> None:
+    python = private_tmp / "python" / "bin" / "python3.11"
+    entry = _venv_from(python, tmp_path / "opt" / "venv")
+    _refused(
+        _args(tmp_path, entry, empty_dev),
+        f"its interpreter {python} is under {private_tmp}, which PrivateTmp=yes replaces with "
+        f"an empty folder for the service: make the venv from a Python outside {private_tmp}, "
+        "e.g. /usr/bin/python3 -m venv /opt/siamedge/venv",
+    )
+    _assert_nothing_written(tmp_path)
+
+
+def test_a_config_dir_under_a_private_tmp_is_refused(
+    tmp_path: Path, private_tmp: Path, entry_point: Path, empty_dev: Path
+) -> None:
+    var_tmp = tmp_path / "var" / "tmp"
+    config = var_tmp / "siamedge" / "siamedge.yaml"
+    _refused(
+        _args(tmp_path, entry_point, empty_dev, "--config-dir", str(config.parent)),
+        f"the configuration {config} is under {var_tmp}, which PrivateTmp=yes replaces with an "
+        f"empty folder for the service: pick a --config-dir outside {var_tmp}, e.g. /etc/siamedge",
+    )
+    assert not (tmp_path / "units").exists()
+    assert not var_tmp.exists()
+
+
+@DRY_OR_REAL
+@pytest.mark.parametrize("home_mode", [0o700, 0o750, 0o754], ids=["0700", "0750", "0754"])
+def test_a_python_in_a_folder_closed_to_others_is_refused(
+    tmp_path: Path, empty_dev: Path, mode: tuple[str, ...], home_mode: int
+) -> None:
+    """/root is 0700, and pyenv keeps its Pythons there: the service's uid cannot reach them,
+    whatever ProtectHome= says; its group bits (0750) or read bit (0754) do not help it."""
+    home = tmp_path / "root"
+    python = home / ".pyenv" / "versions" / "3.11.7" / "bin" / "python3.11"
+    entry = _venv_from(python, tmp_path / "opt" / "venv")
+    home.chmod(home_mode)
+    _refused(
+        _args(tmp_path, entry, empty_dev, *mode),
+        f"its interpreter {python} is below {home} (mode {home_mode:04o}), which the service's "
+        f"dynamic user cannot enter: make the venv from a Python outside {home}, e.g. "
+        f"/usr/bin/python3 -m venv /opt/siamedge/venv (or chmod o+x {home})",
+    )
+    _assert_nothing_written(tmp_path)
+
+
+def test_a_python_in_a_folder_others_may_enter_is_accepted(tmp_path: Path, empty_dev: Path) -> None:
+    home = tmp_path / "root"
+    entry = _venv_from(home / "python" / "bin" / "python3.11", tmp_path / "opt" / "venv")
+    home.chmod(0o711)  # enter, not list
+    assert install.run(_args(tmp_path, entry, empty_dev)) == install.EXIT_OK
+
+
+def test_each_folder_at_fault_is_named_once(
+    tmp_path: Path, private_tmp: Path, empty_dev: Path
+) -> None:
+    """A checkout under /tmp whose venv comes from a pyenv Python: both are named, the venv's
+    own python link (also under /tmp) not again."""
+    home = tmp_path / "root"
+    python = home / ".pyenv" / "bin" / "python3.11"
+    entry = _venv_from(python, private_tmp / "checkout" / ".venv")
+    home.chmod(0o700)
+    closed = tmp_path / "closed"
+    config = closed / "siamedge" / "siamedge.yaml"
+    closed.mkdir(mode=0o700)
+    _refused(
+        _args(tmp_path, entry, empty_dev, "--config-dir", str(config.parent)),
+        f"the entry point {entry} is under {private_tmp}, which PrivateTmp=yes replaces with an "
+        f"empty folder for the service: install siamedge into a venv outside {private_tmp}, "
+        "e.g. /opt/siamedge/venv, and run its install-service",
+        f"its interpreter {python} is below {home} (mode 0700), which the service's dynamic "
+        f"user cannot enter: make the venv from a Python outside {home}, e.g. /usr/bin/python3 "
+        f"-m venv /opt/siamedge/venv (or chmod o+x {home})",
+        f"the configuration {config} is below {closed} (mode 0700), which the service's "
+        f"dynamic user cannot enter: pick a --config-dir outside {closed}, e.g. /etc/siamedge "
+        f"(or chmod o+x {closed})",
+    )
+
+
+@DRY_OR_REAL
+@pytest.mark.parametrize(
+    ("shebang", "file_mode", "needs"),
+    [
+        (True, 0o750, ("read and run", "rx")),
+        (True, 0o751, ("read and run", "rx")),
+        (False, 0o754, ("run", "x")),
+    ],
+    ids=["script-0750", "script-0751", "binary-0754"],
+)
+def test_an_entry_point_others_cannot_run_is_refused(
+    tmp_path: Path,
+    empty_dev: Path,
+    mode: tuple[str, ...],
+    shebang: bool,
+    file_mode: int,
+    needs: tuple[str, str],
+) -> None:
+    """A `#!` script is read by its interpreter too; a binary only needs to be run."""
+    entry = _script(tmp_path / "venv" / "bin" / "siamedge", mode=file_mode)
+    if not shebang:
+        entry.write_bytes(b"\x7fELF")
+    _refused(
+        _args(tmp_path, entry, empty_dev, *mode),
+        f"the entry point {entry} has mode {file_mode:04o}, but the service's dynamic user "
+        f"must {needs[0]} it: chmod o+{needs[1]} {entry}",
+    )
+    _assert_nothing_written(tmp_path)
+
+
+def test_a_kept_config_others_cannot_read_is_refused(
+    tmp_path: Path, entry_point: Path, empty_dev: Path
+) -> None:
+    config_dir = tmp_path / "etc" / "siamedge"
+    config_dir.mkdir(parents=True)
+    target = tmp_path / "secrets" / "siamedge.yaml"  # the unit names the link; the mode is its
+    target.parent.mkdir()
+    target.write_text("mqtt:\n  host: broker.lan\n", encoding="utf-8")
+    target.chmod(0o640)
+    (config_dir / "siamedge.yaml").symlink_to(target)
+    _refused(
+        _args(tmp_path, entry_point, empty_dev),
+        f"the configuration {config_dir / 'siamedge.yaml'} has mode 0640, but the service's "
+        f"dynamic user must read it: chmod o+r {config_dir / 'siamedge.yaml'}",
+    )
+    assert not (tmp_path / "units").exists()
+
+
+@pytest.mark.parametrize(
+    ("settings", "refused"),
+    [
+        ("", ()),
+        ("DynamicUser=no\nPrivateTmp=false\n", ()),
+        ("PrivateTmp=yes\n", ("tmp",)),
+        ("DynamicUser = true\n", ("tmp", "home")),
+    ],
+    ids=["neither", "both-off", "private-tmp", "dynamic-user"],
+)
+def test_only_what_the_unit_hides_is_checked(
+    tmp_path: Path,
+    private_tmp: Path,
+    empty_dev: Path,
+    settings: str,
+    refused: tuple[str, ...],
+) -> None:
+    """A unit template of one's own that runs as a user of its own (no DynamicUser=) and
+    keeps /tmp is installed as before."""
+    home = tmp_path / "root"
+    python = home / "bin" / "python3"
+    entry = _venv_from(python, private_tmp / "venv")
+    home.chmod(0o700)
+    source = tmp_path / "custom.service"
+    source.write_text(f"[Service]\nExecStart=/x\n{settings}", encoding="utf-8")
+    args = _args(tmp_path, entry, empty_dev, "--unit-source", str(source), "--dry-run")
+    if not refused:
+        assert install.run(args) == install.EXIT_OK
+        return
+    with pytest.raises(SiamedgeError) as raised:
+        install.run(args)
+    message = str(raised.value)
+    assert (f"{entry} is under {private_tmp}" in message) == ("tmp" in refused)
+    assert (f"{python} is below {home} (mode 0700)" in message) == ("home" in refused)
+
+
+def test_the_command_checks_all_of_tmp_and_every_folder_by_default() -> None:
+    private_tmp, top = STRICT_SERVICE_CHECKS
+    assert (private_tmp, top) == ((Path("/tmp"), Path("/var/tmp")), Path("/"))
+    need = install.ServiceNeed("the entry point", Path("/var/tmp/v/bin/siamedge"), 0, "fix {where}")
+    assert install.service_problems([need]) == [
+        "the entry point /var/tmp/v/bin/siamedge is under /var/tmp, which PrivateTmp=yes "
+        "replaces with an empty folder for the service: fix /var/tmp"
+    ]
+
+
+def test_service_needs_are_the_entry_point_its_python_and_the_config(tmp_path: Path) -> None:
+    python = tmp_path / "python3.11"
+    entry = _venv_from(python, tmp_path / "venv")
+    config = tmp_path / "etc" / "siamedge.yaml"
+    needs = [(n.what, n.path, n.bits) for n in install.service_needs(entry, config)]
+    read_run, run = stat.S_IROTH | stat.S_IXOTH, stat.S_IXOTH
+    assert needs == [
+        ("the entry point", entry, read_run),
+        ("its interpreter", entry.parent / "python", run),
+        ("its interpreter", python, run),
+        ("the configuration", config, stat.S_IROTH),
+    ]

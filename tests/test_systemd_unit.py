@@ -98,8 +98,14 @@ def test_shipped_unit_security_exposure_is_ok(systemd_analyze: str, shipped_unit
 
 
 def test_installed_unit_with_jetson_dropin_verifies_and_stays_ok(
-    systemd_analyze: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    systemd_analyze: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The entry point lies under pytest's tmp_path, below /tmp: as if the service saw it.
+    monkeypatch.setattr(install, "PRIVATE_TMP_ROOTS", ())
+    monkeypatch.setattr(install, "ACCESS_CHECK_TOP", tmp_path)
     dev_dir = tmp_path / "dev"
     (dev_dir / "nvgpu" / "igpu0").mkdir(parents=True)
     (dev_dir / "nvmap").symlink_to(os.devnull)  # stands in for the Tegra character devices
