@@ -21,6 +21,7 @@ from siamedge.config import (
 )
 from siamedge.errors import ConfigError, SourceError
 from siamedge.frontend import FrontEnd, FrontEndFactory, ServicePort
+from siamedge.native_log import NativeOutput
 from siamedge.service import Service
 from siamedge.sources.factory import create_source, resolve_kind
 from siamedge.sources.gstreamer import GStreamerSource
@@ -140,13 +141,15 @@ def run(args: argparse.Namespace) -> int:
     if args.print_pipeline:
         print(source_pipeline_text(settings.source))
         return 0
-    configure_logging(settings.service.log_level)
-    try:
-        return run_service(settings, args.config)
-    except ConfigError as exc:  # found while starting (a taken port, an unreadable CA file...)
-        if args.config is None or str(exc).startswith(f"{args.config}:"):
-            raise
-        raise ConfigError(f"{args.config}: {exc}") from None
+    # FFmpeg, GStreamer and OpenCV write to fds 1 and 2: through logging, each line once.
+    with NativeOutput():
+        configure_logging(settings.service.log_level)
+        try:
+            return run_service(settings, args.config)
+        except ConfigError as exc:  # found while starting (a taken port, an unreadable CA...)
+            if args.config is None or str(exc).startswith(f"{args.config}:"):
+                raise
+            raise ConfigError(f"{args.config}: {exc}") from None
 
 
 def source_pipeline_text(settings: SourceSettings) -> str:
