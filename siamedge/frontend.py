@@ -102,6 +102,9 @@ class Request:
     kind: CommandKind
     payload: bytes
     responder: Responder
+    expires_mono: float | None = None
+    """When the channel's own expiry runs out (MQTT 5's message expiry interval), on
+    time.monotonic(); a start still waiting for a frame then is answered expired. None: never."""
 
 
 CommandDrain = Callable[[], list[Request]]

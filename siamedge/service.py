@@ -35,6 +35,7 @@ from siamedge.leaks import leak_problem, process_usage
 from siamedge.messaging.client import ConnectionState, IncomingCommand, MqttClient
 from siamedge.messaging.ledger import RecentRequestIds
 from siamedge.messaging.protocol import (
+    DroppedCommandError,
     DuplicateCommandError,
     SourceMode,
     SourceStatus,
@@ -101,12 +102,13 @@ class _PendingStart:
     responder: Responder
     age_at_receipt_s: float
     received_mono: float
+    expires_mono: float | None = None
 
     @classmethod
-    def taken_now(cls, command: StartCommand, responder: Responder) -> _PendingStart:
+    def taken_now(cls, command: StartCommand, request: Request) -> _PendingStart:
         sent_at = command.sent_at
         age_s = 0.0 if sent_at is None else time.time() - sent_at
-        return cls(command, responder, age_s, time.monotonic())
+        return cls(command, request.responder, age_s, time.monotonic(), request.expires_mono)
 
     def age_s(self, now_mono: float) -> float:
         """How old the command is at time.monotonic() `now_mono`."""
@@ -418,7 +420,9 @@ class Service:
 
     def _collect_requests(self, mqtt: MqttClient) -> list[Request]:
         requests = [
-            Request(command.kind, command.payload, _MqttResponder(mqtt, command))
+            Request(
+                command.kind, command.payload, _MqttResponder(mqtt, command), command.expires_at
+            )
             for command in mqtt.drain_commands()
         ]
         for drain in self._inboxes:
@@ -452,7 +456,7 @@ class Service:
                         raise CommandError(
                             "too many start commands are waiting for a frame", command.request_id
                         )
-                    self._pending.append(_PendingStart.taken_now(command, request.responder))
+                    self._pending.append(_PendingStart.taken_now(command, request))
                     continue
                 # A stop comes after the starts still waiting for a frame: it cancels theirs.
                 cancelled = self._cancel_pending(command.track_id)
@@ -513,22 +517,33 @@ class Service:
         return bool(cancelled)
 
     def _expire_pending(self, source: CaptureStatus) -> None:
-        """Answer as stale the starts that waited for a frame past mqtt.command_max_age_s."""
-        max_age_s = self._settings.mqtt.command_max_age_s
-        if max_age_s is None or not self._pending:
+        """Answer as stale the starts that waited for a frame past mqtt.command_max_age_s, and
+        as expired those whose MQTT message expiry ran out meanwhile (a client that gave up)."""
+        if not self._pending:
             return
+        max_age_s = self._settings.mqtt.command_max_age_s
         now = time.monotonic()
         why = f"source {source.state.value}" + (f": {source.error}" if source.error else "")
-        for pending in [p for p in self._pending if p.age_s(now) > max_age_s]:
-            self._pending.remove(pending)
+        for pending in list(self._pending):
             age_s = pending.age_s(now)
-            pending.responder.rejected(
-                StaleCommandError(
+            error: CommandError
+            if pending.expires_mono is not None and now > pending.expires_mono:
+                error = DroppedCommandError(
+                    f"expired: its MQTT message expiry interval ran out while it waited "
+                    f"{now - pending.received_mono:.1f} s for a frame to start on ({why})",
+                    pending.command.request_id,
+                    expired=True,
+                )
+            elif max_age_s is not None and age_s > max_age_s:
+                error = StaleCommandError(
                     f"stale: {age_s:.1f} s old and still no frame to start on ({why}); "
                     f"commands older than {max_age_s:g} s are not carried out",
                     pending.command.request_id,
                 )
-            )
+            else:
+                continue
+            self._pending.remove(pending)
+            pending.responder.rejected(error)
 
     def _start_pending(self, manager: TrackManager, frame: Frame) -> list[tuple[str, TrackResult]]:
         """Apply the start commands waiting for this frame; their init results."""

@@ -212,6 +212,20 @@ def test_a_refused_login_is_named_not_hidden_behind_the_disconnect(
     )
 
 
+def test_a_command_expires_when_the_caller_stops_waiting(
+    mosquitto: Broker, mqtt_collector: Callable[..., MqttCollector]
+) -> None:
+    # A start the caller had been told timed out was carried out when a frame came later.
+    settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, topic_prefix=unique_prefix())
+    topics = Topics.for_prefix(settings.topic_prefix)
+    collector = mqtt_collector(mosquitto, [topics.start])
+    with Client(settings) as client, pytest.raises(ClientTimeoutError):
+        client.start((1, 2, 3, 4), timeout_s=1.5)
+    (sent,) = collector.wait_for(topics.start)
+    assert sent.properties is not None
+    assert sent.properties.MessageExpiryInterval in (1, 2)  # ceil(1.5), less what passed
+
+
 def test_results_parse_into_dataclasses() -> None:
     bits = np.ones((2, 3), np.bool_)
     track = TrackResult(

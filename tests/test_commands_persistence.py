@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import threading
 import time
@@ -344,6 +345,36 @@ def test_a_command_whose_message_expiry_passed_while_away_never_arrives(
         collector, again.topic("errors")
     )
     assert not [m for m in replies if m.get("request_id") == "expiring"]
+
+
+def test_a_start_whose_message_expiry_runs_out_while_it_waits_for_a_frame_is_answered_expired(
+    mosquitto: Broker,
+    daemon_factory: DaemonFactory,
+    mqtt_collector: CollectorFactory,
+    tmp_path: Path,
+) -> None:
+    # The client library sends its commands with the expiry of its own timeout: a start it
+    # had given up on was carried out when a frame came, up to command_max_age_s later.
+    config = persistent_config(mosquitto)  # command_max_age_s: 10 s
+    config["source"] = {"uri": str(tmp_path / "later.mp4"), "reopen_min_s": 0.2}
+    daemon = daemon_factory(config)
+    collector = mqtt_collector(mosquitto, daemon.topics)
+    wait_online(collector, daemon, with_frames=False)
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.MessageExpiryInterval = 1
+    sent = time.monotonic()
+    collector.client.publish(
+        daemon.topic("start"), start_command("gave-up"), qos=1, properties=properties
+    ).wait_for_publish(WAIT_TIMEOUT_S)
+    reason = error(collector, daemon, "gave-up")
+    assert time.monotonic() - sent < 5.0  # well before command_max_age_s
+    assert re.fullmatch(
+        r"expired: its MQTT message expiry interval ran out while it waited \d+\.\d s for a "
+        r"frame to start on \(source retrying: .*later\.mp4.*\)",
+        reason,
+    ), reason
+    counts = status_with(collector, daemon, 1)["commands"]
+    assert (counts["expired"], sum(counts.values())) == (1, 1)
 
 
 def test_a_duplicate_request_id_runs_once(

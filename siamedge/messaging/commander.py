@@ -7,6 +7,7 @@ Never replies to anything and never retains a command; paho's thread only queues
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import uuid
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from paho.mqtt.client import Client, MQTTMessage
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -64,7 +66,9 @@ class Commander(Subscriber):
             self._pending[request_id] = None  # before publishing: the reply may come at once
         mid: int | None = None
         try:
-            mid = self._client.publish(topic, payload, qos=COMMAND_QOS).mid
+            mid = self._client.publish(
+                topic, payload, qos=COMMAND_QOS, properties=self._expiry(timeout_s)
+            ).mid
             with self._replies:
                 while self._pending[request_id] is None and mid not in self._broker_refusals:
                     left = deadline - time.monotonic()
@@ -81,6 +85,15 @@ class Commander(Subscriber):
                 del self._pending[request_id]
                 if mid is not None:
                     self._broker_refusals.pop(mid, None)
+
+    def _expiry(self, timeout_s: float) -> Properties | None:
+        """MQTT 5: the command expires when the caller stops waiting for it, so that a start
+        still waiting for a frame then is answered expired, not carried out behind its back."""
+        if self._settings.protocol != "5":
+            return None
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.MessageExpiryInterval = math.ceil(timeout_s)
+        return properties
 
     def _on_publish(
         self,
