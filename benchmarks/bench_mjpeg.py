@@ -17,25 +17,27 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from benchmark_extras import FIXTURES, needs
 from numpy.typing import NDArray
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from fixtures.mjpeg_server import (
-    BIT_WIDTH_PX,
-    BITS,
-    FRAME_HEIGHT_PX,
-    MjpegServer,
-    SentPart,
-    frame_number,
-    numbered_frame,
-)
 
 from siamedge.config import SyntheticSettings
 from siamedge.sources.base import FrameSource
 from siamedge.sources.mjpeg import MjpegSource
 from siamedge.sources.stream import StreamSource
 from siamedge.sources.synthetic import SyntheticClip
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+with needs(FIXTURES, "for the test MJPEG server it reads"):
+    from fixtures.mjpeg_server import (
+        BIT_WIDTH_PX,
+        BITS,
+        FRAME_HEIGHT_PX,
+        MjpegServer,
+        SentPart,
+        frame_number,
+        numbered_frame,
+    )
 
 CLIP_FRAMES = 300
 WARM_UP_FRAMES = 10

@@ -13,11 +13,14 @@ from collections.abc import Callable
 
 import cv2
 import numpy as np
-from pycocotools import mask as coco_mask
+from benchmark_extras import PYCOCOTOOLS, needs
 
 from siamedge.messaging.masks import encode_png, encode_polygon, encode_rle
 from siamedge.messaging.protocol import encode_results
 from siamedge.tracking.result import MaskWindow, TrackResult, TrackState
+
+with needs(PYCOCOTOOLS, "for the COCO RLE it compares with"):
+    from pycocotools import mask as coco_mask
 
 FRAME_SIZES = ((640, 480), (1280, 720), (1920, 1080), (3840, 2160))
 OBJECT_WH = (200, 150)

@@ -28,14 +28,16 @@ from typing import Any
 import cv2
 import numpy as np
 import onnxruntime as ort
+from benchmark_extras import EXPORT, needs
 from shared_reference import REFERENCE, TENNIS_BOXES_XYWH, seed0_exports
 
 from siamedge import contract as c
-from siamedge.export.builder import ExportOptions
 from siamedge.export.spec import TEMPLATE_FEATURE_SHAPE, init_model_path
-from siamedge.export.validate import init_rows, track_rows
 from siamedge.tracking.crop import mean_color
 from siamedge.tracking.geometry import CropGeometry
+
+with needs(EXPORT):
+    from siamedge.export.validate import init_rows, track_rows
 
 MS = 1000.0
 MEGABYTE = 1e6
@@ -43,11 +45,12 @@ BATCHES = (1, 4)
 WARMUP_RUNS = 2
 PROVIDERS = {"cpu": "CPUExecutionProvider", "openvino": "OpenVINOExecutionProvider"}
 PROVIDER_OPTIONS: dict[str, dict[str, str]] = {"openvino": {"device_type": "CPU"}}
-LAYOUTS = {
-    "single": ExportOptions(batch=1),
-    "if": ExportOptions(batch=None),
-    "split": ExportOptions(batch=None, layout="split"),
+LAYOUTS: dict[str, dict[str, Any]] = {
+    "single": {"batch": 1},
+    "if": {"batch": None},
+    "split": {"batch": None, "layout": "split"},
 }
+"""ExportOptions keyword arguments of each layout (shared_reference.seed0_exports)."""
 GEOMETRY = CropGeometry(
     c.EXEMPLAR_SIZE, c.INSTANCE_SIZE, c.TOTAL_STRIDE, c.BASE_SIZE, c.CONTEXT_AMOUNT
 )

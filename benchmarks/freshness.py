@@ -20,25 +20,28 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from fixtures.freshness import (
-    SIZE_WH,
-    Freshness,
-    PlaybackClock,
-    measure,
-    measure_gstreamer,
-    stamped_now,
-    stamped_rtsp_args,
-    write_stamped_video,
-)
-from fixtures.mjpeg_server import MjpegServer
-from fixtures.rtsp import RtspServer, rtsp_server_missing
+from benchmark_extras import FIXTURES, needs
 
 from siamedge.config import SourceSettings
 from siamedge.sources.factory import create_source
 from siamedge.sources.file import VideoFileSource
 from siamedge.sources.presets import rtsp_pipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+with needs(FIXTURES, "for the test fixtures it serves its sources with"):
+    from fixtures.freshness import (
+        SIZE_WH,
+        Freshness,
+        PlaybackClock,
+        measure,
+        measure_gstreamer,
+        stamped_now,
+        stamped_rtsp_args,
+        write_stamped_video,
+    )
+    from fixtures.mjpeg_server import MjpegServer
+    from fixtures.rtsp import RtspServer, rtsp_server_missing
 
 MS = 1000.0
 Measurement = Callable[[], Freshness]

@@ -23,7 +23,9 @@ targets, one graph each: k targets replay the smallest that holds them).
 
 Without a GPU (onnxruntime offers no CUDA provider and torch sees no CUDA device) it prints one
 line and exits 0; --cpu-only measures the CPU columns anyway (and the original on the CPU),
-which is how the script itself is tested on machines without one.
+which is how the script itself is tested on machines without one. torch (the export extra) is
+needed only for the PyTorch columns, which say so where it is not installed, and to export the
+models: with exports already in --models, siamedge's columns need none.
 
     python benchmarks/gpu.py [--frames-dir DIR] [--make-checkpoint PY] [--models DIR]
                              [--frames 30] [--cpu-frames 10] [--sizes 480p,1080p,4k]
@@ -52,6 +54,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from benchmark_extras import EXPORT
 from numpy.typing import NDArray
 from shared_reference import (
     EXPORTS,
@@ -88,6 +91,7 @@ MAX_TARGETS = 4
 MS = 1000.0
 P90 = 90
 NOT_RUN = "-"
+NO_TORCH = "torch not installed"
 
 
 def _median_ms(samples: list[float] | None) -> float | None:
@@ -226,7 +230,7 @@ def measure_siamedge(
 def measure_original(
     net: Any,
     device: Any,
-    dtype: Any,
+    precision: str,
     frames: Sequence[NDArray[np.uint8]],
     boxes: Sequence[BoxXYWH],
 ) -> Timing:
@@ -236,6 +240,7 @@ def measure_original(
 
     from siamedge.export.spec import HyperParameters
 
+    dtype = torch.float16 if precision == "fp16" else torch.float32
     trackers = [OriginalTracker(net, HyperParameters(), device, dtype) for _ in boxes]
     for tracker, box in zip(trackers, boxes, strict=True):
         tracker.start(frames[0], box)
@@ -320,7 +325,7 @@ def _ratio(
     return mine.median_ms() / single.median_ms()
 
 
-def print_table(rows: Sequence[Row], torch_device: str) -> None:
+def print_table(rows: Sequence[Row], torch_device: str | None) -> None:
     """Everything side by side, one row per frame size, precision and target count."""
     groups = (
         Group(
@@ -342,7 +347,7 @@ def print_table(rows: Sequence[Row], torch_device: str) -> None:
             lambda row: row.cpu,
         ),
         Group(
-            f"PyTorch original ({torch_device})",
+            f"PyTorch original ({torch_device})" if torch_device else "PyTorch original",
             ("step", "/tgt", "n/1"),
             (9, 9, 5),
             lambda row: row.torch,
@@ -365,19 +370,27 @@ def print_table(rows: Sequence[Row], torch_device: str) -> None:
     )
 
 
+def import_torch() -> Any | None:
+    """torch, or None where it is not installed (the PyTorch columns then say so)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
 def gpu_presence() -> tuple[bool, bool, str]:
     """(onnxruntime offers CUDA, torch sees a CUDA device, a line saying what is here)."""
     try:
         offered = list(import_onnxruntime().get_available_providers())
     except SiamedgeError:
         offered = []
-    try:
-        import torch
-
-        torch_cuda = bool(torch.cuda.is_available())
+    torch = import_torch()
+    torch_cuda = torch is not None and bool(torch.cuda.is_available())
+    if torch is None:
+        device_name = NO_TORCH
+    else:
         device_name = torch.cuda.get_device_name(0) if torch_cuda else "no CUDA device for torch"
-    except ImportError:
-        torch_cuda, device_name = False, "torch not installed"
     ort_cuda = CUDA in offered
     line = f"onnxruntime offers {', '.join(offered) or 'nothing'}; torch: {device_name}"
     return ort_cuda, torch_cuda, line
@@ -505,16 +518,15 @@ class Runners:
     cuda_graph: dict[str, tuple[Engine, TimedSession] | str]
     cpu: dict[str, tuple[Engine, TimedSession] | str]
     torch: dict[str, Any | str]
-    device: Any
+    device: Any | None
+    """The torch device of the PyTorch columns; None where torch is not installed."""
 
 
 def open_runners(
-    args: argparse.Namespace, ort_cuda: bool, torch_cuda: bool, folder: Path
+    args: argparse.Namespace, ort_cuda: bool, torch_cuda: bool, folder: Path, torch: Any | None
 ) -> Runners:
     """The seed-0 checkpoint and its exports (built or reused in folder), their sessions on the
-    CUDA and CPU providers and the original network."""
-    import torch
-
+    CUDA and CPU providers and the original network (torch: None where it is not installed)."""
     wanted = {
         name: options
         for name, options in EXPORTS.items()
@@ -528,7 +540,7 @@ def open_runners(
     }
     cuda_settings = cuda_settings_of(args)
     graph_settings = cuda_settings.model_copy(update={"cuda_graph": True})
-    device = torch.device("cuda" if torch_cuda else "cpu")
+    device = None if torch is None else torch.device("cuda" if torch_cuda else "cpu")
     no_cuda = dict.fromkeys(args.precisions, "no CUDA provider")
     return Runners(
         cuda=open_engines(models, args.precisions, "cuda", cuda_settings) if ort_cuda else no_cuda,
@@ -542,6 +554,8 @@ def open_runners(
         else open_engines(models, args.precisions, "cpu", ModelSettings(providers=["cpu"])),
         torch=dict.fromkeys(args.precisions, "skipped")
         if args.skip_torch
+        else dict.fromkeys(args.precisions, NO_TORCH)
+        if device is None
         else torch_networks(
             seed0_checkpoint(folder, args.make_checkpoint), args.precisions, device
         ),
@@ -551,8 +565,6 @@ def open_runners(
 
 def measure_rows(args: argparse.Namespace, runners: Runners) -> list[Row]:
     """Every size x precision x target count, each runner over the same frames and boxes."""
-    import torch
-
     frames_dir = args.frames_dir or REFERENCE / "tennis"
     rows = []
     for size in args.sizes:
@@ -560,14 +572,13 @@ def measure_rows(args: argparse.Namespace, runners: Runners) -> list[Row]:
         frames = load_frames(frames_dir, size_wh, max(args.frames, args.cpu_frames) + 1)
         gpu_frames, cpu_frames = frames[: args.frames + 1], frames[: args.cpu_frames + 1]
         for precision in args.precisions:
-            dtype = torch.float16 if precision == "fp16" else torch.float32
             for targets in args.targets:
                 boxes = target_boxes(size_wh, targets)
                 net = runners.torch[precision]
                 original = (
                     net
                     if isinstance(net, str)
-                    else measure_original(net, runners.device, dtype, gpu_frames, boxes)
+                    else measure_original(net, runners.device, precision, gpu_frames, boxes)
                 )
                 rows.append(
                     Row(
@@ -590,28 +601,32 @@ def main() -> None:
     if not (ort_cuda or torch_cuda or args.cpu_only):
         print(f"no GPU here ({presence}): nothing to measure")
         return
-    import torch
-
-    torch.backends.cudnn.benchmark = True
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    torch = import_torch()
+    if torch is not None:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     if args.cv_threads is not None:
         cv2.setNumThreads(args.cv_threads)
     with tempfile.TemporaryDirectory() as scratch:
         folder: Path = args.models or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        runners = open_runners(args, ort_cuda, torch_cuda, folder)
+        runners = open_runners(args, ort_cuda, torch_cuda, folder, torch)
         rows = measure_rows(args, runners)
-    gpu_name = torch.cuda.get_device_name(0) if torch_cuda else "no GPU for torch"
+    versions = f"onnxruntime {import_onnxruntime().__version__}"
+    if torch is None:
+        print(f"{NO_TORCH}: no PyTorch columns (the {EXPORT.name} extra: {EXPORT.install})")
+    else:
+        gpu_name = torch.cuda.get_device_name(0) if torch_cuda else "no GPU for torch"
+        versions = f"{gpu_name}; {versions}, torch {torch.__version__}"
     print(
-        f"{gpu_name}; onnxruntime {import_onnxruntime().__version__}, torch {torch.__version__}; "
-        f"CUDA provider TF32 {'on' if args.cuda_tf32 else 'off'}"
+        f"{versions}; CUDA provider TF32 {'on' if args.cuda_tf32 else 'off'}"
         + "".join(f", {key}={value}" for key, value in args.cuda_option)
         + f"; OpenCV {cv2.getNumThreads()} threads; {args.frames} frames per "
         f"configuration ({args.cpu_frames} on the CPU provider), first {WARMUP_STEPS} steps "
         "left out"
     )
-    print_table(rows, runners.device.type)
+    print_table(rows, None if runners.device is None else runners.device.type)
 
 
 def _run(

@@ -12,13 +12,17 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
+from benchmark_extras import EXPORT, needs
 from numpy.typing import NDArray
 
 from siamedge.contract import BASE_SIZE, CONTEXT_AMOUNT, EXEMPLAR_SIZE, INSTANCE_SIZE, TOTAL_STRIDE
-from siamedge.export.network import SiamMaskVOT
-from siamedge.export.reference_step import decide
 from siamedge.export.spec import HyperParameters
+
+with needs(EXPORT):
+    import torch
+
+    from siamedge.export.network import SiamMaskVOT
+    from siamedge.export.reference_step import decide
 
 MIN_CONTOUR_AREA = 100.0
 MIN_SIDE = 10.0

@@ -21,13 +21,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
+from benchmark_extras import EXPORT, needs
 from shared_reference import REFERENCE, seed0_checkpoint
 
 from siamedge.contract import EXEMPLAR_SIZE, INSTANCE_SIZE
-from siamedge.export.checkpoint import load_network
-from siamedge.export.network import SiamMaskVOT
-from siamedge.export.reference_step import Decision, decide
 from siamedge.export.spec import HyperParameters
 from siamedge.tracking.crop import crop_resized, mean_color
 from siamedge.tracking.geometry import (
@@ -37,6 +34,13 @@ from siamedge.tracking.geometry import (
     search_window,
 )
 from siamedge.tracking.mask import project_mask
+
+with needs(EXPORT):
+    import torch
+
+    from siamedge.export.checkpoint import load_network
+    from siamedge.export.network import SiamMaskVOT
+    from siamedge.export.reference_step import Decision, decide
 
 PUBLIC_EXPORT_SIZE = (179.0, 264.0)
 """The target size the public export script bakes in (its tennis box 301, 104, 179, 264)."""

@@ -23,20 +23,24 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
+from benchmark_extras import EXPORT, needs
 from numpy.typing import NDArray
-from original_tracker import OriginalTracker
 from shared_reference import REFERENCE, TENNIS_BOXES_XYWH, seed0_checkpoint
 from timed_session import timed
 
 from siamedge.config import ModelSettings, TrackerSettings
 from siamedge.engine import Engine
-from siamedge.export.builder import ExportOptions
-from siamedge.export.checkpoint import load_network
-from siamedge.export.exporter import export_checkpoint
-from siamedge.export.network import SiamMaskVOT
 from siamedge.export.spec import HyperParameters
 from siamedge.tracking.tracker import Tracker, TrackerParams
+
+with needs(EXPORT):
+    import torch
+    from original_tracker import OriginalTracker
+
+    from siamedge.export.builder import ExportOptions
+    from siamedge.export.checkpoint import load_network
+    from siamedge.export.exporter import export_checkpoint
+    from siamedge.export.network import SiamMaskVOT
 
 SIZES = ((854, 480), (1920, 1080))
 MS = 1000.0

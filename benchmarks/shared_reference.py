@@ -16,11 +16,10 @@ import argparse
 import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-import torch
+from benchmark_extras import EXPORT, needs
 
-from siamedge.export.builder import ExportOptions
-from siamedge.export.exporter import export_checkpoint
 from siamedge.tracking.geometry import BoxXYWH
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
@@ -34,14 +33,15 @@ TENNIS_BOXES_XYWH: tuple[BoxXYWH, ...] = (
 """Targets in the 854x480 tennis frames: the reference trace's init box (the player), then three
 places elsewhere (top left, bottom right, top right), as the parity tests place them."""
 SPLIT = "-split"
-EXPORTS = {
-    "fp32": ExportOptions(),
-    "fp16": ExportOptions(fp16=True),
-    f"fp32{SPLIT}": ExportOptions(layout="split"),
-    f"fp16{SPLIT}": ExportOptions(fp16=True, layout="split"),
+EXPORTS: dict[str, dict[str, Any]] = {
+    "fp32": {},
+    "fp16": {"fp16": True},
+    f"fp32{SPLIT}": {"layout": "split"},
+    f"fp16{SPLIT}": {"fp16": True, "layout": "split"},
 }
 """The GPU benchmarks' exports, by file stem: the batched If layout per precision, and the split
-layout (track model without If, for CUDA graphs)."""
+layout (track model without If, for CUDA graphs). ExportOptions keyword arguments: the exporter
+(torch, onnx) is imported only to write an export that is not there yet."""
 
 
 def seed0_checkpoint(folder: Path, make_checkpoint: Path | None = None) -> Path:
@@ -50,6 +50,8 @@ def seed0_checkpoint(folder: Path, make_checkpoint: Path | None = None) -> Path:
     path = folder / CHECKPOINT_NAME
     if path.is_file():
         return path
+    with needs(EXPORT, "needed to write the seed-0 checkpoint"):
+        import torch
     script = make_checkpoint or REFERENCE / "make_checkpoint.py"
     spec = importlib.util.spec_from_file_location("make_checkpoint", script)
     if spec is None or spec.loader is None:
@@ -61,16 +63,21 @@ def seed0_checkpoint(folder: Path, make_checkpoint: Path | None = None) -> Path:
 
 
 def seed0_exports(
-    folder: Path, layouts: Mapping[str, ExportOptions], make_checkpoint: Path | None = None
+    folder: Path, layouts: Mapping[str, Mapping[str, Any]], make_checkpoint: Path | None = None
 ) -> dict[str, Path]:
-    """The seed-0 checkpoint exported as folder/<name>.onnx for every named layout (without
-    validation); files already there are reused, so several benchmarks can share one folder."""
+    """The seed-0 checkpoint exported as folder/<name>.onnx for every named layout (ExportOptions
+    keyword arguments; without validation); files already there are reused, so several
+    benchmarks can share one folder, and need no torch then."""
     paths = {name: folder / f"{name}.onnx" for name in layouts}
     missing = [name for name, path in paths.items() if not path.is_file()]
     if missing:
+        with needs(EXPORT, "needed to export the seed-0 checkpoint"):
+            from siamedge.export.builder import ExportOptions
+            from siamedge.export.exporter import export_checkpoint
         checkpoint = seed0_checkpoint(folder, make_checkpoint)
         for name in missing:
-            export_checkpoint(checkpoint, paths[name], layouts[name], validate=False)
+            options = ExportOptions(**layouts[name])
+            export_checkpoint(checkpoint, paths[name], options, validate=False)
     return paths
 
 

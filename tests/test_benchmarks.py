@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,8 @@ WITHOUT_TORCH = [
     ("builtin_model.py", ["--runs", "5", "--no-clips"], "track 1 thread"),
     ("encoding.py", ["--number", "3"], "rle (window only)"),
     ("freshness.py", ["--seconds", "2"], "| file, played in real time |"),
+    # builtin model on the tennis frames of ../shared/reference
+    ("large_target.py", ["--frames", "8"], "kept+finish+message"),
     ("latency.py", ["--seconds", "3"], "30 fps camera |      1 |"),
     ("node_profile.py", ["--provider", "cpu", "--runs", "2", "{builtin}"], "all nodes"),
     ("web_clients.py", ["--seconds", "3", "--rounds", "1", "--clients", "2"], " viewers "),
@@ -37,8 +40,6 @@ WITH_TORCH = [
         "siamedge, CPU provider",
     ),
     ("node_profile.py", ["--provider", "cpu", "--runs", "1", "{models}/fp32.onnx"], "all nodes"),
-    # builtin model, but gpu.py's helpers (frames, boxes) import the exporter
-    ("large_target.py", ["--frames", "8"], "kept+finish+message"),
     ("trace_drift.py", ["--configs", "cpu", "--models", "{models}"], "target 0 of 4"),
     ("export_layouts.py", ["--runs", "2", "--models", "{models}"], "split.onnx"),
     (
@@ -110,3 +111,44 @@ def test_a_benchmark_of_the_exported_model_runs_to_its_table(
     repo_root: Path, seed0_models: Path, script: str, arguments: list[str], table: str
 ) -> None:
     assert table in run_benchmark(repo_root, script, arguments, seed0_models)
+
+
+def _run_without(repo_root: Path, hidden: list[str], script: str, *arguments: str) -> Any:
+    """The benchmark run as if the packages `hidden` were not installed."""
+    runner = (
+        "import runpy, sys\n"
+        f"for name in {hidden!r}: sys.modules[name] = None\n"
+        f"sys.argv = [{script!r}, *{list(arguments)!r}]\n"
+        f"sys.path.insert(0, {str(repo_root / 'benchmarks')!r})\n"
+        f"runpy.run_path({str(repo_root / 'benchmarks' / script)!r}, run_name='__main__')\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", runner],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=BENCHMARK_TIMEOUT_S,
+        check=False,
+    )
+
+
+def test_gpu_py_says_what_it_needs_without_torch(repo_root: Path, tmp_path: Path) -> None:
+    # A `[cpu]` install has no torch: gpu.py --help ended in a ModuleNotFoundError traceback.
+    hidden = ["torch", "onnx"]
+    assert _run_without(repo_root, hidden, "gpu.py", "--help").returncode == 0
+    options = ["--cpu-only", "--models", str(tmp_path), "--frames", "4", "--cpu-frames", "4"]
+    done = _run_without(repo_root, hidden, "gpu.py", *options)  # no exports there to run
+    assert (done.returncode, done.stderr.splitlines()[-1]) == (
+        2,
+        "gpu.py: onnx and torch are not installed (needed to export the seed-0 checkpoint); "
+        "install the export extra: pip install 'siamedge[export]'",
+    )
+
+
+def test_a_benchmark_on_the_test_fixtures_names_the_dev_extra(repo_root: Path) -> None:
+    done = _run_without(repo_root, ["pytest"], "freshness.py", "--seconds", "1")
+    assert (done.returncode, done.stderr.strip()) == (
+        2,
+        "freshness.py: pytest is not installed (for the test fixtures it serves its sources "
+        "with); install the dev extra: pip install 'siamedge[dev]'",
+    )
