@@ -7,7 +7,9 @@ Parses arguments and maps errors to exit codes; the work lives in the modules it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import logging
 import os
 import signal
@@ -99,13 +101,17 @@ def _load(module_name: str) -> Command:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     _replace_closed_streams()
+    said = io.StringIO()  # NumPy's banner and a traceback precede a mismatched cv2's failure
     try:
-        args = build_parser().parse_args(argv)
+        with contextlib.redirect_stderr(said):
+            parser = build_parser()
     except KeyboardInterrupt:  # Ctrl-C while the subcommands' modules load (about a second)
         return EX_INTERRUPTED
     except ImportError as exc:  # a broken installation: a restart cannot mend it
         print(f"siamedge: {import_problem(exc)}", file=sys.stderr)
         return EX_CONFIG
+    sys.stderr.write(said.getvalue())  # what an import said that did not fail
+    args = parser.parse_args(argv)
     configure_logging(logging.INFO)
     terminated = _TerminationFlag()
     if args.command != "run":  # the service stops on its own signal handlers
