@@ -35,7 +35,6 @@ from siamedge.leaks import leak_problem, process_usage
 from siamedge.messaging.client import ConnectionState, IncomingCommand, MqttClient
 from siamedge.messaging.ledger import RecentRequestIds
 from siamedge.messaging.protocol import (
-    DroppedCommandError,
     DuplicateCommandError,
     SourceMode,
     SourceStatus,
@@ -43,6 +42,7 @@ from siamedge.messaging.protocol import (
     StartCommand,
     StatusReport,
     check_command_age,
+    expired_error,
     parse_command,
 )
 from siamedge.models import resolve_model_path
@@ -528,11 +528,10 @@ class Service:
             age_s = pending.age_s(now)
             error: CommandError
             if pending.expires_mono is not None and now > pending.expires_mono:
-                error = DroppedCommandError(
-                    f"expired: its MQTT message expiry interval ran out while it waited "
-                    f"{now - pending.received_mono:.1f} s for a frame to start on ({why})",
+                error = expired_error(
+                    now - pending.received_mono,
+                    f"a frame to start on ({why})",
                     pending.command.request_id,
-                    expired=True,
                 )
             elif max_age_s is not None and age_s > max_age_s:
                 error = StaleCommandError(

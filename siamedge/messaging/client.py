@@ -62,6 +62,7 @@ from siamedge.messaging.protocol import (
     encode_results,
     encode_status,
     encode_track_dropped,
+    expired_error,
     request_id_of,
 )
 from siamedge.messaging.topics import CommandKind, Topics, is_publishable_topic
@@ -608,13 +609,7 @@ class MqttClient:
             if command.expires_at is not None and now > command.expires_at:
                 waited_s = now - command.received_mono
                 self.reject(
-                    command,
-                    DroppedCommandError(
-                        f"expired: its MQTT message expiry interval ran out while it waited "
-                        f"{waited_s:.1f} s for the service",
-                        request_id_of(command.payload),
-                        expired=True,
-                    ),
+                    command, expired_error(waited_s, "the service", request_id_of(command.payload))
                 )
             else:
                 commands.append(command)

@@ -34,11 +34,10 @@ CLIENT_ID_PREFIX = "siamedge-client-"
 @dataclass(frozen=True)
 class Reply:
     """The daemon's answer to one command: its ack (`accepted`) or its error, as JSON; or the
-    broker's refusal to take the command (`refused_by_broker`: MQTT 5's PUBACK, e.g. an ACL)."""
+    broker's refusal to take the command (MQTT 5's PUBACK, e.g. an ACL), as an error."""
 
     accepted: bool
     message: dict[str, Any]
-    refused_by_broker: bool = False
 
 
 class Commander(Subscriber):
@@ -78,7 +77,7 @@ class Commander(Subscriber):
                 if mid in self._broker_refusals:
                     why = self._broker_refusals[mid]
                     reason = f"the broker refused the command on {topic!r}: {why}"
-                    return request_id, Reply(False, {"reason": reason}, refused_by_broker=True)
+                    return request_id, Reply(False, {"reason": reason})
                 return request_id, self._pending[request_id]
         finally:
             with self._replies:

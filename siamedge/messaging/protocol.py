@@ -112,6 +112,17 @@ class DroppedCommandError(CommandError):
         self.expired = expired
 
 
+def expired_error(waited_s: float, waiting_for: str, request_id: str | None) -> DroppedCommandError:
+    """A command whose MQTT 5 message expiry ran out while it waited `waited_s` for
+    `waiting_for` (the service, a frame to start on)."""
+    return DroppedCommandError(
+        f"expired: its MQTT message expiry interval ran out while it waited {waited_s:.1f} s "
+        f"for {waiting_for}",
+        request_id,
+        expired=True,
+    )
+
+
 class _RejectedError(Exception):
     """Raised from inside json.loads hooks; carries the reason."""
 
