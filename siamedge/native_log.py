@@ -4,12 +4,16 @@ FFmpeg, OpenCV, GStreamer and JetPack's decoders write straight to file descript
 which systemd hands to journald line by line: a camera that is down made them write 2 (FFmpeg)
 to about 40 (OpenCV's GStreamer backend) raw lines per reopen attempt, for ever, and a lossy
 RTSP link an FFmpeg line per damaged frame. NativeOutput points both descriptors at a pipe that
-one thread reads: each line goes to the `siamedge.native` logger, at a level read off the line
-(OpenCV's `[ WARN`, GLib's `-CRITICAL **`, FFmpeg's `[tcp @ 0x...]` ...), the first time it
-comes; the same line again (addresses, process ids and clock times aside) comes at DEBUG,
-and at its level again every REMINDER_S with how often it came meanwhile. Python's own output
-(sys.stdout, sys.stderr: logging, tracebacks, faulthandler) keeps the original descriptors.
-A full pipe drops native lines rather than block the library writing them.
+a small relay process (`python -m siamedge.native_log`) reads: each line goes to its
+`siamedge.native` logger, at a level read off the line (OpenCV's `[ WARN`, GLib's
+`-CRITICAL **`, FFmpeg's `[tcp @ 0x...]`, C++'s `terminate called` ...), the first time it
+comes; the same line again (addresses, process ids and clock times aside) comes at DEBUG, and
+at its level again every REMINDER_S with how often it came meanwhile. A process of its own, not
+a thread: what a library writes just before it aborts the daemon (`terminate called after
+throwing ...`, `what(): CUDA failure ...`) is still in the pipe when the daemon is gone, and
+the relay logs it before it exits. Python's own output (sys.stdout, sys.stderr: logging,
+tracebacks, faulthandler) keeps the original descriptors. A full pipe drops native lines rather
+than block the library writing them.
 """
 
 from __future__ import annotations
@@ -20,13 +24,16 @@ import fcntl
 import logging
 import os
 import re
+import select
+import signal
+import subprocess
 import sys
-import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
 from types import TracebackType
 from typing import TextIO
+
+from siamedge.systemd import configure_logging
 
 log = logging.getLogger("siamedge.native")
 
@@ -35,7 +42,7 @@ REMINDER_S = 600.0
 KEYS_KEPT = 1000
 """Distinct lines remembered (least recently seen forgotten first)."""
 JOIN_TIMEOUT_S = 2.0
-"""How long close() waits for the reader to log what is left in the pipe."""
+"""How long close() waits for the relay to log what is left in the pipe."""
 READ_SIZE = 65536
 
 _VARYING = (
@@ -45,7 +52,11 @@ _VARYING = (
     (re.compile(r"\b\d\d:\d\d:\d\d\.\d+\b"), "hh:mm:ss"),  # GLib's clock time
 )
 _LEVELS = (
-    (re.compile(r"^\[ ?(ERROR|FATAL)|-ERROR \*\*|\bERROR\b"), logging.ERROR),
+    # C++'s last words before an abort: `terminate called after throwing ...`, `  what(): ...`
+    (
+        re.compile(r"^\[ ?(ERROR|FATAL)|-ERROR \*\*|\bERROR\b|^terminate called|^\s*what\(\):"),
+        logging.ERROR,
+    ),
     # GLib's CRITICAL is a warning: something went wrong that the program may recover from.
     (
         re.compile(r"^\[ ?WARN|-(CRITICAL|WARNING) \*\*|^\[[\w.-]+ @ 0x|\bWARNING\b"),
@@ -94,23 +105,31 @@ class RepeatFilter:
 
 
 class NativeOutput:
-    """While open, descriptors 1 and 2 lead to a pipe whose lines are logged (see the module).
+    """While open, descriptors 1 and 2 lead to a pipe whose lines the relay process logs (see
+    the module) at `level` and above.
 
     sys.stdout and sys.stderr are replaced by streams on copies of the original descriptors
     (configure logging after open(), so that its handler writes to the original), and
-    faulthandler, if enabled, is enabled again on the copy of stderr. close() restores all.
+    faulthandler, if enabled, is enabled again on the copy of stderr. close() restores all and
+    waits for the relay to log what is left.
     """
 
-    def __init__(self, repeats: RepeatFilter | None = None) -> None:
-        self._repeats = repeats or RepeatFilter()
+    def __init__(self, level: str = "INFO") -> None:
+        self._level = level
         self._saved: dict[int, int] = {}
         self._streams: dict[int, TextIO] = {}
         self._python: tuple[TextIO, TextIO] | None = None
-        self._read_fd: int | None = None
-        self._thread: threading.Thread | None = None
+        self._relay: subprocess.Popen[bytes] | None = None
+        self._lifeline: int | None = None
+
+    @property
+    def relay_pid(self) -> int | None:
+        """The relay process's id while open."""
+        return None if self._relay is None else self._relay.pid
 
     def open(self) -> NativeOutput:
-        """Redirect; a no-op (with a debug line) where the descriptors cannot be copied."""
+        """Redirect; a no-op (with a warning) where the descriptors cannot be copied or the
+        relay cannot start."""
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
@@ -120,33 +139,56 @@ class NativeOutput:
             log.debug("native output left as it is: %s", exc)
             return self
         read_fd, write_fd = os.pipe()
-        # Never block a library on our reader: a full pipe fails its write instead.
+        lifeline_read, lifeline_write = os.pipe()
+        try:
+            self._relay = subprocess.Popen(
+                [sys.executable, "-m", __name__, self._level, str(lifeline_read)],
+                stdin=read_fd,
+                stdout=saved[1],
+                stderr=saved[2],
+                pass_fds=(lifeline_read,),
+                start_new_session=True,  # a terminal's Ctrl-C is for the daemon alone
+            )
+        except OSError as exc:
+            log.warning("native library output goes to stdout and stderr as it is: %s", exc)
+        finally:
+            os.close(read_fd)
+            os.close(lifeline_read)
+        if self._relay is None:
+            for fd in (write_fd, lifeline_write, *saved.values()):
+                os.close(fd)
+            return self
+        # Never block a library on the relay: a full pipe fails its write instead.
         flags = fcntl.fcntl(write_fd, fcntl.F_GETFL)
         fcntl.fcntl(write_fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-        self._saved, self._read_fd = saved, read_fd
+        self._saved, self._lifeline = saved, lifeline_write
         self._python = (sys.stdout, sys.stderr)
         self._streams = {fd: _text_stream(os.dup(copy)) for fd, copy in saved.items()}
         sys.stdout, sys.stderr = self._streams[1], self._streams[2]
-        # A handler still writing to the old streams would feed its lines back to the reader.
+        # A handler still writing to the old streams would feed its lines to the relay.
         _repoint_handlers(dict(zip(self._python, (sys.stdout, sys.stderr), strict=True)))
         if faulthandler.is_enabled():
             faulthandler.enable(file=sys.stderr)
         for fd in (1, 2):
             os.dup2(write_fd, fd)
         os.close(write_fd)
-        self._thread = threading.Thread(target=self._read, name="native-output", daemon=True)
-        self._thread.start()
         return self
 
     def close(self) -> None:
-        """Restore the descriptors and Python's streams; log what is left in the pipe."""
-        if self._python is None:
+        """Restore the descriptors and Python's streams; the relay logs what is left."""
+        if self._python is None or self._relay is None or self._lifeline is None:
             return
         for fd, copy in self._saved.items():
-            os.dup2(copy, fd)  # the pipe's last write ends: the reader reads to its end
+            os.dup2(copy, fd)
             os.close(copy)
-        if self._thread is not None:
-            self._thread.join(JOIN_TIMEOUT_S)
+        os.close(self._lifeline)  # the relay logs what the pipe holds and exits
+        try:
+            status = self._relay.wait(JOIN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._relay.kill()
+            status = self._relay.wait()
+        if status:
+            log.warning("the native output relay ended with status %d", status)
         _repoint_handlers(dict(zip((sys.stdout, sys.stderr), self._python, strict=True)))
         sys.stdout, sys.stderr = self._python
         if faulthandler.is_enabled():
@@ -155,6 +197,7 @@ class NativeOutput:
             with contextlib.suppress(OSError):
                 stream.close()
         self._python, self._saved, self._streams = None, {}, {}
+        self._relay = self._lifeline = None
 
     def __enter__(self) -> NativeOutput:
         return self.open()
@@ -167,34 +210,50 @@ class NativeOutput:
     ) -> None:
         self.close()
 
-    def _read(self) -> None:
-        """The reader thread: log each line until the pipe's write ends are all closed."""
-        assert self._read_fd is not None
-        pending = b""
-        try:
-            for chunk in _chunks(self._read_fd):
-                *lines, pending = (pending + chunk).split(b"\n")
-                if len(pending) > READ_SIZE:  # no line end in sight: log what there is
-                    lines.append(pending)
-                    pending = b""
-                for line in lines:
-                    self._log(line)
-            self._log(pending)
-        finally:
-            os.close(self._read_fd)
 
-    def _log(self, raw: bytes) -> None:
-        line = raw.decode("utf-8", errors="replace").rstrip()
-        if not line.strip():
-            return
+def relay(source: int, lifeline: int, repeats: RepeatFilter | None = None) -> None:
+    """Log each line read from `source` until its write ends are all closed, or until the
+    `lifeline` pipe's one write end is closed (the daemon closed NativeOutput, or ended): then
+    what the pipe holds is logged and the relay returns, even while a process the daemon
+    started holds a write end still."""
+    repeats = repeats or RepeatFilter()
+    pending = b""
+    draining = False
+    while True:
+        if not draining:
+            ready, _, _ = select.select([source, lifeline], [], [])
+            if lifeline in ready:
+                draining = True
+                os.set_blocking(source, False)
         try:
-            level, said = self._repeats.admit(line, time.monotonic())
-            if said:
-                log.log(level, "%s (said %d more times since)", line, said)
-            else:
-                log.log(level, "%s", line)
-        except Exception:  # the reader must outlive any one line, or the pipe would fill
-            log.debug("could not log a native line", exc_info=True)
+            chunk = os.read(source, READ_SIZE)
+        except BlockingIOError:
+            chunk = b""  # drained
+        except InterruptedError:
+            continue
+        if not chunk:
+            break
+        *lines, pending = (pending + chunk).split(b"\n")
+        if len(pending) > READ_SIZE:  # no line end in sight: log what there is
+            lines.append(pending)
+            pending = b""
+        for line in lines:
+            _log(repeats, line)
+    _log(repeats, pending)
+
+
+def _log(repeats: RepeatFilter, raw: bytes) -> None:
+    line = raw.decode("utf-8", errors="replace").rstrip()
+    if not line.strip():
+        return
+    try:
+        level, said = repeats.admit(line, time.monotonic())
+        if said:
+            log.log(level, "%s (said %d more times since)", line, said)
+        else:
+            log.log(level, "%s", line)
+    except Exception:  # the relay must outlive any one line, or the pipe would fill
+        log.debug("could not log a native line", exc_info=True)
 
 
 def _repoint_handlers(replacements: dict[TextIO, TextIO]) -> None:
@@ -204,17 +263,21 @@ def _repoint_handlers(replacements: dict[TextIO, TextIO]) -> None:
             handler.setStream(replacements[handler.stream])
 
 
-def _chunks(fd: int) -> Iterator[bytes]:
-    while True:
-        try:
-            chunk = os.read(fd, READ_SIZE)
-        except InterruptedError:
-            continue
-        if not chunk:
-            return
-        yield chunk
-
-
 def _text_stream(fd: int) -> TextIO:
     """A line-buffered text stream on fd: each line reaches journald as it is written."""
     return open(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+
+
+def main(argv: list[str]) -> None:
+    """The relay process: `python -m siamedge.native_log LEVEL LIFELINE_FD`, the pipe on
+    stdin, logging configured as the daemon's (the journal, or lines on stderr)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        # systemd's SIGTERM goes to the whole unit: the relay ends when the daemon has.
+        signal.signal(signum, signal.SIG_IGN)
+    level, lifeline = argv
+    configure_logging(level)
+    relay(sys.stdin.fileno(), int(lifeline))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

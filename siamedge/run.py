@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         print(source_pipeline_text(settings.source))
         return 0
     # FFmpeg, GStreamer and OpenCV write to fds 1 and 2: through logging, each line once.
-    with NativeOutput():
+    with NativeOutput(settings.service.log_level):
         configure_logging(settings.service.log_level)
         try:
             return run_service(settings, args.config)

@@ -4,6 +4,8 @@ repeat filter, real FFmpeg output in a process of its own, and the daemon retryi
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -14,7 +16,7 @@ import pytest
 from fixtures.daemon import Daemon, daemon_config, unique_prefix, wait_online
 from fixtures.mosquitto import WAIT_TIMEOUT_S, Broker, MqttCollector, free_port
 
-from siamedge.native_log import RepeatFilter, line_key, line_level
+from siamedge.native_log import RepeatFilter, line_key, line_level, relay
 
 RUN_TIMEOUT_S = 60
 
@@ -134,27 +136,103 @@ def test_ffmpeg_and_glib_lines_are_logged_once_and_python_output_stays_as_it_was
     assert err[-1] == "native again, after"
 
 
-def test_a_reader_that_falls_behind_drops_native_lines_and_never_blocks_the_writer() -> None:
+def test_a_relay_that_falls_behind_drops_native_lines_and_never_blocks_the_writer() -> None:
     done = _run(
         """
-        import os, threading, time
-        from siamedge.native_log import NativeOutput, RepeatFilter
+        import os, signal
+        from siamedge.native_log import NativeOutput
 
-        class Stuck(RepeatFilter):
-            def admit(self, line, now):
-                time.sleep(3600)
-
-        with NativeOutput(Stuck()):
+        with NativeOutput() as native:
+            os.kill(native.relay_pid, signal.SIGSTOP)  # reads nothing from now on
             written = 0
             try:
                 for _ in range(64):  # 4 MiB, far beyond any pipe's buffer
                     written += os.write(2, b"x" * 65535 + b"\\n")
             except BlockingIOError:
                 print(f"refused after {written} bytes", flush=True)
+            os.kill(native.relay_pid, signal.SIGCONT)
         """
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("refused after ")
+
+
+def test_what_a_library_writes_just_before_it_aborts_the_daemon_is_logged() -> None:
+    # A C++ library's last words, written and aborted on with the GIL held (ctypes.PyDLL): a
+    # reader thread in the dying process could not have logged them.
+    done = _run(
+        """
+        import ctypes, logging, os
+        from siamedge.native_log import NativeOutput
+        from siamedge.systemd import configure_logging
+
+        libc = ctypes.PyDLL(None)
+        with NativeOutput():
+            configure_logging(logging.INFO)
+            logging.getLogger("test").info("started")
+            words = (
+                b"terminate called after throwing an instance of 'std::runtime_error'\\n"
+                b"  what():  CUDA failure 2: out of memory\\n"
+            )
+            libc.write(2, words, len(words))
+            libc.abort()
+        """
+    )
+    assert done.returncode == -signal.SIGABRT
+    err = done.stderr.splitlines()
+    assert any(line.endswith(" INFO    test: started") for line in err), done.stderr
+    assert any(
+        line.endswith(
+            " ERROR   siamedge.native: terminate called after throwing an instance of "
+            "'std::runtime_error'"
+        )
+        for line in err
+    ), done.stderr
+    assert any(
+        line.endswith(" ERROR   siamedge.native:   what():  CUDA failure 2: out of memory")
+        for line in err
+    ), done.stderr
+
+
+def test_closing_logs_what_is_left_while_a_child_still_holds_the_pipe() -> None:
+    # A process the daemon started keeps descriptors 1 and 2: the relay must not wait for it.
+    done = _run(
+        """
+        import logging, os, subprocess
+        from siamedge.native_log import NativeOutput
+        from siamedge.systemd import configure_logging
+
+        with NativeOutput():
+            configure_logging(logging.INFO)
+            child = subprocess.Popen(["sleep", "30"], stdout=1, stderr=2)
+            os.write(2, b"written before closing\\n")
+        print(f"child running: {child.poll() is None}", flush=True)
+        child.kill()
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "child running: True\n"
+    assert " INFO    siamedge.native: written before closing" in done.stderr
+    # A relay waiting for the child would be killed after JOIN_TIMEOUT_S, and that logged.
+    assert "the native output relay ended" not in done.stderr, done.stderr
+
+
+def test_the_relay_logs_what_the_pipe_holds_when_its_lifeline_closes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source_read, source_write = os.pipe()
+    lifeline_read, lifeline_write = os.pipe()
+    os.write(source_write, b"first\n[ WARN:0@1.5] second\nno line end")
+    os.close(lifeline_write)  # the write end of source stays open
+    with caplog.at_level(logging.DEBUG, logger="siamedge.native"):
+        relay(source_read, lifeline_read)
+    for fd in (source_read, source_write, lifeline_read):
+        os.close(fd)
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, "first"),
+        (logging.WARNING, "[ WARN:0@1.5] second"),
+        (logging.INFO, "no line end"),
+    ]
 
 
 DaemonFactory = Callable[..., Daemon]
