@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -33,6 +34,12 @@ STEP_BUCKETS_S = (0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 """Capture -> results published: the step plus the wait in the capture slot and the encoding."""
 SERVE_POLL_S = 0.5
+REQUEST_TIMEOUT_S = 10.0
+"""A connection that sends no complete request (a scraper gone mid-request, a half-open link,
+a port scan) is closed after this long of silence, instead of holding a thread for ever."""
+MAX_CONNECTIONS = 8
+"""Connections served at once (a scraper or two need one each); more are closed at once, so a
+client trickling a byte at a time on many connections cannot pile up threads."""
 MS_PER_S = 1000.0
 
 # name (without the prefix) -> help; the README's metric list and the Grafana dashboard use them.
@@ -172,6 +179,10 @@ class _ServiceCollector(Collector):
 class _Handler(BaseHTTPRequestHandler):
     server: _MetricsHttpServer
 
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.request_timeout_s)
+
     def do_GET(self) -> None:
         if self.path.split("?", 1)[0] != METRICS_PATH:
             self.send_error(404, f"only {METRICS_PATH} is served here")
@@ -188,11 +199,36 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _MetricsHttpServer(ThreadingHTTPServer):
+    """One thread per connection, at most MAX_CONNECTIONS at once."""
+
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], registry: CollectorRegistry) -> None:
         self.registry = registry
+        self.request_timeout_s = REQUEST_TIMEOUT_S
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._refused = 0
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._refused += 1
+            log.log(
+                logging.WARNING if self._refused == 1 else logging.DEBUG,
+                "metrics: connection from %s closed: %d are open already (%d refused so far)",
+                client_address[0],
+                MAX_CONNECTIONS,
+                self._refused,
+            )
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class MetricsEndpoint:

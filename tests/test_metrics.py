@@ -4,7 +4,9 @@ dashboard queries only metrics a scrape has."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import re
 import socket
 import sys
@@ -31,6 +33,7 @@ from fixtures.mosquitto import Broker, MqttCollector
 from fixtures.web import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
+from siamedge import metrics
 from siamedge.config import MetricsSettings, settings_from_mapping
 from siamedge.errors import ConfigError
 from siamedge.frontend import (
@@ -189,6 +192,58 @@ def test_only_the_metrics_path_is_served(endpoint: tuple[FakePort, MetricsEndpoi
         urllib.request.urlopen(served.url.removesuffix("/metrics") + "/other", timeout=10)
     caught.value.close()
     assert caught.value.code == 404
+
+
+def closed_by_server(connection: socket.socket) -> bool:
+    """Whether the server closed the connection (within 10 s), not a timeout of ours."""
+    connection.settimeout(10)
+    return connection.recv(1) == b""
+
+
+def test_a_connection_that_sends_no_request_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # It held a thread and a descriptor for ever: a scraper gone mid-request, a port scan.
+    monkeypatch.setattr(metrics, "REQUEST_TIMEOUT_S", 0.3)
+    served = MetricsEndpoint(FakePort(), MetricsSettings(enabled=True, host=HOST, port=free_port()))
+    served.start()
+    try:
+        host_port = (HOST, int(served.url.split(":")[2].split("/")[0]))
+        with (
+            socket.create_connection(host_port) as silent,
+            socket.create_connection(host_port) as half,
+        ):
+            half.sendall(b"GET /metr")
+            assert closed_by_server(silent)
+            assert closed_by_server(half)
+        assert names(scrape(served.url))
+    finally:
+        served.close()
+
+
+def test_connections_beyond_the_limit_are_closed_at_once(
+    endpoint: tuple[FakePort, MetricsEndpoint], caplog: pytest.LogCaptureFixture
+) -> None:
+    _port, served = endpoint
+    host_port = (HOST, int(served.url.split(":")[2].split("/")[0]))
+    with contextlib.ExitStack() as stack:
+        held = [
+            stack.enter_context(socket.create_connection(host_port))
+            for _ in range(metrics.MAX_CONNECTIONS)
+        ]
+        held[-1].sendall(b"GET /metr")  # a request trickling in, byte by byte
+        with socket.create_connection(host_port) as extra:
+            assert closed_by_server(extra)
+    # The held connections closed: their threads end and the slots come back.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert names(scrape(served.url))
+            break
+        except (urllib.error.URLError, ConnectionError):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    refused = [r for r in caplog.records if "connection from 127.0.0.1 closed" in r.getMessage()]
+    assert refused[0].levelno == logging.WARNING  # then DEBUG: a scrape may still meet the limit
+    assert all(r.levelno == logging.DEBUG for r in refused[1:])
 
 
 def test_a_taken_port_is_a_config_error_naming_the_keys() -> None:
