@@ -32,7 +32,7 @@ from siamedge.frontend import (
     StatusSnapshot,
 )
 from siamedge.leaks import leak_problem, process_usage
-from siamedge.messaging.client import ConnectionState, IncomingCommand, MqttClient
+from siamedge.messaging.client import SHUTTING_DOWN, ConnectionState, IncomingCommand, MqttClient
 from siamedge.messaging.ledger import RecentRequestIds
 from siamedge.messaging.protocol import (
     DuplicateCommandError,
@@ -326,12 +326,20 @@ class Service:
         finally:
             self._notifier.stopping("shutting down")
             log.info("shutting down")
+            self._refuse_pending()
             for front_end in reversed(front_ends):
                 front_end.close()
             capture.stop()
             self._publish_tracks_ended(mqtt)
             mqtt.close()
         return self._exit_status
+
+    def _refuse_pending(self) -> None:
+        """Answer the starts still waiting for a frame: the broker acknowledged them already and
+        will not deliver them again after a restart."""
+        while self._pending:
+            pending = self._pending.popleft()
+            pending.responder.rejected(CommandError(SHUTTING_DOWN, pending.command.request_id))
 
     def _publish_tracks_ended(self, mqtt: MqttClient) -> None:
         """The empty results message that follows the last track, also when a shutdown ends
@@ -373,6 +381,7 @@ class Service:
             self._handle_requests(model, self._collect_requests(mqtt))
             self._expire_pending(capture.status)
             mqtt.flush_errors()
+            mqtt.flush_results()
             if frame is not None:
                 self._process(model, frame, mqtt)
                 watchdog.frame_processed()

@@ -32,7 +32,12 @@ from paho.mqtt.properties import Properties
 
 from siamedge.config import MqttSettings, TlsSettings
 from siamedge.errors import CommandError
-from siamedge.messaging.client import ConnectionState, IncomingCommand, MqttClient
+from siamedge.messaging.client import (
+    RESULTS_IN_FLIGHT,
+    ConnectionState,
+    IncomingCommand,
+    MqttClient,
+)
 from siamedge.messaging.connection import NO_MQTT_ANSWER, NO_MQTT_ANSWER_IN_TIME, stop_paho
 from siamedge.messaging.protocol import (
     MAX_COMMAND_BYTES,
@@ -506,6 +511,48 @@ def test_full_queue_drops_the_oldest_and_answers_it(
         b'{"all": true, "request_id": "q1"}',
         b'{"all": true, "request_id": "q2"}',
     ]
+
+
+def test_commands_not_taken_before_close_are_answered_shutting_down(
+    mosquitto: Broker, mqtt_prefix: str, mqtt_collector: Collect
+) -> None:
+    # paho acknowledged them to the broker on arrival: without an answer they were gone.
+    client = MqttClient(settings_for(mosquitto, mqtt_prefix))
+    client.start()
+    connected(client)
+    collector = mqtt_collector(mosquitto, [client.topics.errors, client.topics.status])
+    for index in range(2):
+        collector.publish(client.topics.stop, f'{{"all": true, "request_id": "late{index}"}}')
+    wait_until(lambda: client.queued_commands == 2)
+    client.close()
+    errors = collector.wait_for(client.topics.errors, 2)
+    assert [payload_of(m)["request_id"] for m in errors] == ["late0", "late1"]
+    assert all(payload_of(m)["reason"].startswith("shutting down: not carried out") for m in errors)
+    assert client.drain_commands() == []
+    statuses = [payload_of(m) for m in collector.messages(client.topics.status)]
+    assert statuses[-1]["online"] is False  # the answers went before the offline status
+
+
+def test_results_waiting_behind_unacknowledged_ones_go_out_without_a_new_frame(
+    mosquitto_factory: Callable[..., Broker],
+    mqtt_prefix: str,
+    mqtt_collector: Collect,
+    make_client: Callable[..., Any],
+) -> None:
+    broker = mosquitto_factory()
+    client = connected(make_client(settings_for(broker, mqtt_prefix, results_qos=1)))
+    collector = mqtt_collector(broker, [client.topics.results])
+    frames = RESULTS_IN_FLIGHT + 5
+    with broker.frozen():  # no PUBACK: the in-flight window fills, the rest waits
+        sent = [
+            client.publish_results(index, time.time(), FRAME_WH, [("t1", a_track())])
+            for index in range(frames)
+        ]
+    assert sent[RESULTS_IN_FLIGHT - 1] and not sent[-1]
+    wait_until(client.flush_results)  # what the service calls at every turn of its loop
+    got = collector.wait_for(client.topics.results, frames)
+    assert [payload_of(m)["frame"] for m in got] == list(range(frames))
+    assert client.dropped_results == 0
 
 
 def test_a_command_storm_is_logged_within_the_error_reply_limit(

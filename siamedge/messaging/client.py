@@ -94,6 +94,12 @@ id makes the broker drop the older one (mosquitto 2.0 just closes the socket: pa
 SESSION_TAKEN_OVER = 142
 """MQTT 5 DISCONNECT reason code: another connection took over this client id's session."""
 
+SHUTTING_DOWN = (
+    "shutting down: not carried out (the service stopped before it could); send it again once "
+    "the service is back online"
+)
+"""The reply to a command taken from the broker but not carried out when the service stops:
+the broker has its acknowledgement and will not deliver it again after the restart."""
 _NOT_CONNECTED_YET = "not connected yet"
 _PAHO_LOGGER = logging.getLogger(f"{__name__}.paho")
 
@@ -202,6 +208,7 @@ class MqttClient:
         self._connected_mono = 0.0  # time.monotonic() of the last accepted connection
         self._answered = False  # the broker sent a CONNACK on the current connection
         self._queue_overflowing = False  # commands dropped since the queue was last emptied
+        self._refusing = False  # shutting down: commands are answered, no longer queued
         # Re-sent on every connect: a broker restarted without persistence has lost them.
         self._retained_on_connect: tuple[DiscoveryMessage, ...] = (
             discovery_messages(settings.homeassistant, self._topics, self._client_id)
@@ -299,7 +306,11 @@ class MqttClient:
         if self._closing:
             return
         self._closing = True
+        self.refuse_commands()
         if self._client.is_connected():
+            # What still waits in the outbox (the last frames, the empty message that ends the
+            # tracks) goes before the offline status, beyond the in-flight window.
+            self._send_results(in_flight_limit=MAX_QUEUED_OUTGOING)
             info = self._client.publish(
                 self._topics.status,
                 encode_offline(OFFLINE_SHUTDOWN),
@@ -568,11 +579,16 @@ class MqttClient:
             return
         dropped: IncomingCommand | None = None
         with self._lock:
-            if len(self._commands) >= self._queue_size:
-                dropped = self._commands.popleft()
-            self._commands.append(command)
+            refusing = self._refusing
+            if not refusing:
+                if len(self._commands) >= self._queue_size:
+                    dropped = self._commands.popleft()
+                self._commands.append(command)
             first_of_streak = dropped is not None and not self._queue_overflowing
             self._queue_overflowing = self._queue_overflowing or dropped is not None
+        if refusing:  # the service no longer drains the queue: answer it here
+            self.reject(command, CommandError(SHUTTING_DOWN, request_id_of(command.payload)))
+            return
         if dropped is not None:
             log.log(  # once until the queue is taken empty again: the answers count the rest
                 logging.WARNING if first_of_streak else logging.DEBUG,
@@ -614,6 +630,16 @@ class MqttClient:
             else:
                 commands.append(command)
         return commands
+
+    def refuse_commands(self) -> None:
+        """From now on answer every command (queued or arriving) with SHUTTING_DOWN instead of
+        queueing it; close() calls it before the offline status. Any thread."""
+        with self._lock:
+            self._refusing = True
+            taken = list(self._commands)
+            self._commands.clear()
+        for command in taken:
+            self.reject(command, CommandError(SHUTTING_DOWN, request_id_of(command.payload)))
 
     @property
     def queued_commands(self) -> int:
@@ -700,7 +726,15 @@ class MqttClient:
         or queued in paho when the connection broke."""
         return self._results.dropped + self._results_lost
 
-    def _send_results(self) -> bool:
+    def flush_results(self) -> bool:
+        """Hand results still waiting in the outbox to paho as the in-flight window allows
+        (the service calls this every loop: the last results of a track must not wait for the
+        next frame with tracks); True when none is left waiting. Any thread."""
+        if len(self._results) == 0 and not self._results_in_flight:
+            return True
+        return self._send_results()
+
+    def _send_results(self, in_flight_limit: int = RESULTS_IN_FLIGHT) -> bool:
         """Hand waiting results to paho while it has room; True when none is left waiting.
 
         Any thread."""
@@ -713,7 +747,7 @@ class MqttClient:
                 elif info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS and not info.is_published():
                     in_flight.append(info)
             self._results_in_flight = in_flight
-            while self._client.is_connected() and len(in_flight) < RESULTS_IN_FLIGHT:
+            while self._client.is_connected() and len(in_flight) < in_flight_limit:
                 payload = self._results.take()
                 if payload is None:
                     break
