@@ -306,7 +306,7 @@ class MqttClient:
         if self._closing:
             return
         self._closing = True
-        self.refuse_commands()
+        self._refuse_commands()
         if self._client.is_connected():
             # What still waits in the outbox (the last frames, the empty message that ends the
             # tracks) goes before the offline status, beyond the in-flight window.
@@ -631,9 +631,9 @@ class MqttClient:
                 commands.append(command)
         return commands
 
-    def refuse_commands(self) -> None:
+    def _refuse_commands(self) -> None:
         """From now on answer every command (queued or arriving) with SHUTTING_DOWN instead of
-        queueing it; close() calls it before the offline status. Any thread."""
+        queueing it (close(), before the offline status)."""
         with self._lock:
             self._refusing = True
             taken = list(self._commands)
