@@ -38,6 +38,7 @@ from siamedge.providers import short_provider_names
 from siamedge.sources.base import Frame, FrameSource
 from siamedge.sources.factory import create_source
 from siamedge.sources.images import ImageFolderSource
+from siamedge.sources.redact import redact_url
 from siamedge.tracking.crop import CropScratch
 from siamedge.tracking.geometry import BoxXYWH
 from siamedge.tracking.result import TrackResult
@@ -367,7 +368,7 @@ def run_track(job: TrackJob, progress: IO[str] | None = None) -> int:
                 last_report = now
                 show_progress(stream, f"frame {count} ({count / (now - started):.1f} fps)")
         if count == 0:
-            raise SourceError(f"{job.source.uri}: the source gave no frames")
+            raise SourceError(f"{redact_url(job.source.uri)}: the source gave no frames")
         elapsed = time.monotonic() - started
     fps = count / elapsed
     show_progress(stream, f"tracked {count} frames in {elapsed:.1f} s ({fps:.1f} fps)", last=True)

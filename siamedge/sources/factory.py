@@ -24,7 +24,7 @@ from siamedge.sources.http_get import HTTP_SCHEMES, http_url_problem, is_http_ur
 from siamedge.sources.images import ImageFolderSource
 from siamedge.sources.mjpeg import MjpegSource
 from siamedge.sources.presets import preset_pipeline, redact_pipeline
-from siamedge.sources.redact import redact_url
+from siamedge.sources.redact import redact_url, url_error
 from siamedge.sources.stream import StreamSource
 from siamedge.tls import ClientTls
 
@@ -81,8 +81,8 @@ def infer_kind(uri: str) -> ConcreteKind:
     if path.suffix.lower() in VIDEO_SUFFIXES:
         return "file"
     raise SourceError(
-        f"source uri {text!r}: cannot tell what it is: not `synthetic`, a camera index or "
-        "/dev/video*, a stream URL, a GStreamer pipeline, or an existing file or folder; "
+        f"source uri {redact_url(text)!r}: cannot tell what it is: not `synthetic`, a camera "
+        "index or /dev/video*, a stream URL, a GStreamer pipeline, or an existing file or folder; "
         "fix the uri or set source.kind"
     )
 
@@ -99,7 +99,9 @@ def check_stream_url(uri: str) -> None:
         parts = urlsplit(text)
         port = parts.port
     except ValueError as exc:
-        raise SourceError(f"source uri {redact_url(text)!r}: not a valid URL: {exc}") from None
+        raise SourceError(
+            f"source uri {redact_url(text)!r}: not a valid URL: {url_error(exc)}"
+        ) from None
     if parts.hostname:
         if scheme in HTTP_SCHEMES and (problem := http_url_problem(text)) is not None:
             raise SourceError(f"source uri {redact_url(text)!r}: {problem}")

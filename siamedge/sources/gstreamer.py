@@ -30,6 +30,7 @@ import re
 import cv2
 
 from siamedge.errors import SourceError
+from siamedge.sources.redact import redact_pipeline
 from siamedge.sources.videocapture import VideoCaptureSource, log_opened, open_video_capture
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,9 @@ class GStreamerSource(VideoCaptureSource):
 
     def __init__(self, pipeline: str, *, description: str | None = None) -> None:
         self._pipeline = " ".join(pipeline.split())
-        super().__init__(description or f"gstreamer `{self._pipeline}`")
+        # A user's own pipeline may carry a password (`location=rtsp://u:pw@cam`, `user-pw=`): the
+        # description goes to logs, the retained status and the web view's /api/status.
+        super().__init__(description or f"gstreamer `{redact_pipeline(self._pipeline)}`")
         if not ends_in_appsink(self._pipeline):
             raise SourceError(
                 f"{self.description}: the pipeline must end in `{SINK_ELEMENT}` "

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from siamedge import __version__
 from siamedge.errors import SourceError
-from siamedge.sources.redact import redact_url
+from siamedge.sources.redact import redact_url, url_error
 from siamedge.tls import ClientTls
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def http_url_problem(url: str) -> str | None:
         parts = urlsplit(url)
         host, _ = parts.hostname, parts.port
     except ValueError as exc:
-        return f"not a valid URL: {exc}"
+        return f"not a valid URL: {url_error(exc)}"
     if parts.scheme.lower() not in HTTP_SCHEMES or not host:
         return "not an http:// or https:// URL with a host"
     if _NOT_IN_URLS.search(host):

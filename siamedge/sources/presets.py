@@ -14,14 +14,15 @@ sync=false`: the newest frame, no backlog, no clock waits.
 
 from __future__ import annotations
 
-import re
 from fractions import Fraction
 from typing import Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from siamedge.config import RTSP_SCHEMES, SourceSettings
 from siamedge.errors import SourceError
-from siamedge.sources.redact import REDACTED, redact_url
+from siamedge.sources.redact import redact_pipeline, redact_url, url_error
+
+__all__ = ["preset_pipeline", "redact_pipeline", "split_credentials"]
 
 PresetKind = Literal["csi", "rtsp"]
 
@@ -43,10 +44,6 @@ CODEC_ELEMENTS: dict[str, tuple[str, str, str]] = {
     "h265": ("rtph265depay", "h265parse", "avdec_h265"),
 }
 HARDWARE_DECODER = "nvv4l2decoder"
-
-_QUOTED_PASSWORD = re.compile(r'(user-pw=)"(?:[^"\\]|\\.)*"')
-_UNQUOTED_PASSWORD = re.compile(r'(user-pw=)(?!")\S+')
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"!]+")
 
 
 def quote_value(value: str) -> str:
@@ -110,7 +107,9 @@ def split_credentials(url: str) -> tuple[str, str | None, str | None]:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise SourceError(f"source.uri {redact_url(url)!r}: not a valid URL ({exc})") from None
+        raise SourceError(
+            f"source.uri {redact_url(url)!r}: not a valid URL ({url_error(exc)})"
+        ) from None
     if parts.scheme.lower() not in RTSP_SCHEMES or not parts.hostname:
         raise SourceError(
             f"source.uri {redact_url(url)!r}: kind rtsp needs an rtsp:// or rtsps:// URL "
@@ -129,11 +128,3 @@ def preset_pipeline(kind: PresetKind, settings: SourceSettings) -> str:
     if kind == "csi":
         return csi_pipeline(settings)
     return rtsp_pipeline(settings)
-
-
-def redact_pipeline(pipeline: str) -> str:
-    """The pipeline with user-pw values and the passwords of URLs in it replaced by ***, for
-    logs, status, errors and `siamedge run --print-pipeline`."""
-    hidden = _QUOTED_PASSWORD.sub(rf'\1"{REDACTED}"', pipeline)
-    hidden = _UNQUOTED_PASSWORD.sub(rf"\1{REDACTED}", hidden)
-    return _URL.sub(lambda match: redact_url(match.group(0)), hidden)
