@@ -10,6 +10,7 @@ import logging
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -326,6 +327,9 @@ KIND_SPECIFIC_KEYS = {
 they would be ignored silently (e.g. decoder: nvv4l2decoder under kind auto decodes in software)."""
 
 
+PASSWORD_KINDS = ("auto", "stream", "mjpeg", "rtsp")
+"""Kinds whose uri is a URL that can carry source.password_file's password."""
+
 SYNTHETIC_MAX_WIDTH = 7680
 SYNTHETIC_MAX_HEIGHT = 4320
 """The largest synthetic clip, 8K UHD. Rendering its background takes some 25 bytes a pixel
@@ -412,6 +416,13 @@ class SourceSettings(_Section):
     camera's CA or self-signed certificate, a client certificate, `insecure` for a certificate
     that does not name the camera's address. None: the system store. FFmpeg (kind stream)
     does its own TLS (README)."""
+    password_file: str | None = None
+    """The camera's password, read from this file (one trailing newline dropped) into `uri`,
+    which then names only the user (rtsp://admin@192.168.1.20/stream1): the configuration,
+    which the service's dynamic user reads, stays free of it (hand the file over as a systemd
+    credential, README)."""
+    password_env: str | None = None
+    """The same from an environment variable."""
 
     @field_validator("flip")
     @classmethod
@@ -444,6 +455,27 @@ class SourceSettings(_Section):
                 "source.kind rtsp needs source.uri to be an rtsp:// or rtsps:// URL, e.g. "
                 "rtsp://user:password@192.168.1.20:554/stream1"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _password_for_a_user(self) -> SourceSettings:
+        key = "source.password_file" if self.password_file else "source.password_env"
+        if not (self.password_file or self.password_env):
+            return self
+        if self.password_file and self.password_env:
+            raise ValueError("set source.password_file or source.password_env, not both")
+        try:
+            parts = urlsplit(self.uri.strip())
+            has_user = bool(parts.hostname) and parts.username is not None
+        except ValueError:
+            has_user = False
+        if self.kind not in PASSWORD_KINDS or not has_user:
+            raise ValueError(
+                f"{key} needs source.uri to be a camera URL naming the user (kind "
+                f"{', '.join(PASSWORD_KINDS)}), e.g. rtsp://admin@192.168.1.20:554/stream1"
+            )
+        if parts.password is not None:
+            raise ValueError(f"{key} is set and source.uri holds a password too: leave it out")
         return self
 
     @model_validator(mode="after")

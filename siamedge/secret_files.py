@@ -1,4 +1,5 @@
-"""Reads a secret (broker password, web token) from the file or environment variable it names.
+"""Reads a secret (broker or camera password, web token) from the file or environment variable
+it names.
 
 Never logs a secret; a missing, unreadable or empty one is a ConfigError naming the key.
 """
@@ -16,6 +17,12 @@ Cleaner = Callable[[str], str]
 
 def _unchanged(text: str) -> str:
     return text
+
+
+def drop_line_end(text: str) -> str:
+    """A password file's text without its one trailing newline (as `echo` or an editor leave
+    it); other whitespace belongs to the password."""
+    return text.removesuffix("\n").removesuffix("\r")
 
 
 def read_secret(

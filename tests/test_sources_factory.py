@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,8 @@ import pytest
 from fixtures.media import FOLDER_IMAGES, frame_number, write_video
 
 from siamedge.cli import EX_CONFIG
-from siamedge.config import SourceSettings
-from siamedge.errors import SourceError
+from siamedge.config import SourceSettings, settings_from_mapping
+from siamedge.errors import ConfigError, SourceError
 from siamedge.sources.camera import CameraSource
 from siamedge.sources.capture import SourceState
 from siamedge.sources.factory import (
@@ -20,6 +21,7 @@ from siamedge.sources.factory import (
     create_source,
     infer_kind,
     playback_fps,
+    with_camera_password,
 )
 from siamedge.sources.file import VideoFileSource
 from siamedge.sources.gstreamer import GStreamerSource
@@ -246,3 +248,67 @@ def test_the_daemon_refuses_a_stream_url_it_cannot_read_with_exit_78(
     assert done.stderr.splitlines()[-1] == (
         f"siamedge: configuration error: {config}: source.uri: source uri {uri!r}: {problem}"
     )
+
+
+def test_the_camera_password_comes_from_its_file_into_the_uri(tmp_path: Path) -> None:
+    password_file = tmp_path / "camera-password"
+    password_file.write_text("p@ss/w#rd:1 \n", encoding="utf-8")  # as an editor leaves it
+    uri = "rtsp://admin@192.168.1.20:554/stream1"
+    stream = SourceSettings(kind="stream", uri=uri, password_file=str(password_file))
+    assert with_camera_password(stream).uri == (
+        "rtsp://admin:p%40ss%2Fw%23rd%3A1%20@192.168.1.20:554/stream1"
+    )
+    assert "p%40ss" not in create_source(stream).description
+    rtsp = create_source(SourceSettings(kind="rtsp", uri=uri, password_file=str(password_file)))
+    assert isinstance(rtsp, GStreamerSource)
+    assert 'user-id="admin" user-pw="p@ss/w#rd:1 "' in rtsp.pipeline
+    assert "p@ss" not in rtsp.description
+
+
+def test_the_camera_password_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIAMEDGE_TEST_CAMERA_PASSWORD", "s3cret")
+    settings = SourceSettings(
+        uri="http://viewer@cam.local/video.mjpg", password_env="SIAMEDGE_TEST_CAMERA_PASSWORD"
+    )
+    assert with_camera_password(settings).uri == "http://viewer:s3cret@cam.local/video.mjpg"
+    assert settings.uri == "http://viewer@cam.local/video.mjpg"  # the settings stay as read
+
+
+def test_an_unreadable_camera_password_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    settings = SourceSettings(uri="rtsp://admin@cam/x", password_file=str(missing))
+    with pytest.raises(ConfigError, match=rf"^source.password_file: cannot read {missing}: "):
+        create_source(settings)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"uri": "rtsp://cam/x", "password_file": "/p"},
+            "source.password_file needs source.uri to be a camera URL naming the user",
+        ),
+        (
+            {"uri": "rtsp://admin:0ldS3cret@cam/x", "password_file": "/p"},
+            "source.password_file is set and source.uri holds a password too",
+        ),
+        (
+            {"uri": "0", "kind": "camera", "password_env": "P"},
+            "source.password_env needs source.uri to be a camera URL naming the user",
+        ),
+        (
+            {"uri": "rtsp://admin@cam/x", "kind": "gstreamer", "password_file": "/p"},
+            "source.password_file needs source.uri to be a camera URL",
+        ),
+        (
+            {"uri": "rtsp://admin@cam/x", "password_file": "/p", "password_env": "P"},
+            "set source.password_file or source.password_env, not both",
+        ),
+    ],
+)
+def test_a_camera_password_needs_a_url_naming_its_user(
+    values: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)) as raised:
+        settings_from_mapping({"source": values}, "test.yaml")
+    assert "0ldS3cret" not in str(raised.value)

@@ -592,6 +592,25 @@ def test_basic_auth_from_the_url_and_401_without_it(
     assert "pa%3A" not in caplog.text and "b4d-pass" not in caplog.text
 
 
+def test_the_password_from_source_password_file_opens_the_camera(
+    mjpeg_server: StartServer, tmp_path: Path
+) -> None:
+    server = mjpeg_server(credentials=("admin", "pa:ss w@rd"))
+    password_file = tmp_path / "camera-password"
+    password_file.write_text("pa:ss w@rd\n", encoding="utf-8")
+    settings = SourceSettings(
+        kind="mjpeg",
+        uri=f"http://admin@127.0.0.1:{server.port}/stream",
+        password_file=str(password_file),
+        open_timeout_s=OPEN_TIMEOUT_S,
+    )
+    source = create_source(settings)
+    source.open()
+    assert frame_number(source.read().image) > 0
+    source.close()
+    assert source.description == f"mjpeg http://admin:***@127.0.0.1:{server.port}/stream"
+
+
 @pytest.mark.parametrize(
     ("url", "redacted"),
     [

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ssl
 
 from siamedge.config import MqttSettings, TlsSettings
-from siamedge.secret_files import read_secret
+from siamedge.secret_files import drop_line_end, read_secret
 from siamedge.tls import settings_context
 
 
@@ -23,7 +23,7 @@ def resolve_password(settings: MqttSettings) -> str | None:
         settings.password_file,
         "mqtt.password_env",
         settings.password_env,
-        clean_file=lambda text: text.removesuffix("\n").removesuffix("\r"),
+        clean_file=drop_line_end,
     )
 
 

@@ -10,10 +10,11 @@ import re
 import threading
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from siamedge.config import SourceKind, SourceSettings
 from siamedge.errors import SourceError
+from siamedge.secret_files import drop_line_end, read_secret
 from siamedge.sources.base import FrameSource
 from siamedge.sources.camera import CameraSource
 from siamedge.sources.capture import CaptureThread, StateCallback
@@ -130,7 +131,9 @@ def resolve_kind(settings: SourceSettings) -> ConcreteKind:
 
 
 def create_source(settings: SourceSettings) -> FrameSource:
-    """The FrameSource the settings describe, not opened yet."""
+    """The FrameSource the settings describe, not opened yet (ConfigError naming
+    source.password_file or source.password_env when that password cannot be read)."""
+    settings = with_camera_password(settings)
     kind = resolve_kind(settings)
     uri = settings.uri.strip()
     if kind == "camera":
@@ -173,6 +176,24 @@ def create_source(settings: SourceSettings) -> FrameSource:
     from siamedge.sources.synthetic import SyntheticSource  # noqa: PLC0415
 
     return SyntheticSource(settings.synthetic, loop=settings.loop)
+
+
+def with_camera_password(settings: SourceSettings) -> SourceSettings:
+    """The settings with source.password_file's (or password_env's) password put into the
+    uri's user part, percent-encoded; unchanged when neither is set."""
+    password = read_secret(
+        "source.password_file",
+        settings.password_file,
+        "source.password_env",
+        settings.password_env,
+        clean_file=drop_line_end,
+    )
+    if password is None:
+        return settings
+    parts = urlsplit(settings.uri.strip())  # a URL naming a user: SourceSettings checked it
+    user, _, host = parts.netloc.rpartition("@")
+    netloc = f"{user}:{quote(password, safe='')}@{host}"
+    return settings.model_copy(update={"uri": urlunsplit(parts._replace(netloc=netloc))})
 
 
 def _camera_tls(settings: SourceSettings) -> ClientTls | None:
