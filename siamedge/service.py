@@ -32,7 +32,7 @@ from siamedge.frontend import (
     StatusSnapshot,
 )
 from siamedge.leaks import leak_problem, process_usage
-from siamedge.messaging.client import SHUTTING_DOWN, ConnectionState, IncomingCommand, MqttClient
+from siamedge.messaging.client import ConnectionState, IncomingCommand, MqttClient
 from siamedge.messaging.ledger import RecentRequestIds
 from siamedge.messaging.protocol import (
     DuplicateCommandError,
@@ -44,6 +44,7 @@ from siamedge.messaging.protocol import (
     check_command_age,
     expired_error,
     parse_command,
+    shutting_down_error,
 )
 from siamedge.models import resolve_model_path
 from siamedge.providers import ProvidersUnavailableError
@@ -339,7 +340,7 @@ class Service:
         will not deliver them again after a restart."""
         while self._pending:
             pending = self._pending.popleft()
-            pending.responder.rejected(CommandError(SHUTTING_DOWN, pending.command.request_id))
+            pending.responder.rejected(shutting_down_error(pending.command.request_id))
 
     def _publish_tracks_ended(self, mqtt: MqttClient) -> None:
         """The empty results message that follows the last track, also when a shutdown ends

@@ -64,6 +64,7 @@ from siamedge.messaging.protocol import (
     encode_track_dropped,
     expired_error,
     request_id_of,
+    shutting_down_error,
 )
 from siamedge.messaging.topics import CommandKind, Topics, is_publishable_topic
 from siamedge.tracking.result import TrackResult
@@ -94,12 +95,6 @@ id makes the broker drop the older one (mosquitto 2.0 just closes the socket: pa
 SESSION_TAKEN_OVER = 142
 """MQTT 5 DISCONNECT reason code: another connection took over this client id's session."""
 
-SHUTTING_DOWN = (
-    "shutting down: not carried out (the service stopped before it could); send it again once "
-    "the service is back online"
-)
-"""The reply to a command taken from the broker but not carried out when the service stops:
-the broker has its acknowledgement and will not deliver it again after the restart."""
 _NOT_CONNECTED_YET = "not connected yet"
 _PAHO_LOGGER = logging.getLogger(f"{__name__}.paho")
 
@@ -587,7 +582,7 @@ class MqttClient:
             first_of_streak = dropped is not None and not self._queue_overflowing
             self._queue_overflowing = self._queue_overflowing or dropped is not None
         if refusing:  # the service no longer drains the queue: answer it here
-            self.reject(command, CommandError(SHUTTING_DOWN, request_id_of(command.payload)))
+            self.reject(command, shutting_down_error(request_id_of(command.payload)))
             return
         if dropped is not None:
             log.log(  # once until the queue is taken empty again: the answers count the rest
@@ -632,14 +627,14 @@ class MqttClient:
         return commands
 
     def _refuse_commands(self) -> None:
-        """From now on answer every command (queued or arriving) with SHUTTING_DOWN instead of
+        """From now on answer every command (queued or arriving) with shutting_down_error instead of
         queueing it (close(), before the offline status)."""
         with self._lock:
             self._refusing = True
             taken = list(self._commands)
             self._commands.clear()
         for command in taken:
-            self.reject(command, CommandError(SHUTTING_DOWN, request_id_of(command.payload)))
+            self.reject(command, shutting_down_error(request_id_of(command.payload)))
 
     @property
     def queued_commands(self) -> int:

@@ -123,6 +123,16 @@ def expired_error(waited_s: float, waiting_for: str, request_id: str | None) -> 
     )
 
 
+def shutting_down_error(request_id: str | None) -> CommandError:
+    """A command taken from the broker but not carried out when the service stops: the broker
+    has its acknowledgement and will not deliver it again after the restart."""
+    return CommandError(
+        "shutting down: not carried out (the service stopped before it could); send it again "
+        "once the service is back online",
+        request_id,
+    )
+
+
 class _RejectedError(Exception):
     """Raised from inside json.loads hooks; carries the reason."""
 
