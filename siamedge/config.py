@@ -394,9 +394,9 @@ class SourceSettings(_Section):
     """Streams: no frame for this long -> the stream is lost (reopened). Any source: a read
     blocked this long is reported `stalled` on the status topic while it lasts."""
     synthetic: SyntheticSettings = SyntheticSettings()
-    sensor_id: int = Field(default=0, ge=0)
+    sensor_id: int = Field(default=0, ge=0, le=255)
     """csi: which camera nvarguscamerasrc opens (sensor-id; 0 and 1 on two-camera boards)."""
-    sensor_mode: int | None = Field(default=None, ge=0)
+    sensor_mode: int | None = Field(default=None, ge=0, le=255)
     """csi: the sensor mode (sensor-mode); None: Argus picks the mode matching width, height
     and fps. `uri` is not used by csi."""
     flip: int = 0

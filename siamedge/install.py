@@ -32,7 +32,7 @@ CHECKOUT_DIR = PACKAGE_DIR.parent
 UNIT_SOURCES = (PACKAGE_DIR / "_data" / UNIT_NAME, CHECKOUT_DIR / "systemd" / UNIT_NAME)
 CONFIG_SOURCES = (PACKAGE_DIR / "_data" / CONFIG_NAME, CHECKOUT_DIR / "config" / CONFIG_NAME)
 
-TEGRA_NODE_PATTERNS = ("nvmap", "nvhost-*", "nvgpu/*/*", "host1x-fence", "nvdla*")
+TEGRA_NODE_PATTERNS = ("nvmap", "nvhost-*", "nvgpu/*/*", "host1x-fence", "nvdla*", "nvsciipc")
 """Jetson GPU, DLA and memory-manager nodes, relative to /dev; which exist varies by L4T."""
 HOME_ROOTS = (Path("/home"), Path("/root"), Path("/run/user"))
 """Hidden by ProtectHome=yes; an entry point or config below them needs ProtectHome=read-only."""

@@ -46,6 +46,11 @@ PROFILES_REFUSED = "provide all the dynamic shape inputs with associated profile
 CUDA or CPU): the parts' own dynamic inputs have no profile. Without explicit profiles it sets
 them from the shapes it meets."""
 
+NHWC_UNSUPPORTED = "This build does not support NHWC layout"
+"""The CUDA provider's refusal of prefer_nhwc in a build without its NHWC kernels (built
+without onnxruntime_USE_CUDA_NHWC_OPS, as the PyPI wheels up to 1.20 and, likely, the Jetson
+Zoo's are): an ORT_ENFORCE in CUDAExecutionProvider's constructor, so the session fails."""
+
 STALE_ENGINE = "could not deserialize engine from cache"
 """TensorRT's error for a cached engine it cannot load (another TensorRT runtime, a damaged
 file): the engine folder is emptied and the engine built again."""
@@ -546,8 +551,9 @@ def _mended(
     warning saying what changed; None when the error is not one of those.
 
     An option this onnxruntime does not know (a newer one on an older Jetson build) is left
-    out; a refused CUDA graph capture or TensorRT profiles (TensorRT takes part of the model)
-    run without them; a cached engine TensorRT cannot load is removed, once per folder.
+    out, as is prefer_nhwc in a build without NHWC kernels; a refused CUDA graph capture or
+    TensorRT profiles (TensorRT takes part of the model) run without them; a cached engine
+    TensorRT cannot load is removed, once per folder.
     """
     unknown = _UNKNOWN_OPTION.search(error)
     if unknown is not None:
@@ -555,6 +561,13 @@ def _mended(
         for name, options in providers:
             if key in options:
                 return _leave_out(ort, path, providers, name, key)
+    if NHWC_UNSUPPORTED in error and "prefer_nhwc" in dict(providers).get(CUDA, {}):
+        log.warning(
+            "%s: this onnxruntime build has no NHWC CUDA kernels: the CUDA provider runs "
+            "without model.cuda_prefer_nhwc",
+            path,
+        )
+        return _without_option(providers, CUDA, ("prefer_nhwc",))
     if any(marker in error for marker in GRAPH_CAPTURE_REFUSED):
         without_graphs = _without_graphs(providers)
         if without_graphs is not None:

@@ -81,6 +81,11 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
             r"source\.latency_ms, source\.transport set, .* is csi\): .* leave them out",
         ),
         ("source:\n  uri: /dev/video1\n  flip: 2\n", r"source\.flip set, .*set source\.kind: csi"),
+        # nvarguscamerasrc takes sensor-id and sensor-mode up to 255 (and camera 0 otherwise).
+        (
+            "source:\n  kind: csi\n  sensor_id: 256\n",
+            r"source\.sensor_id: Input should be less than or equal to 255$",
+        ),
         # source.tls is for what siamedge reads itself over https; FFmpeg would ignore it.
         (
             "source:\n  uri: http://cam/video.mjpg\n  tls: {insecure: true}\n",

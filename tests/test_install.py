@@ -155,7 +155,7 @@ def test_jetson_nodes_get_a_device_dropin(
     tmp_path: Path, entry_point: Path, empty_dev: Path
 ) -> None:
     (empty_dev / "nvgpu" / "igpu0").mkdir(parents=True)
-    for name in ("nvmap", "nvhost-ctrl-gpu", "nvgpu/igpu0/ctrl", "video0"):
+    for name in ("nvmap", "nvhost-ctrl-gpu", "nvgpu/igpu0/ctrl", "nvsciipc", "video0"):
         (empty_dev / name).symlink_to(os.devnull)  # character devices, as far as stat() goes
     (empty_dev / "nvhost-not-a-device").write_text("", encoding="utf-8")
     (empty_dev / "nvhost-dangling").symlink_to(empty_dev / "missing")
@@ -163,6 +163,7 @@ def test_jetson_nodes_get_a_device_dropin(
         Path("/dev/nvgpu/igpu0/ctrl"),
         Path("/dev/nvhost-ctrl-gpu"),
         Path("/dev/nvmap"),
+        Path("/dev/nvsciipc"),  # L4T r36 (JetPack 6)
     ]
     assert install.run(_args(tmp_path, entry_point, empty_dev)) == 0
     dropin = tmp_path / "units" / "siamedge.service.d" / "10-tegra-devices.conf"
@@ -171,6 +172,7 @@ def test_jetson_nodes_get_a_device_dropin(
         "DeviceAllow=/dev/nvgpu/igpu0/ctrl rw",
         "DeviceAllow=/dev/nvhost-ctrl-gpu rw",
         "DeviceAllow=/dev/nvmap rw",
+        "DeviceAllow=/dev/nvsciipc rw",
     ]
 
 

@@ -343,16 +343,19 @@ class FakeGpuOrt:
         graphs_fail: bool = False,
         cuda_knows: frozenset[str] | None = None,
         tensorrt: Callable[[dict[str, Any]], str | None] | None = None,
+        nhwc_kernels: bool = True,
     ) -> None:
         """graphs_fail: refuse a CUDA provider asked for graph capture, as onnxruntime does for
         a model with nodes off the provider. cuda_knows: the CUDA option keys this build
         parses (others: `Unknown provider option`). tensorrt: TensorRT's libraries are there,
-        and this says its error for the options it is given (None: it starts)."""
+        and this says its error for the options it is given (None: it starts). nhwc_kernels:
+        False refuses prefer_nhwc, as builds without onnxruntime_USE_CUDA_NHWC_OPS do."""
         self.honours_enable_fallback = honours_enable_fallback
         self.cuda_works = cuda_works
         self.graphs_fail = graphs_fail
         self.cuda_knows = cuda_knows
         self.tensorrt = tensorrt
+        self.nhwc_kernels = nhwc_kernels
         self.attempts: list[list[tuple[str, dict[str, Any]]]] = []
         self.severities: list[int] = []
         self.sessions: list[FakeSession] = []
@@ -378,8 +381,13 @@ class FakeGpuOrt:
         self.attempts.append(entries)
         cuda_options = dict(entries).get(p.CUDA, {})
         unknown = sorted(set(cuda_options) - self.cuda_knows) if self.cuda_knows else []
+        refused = None
         if p.CUDA in names and unknown:
-            error = f'Unknown provider option: "{unknown[0]}".'
+            refused = f'Unknown provider option: "{unknown[0]}".'
+        elif p.CUDA in names and not self.nhwc_kernels and cuda_options.get("prefer_nhwc"):
+            refused = NHWC_REFUSED
+        if refused is not None:
+            error = refused
             if self.honours_enable_fallback:
                 raise RuntimeError(error)
             print(fallback_print(error, names), end="")
@@ -407,6 +415,14 @@ class FakeGpuOrt:
         session = FakeSession(real, started)
         self.sessions.append(session)
         return session
+
+
+NHWC_REFUSED = (
+    "/onnxruntime_src/onnxruntime/core/providers/cuda/cuda_execution_provider.cc:285 "
+    "onnxruntime::CUDAExecutionProvider::CUDAExecutionProvider(const "
+    "onnxruntime::CUDAExecutionProviderInfo&) This build does not support NHWC layout"
+)
+"""onnxruntime-gpu 1.17-1.20's (PyPI wheels) refusal of prefer_nhwc (an ORT_ENFORCE)."""
 
 
 def fallback_print(error: str, requested: list[str]) -> str:
@@ -516,6 +532,30 @@ def test_an_option_this_onnxruntime_lacks_is_left_out_not_the_provider(
     assert warnings_and_up(caplog) == [
         f"{model}: this onnxruntime (?) does not know the CUDAExecutionProvider option "
         "fuse_conv_bias: running without it"
+    ]
+
+
+@pytest.mark.parametrize("honours_enable_fallback", [True, False], ids=["ort-1.31", "older-ort"])
+def test_prefer_nhwc_in_a_build_without_nhwc_kernels_is_left_out_not_the_provider(
+    honours_enable_fallback: bool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The refusal was blamed on TensorRT, listed first, then CUDA went too: the CPU ran.
+    fake = FakeGpuOrt(
+        honours_enable_fallback=honours_enable_fallback,
+        nhwc_kernels=False,
+        tensorrt=lambda options: None,
+    )
+    settings = ModelSettings(cache_dir=str(tmp_path / "trt"), cuda_prefer_nhwc=True)
+    model = resolve_model_path("builtin")
+    session = p.open_session(fake, model, settings)  # type: ignore[arg-type]
+    assert session.get_providers() == [p.TENSORRT, p.CUDA, p.CPU]
+    first, second = (dict(attempt) for attempt in fake.attempts)
+    assert first[p.CUDA]["prefer_nhwc"] == 1
+    assert second[p.CUDA] == {k: v for k, v in first[p.CUDA].items() if k != "prefer_nhwc"}
+    assert second[p.TENSORRT] == first[p.TENSORRT]
+    assert warnings_and_up(caplog) == [
+        f"{model}: this onnxruntime build has no NHWC CUDA kernels: the CUDA provider runs "
+        "without model.cuda_prefer_nhwc"
     ]
 
 

@@ -137,6 +137,11 @@ def test_unit_matches_the_service_contract(shipped_unit: Path) -> None:
     assert float(settings["WatchdogSec"][0]) > 0
     assert settings["StateDirectory"] == ["siamedge"]  # see providers.default_cache_dir
     assert "char-video4linux rw" in settings["DeviceAllow"]
+    # JetPack 6: nvvidconv and nvv4l2decoder reach VIC and NVDEC through the DRM nodes, and
+    # nvarguscamerasrc reaches nvargus-daemon through its socket in the host's /tmp.
+    assert "char-drm rw" in settings["DeviceAllow"]
+    assert settings["BindPaths"] == ["-/tmp/argus_socket"]
+    assert "nvargus-daemon.service" in " ".join(settings["After"]).split()
     assert settings["DevicePolicy"] == ["closed"]
     assert settings["MemoryDenyWriteExecute"] == ["yes"]
 
