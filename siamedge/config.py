@@ -196,7 +196,8 @@ class ModelSettings(_Section):
     """Jetson (Xavier, Orin): run what the Deep Learning Accelerator supports on it, the rest
     on the GPU. DLA runs fp16 and int8 layers only, so keep trt_fp16 on with it."""
     trt_dla_core: int = Field(default=0, ge=0)
-    """Which DLA core (Orin and Xavier have 0 and 1); used with trt_dla_enable."""
+    """Which DLA core (0 or 1 on AGX Orin, Orin NX 16 GB and Xavier; Orin Nano has no DLA, and
+    onnxruntime then builds for the GPU); used with trt_dla_enable."""
     trt_cuda_graph: bool = False
     """TensorRT replays each engine's launches as one CUDA graph (fewer launches per step);
     onnxruntime needs the whole model in TensorRT and fixed input/output buffers for it."""
