@@ -192,6 +192,8 @@ def _box_items(box: object) -> list[object]:
 
 def parse_track(data: Mapping[str, Any], frame_hw: tuple[int, int]) -> Track:
     """A results message's track entry. Raises KeyError/TypeError/ValueError when malformed."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f"a track must be an object, got {data!r}")
     mask = data.get("mask")
     if mask is not None and not isinstance(mask, dict):
         raise TypeError(f"mask must be an object, got {mask!r}")
@@ -210,7 +212,8 @@ def parse_track(data: Mapping[str, Any], frame_hw: tuple[int, int]) -> Track:
 
 
 def parse_results(data: Mapping[str, Any]) -> Frame:
-    """A `track/results` message. Raises KeyError/TypeError/ValueError when malformed."""
+    """A `track/results` message. Raises KeyError/TypeError/ValueError (OverflowError for an
+    infinite frame number or size) when malformed."""
     width, height = int(data["width"]), int(data["height"])
     return Frame(
         protocol=int(data["protocol"]),
@@ -269,14 +272,19 @@ class Client:
 
     def connect(self, timeout_s: float | None = CONNECT_TIMEOUT_S) -> Client:
         """Connect and subscribe; waits up to timeout_s (None: returns at once and connects in
-        the background). Raises ClientTimeoutError naming the broker and why."""
+        the background). Raises ClientTimeoutError naming the broker and why; when this call
+        started the connection, the client is closed first (`Client(...).connect()` leaves the
+        caller nothing to close)."""
         if timeout_s is not None:
             check_timeout("timeout_s", timeout_s)
+        started_here = not self._opened
         self._open()
         if timeout_s is not None and not self._link.wait_subscribed(timeout_s):
+            state = self.state  # before close(), which makes it `closed`
+            if started_here:
+                self.close()
             raise ClientTimeoutError(
-                f"no connection to the MQTT broker {self._broker} within {timeout_s:g} s: "
-                f"{self.state}"
+                f"no connection to the MQTT broker {self._broker} within {timeout_s:g} s: {state}"
             )
         return self
 
@@ -342,7 +350,18 @@ class Client:
     def _request(self, kind: CommandKind, command: dict[str, Any], timeout_s: float) -> Reply:
         check_timeout("timeout_s", timeout_s)
         self._open()
-        request_id, reply = self._link.request(kind, command, timeout_s)
+        deadline = time.monotonic() + timeout_s
+        # Published without a connection, the command would wait in paho's queue and go out
+        # when the broker is back, however long after this call gave up (its MQTT 5 expiry
+        # only starts at the broker): it is sent only once the connection is up.
+        connected = self._link.wait_subscribed(timeout_s)
+        left = deadline - time.monotonic()
+        if not connected or left <= 0:
+            raise ClientTimeoutError(
+                f"no connection to the MQTT broker {self._broker} within {timeout_s:g} s: "
+                f"{self.state}; the {kind} was not sent"
+            )
+        request_id, reply = self._link.request(kind, command, left)
         if reply is None:
             raise ClientTimeoutError(
                 f"no reply to {kind} from siamedge within {timeout_s:g} s on {self._broker} "
@@ -414,7 +433,8 @@ class Client:
             if kind == "errors":
                 return _dropped_track(data)
             return parse_results(data)
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError, RecursionError):
+            # RecursionError: JSON nested deeper than the parser's recursion limit.
             self._ignored += 1
             return None
 

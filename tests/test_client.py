@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from siamedge.client import (
     ClientError,
     ClientTimeoutError,
     Frame,
+    Mask,
     Status,
     TrackDropped,
     parse_results,
@@ -184,6 +186,29 @@ def test_no_broker_is_a_timeout() -> None:
         client.close()
 
 
+def test_a_failed_connect_leaves_no_connection_running() -> None:
+    # `with Client(...).connect() as client:` (the README's form) with the broker down: connect()
+    # raised, and the connection it had started went on retrying in its own paho thread for
+    # good, with nothing left to close it (one more thread for each attempt of a dashboard).
+    settings = MqttSettings(port=free_port(), reconnect_min_s=0.2, reconnect_max_s=0.5)
+    before = set(threading.enumerate())
+    for _ in range(3):
+        with (
+            pytest.raises(ClientTimeoutError, match=r"no connection to the MQTT broker .*: cannot"),
+            Client(settings).connect(timeout_s=0.5),
+        ):
+            pass
+    assert [thread.name for thread in set(threading.enumerate()) - before] == []
+    client = Client(settings)  # one the caller already uses stays theirs to wait on and close
+    try:
+        assert client.poll(0) is None
+        with pytest.raises(ClientTimeoutError):
+            client.connect(timeout_s=0.5)
+        assert client.state != "closed"
+    finally:
+        client.close()
+
+
 def test_a_refused_login_is_named_not_hidden_behind_the_disconnect(
     mosquitto_factory: Callable[..., Broker], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -220,10 +245,40 @@ def test_a_command_expires_when_the_caller_stops_waiting(
     topics = Topics.for_prefix(settings.topic_prefix)
     collector = mqtt_collector(mosquitto, [topics.start])
     with Client(settings) as client, pytest.raises(ClientTimeoutError):
-        client.start((1, 2, 3, 4), timeout_s=1.5)
+        client.start((1, 2, 3, 4), timeout_s=2.9)
     (sent,) = collector.wait_for(topics.start)
     assert sent.properties is not None
-    assert sent.properties.MessageExpiryInterval in (1, 2)  # ceil(1.5), less what passed
+    # Never past the caller's wait: ceil(2.9) let a start waiting for a slow camera's frame be
+    # carried out almost a second after the caller was told it timed out.
+    assert sent.properties.MessageExpiryInterval in (1, 2)  # floor(2.9), less what passed
+
+
+def test_a_command_given_up_on_during_a_broker_outage_is_never_sent(
+    mosquitto_factory: Callable[..., Broker], mqtt_collector: Callable[..., MqttCollector]
+) -> None:
+    # start() raised ClientTimeoutError while the broker was down, but paho had queued the
+    # PUBLISH and sent it when the broker came back: the daemon started the track seconds after
+    # the caller was told it had not (MQTT 5's expiry only counts from the broker's receipt).
+    broker = mosquitto_factory()
+    settings = MqttSettings(
+        host=broker.host,
+        port=broker.port,
+        topic_prefix=unique_prefix(),
+        reconnect_min_s=1.0,
+        reconnect_max_s=1.0,
+    )
+    topics = Topics.for_prefix(settings.topic_prefix)
+    with Client(settings) as client:
+        broker.stop()
+        while client.state == "subscribed":
+            client.poll(0.05)
+        with pytest.raises(ClientTimeoutError):
+            client.start((1, 2, 3, 4), timeout_s=NO_DAEMON_TIMEOUT_S)
+        broker.start()
+        collector = mqtt_collector(broker, [topics.start])  # before the client reconnects
+        client.connect()  # paho sends what it queued at the CONNACK, before this returns
+        with pytest.raises(AssertionError):
+            collector.wait_for(topics.start, timeout_s=1.0)
 
 
 def test_results_parse_into_dataclasses() -> None:
@@ -283,6 +338,47 @@ def test_acks_and_malformed_messages_are_not_events(
         assert event.report["reason"] == "shutdown"
         assert client.status == event
         assert client.ignored == 2
+
+
+def test_any_malformed_results_message_is_skipped_not_raised(
+    mosquitto: Broker, mqtt_collector: Callable[..., MqttCollector]
+) -> None:
+    # A track that is not an object, an infinite size or frame number, JSON nested past the
+    # parser's recursion limit: each escaped poll() (and so `siamedge watch`) as
+    # AttributeError, OverflowError or RecursionError instead of being skipped and counted.
+    prefix = unique_prefix()
+    topics = Topics.for_prefix(prefix)
+    publisher = mqtt_collector(mosquitto, [])
+    empty_frame = json.loads(encode_results(4, 100.0, (10, 8), [], publish_time=100.01))
+    malformed = [
+        json.dumps({**empty_frame, "tracks": ["t1"]}),
+        json.dumps({**empty_frame, "tracks": {"t1": {}}}),
+        json.dumps({**empty_frame, "width": math.inf}),  # json writes Infinity, and reads it
+        json.dumps({**empty_frame, "frame": 1e400}),
+        "[" * 100_000 + "]" * 100_000,
+    ]
+    with Client(settings_for(mosquitto, prefix)) as client:
+        for payload in malformed:
+            publisher.publish(topics.results, payload)
+        publisher.publish(topics.results, json.dumps(empty_frame))
+        frame = next(client.results(RESULTS_IDLE_S))
+        assert frame.frame == 4
+        assert client.ignored == len(malformed)
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        {"format": "rle", "size": [4, 4]},
+        {"format": "rle", "size": 16, "counts": "0"},
+        {"format": "png", "size": [4, 4], "data": ""},
+        {"format": "polygon"},
+        {"format": "polygon", "points": None},
+    ],
+)
+def test_a_malformed_mask_is_a_value_error(mask: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="malformed"):
+        Mask(mask["format"], mask, (4, 4)).to_array()
 
 
 def test_a_track_the_daemon_dropped_is_an_event_and_command_errors_are_not(

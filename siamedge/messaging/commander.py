@@ -86,12 +86,14 @@ class Commander(Subscriber):
                     self._broker_refusals.pop(mid, None)
 
     def _expiry(self, timeout_s: float) -> Properties | None:
-        """MQTT 5: the command expires when the caller stops waiting for it, so that a start
-        still waiting for a frame then is answered expired, not carried out behind its back."""
+        """MQTT 5: the command expires by the time the caller stops waiting for it, so that a
+        start still waiting for a frame then is answered expired, not carried out behind its
+        back. Whole seconds, rounded down (up, the daemon could carry out a start up to a second
+        after the caller gave up); at least 1, the least MQTT can say, for a shorter wait."""
         if self._settings.protocol != "5":
             return None
         properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        properties.MessageExpiryInterval = math.ceil(timeout_s)
+        properties.MessageExpiryInterval = max(1, math.floor(timeout_s))
         return properties
 
     def _on_publish(

@@ -232,10 +232,14 @@ def decode_mask(mask: JsonObject, size_hw: tuple[int, int]) -> NDArray[np.bool_]
     Raises ValueError for an unknown format or a malformed mask.
     """
     encoding = mask.get("format")
-    if encoding == "rle":
-        return decode_rle(mask)
-    if encoding == "polygon":
-        return decode_polygon(mask, size_hw)
-    if encoding == "png":
-        return decode_png(mask)
-    raise ValueError(f"unknown mask format {encoding!r}")
+    decoders = {
+        "rle": decode_rle,
+        "polygon": lambda value: decode_polygon(value, size_hw),
+        "png": decode_png,
+    }
+    if encoding not in decoders:
+        raise ValueError(f"unknown mask format {encoding!r}")
+    try:
+        return decoders[encoding](mask)
+    except (KeyError, TypeError) as exc:  # a field missing or of the wrong type
+        raise ValueError(f"malformed {encoding} mask: {exc!r}") from exc
