@@ -49,6 +49,21 @@ def test_plays_images_in_name_order_then_none(tmp_path: Path) -> None:
     assert all(f.image.dtype == np.uint8 and f.image.shape == (48, 64, 3) for f in real)
 
 
+def test_unpadded_frame_numbers_play_in_frame_order(tmp_path: Path) -> None:
+    folder = tmp_path / "unpadded"  # what `ffmpeg -i clip.mp4 frames/%d.png` writes
+    folder.mkdir()
+    for number in range(12):
+        assert cv2.imwrite(str(folder / f"{number}.png"), frame_image(number))
+    source = ImageFolderSource(folder, loop=False)
+    source.open()
+    names = [path.name for path in source.files]
+    frames = read_n(source, 12)
+    source.close()
+
+    assert names[:4] == ["0.png", "1.png", "2.png", "3.png"]
+    assert [frame_number(f.image) for f in frames if f is not None] == list(range(12))
+
+
 def test_listing_is_by_file_name(image_folder: Path) -> None:
     source = ImageFolderSource(image_folder, loop=False)
     source.open()

@@ -7,6 +7,7 @@ the file), and raises SourceError when none of the folder's images can be read.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -26,11 +27,23 @@ FolderStamp = tuple[tuple[str, FileStamp], ...]
 """(file name, its stamp) of each image, in playback order: one version of a folder."""
 
 
+DIGIT_RUNS = re.compile(r"(\d+)", re.ASCII)
+
+
+def name_order(name: str) -> tuple[list[str | int], str]:
+    """Sort key of a file name: runs of digits compare as numbers, so the unpadded frames that
+    `ffmpeg -i clip.mp4 %d.jpg` writes (1.jpg, 2.jpg, ..., 10.jpg) play in frame order; for
+    zero-padded names it is plain string order. The name itself breaks ties (01 and 1)."""
+    parts = DIGIT_RUNS.split(name)  # text, digits, text, ...: the same kind at each position
+    return [int(part) if index % 2 else part for index, part in enumerate(parts)], name
+
+
 def list_images(folder: Path) -> list[Path]:
-    """The image files directly in folder, sorted by file name (plain string order)."""
+    """The image files directly in folder, in file-name order with numbers compared as numbers
+    (name_order)."""
     return sorted(
         (path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES),
-        key=lambda path: path.name,
+        key=lambda path: name_order(path.name),
     )
 
 
