@@ -36,7 +36,8 @@ from siamedge.messaging.protocol import results_message
 from siamedge.overlay import draw_track
 from siamedge.providers import short_provider_names
 from siamedge.sources.base import Frame, FrameSource
-from siamedge.sources.factory import create_source
+from siamedge.sources.factory import create_source, playback_fps
+from siamedge.sources.file import probe_frame_count
 from siamedge.sources.images import ImageFolderSource
 from siamedge.sources.redact import redact_url
 from siamedge.tracking.crop import CropScratch
@@ -258,19 +259,35 @@ class JsonLinesFile:
 
 
 class OverlayWriter:
-    """Writes frames with the track drawn on them to a video file."""
+    """Writes frames with the track drawn on them to a video file; SiamedgeError at close when
+    the file does not hold them all (OpenCV's writer drops a failed write with only a warning:
+    a full disk left an mp4 without its index, which nothing can play, and exit status 0)."""
 
     def __init__(self, path: Path, fps: float, frame_wh: tuple[int, int]) -> None:
         fourcc = cv2.VideoWriter.fourcc(*OVERLAY_FOURCC)
+        self._path = path
+        self._written = 0
+        self._closed = False
         self._writer = cv2.VideoWriter(str(path), fourcc, fps, frame_wh)
         if not self._writer.isOpened():
             raise SourceError(f"cannot write the overlay video {path} (codec {OVERLAY_FOURCC})")
 
     def write(self, image: NDArray[np.uint8]) -> None:
         self._writer.write(image)
+        self._written += 1
 
     def close(self) -> None:
+        """Finish the file and check that it reads back whole; safe to call twice."""
         self._writer.release()
+        if self._closed:
+            return
+        self._closed = True
+        stored = probe_frame_count(self._path)
+        if stored < self._written:
+            raise SiamedgeError(
+                f"--video {self._path}: cannot write: the file holds {stored} of the "
+                f"{self._written} frames written (is the disk full?)"
+            )
 
 
 class TrackOutputs:
@@ -285,7 +302,8 @@ class TrackOutputs:
         self._out: JsonLinesFile | None = None
         with ExitStack() as opened:
             if job.video is not None:
-                fps = job.source.fps or DEFAULT_VIDEO_FPS
+                # The source's own rate: a 10 fps file's overlay plays at 10 fps, not 30.
+                fps = playback_fps(job.source) or DEFAULT_VIDEO_FPS
                 self._video = opened.enter_context(closing(OverlayWriter(job.video, fps, frame_wh)))
             if job.out is not None:
                 self._out = opened.enter_context(closing(JsonLinesFile(job.out)))

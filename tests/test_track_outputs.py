@@ -9,10 +9,11 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import cv2
 import pytest
-from fixtures.media import frame_image
+from fixtures.media import frame_image, write_video
 
 from siamedge import offline
 from siamedge.cli import main
@@ -176,3 +177,52 @@ def test_a_closed_stderr_means_no_progress(tmp_path: Path, monkeypatch: pytest.M
     out = tmp_path / "r.jsonl"
     assert run_track(synthetic_job(out=out)) == 3
     assert len(out.read_text().splitlines()) == 3
+
+
+def test_the_overlay_plays_at_the_source_files_rate(tmp_path: Path) -> None:
+    source = write_video(tmp_path / "clip10.avi", frames=6, fps=10.0)
+    overlay = tmp_path / "overlay.mp4"
+    args = ["track", "--source", str(source), "--box", "10,10,20,20", "--providers", "cpu"]
+    assert main([*args, "--video", str(overlay)]) == 0
+    capture = cv2.VideoCapture(str(overlay))
+    try:
+        assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0)
+    finally:
+        capture.release()
+
+
+_VIDEO_WRITER = cv2.VideoWriter
+
+
+class _WriterThatRunsOutOfSpace:
+    """cv2.VideoWriter whose writes fail silently after the first two frames, as OpenCV's
+    FFmpeg writer does on a full disk (one warning, nothing raised)."""
+
+    fourcc = staticmethod(_VIDEO_WRITER.fourcc)
+
+    def __init__(self, *args: Any) -> None:
+        self._writer = _VIDEO_WRITER(*args)
+        self._frames = 0
+
+    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+        return bool(self._writer.isOpened())
+
+    def write(self, image: Any) -> None:
+        self._frames += 1
+        if self._frames <= 2:
+            self._writer.write(image)
+
+    def release(self) -> None:
+        self._writer.release()
+
+
+def test_an_overlay_that_lost_frames_is_named_and_no_success(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    overlay = tmp_path / "overlay.mp4"
+    monkeypatch.setattr(offline.cv2, "VideoWriter", _WriterThatRunsOutOfSpace)
+    assert track("--frames", "5", "--video", str(overlay)) == 1
+    assert capsys.readouterr().err.endswith(
+        f"siamedge: error: --video {overlay}: cannot write: the file holds 2 of the 5 frames "
+        "written (is the disk full?)\n"
+    )

@@ -57,6 +57,18 @@ def probe_fps(path: Path | str) -> float | None:
         capture.release()
 
 
+def probe_frame_count(path: Path | str) -> int:
+    """The frame count a video file's container declares; 0 when it has none or does not open
+    (an mp4 whose index was never written)."""
+    if not Path(path).is_file():
+        return 0
+    capture = cv2.VideoCapture(str(path), cv2.CAP_ANY)
+    try:
+        return _frame_count_of(capture) if capture.isOpened() else 0
+    finally:
+        capture.release()
+
+
 class VideoFileSource(VideoCaptureSource):
     """Frames of a video file in order; at the end None, or (loop=True) the first frame again.
 
