@@ -91,6 +91,18 @@ def test_strict_loading_lists_missing_unexpected_and_mismatched_keys(
     )
 
 
+def test_weights_that_are_not_finite_are_named(make_checkpoint: ModuleType) -> None:
+    state = make_checkpoint.make_state_dict(CHECKPOINT_SEED)
+    state["rpn_model.cls.head.0.weight"][0, 0, 0, 0] = float("nan")
+    state["refine_model.post2.bias"][0] = float("inf")
+    with pytest.raises(ModelError) as caught:
+        network_from_state_dict(state, "diverged.pth")
+    assert str(caught.value) == (
+        "diverged.pth: 2 weight tensor(s) hold NaN or infinite values (a diverged training "
+        "run?): refine_model.post2.bias, rpn_model.cls.head.0.weight"
+    )
+
+
 def test_long_key_lists_are_shortened(make_checkpoint: ModuleType) -> None:
     state = make_checkpoint.make_state_dict(CHECKPOINT_SEED)
     refine_keys = [key for key in state if key.startswith("refine_model.")]

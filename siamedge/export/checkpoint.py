@@ -107,7 +107,8 @@ def _listed(keys: list[str]) -> str:
 
 
 def check_state_dict(net: SiamMaskVOT, state: Mapping[str, torch.Tensor], where: str) -> None:
-    """ModelError listing missing and unexpected keys and shape mismatches, if any."""
+    """ModelError listing missing and unexpected keys and shape mismatches, if any, else the
+    weights that hold NaN or infinite values."""
     expected = net.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -115,6 +116,11 @@ def check_state_dict(net: SiamMaskVOT, state: Mapping[str, torch.Tensor], where:
         f"{key} {list(state[key].shape)} (expected {list(expected[key].shape)})"
         for key in set(expected) & set(state)
         if state[key].shape != expected[key].shape
+    )
+    not_finite = sorted(
+        key
+        for key in set(expected) & set(state)
+        if state[key].is_floating_point() and not bool(torch.isfinite(state[key]).all())
     )
     problems = []
     if missing:
@@ -126,6 +132,13 @@ def check_state_dict(net: SiamMaskVOT, state: Mapping[str, torch.Tensor], where:
     if problems:
         raise ModelError(
             f"{where}: not a SiamMask VOT (ResNet-50, refine) checkpoint: " + "; ".join(problems)
+        )
+    if not_finite:
+        # A training run that diverged: every output would be NaN, which validation reported
+        # only as `differs by nan` (and --no-validate not at all).
+        raise ModelError(
+            f"{where}: {len(not_finite)} weight tensor(s) hold NaN or infinite values "
+            f"(a diverged training run?): {_listed(not_finite)}"
         )
 
 
