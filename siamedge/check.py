@@ -50,7 +50,13 @@ from numpy.typing import NDArray
 
 from siamedge import periodic, providers
 from siamedge.arguments import fraction, non_negative, positive_int
-from siamedge.config import ModelSettings, SyntheticSettings, TrackerSettings, load_settings
+from siamedge.config import (
+    MAX_TRACKS,
+    ModelSettings,
+    SyntheticSettings,
+    TrackerSettings,
+    load_settings,
+)
 from siamedge.contract import ModelContract
 from siamedge.engine import Engine, describe_layout, import_onnxruntime
 from siamedge.errors import ModelError
@@ -526,6 +532,17 @@ def parse_providers(text: str) -> tuple[str, ...]:
     return tuple(providers.PROVIDER_BY_NAME[short] for short in names)
 
 
+def target_count(text: str) -> int:
+    """--targets: 1 to MAX_TRACKS, the most a service's tracker.max_tracks allows (argparse type;
+    a count beyond it would only allocate gigabytes of crops before failing)."""
+    value = positive_int(text)
+    if value > MAX_TRACKS:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_TRACKS} (the largest tracker.max_tracks), got {value}"
+        )
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `siamedge check`."""
     parser.epilog = " ".join(
@@ -550,7 +567,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--targets",
-        type=positive_int,
+        type=target_count,
         default=DEFAULT_TARGETS,
         help="targets in one batched model call (%(default)s)",
     )

@@ -283,10 +283,14 @@ DEFAULT_LOST_SCORE = 0.3
 """The lost-score threshold of a model that records none."""
 
 
+MAX_TRACKS = 64
+"""The most targets one service tracks (tracker.max_tracks), and so one batched call carries."""
+
+
 class TrackerSettings(_Section):
     """Per-target tracking behaviour."""
 
-    max_tracks: int = Field(default=4, ge=1, le=64)
+    max_tracks: int = Field(default=4, ge=1, le=MAX_TRACKS)
     seg_thr: float | None = Field(default=None, gt=0.0, lt=1.0)
     """Mask threshold. None: the one the model's metadata records, else DEFAULT_SEG_THR; a
     number replaces the model's (its meaning depends on the model)."""

@@ -259,6 +259,7 @@ def test_not_offered_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> 
         ("--tolerance-px", "nan", "must be a number of at least 0, got nan"),
         ("--mask-iou", "2", "must be between 0 and 1, got 2"),
         ("--cell-flips", "-0.5", "must be a number of at least 0, got -0.5"),
+        ("--targets", "100000", "must be at most 64 (the largest tracker.max_tracks), got 100000"),
     ],
 )
 def test_tolerances_that_mean_nothing_are_usage_errors(
