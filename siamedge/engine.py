@@ -703,7 +703,10 @@ def check_init_session(session: Any, init_path: Path, contract: c.ModelContract)
 def _cpu_session(ort: ModuleType, path: Path) -> Any:
     """A plain CPU session of a model file (ModelError naming it when it cannot load)."""
     try:
-        return ort.InferenceSession(str(path), providers=[providers.CPU])
+        # Captured as when the service opens it: onnxruntime's load-time warnings (such as an
+        # initializer no node reads) become log lines instead of raw coloured stderr.
+        with ort_log.captured():
+            return ort.InferenceSession(str(path), providers=[providers.CPU])
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise ModelError(f"{path}: cannot load the model: {_short_error(exc)}") from exc
 

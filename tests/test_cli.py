@@ -12,11 +12,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
 import pytest
 from fixtures.rtsp import SYSTEM_PYTHON
+from onnx import numpy_helper
 
 from siamedge.cli import EX_CONFIG, main
 from siamedge.config import SyntheticSettings
+from siamedge.models import builtin_model_path
 from siamedge.sources.synthetic import SyntheticClip
 
 TRACK_FIELDS = {"track_id", "state", "center", "size", "bbox", "rotated_box", "score", "mask"}
@@ -223,6 +226,19 @@ def test_inspect_checks_a_split_models_init_model(
     assert f"its init model {init} (metadata siamedge.init_model) is not a file" in (
         capsys.readouterr().err
     )
+
+
+def test_inspect_routes_onnxruntimes_load_warnings_through_logging(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """As when the service opens a model (ort_log.captured): an unread initializer is logged
+    at DEBUG, not printed raw and in colour on stderr."""
+    model = onnx.load(builtin_model_path())
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros(3, np.float32), "unread"))
+    path = tmp_path / "unread.onnx"
+    onnx.save(model, path)
+    assert main(["inspect", str(path)]) == 0
+    assert "Removing initializer 'unread'" not in capfd.readouterr().err
 
 
 def test_inspect_rejects_a_non_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

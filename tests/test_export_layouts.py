@@ -24,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 from siamedge import contract as c
 from siamedge.errors import ModelError
 from siamedge.export import command
-from siamedge.export.builder import ExportOptions, build_init_model
+from siamedge.export.builder import ExportOptions, build_init_model, build_model
 from siamedge.export.graph_capture import graph_capture_problems
 from siamedge.export.network import SiamMaskVOT
 from siamedge.export.runners import InitRows, LayoutRunner, Outputs, TrackRows
@@ -541,3 +541,31 @@ def test_split_export_fails_fast_when_its_init_model_path_is_a_directory(
     assert out.read_bytes() == b"an older model"
     assert sorted(path.name for path in folder.iterdir()) == ["m.init.onnx", "m.onnx"]
     assert not any((folder / "m.init.onnx").iterdir())
+
+
+def _unread_constants(graph: onnx.GraphProto) -> set[str]:
+    """Constants of the graph or its subgraphs that no node and no graph output reads: each one
+    becomes an initializer onnxruntime warns about (raw, on stderr) whenever it loads the model."""
+    made: set[str] = set()
+    read: set[str] = set()
+
+    def walk(g: onnx.GraphProto) -> None:
+        read.update(output.name for output in g.output)
+        for node in g.node:
+            if node.op_type == "Constant":
+                made.update(node.output)
+            read.update(node.input)
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    walk(attribute.g)
+
+    walk(graph)
+    return made - read
+
+
+@pytest.mark.parametrize("batch", [1, None], ids=["single target", "batched"])
+def test_a_seed_layout_export_has_no_constant_it_does_not_read(
+    seed0_network: SiamMaskVOT, batch: int | None
+) -> None:
+    model = build_model(seed0_network, ExportOptions(batch=batch, with_score=False))
+    assert _unread_constants(model.graph) == set()

@@ -227,15 +227,19 @@ def init_values(writer: NetworkWriter, b: Branch, options: ExportOptions) -> dic
         c.OUT_SIZE: c.IN_SIZE,
         c.OUT_FEATURES: template_features(writer, b, exemplar),
     }
+    # The score's zeros only when the model has the output: an unused constant is an initializer
+    # no node reads, which onnxruntime warns about (raw, in colour) each time it loads the model.
     if options.batched:
         rows = _rows_of(b, c.IN_IMAGE)
         values[c.OUT_MASK] = _zeros(b, rows, (MASK_SIDE, MASK_SIDE), FLOAT)
         values[c.OUT_BEST_CELL] = _zeros(b, rows, (2,), INT64)
-        values[c.OUT_SCORE] = _zeros(b, rows, (), FLOAT)
+        if options.with_score:
+            values[c.OUT_SCORE] = _zeros(b, rows, (), FLOAT)
     else:
         values[c.OUT_MASK] = b.const(np.zeros((MASK_SIDE, MASK_SIDE)), np.float32, "zeros_mask")
         values[c.OUT_BEST_CELL] = b.const(np.zeros(2), np.int64, "zeros_cell")
-        values[c.OUT_SCORE] = b.const(0.0, np.float32, "zero")
+        if options.with_score:
+            values[c.OUT_SCORE] = b.const(0.0, np.float32, "zero")
     return values
 
 
