@@ -9,6 +9,7 @@ import json
 import math
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -338,6 +339,26 @@ def test_acks_and_malformed_messages_are_not_events(
         assert event.report["reason"] == "shutdown"
         assert client.status == event
         assert client.ignored == 2
+
+
+def test_a_poll_that_does_not_wait_finds_the_event_behind_a_skipped_message(
+    mosquitto: Broker, mqtt_collector: Callable[..., MqttCollector]
+) -> None:
+    # poll(0) gave up at the first message that is no event (one it skips), with a frame behind.
+    prefix = unique_prefix()
+    topics = Topics.for_prefix(prefix)
+    publisher = mqtt_collector(mosquitto, [])
+    settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, topic_prefix=prefix)
+    with Client(settings) as client:
+        publisher.publish(topics.results, b"not json")
+        publisher.publish(
+            topics.results, encode_results(4, 100.0, (10, 8), [], publish_time=100.01)
+        )
+        time.sleep(1.0)  # both delivered to the client by then (loopback)
+        event = client.poll(0)
+        assert isinstance(event, Frame)
+        assert event.frame == 4
+        assert client.ignored == 1
 
 
 def test_any_malformed_results_message_is_skipped_not_raised(
