@@ -385,6 +385,9 @@ class Client:
                 + (f": {error}" if error else "")
                 + "; the start waits for a frame"
             )
+        if status is not None and not status.online:
+            reason = status.report.get("reason")
+            return "its latest status says it is offline" + (f" ({reason})" if reason else "")
         topic = self.topics.start if kind == "start" else self.topics.stop
         return f"topic {topic!r}: is the daemon running with this topic_prefix?"
 

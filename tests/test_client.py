@@ -176,6 +176,27 @@ def test_no_daemon_is_a_timeout(mosquitto: Broker) -> None:
             client.wait_online(0.5)
 
 
+def test_a_timeout_says_when_the_daemon_said_it_is_offline(
+    mosquitto: Broker, mqtt_collector: Callable[..., MqttCollector]
+) -> None:
+    # It asked whether the daemon ran with this topic_prefix, when the retained status said
+    # the daemon had shut down.
+    prefix = unique_prefix()
+    topics = Topics.for_prefix(prefix)
+    publisher = mqtt_collector(mosquitto, [])
+    publisher.publish(
+        topics.status, json.dumps({"online": False, "reason": "shutdown"}), retain=True
+    )
+    settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, topic_prefix=prefix)
+    try:
+        with Client(settings) as client:
+            with pytest.raises(ClientTimeoutError) as raised:
+                client.start((1, 2, 3, 4), timeout_s=0.5)
+            assert "(its latest status says it is offline (shutdown))" in str(raised.value)
+    finally:
+        publisher.publish(topics.status, b"", retain=True)
+
+
 def test_no_broker_is_a_timeout() -> None:
     settings = MqttSettings(port=free_port(), reconnect_min_s=0.2, reconnect_max_s=0.5)
     client = Client(settings)
