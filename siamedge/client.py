@@ -462,7 +462,8 @@ class Client:
 
     def wait_online(self, timeout_s: float, *, with_frames: bool = True) -> Status:
         """The latest status report once it is a full online one (that has processed a frame,
-        with_frames); returns at once when it already is.
+        with_frames); returns at once when it already is. Frames and dropped tracks that come
+        while it waits are not handed out later.
 
         Raises ClientTimeoutError when none came within timeout_s.
         """
@@ -476,7 +477,7 @@ class Client:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            self.poll(min(POLL_S, left))  # frames that come meanwhile are dropped
+            self.poll(min(POLL_S, left))  # events that come meanwhile are dropped
         raise ClientTimeoutError(
             f"siamedge did not come online within {timeout_s:g} s on {self._broker} "
             f"(topic {self.topics.status!r}); broker: {self.state}"
