@@ -459,7 +459,7 @@ def run_check(
     tolerance = request.tolerance
     print(
         f"synthetic clip {CLIP.width}x{CLIP.height}, {request.frames} frames, "
-        f"{request.targets} target(s) per model call, each step from cpu's states; "
+        f"{request.targets} target(s) stepped together, each step from cpu's states; "
         f"tolerance {tolerance.px:g} px, mask IoU {tolerance.mask_iou:g}, "
         f"cells off {tolerance.cell_flips:.0%}",
         file=out,

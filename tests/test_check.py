@@ -123,7 +123,7 @@ def test_builtin_passes_and_prints_the_table(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert "onnxruntime" in out
     assert "CPUExecutionProvider" in out
-    assert "5 frames, 2 target(s) per model call" in out
+    assert "5 frames, 2 target(s) stepped together" in out
     header = next(line for line in out.splitlines() if line.startswith("provider"))
     for column in ("layout", "step ms", "p90", "model ms", "around", "centre px", "mask IoU"):
         assert column in header
