@@ -35,8 +35,9 @@ LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0,
 """Capture -> results published: the step plus the wait in the capture slot and the encoding."""
 SERVE_POLL_S = 0.5
 REQUEST_TIMEOUT_S = 10.0
-"""A connection that sends no complete request (a scraper gone mid-request, a half-open link,
-a port scan) is closed after this long of silence, instead of holding a thread for ever."""
+"""A connection whose request has not come whole this long after it opened (a scraper gone
+mid-request, a half-open link, a port scan, a client trickling a byte at a time) is closed,
+instead of holding a thread for ever."""
 MAX_CONNECTIONS = 8
 """Connections served at once (a scraper or two need one each); more are closed at once, so a
 client trickling a byte at a time on many connections cannot pile up threads."""
@@ -181,7 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.connection.settimeout(self.server.request_timeout_s)
+        listener.read_within(self, self.server.request_timeout_s)
 
     def do_GET(self) -> None:
         if self.path.split("?", 1)[0] != METRICS_PATH:

@@ -219,6 +219,34 @@ def test_a_connection_that_sends_no_request_is_closed(monkeypatch: pytest.Monkey
         served.close()
 
 
+def test_a_request_trickling_in_is_closed_after_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The socket timeout bounds each read: a byte every so often kept the connection for ever,
+    # and MAX_CONNECTIONS of them locked every scraper out.
+    monkeypatch.setattr(metrics, "REQUEST_TIMEOUT_S", 0.5)
+    served = MetricsEndpoint(FakePort(), MetricsSettings(enabled=True, host=HOST, port=free_port()))
+    served.start()
+    try:
+        host_port = (HOST, int(served.url.split(":")[2].split("/")[0]))
+        with socket.create_connection(host_port) as trickling:
+            trickling.settimeout(0.1)
+            deadline = time.monotonic() + 5
+            closed = False
+            while not closed and time.monotonic() < deadline:
+                try:
+                    trickling.send(b"X")
+                    closed = trickling.recv(4096) == b""  # closed, and nothing answered
+                except TimeoutError:
+                    continue
+                except ConnectionError:
+                    closed = True
+            assert closed
+        assert names(scrape(served.url))
+    finally:
+        served.close()
+
+
 def test_connections_beyond_the_limit_are_closed_at_once(
     endpoint: tuple[FakePort, MetricsEndpoint], caplog: pytest.LogCaptureFixture
 ) -> None:

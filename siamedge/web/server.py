@@ -69,7 +69,7 @@ from siamedge.web.guard import HostPolicy, host_refusal, is_loopback_name, origi
 from siamedge.web.preview import Preview, PreviewHub
 
 if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -142,31 +142,6 @@ def peer_gone(sock: socket.socket) -> bool:
         return False
     except OSError:
         return True
-
-
-class _DeadlineReader(io.RawIOBase):
-    """The socket's bytes, every recv bounded by one deadline (time.monotonic()) instead of the
-    socket's idle timeout: a client that trickles a byte at a time cannot stretch its request,
-    and hold a connection slot, past the deadline. The socket's timeout (for writes) is kept."""
-
-    def __init__(self, sock: socket.socket, deadline: float) -> None:
-        super().__init__()
-        self._sock = sock
-        self.deadline = deadline
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("the request did not arrive in time")
-        kept = self._sock.gettimeout()
-        self._sock.settimeout(remaining)
-        try:
-            return self._sock.recv_into(buffer)
-        finally:
-            self._sock.settimeout(kept)
 
 
 class _App:
@@ -283,19 +258,14 @@ class _Handler(BaseHTTPRequestHandler):
     """One HTTP/1.0 request per connection: keep-alive connections would hold a slot each."""
 
     server: _HttpServer
-    _reader: _DeadlineReader
+    _reader: listener.DeadlineReader
     protocol_version = "HTTP/1.0"
     server_version = f"siamedge/{__version__}"
     sys_version = ""
 
     def setup(self) -> None:
         super().setup()
-        timeout_s = self.server.app.settings.request_timeout_s
-        self.connection.settimeout(timeout_s)
-        # The whole request must arrive within timeout_s of the connection, not each byte.
-        self.rfile.close()  # the socket's own file: an open one would keep the socket open
-        self._reader = _DeadlineReader(self.connection, time.monotonic() + timeout_s)
-        self.rfile = io.BufferedReader(self._reader)
+        self._reader = listener.read_within(self, self.server.app.settings.request_timeout_s)
 
     # ---- logging: DEBUG, and never the query string (it may hold the token) -------------------
 
