@@ -342,15 +342,16 @@ def client(
 
 
 def start_track(collector: MqttCollector, daemon: Daemon, track_id: str) -> None:
-    """Start a track on the object's true box and wait for its second result (by then the
-    first frame's report has reached the endpoint)."""
+    """Start a track on the object's true box and wait for its third result: the daemon
+    publishes a frame's results before the endpoint records its report, so by then the report
+    of the second, the first with a score, has reached it."""
     statuses = [json.loads(m.payload) for m in collector.messages(daemon.topic("status"))]
     latest = [s for s in statuses if s.get("frame") is not None][-1]
     box = truth_box(current_frame(latest) + 1)
     collector.publish(daemon.topic("start"), json.dumps({"box": list(box), "track_id": track_id}))
     collector.wait_for(
         daemon.topic("results"),
-        2,
+        3,
         where=lambda m: any(t["track_id"] == track_id for t in m["tracks"]),
         timeout_s=60,
     )
