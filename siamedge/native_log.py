@@ -133,13 +133,21 @@ class NativeOutput:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
+        made: list[int] = []  # closed again when a step fails
         try:
-            saved = {fd: os.dup(fd) for fd in (1, 2)}
+            saved = {}
+            for fd in (1, 2):
+                saved[fd] = os.dup(fd)
+                made.append(saved[fd])
+            read_fd, write_fd = os.pipe()
+            made += (read_fd, write_fd)
+            lifeline_read, lifeline_write = os.pipe()
+            made += (lifeline_read, lifeline_write)
         except OSError as exc:
-            log.debug("native output left as it is: %s", exc)
+            for fd in made:
+                os.close(fd)
+            log.warning("native library output goes to stdout and stderr as it is: %s", exc)
             return self
-        read_fd, write_fd = os.pipe()
-        lifeline_read, lifeline_write = os.pipe()
         try:
             self._relay = subprocess.Popen(
                 [sys.executable, "-m", __name__, self._level, str(lifeline_read)],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 from fixtures.daemon import Daemon, daemon_config, unique_prefix, wait_online
 from fixtures.mosquitto import WAIT_TIMEOUT_S, Broker, MqttCollector, free_port
 
-from siamedge.native_log import RepeatFilter, line_key, line_level, relay
+from siamedge.native_log import NativeOutput, RepeatFilter, line_key, line_level, relay
 
 RUN_TIMEOUT_S = 60
 
@@ -233,6 +234,36 @@ def test_the_relay_logs_what_the_pipe_holds_when_its_lifeline_closes(
         (logging.WARNING, "[ WARN:0@1.5] second"),
         (logging.INFO, "no line end"),
     ]
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_open_without_descriptors_left_is_a_no_op_that_leaks_none() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    filler: list[int] = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (open_descriptors() + 64, hard))
+    try:
+        try:
+            while True:
+                filler.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        for free in range(1, 8):  # fail at each of the dups and pipes in turn
+            for fd in filler[-free:]:
+                os.close(fd)
+            del filler[-free:]
+            before = open_descriptors()
+            output = NativeOutput()
+            output.open()  # no OSError out of it
+            assert output.relay_pid is None
+            assert open_descriptors() == before
+            filler += [os.open(os.devnull, os.O_RDONLY) for _ in range(free)]
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 DaemonFactory = Callable[..., Daemon]

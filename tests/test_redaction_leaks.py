@@ -64,3 +64,18 @@ def test_more_query_names_that_carry_camera_passwords_are_hidden(name: str) -> N
     assert redact_url(f"http://cam/video.cgi?user=admin&{name}={SECRET}&x=1") == (
         f"http://cam/video.cgi?user=admin&{name}=***&x=1"
     )
+
+
+# `!` is legal unescaped in a URL's user part and common in camera passwords; a quoted value
+# may hold spaces: the URL pattern stopped at both and left the password whole.
+@pytest.mark.parametrize("secret", ["Secret!1", "pa ss", "a!b c"])
+def test_quoted_location_password_is_hidden(secret: str) -> None:
+    pipeline = f'rtspsrc location="rtsp://admin:{secret}@192.168.1.20/s" ! decodebin ! appsink'
+    source = create_source(SourceSettings(kind="gstreamer", uri=pipeline))
+    assert secret not in source.description
+    assert secret not in redact_pipeline(pipeline)
+
+
+def test_unquoted_location_password_with_bang_is_hidden() -> None:
+    pipeline = "rtspsrc location=rtsp://admin:Secret!1@192.168.1.20/s ! decodebin ! appsink"
+    assert "Secret" not in redact_pipeline(pipeline)

@@ -24,7 +24,12 @@ _LOOSE_USERINFO = re.compile(r"([^\s/@:]*:)[^\s@]*@")
 mistyped or forgotten): everything between the first `name:` and the last `@` is hidden."""
 _QUOTED_PASSWORD = re.compile(r'((?:user|proxy)-pw=)"(?:[^"\\]|\\.)*"')
 _UNQUOTED_PASSWORD = re.compile(r'((?:user|proxy)-pw=)(?!")\S+')
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"!]+")
+_URL = re.compile(
+    r'"([A-Za-z][A-Za-z0-9+.-]*://(?:[^"\\]|\\.)*)"'  # a quoted value: up to its closing quote
+    r'|[A-Za-z][A-Za-z0-9+.-]*://(?:[^\s"@]*@)?[^\s"!]+'  # `!` may sit in a password, before `@`
+)
+"""A URL in a pipeline: a quoted property value whole (its password may hold spaces and `!`),
+else up to whitespace, a quote or the `!` that links elements, past a user part's `!`."""
 
 
 def redact_url(url: str) -> str:
@@ -76,4 +81,9 @@ def redact_pipeline(pipeline: str) -> str:
     replaced by ***, for logs, status, errors and `siamedge run --print-pipeline`."""
     hidden = _QUOTED_PASSWORD.sub(rf'\1"{REDACTED}"', pipeline)
     hidden = _UNQUOTED_PASSWORD.sub(rf"\1{REDACTED}", hidden)
-    return _URL.sub(lambda match: redact_url(match.group(0)), hidden)
+    return _URL.sub(_redacted_url, hidden)
+
+
+def _redacted_url(match: re.Match[str]) -> str:
+    quoted = match.group(1)
+    return redact_url(match.group(0)) if quoted is None else f'"{redact_url(quoted)}"'
