@@ -25,7 +25,7 @@ from siamedge.native_log import NativeOutput
 from siamedge.service import Service
 from siamedge.sources.factory import create_source, resolve_kind
 from siamedge.sources.gstreamer import GStreamerSource
-from siamedge.sources.presets import redact_pipeline
+from siamedge.sources.redact import redact_pipeline
 from siamedge.systemd import configure_logging
 
 log = logging.getLogger(__name__)

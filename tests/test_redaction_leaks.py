@@ -11,8 +11,7 @@ from siamedge.config import SourceSettings
 from siamedge.errors import SourceError
 from siamedge.sources.factory import create_source
 from siamedge.sources.gstreamer import GStreamerSource
-from siamedge.sources.presets import redact_pipeline
-from siamedge.sources.redact import redact_url
+from siamedge.sources.redact import redact_pipeline, redact_url
 
 SECRET = "S3cretPW"
 

@@ -30,10 +30,10 @@ from siamedge.sources.presets import (
     APPSINK,
     csi_pipeline,
     framerate,
-    redact_pipeline,
     rtsp_pipeline,
     split_credentials,
 )
+from siamedge.sources.redact import redact_pipeline
 
 CHECK_SCRIPT = Path(__file__).parent / "fixtures" / "gst_pipeline_check.py"
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -24,8 +24,8 @@ from siamedge.sources.http_auto import HttpAutoSource
 from siamedge.sources.http_get import HTTP_SCHEMES, http_url_problem, is_http_url
 from siamedge.sources.images import ImageFolderSource
 from siamedge.sources.mjpeg import MjpegSource
-from siamedge.sources.presets import preset_pipeline, redact_pipeline
-from siamedge.sources.redact import redact_url, url_error
+from siamedge.sources.presets import preset_pipeline
+from siamedge.sources.redact import redact_pipeline, redact_url, url_error
 from siamedge.sources.stream import StreamSource
 from siamedge.tls import ClientTls
 

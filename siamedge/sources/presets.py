@@ -20,9 +20,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from siamedge.config import RTSP_SCHEMES, SourceSettings
 from siamedge.errors import SourceError
-from siamedge.sources.redact import redact_pipeline, redact_url, url_error
-
-__all__ = ["preset_pipeline", "redact_pipeline", "split_credentials"]
+from siamedge.sources.redact import redact_url, url_error
 
 PresetKind = Literal["csi", "rtsp"]
 
