@@ -464,9 +464,9 @@ class SourceSettings(_Section):
 
     @model_validator(mode="after")
     def _password_for_a_user(self) -> SourceSettings:
-        key = "source.password_file" if self.password_file else "source.password_env"
         if not (self.password_file or self.password_env):
             return self
+        key = "source.password_file" if self.password_file else "source.password_env"
         if self.password_file and self.password_env:
             raise ValueError("set source.password_file or source.password_env, not both")
         try:

@@ -44,6 +44,8 @@ KEYS_KEPT = 1000
 JOIN_TIMEOUT_S = 2.0
 """How long close() waits for the relay to log what is left in the pipe."""
 READ_SIZE = 65536
+LEFT_AS_IT_IS = "native library output goes to stdout and stderr as it is: %s"
+"""Said when the descriptors cannot be copied or the relay cannot start."""
 
 _VARYING = (
     (re.compile(r"0x[0-9a-fA-F]+"), "0x…"),  # FFmpeg's `[tcp @ 0x55d1c0a0]`, GLib's pointers
@@ -146,7 +148,7 @@ class NativeOutput:
         except OSError as exc:
             for fd in made:
                 os.close(fd)
-            log.warning("native library output goes to stdout and stderr as it is: %s", exc)
+            log.warning(LEFT_AS_IT_IS, exc)
             return self
         try:
             self._relay = subprocess.Popen(
@@ -158,7 +160,7 @@ class NativeOutput:
                 start_new_session=True,  # a terminal's Ctrl-C is for the daemon alone
             )
         except OSError as exc:
-            log.warning("native library output goes to stdout and stderr as it is: %s", exc)
+            log.warning(LEFT_AS_IT_IS, exc)
         finally:
             os.close(read_fd)
             os.close(lifeline_read)
