@@ -187,7 +187,7 @@ def test_a_timeout_says_when_the_daemon_said_it_is_offline(
     publisher.publish(
         topics.status, json.dumps({"online": False, "reason": "shutdown"}), retain=True
     )
-    settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, topic_prefix=prefix)
+    settings = settings_for(mosquitto, prefix)
     try:
         with Client(settings) as client:
             with pytest.raises(ClientTimeoutError) as raised:
@@ -340,7 +340,7 @@ def test_acks_and_malformed_messages_are_not_events(
     prefix = unique_prefix()
     topics = Topics.for_prefix(prefix)
     publisher = mqtt_collector(mosquitto, [])
-    settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, topic_prefix=prefix)
+    settings = settings_for(mosquitto, prefix)
     empty_frame = encode_results(4, 100.0, (10, 8), [], publish_time=100.01)
     with Client(settings) as client:
         # In order on each topic: the malformed ones come before the valid one.
@@ -369,7 +369,7 @@ def test_a_poll_that_does_not_wait_finds_the_event_behind_a_skipped_message(
     prefix = unique_prefix()
     topics = Topics.for_prefix(prefix)
     publisher = mqtt_collector(mosquitto, [])
-    settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, topic_prefix=prefix)
+    settings = settings_for(mosquitto, prefix)
     with Client(settings) as client:
         publisher.publish(topics.results, b"not json")
         publisher.publish(
